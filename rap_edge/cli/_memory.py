@@ -1,0 +1,374 @@
+"""``rap-edge memory ...``: create, edit, inspect and maintain a concept memory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rap_edge.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from rap_edge.interfaces import Concept, SearchHit
+    from rap_edge.memory import Memory
+
+
+def _memory_dir(args: argparse.Namespace) -> Path:
+    from rap_edge.memory import default_memory_dir  # noqa: PLC0415
+
+    return Path(args.memory).expanduser() if args.memory else default_memory_dir()
+
+
+def _open(args: argparse.Namespace, *, readonly: bool = False) -> Memory:
+    from rap_edge.memory import Memory  # noqa: PLC0415
+
+    return Memory(_memory_dir(args), readonly=readonly, lock_timeout_s=args.lock_timeout)
+
+
+def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any dataclass tree
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value: Any) -> None:  # noqa: ANN401 - any dataclass tree
+    print(json.dumps(_jsonable(value), indent=2, ensure_ascii=False))
+
+
+def _concept_line(c: Concept) -> str:
+    pending = sum(1 for img in c.images if not img.encoders)
+    extra = f", {pending} pending" if pending else ""
+    aliases = f" (aka {', '.join(c.aliases)})" if c.aliases else ""
+    return f"{c.id}  {c.name}{aliases}  [{c.category}]  {len(c.images)} image(s){extra}"
+
+
+def _show(c: Concept) -> None:
+    print(_concept_line(c))
+    if c.info:
+        print(f"  info: {c.info}")
+    for img in c.images:
+        encs = ", ".join(img.encoders) or "pending (no vector yet)"
+        print(f"  image {img.id}: {img.width}x{img.height} {img.source_name} -> {img.path}")
+        print(f"    vectors: {encs}")
+
+
+def _load_vectors(path: str) -> Any:  # noqa: ANN401 - a numpy array
+    import numpy as np  # noqa: PLC0415
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        msg = f"{path}: not a readable .npy array ({err})"
+        raise InvalidInputError(msg) from err
+
+
+def _read_info(args: argparse.Namespace) -> str | None:
+    if getattr(args, "info_file", None):
+        try:
+            text: str = Path(args.info_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            msg = f"{args.info_file}: cannot read as UTF-8 text ({err})"
+            raise InvalidInputError(msg) from err
+        return text
+    info: str | None = args.info
+    return info
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from rap_edge.memory import Memory  # noqa: PLC0415
+
+    path = Path(args.dir).expanduser() if args.dir else _memory_dir(args)
+    existed = (path / "memory.db").exists()
+    with Memory.init(path, index_dtype=args.index_dtype) as memory:
+        state = "already exists" if existed else "created"
+        print(f"memory {state} at {memory.path} ({len(memory)} concepts, "
+              f"index {memory.index_dtype})")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    vectors = _load_vectors(args.vectors) if args.vectors else None
+    with _open(args) as memory:
+        concept = memory.add(
+            args.name,
+            images=args.image,
+            category=args.category,
+            info=_read_info(args) or "",
+            aliases=args.alias,
+            vectors=vectors,
+            encoder=args.encoder,
+        )
+    if args.json:
+        _print_json(asdict(concept))
+    else:
+        print(f"added {_concept_line(concept)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _open(args, readonly=True) as memory:
+        concepts = memory.list_concepts(category=args.category)
+    if args.json:
+        _print_json([asdict(c) for c in concepts])
+    elif not concepts:
+        print("no concepts")
+    else:
+        for c in concepts:
+            print(_concept_line(c))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args, readonly=True) as memory:
+        concept = memory.get(args.concept)
+    if args.json:
+        _print_json(asdict(concept))
+    else:
+        _show(concept)
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    info = _read_info(args)
+    with _open(args) as memory:
+        current = memory.get(args.concept)
+        aliases = None
+        if args.add_alias or args.remove_alias:
+            drop = {a.casefold() for a in args.remove_alias}
+            aliases = [a for a in current.aliases if a.casefold() not in drop] + args.add_alias
+        if any(v is not None for v in (args.name, args.category, info, aliases)):
+            memory.update(
+                current.id, name=args.name, category=args.category, info=info, aliases=aliases
+            )
+        for image in args.add_image:
+            memory.add_image(current.id, image)
+        for image_id in args.remove_image:
+            if image_id not in {img.id for img in current.images}:
+                msg = f"concept {current.name!r} has no image {image_id}"
+                raise InvalidInputError(msg)
+            memory.remove_image(image_id)
+        concept = memory.get(current.id)
+    if args.json:
+        _print_json(asdict(concept))
+    else:
+        print(f"updated {_concept_line(concept)}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        for ref in args.concept:
+            concept = memory.get(ref)
+            memory.remove(concept.id)
+            print(f"removed {concept.name} ({concept.id}): its images, vectors and index "
+                  "entries are deleted")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    queries = _load_vectors(args.vectors)
+    with _open(args, readonly=True) as memory:
+        results = memory.search(
+            queries, k=args.k, threshold=args.threshold, encoder=args.encoder
+        )
+    if args.json:
+        _print_json([[asdict(h) for h in hits] for hits in results])
+        return 0
+    for i, hits in enumerate(results):
+        print(f"query {i}: " + (_hits_text(hits) or "unknown (nothing above the threshold)"))
+    return 0
+
+
+def _hits_text(hits: list[SearchHit]) -> str:
+    return ", ".join(f"{h.name} ({h.score:.3f})" for h in hits)
+
+
+def cmd_import_rap(args: argparse.Namespace) -> int:
+    from rap_edge.memory import import_rap  # noqa: PLC0415
+
+    with _open(args) as memory:
+        added = import_rap(
+            memory,
+            args.database,
+            root=args.root,
+            on_conflict="skip" if args.skip_existing else "error",
+            progress=True,
+        )
+        pending = len(memory.pending())
+    if args.json:
+        _print_json([asdict(c) for c in added])
+    else:
+        for c in added:
+            print(f"imported {_concept_line(c)}")
+        print(f"{len(added)} concept(s) imported; {pending} image(s) wait for an encoder "
+              "(`rap-edge memory rebuild-index` embeds them once one is installed)")
+    return 0
+
+
+def cmd_export_rap(args: argparse.Namespace) -> int:
+    from rap_edge.memory import export_rap  # noqa: PLC0415
+
+    with _open(args, readonly=True) as memory:
+        result = export_rap(memory, args.out, prefix=args.prefix)
+    print(f"wrote {result.database}: {result.concepts} concept(s), {result.images} image(s)")
+    if result.skipped:
+        print(f"skipped (no image, RAP needs one): {', '.join(result.skipped)}")
+    return 0
+
+
+def cmd_rebuild_index(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        counts = memory.rebuild_index(args.encoder)
+        pending = memory.pending(args.encoder)
+        active = memory.active_encoder
+    for enc, n in counts.items():
+        print(f"index of {enc}: {n} vector(s)")
+    if not counts:
+        print("no encoder has vectors yet; nothing to index")
+    if pending:
+        # Image encoders arrive with `rap-edge models`; until then vectors come from the API.
+        print(f"{len(pending)} image(s) have no vector for {active or 'any encoder'}: no image "
+              "encoder is installed in this version, so they stay pending (vectors can be "
+              "supplied with `memory add --vectors`)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    with _open(args, readonly=True) as memory:
+        report = memory.verify()
+    if args.json:
+        _print_json(asdict(report))
+    else:
+        for line in report.problems:
+            print(f"PROBLEM: {line}")
+        for line in report.warnings:
+            print(f"warning: {line}")
+        counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+        print(("ok" if report.ok else "FAILED") + f": {counts}")
+    return 0 if report.ok else 2
+
+
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    with _open(args) as memory:
+        before = _size(memory.path)
+        result = memory.vacuum()
+        after = _size(memory.path)
+    print(f"removed {result['orphan_files_removed']} orphan file(s), re-indexed "
+          f"{result['vectors_indexed']} vector(s); {before} -> {after} bytes on disk")
+    return 0
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``memory`` and its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--memory", metavar="DIR", default=None,
+        help="memory folder (default: $RAP_EDGE_MEMORY, else the user data folder)",
+    )
+    common.add_argument(
+        "--lock-timeout", type=float, default=10.0, metavar="S",
+        help="seconds to wait for another writer (default: 10)",
+    )
+    with_json = argparse.ArgumentParser(add_help=False)
+    with_json.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    memory = sub.add_parser(
+        "memory", help="create, edit and inspect the concept memory",
+        description="The concept memory: people, pets and objects the device should know.",
+    )
+    cmds = memory.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
+
+    def add(name: str, func: Any, help_text: str, *, json_out: bool = False  # noqa: ANN401
+            ) -> argparse.ArgumentParser:
+        parents = [common, with_json] if json_out else [common]
+        p = cmds.add_parser(name, parents=parents, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("init", cmd_init, "create a memory folder (no-op if one exists)")
+    p.add_argument("dir", nargs="?", help="folder to create (default: as --memory)")
+    p.add_argument(
+        "--index-dtype", choices=["f16", "i8", "f32"], default="f16",
+        help="scalar kind of the vector indexes (default f16; i8 is smaller, f32 exact)",
+    )
+
+    p = add("add", cmd_add, "add a concept with its reference images", json_out=True)
+    p.add_argument("name", help="display name, unique in the memory")
+    p.add_argument("--image", action="append", default=[], metavar="PATH",
+                   help="reference image (repeat for several)")
+    p.add_argument("--category", default="object", help="person, dog, mug, ... (default object)")
+    info = p.add_mutually_exclusive_group()
+    info.add_argument("--info", help="free-text information about the concept")
+    info.add_argument("--info-file", metavar="FILE", help="read the info from a UTF-8 file")
+    p.add_argument("--alias", action="append", default=[], help="another name (repeatable)")
+    p.add_argument("--vectors", metavar="FILE.npy",
+                   help="float32 [n_images, dim] vectors of the images, from --encoder")
+    p.add_argument("--encoder", metavar="ID", help="id of the encoder that made --vectors")
+
+    p = add("list", cmd_list, "list the concepts", json_out=True)
+    p.add_argument("--category", help="only this category")
+
+    p = add("show", cmd_show, "show one concept with its images", json_out=True)
+    p.add_argument("concept", help="concept id or name")
+
+    p = add("update", cmd_update, "rename a concept or change its info, category, aliases "
+            "or images", json_out=True)
+    p.add_argument("concept", help="concept id or name")
+    p.add_argument("--name", help="new name")
+    p.add_argument("--category", help="new category")
+    info = p.add_mutually_exclusive_group()
+    info.add_argument("--info", help="new info text")
+    info.add_argument("--info-file", metavar="FILE", help="read the new info from a file")
+    p.add_argument("--add-alias", action="append", default=[], metavar="ALIAS")
+    p.add_argument("--remove-alias", action="append", default=[], metavar="ALIAS")
+    p.add_argument("--add-image", action="append", default=[], metavar="PATH")
+    p.add_argument("--remove-image", action="append", default=[], type=int, metavar="IMAGE_ID")
+
+    p = add("remove", cmd_remove, "forget concepts: rows, images, vectors (then compact)")
+    p.add_argument("concept", nargs="+", help="concept ids or names")
+
+    p = add("search", cmd_search, "find the concepts closest to query vectors", json_out=True)
+    p.add_argument("--vectors", required=True, metavar="FILE.npy",
+                   help="query vectors, [dim] or [n, dim]")
+    p.add_argument("-k", type=int, default=3, help="concepts per query (default 3)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="minimum cosine similarity; below it a query is unknown")
+    p.add_argument("--encoder", help="encoder index to search (default: the active one)")
+
+    p = add("import-rap", cmd_import_rap, "import a RAP database.json (all or nothing)",
+            json_out=True)
+    p.add_argument("database", help="path of RAP's database.json")
+    p.add_argument("--root", help="folder image paths are relative to (default: the JSON's "
+                   "folder, then its parent)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave concepts whose name exists alone instead of failing")
+
+    p = add("export-rap", cmd_export_rap, "write the memory as a RAP database folder")
+    p.add_argument("out", help="new (or empty) folder to write")
+    p.add_argument("--prefix", help="path prefix of images in the JSON (default: the folder "
+                   "name, as RAP expects when run from its parent)")
+
+    p = add("rebuild-index", cmd_rebuild_index,
+            "rebuild the vector indexes from the database and report pending images")
+    p.add_argument("--encoder", help="only this encoder")
+
+    add("verify", cmd_verify, "check database, files, vectors and indexes (exit 2 on damage)",
+        json_out=True)
+    add("vacuum", cmd_vacuum, "compact: drop orphan files, VACUUM, truncate WAL, rebuild indexes")
+

@@ -1,0 +1,71 @@
+"""Error hierarchy of rap-edge.
+
+Every error raised on purpose by the library derives from :class:`RapEdgeError`. Each carries an
+``exit_code`` that the CLI uses: 1 for a mistake the user can fix in their input, 2 for a problem
+with the environment (locked or read-only files, a memory written by a newer version, ...).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConceptNotFoundError",
+    "ConfigError",
+    "ConflictError",
+    "InvalidInputError",
+    "MemoryLockedError",
+    "MemoryReadOnlyError",
+    "RapEdgeError",
+    "SchemaError",
+    "StoreError",
+]
+
+
+class RapEdgeError(Exception):
+    """Base class of every error rap-edge raises on purpose."""
+
+    exit_code: int = 2
+
+
+class InvalidInputError(RapEdgeError, ValueError):
+    """Input that the caller can fix: bad names, images, vectors, files or parameters."""
+
+    exit_code = 1
+
+
+class ConfigError(RapEdgeError):
+    """A missing or inconsistent configuration value."""
+
+    exit_code = 1
+
+
+class StoreError(RapEdgeError):
+    """The concept memory on disk cannot be used as asked."""
+
+
+class ConceptNotFoundError(StoreError, KeyError):
+    """No concept (or image) matches the given id or name."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:
+        """The message, without the quotes KeyError adds."""
+        # KeyError quotes its argument; a message reads better plain.
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ConflictError(StoreError):
+    """The edit would break a uniqueness rule (for example a duplicate concept name)."""
+
+    exit_code = 1
+
+
+class SchemaError(StoreError):
+    """The memory database has a schema this version cannot read (newer, or not a memory)."""
+
+
+class MemoryLockedError(StoreError):
+    """Another writer holds the memory for longer than the configured timeout."""
+
+
+class MemoryReadOnlyError(StoreError):
+    """The memory was opened read-only or its files cannot be written."""

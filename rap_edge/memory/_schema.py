@@ -1,0 +1,155 @@
+"""SQLite schema of the concept memory, and its forward migrations.
+
+SQLite is the source of truth for everything, vectors included. Each encoder's ``generation``
+is bumped by triggers on every vector insert or delete, so a derived index file records the
+generation it was built from and is rebuilt whenever the two disagree, whoever wrote the change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rap_edge.errors import SchemaError
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x52415045  # "RAPE": marks the file as a rap-edge memory
+
+DDL = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE concepts (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    aliases    TEXT NOT NULL DEFAULT '[]',      -- JSON array of strings
+    category   TEXT NOT NULL,
+    info       TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) STRICT;
+
+CREATE TABLE images (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    concept_id  TEXT NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    sha256      TEXT NOT NULL,
+    ext         TEXT NOT NULL,
+    width       INTEGER NOT NULL,
+    height      INTEGER NOT NULL,
+    source_name TEXT NOT NULL,
+    added_at    REAL NOT NULL,
+    UNIQUE (concept_id, sha256)
+) STRICT;
+CREATE INDEX images_sha ON images(sha256);
+
+CREATE TABLE encoders (
+    id         TEXT PRIMARY KEY,
+    dim        INTEGER NOT NULL CHECK (dim > 0),
+    metric     TEXT NOT NULL DEFAULT 'cos',
+    generation INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+) STRICT;
+
+-- AUTOINCREMENT: a vector key (the USearch key) is never reused, even after deletes.
+CREATE TABLE vectors (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id   INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    encoder_id TEXT NOT NULL REFERENCES encoders(id) ON DELETE CASCADE,
+    vector     BLOB NOT NULL,                 -- little-endian float32[dim]
+    UNIQUE (image_id, encoder_id)
+) STRICT;
+CREATE INDEX vectors_encoder ON vectors(encoder_id);
+
+CREATE TRIGGER vectors_insert_bumps AFTER INSERT ON vectors BEGIN
+    UPDATE encoders SET generation = generation + 1 WHERE id = NEW.encoder_id;
+END;
+CREATE TRIGGER vectors_delete_bumps AFTER DELETE ON vectors BEGIN
+    UPDATE encoders SET generation = generation + 1 WHERE id = OLD.encoder_id;
+END;
+CREATE TRIGGER vectors_update_bumps AFTER UPDATE ON vectors BEGIN
+    UPDATE encoders SET generation = generation + 1 WHERE id = NEW.encoder_id;
+END;
+"""
+
+# MIGRATIONS[v] upgrades a database from schema version v to v + 1, inside one transaction.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+
+
+def create(conn: sqlite3.Connection, *, created_at: float) -> None:
+    """Create the schema in an empty database (caller holds a write transaction)."""
+    for statement in _statements(DDL):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?)",
+        [("schema_version", str(SCHEMA_VERSION)), ("created_at", repr(created_at))],
+    )
+
+
+def read_version(conn: sqlite3.Connection, *, path: str) -> int:
+    """Return the schema version of an existing memory database.
+
+    Raises:
+        SchemaError: if the file is not a rap-edge memory.
+    """
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id != APPLICATION_ID:
+        msg = f"{path} is not a rap-edge memory database (application id {app_id:#x})"
+        raise SchemaError(msg)
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, *, version: int, path: str) -> int:
+    """Bring the database forward to :data:`SCHEMA_VERSION`; return the version it had.
+
+    Raises:
+        SchemaError: if it was written by a newer rap-edge, or no migration path exists.
+    """
+    if version > SCHEMA_VERSION:
+        msg = (
+            f"{path} was written by a newer rap-edge (schema {version}; this version reads up "
+            f"to {SCHEMA_VERSION}). Upgrade rap-edge to open it."
+        )
+        raise SchemaError(msg)
+    start = version
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            msg = f"{path}: no migration from schema {version} to {version + 1}"
+            raise SchemaError(msg)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(conn)
+            version += 1
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return start
+
+
+def _statements(script: str) -> list[str]:
+    """Split a DDL script into statements (triggers hold inner semicolons)."""
+    out: list[str] = []
+    buf: list[str] = []
+    for raw in script.splitlines():
+        line = raw.split("--", 1)[0].rstrip()
+        if not line:
+            continue
+        buf.append(line)
+        text = "\n".join(buf)
+        if text.endswith(";") and (not text.lstrip().startswith("CREATE TRIGGER")
+                                   or text.endswith("END;")):
+            out.append(text)
+            buf = []
+    return out
