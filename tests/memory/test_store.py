@@ -1,0 +1,285 @@
+"""The memory API: concepts, images, vectors, search, indexes, permissions, schema."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from rap_edge.errors import ConceptNotFoundError, ConfigError, ConflictError, InvalidInputError
+from rap_edge.memory import Memory, NewConcept
+from rap_edge.memory import _schema as schema
+from tests.conftest import png_bytes, unit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+ENC = "test/enc-16"
+
+
+def test_add_get_list_roundtrip(memory: Memory, make_image: Callable[..., Path]) -> None:
+    rng = np.random.default_rng(0)
+    a = memory.add(
+        "Alice", images=[make_image(1), make_image(2)], category="Person", info="likes tea",
+        aliases=["Ali", "alice", "<alice>"], vectors=unit(rng, 16, 2), encoder=ENC,
+    )
+    assert a.id.startswith("c_")
+    assert a.category == "person"
+    assert a.aliases == ("Ali", "<alice>")  # the duplicate of the name is dropped
+    assert [img.encoders for img in a.images] == [(ENC,), (ENC,)]
+    assert all(img.path.is_file() and img.path.parent.parent.name == "images" for img in a.images)
+    assert memory.get("alice") == a == memory.get(a.id)
+    memory.add("bob", images=[png_bytes(3)])
+    assert [c.name for c in memory.list_concepts()] == ["Alice", "bob"]
+    assert [c.name for c in memory.list_concepts(category="person")] == ["Alice"]
+    assert len(memory) == 2
+    assert memory.active_encoder == ENC
+    assert memory.encoders() == {ENC: 16}
+
+
+def test_images_are_content_addressed_and_shared(memory: Memory) -> None:
+    a = memory.add("a", images=[png_bytes(1)])
+    b = memory.add("b", images=[png_bytes(1)])
+    assert a.images[0].path == b.images[0].path
+    memory.remove("a")
+    assert b.images[0].path.exists(), "a file still used by another concept must stay"
+    memory.remove("b")
+    assert not b.images[0].path.exists()
+
+
+def test_update_rename_and_aliases(memory: Memory) -> None:
+    c = memory.add("rex", category="dog")
+    memory.add("max", category="dog")
+    with pytest.raises(ConflictError, match="(?i)max.*already exists"):
+        memory.update("rex", name="MAX")
+    u = memory.update("REX", name="Rex", info="a terrier", aliases=["<rex>"])
+    assert (u.id, u.name, u.info, u.aliases, u.category) == (c.id, "Rex", "a terrier",
+                                                             ("<rex>",), "dog")
+    assert u.updated_at >= c.updated_at
+    with pytest.raises(ConceptNotFoundError, match="nobody"):
+        memory.get("nobody")
+
+
+def test_add_and_remove_images_update_search(memory: Memory) -> None:
+    rng = np.random.default_rng(1)
+    v = unit(rng, 16, 3)
+    memory.add("a", images=[png_bytes(1)], vectors=v[:1], encoder=ENC)
+    img = memory.add_image("a", png_bytes(2), vector=v[1], encoder=ENC)
+    assert memory.search(v[1], k=1)[0][0].image_id == img.id
+    with pytest.raises(ConflictError, match="already has"):
+        memory.add_image("a", png_bytes(2))
+    memory.remove_image(img.id)
+    hits = memory.search(v[1], k=1)[0]
+    assert hits[0].image_id != img.id
+    with pytest.raises(ConceptNotFoundError):
+        memory.remove_image(img.id)
+
+
+def test_search_k_threshold_and_aggregation(memory: Memory) -> None:
+    rng = np.random.default_rng(2)
+    vecs = unit(rng, 16, 5)
+    memory.add("a", images=[png_bytes(1), png_bytes(2)], vectors=vecs[:2], encoder=ENC)
+    memory.add("b", images=[png_bytes(3)], vectors=vecs[2:3], encoder=ENC)
+    memory.add("c", images=[png_bytes(4)], vectors=vecs[3:4], encoder=ENC)
+    hits = memory.search(vecs[1], k=3)[0]
+    # One hit per concept, the best image of "a" wins, sorted by score.
+    assert [h.name for h in hits][0] == "a"
+    assert len({h.concept_id for h in hits}) == len(hits) == 3
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    only = memory.search(vecs[1], k=3, threshold=0.99)[0]
+    assert [h.name for h in only] == ["a"]
+    assert memory.search(-vecs[1], k=3, threshold=0.99) == [[]]
+    batch = memory.search(vecs[:4], k=1)
+    assert [hits[0].name for hits in batch] == ["a", "a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"k": 0}, "k must"), ({"k": 10**6}, "k must"), ({"k": 1.5}, "k must"),
+     ({"threshold": 2.0}, "threshold"), ({"threshold": float("nan")}, "threshold")],
+)
+def test_search_rejects_absurd_parameters(memory: Memory, kwargs: dict[str, float],
+                                          match: str) -> None:
+    memory.add("a", images=[png_bytes(1)], vectors=np.ones((1, 4)), encoder="e")
+    with pytest.raises(InvalidInputError, match=match):
+        memory.search(np.ones(4), **kwargs)  # type: ignore[arg-type]
+
+
+def test_search_without_vectors_says_so(memory: Memory) -> None:
+    memory.add("a", images=[png_bytes(1)])
+    with pytest.raises(ConfigError, match="no vectors"):
+        memory.search(np.ones(4))
+
+
+def test_encoders_never_mix(memory: Memory) -> None:
+    rng = np.random.default_rng(3)
+    memory.add("a", images=[png_bytes(1)], vectors=unit(rng, 16), encoder="enc-a")
+    c = memory.add("b", images=[png_bytes(2)], vectors=unit(rng, 8), encoder="enc-b")
+    with pytest.raises(InvalidInputError, match="dimension 8 does not match.* 16"):
+        memory.search(unit(rng, 8), encoder="enc-a")
+    assert [h.name for h in memory.search(unit(rng, 8), encoder="enc-b")[0]] == ["b"]
+    # b's image is pending for the active encoder until something embeds it.
+    assert [p.id for p in memory.pending("enc-a")] == [c.images[0].id]
+
+
+class MeanColourEmbedder:
+    """Test-only embedder (mean BGR colour): proves the pending-image plumbing, nothing else."""
+
+    encoder_id = "test/mean-colour"
+    dim = 3
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        return np.stack([img.reshape(-1, 3).mean(axis=0) + 1.0 for img in images]).astype(
+            np.float32
+        )
+
+
+def test_pending_images_are_embedded_when_an_encoder_exists(memory: Memory) -> None:
+    memory.add("a", images=[png_bytes(1), png_bytes(2)])
+    memory.add("b", images=[png_bytes(3)])
+    assert len(memory.pending()) == 3
+    embedder = MeanColourEmbedder()
+    assert memory.embed_pending(embedder, batch_size=2) == 3
+    assert embedder.calls == 2
+    assert memory.pending() == []
+    assert memory.active_encoder == embedder.encoder_id
+    query = embedder.embed([np.asarray(__import__("cv2").imread(
+        str(memory.get("b").images[0].path)))])
+    assert memory.search(query, k=1)[0][0].name == "b"
+    # Switching encoders: the images become pending for the new one, from the stored files.
+    memory.set_active_encoder("other/enc", dim=7)
+    assert len(memory.pending()) == 3
+
+
+def test_edits_visible_across_instances_without_reopening(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    v = unit(rng, 16, 2)
+    with Memory.init(tmp_path / "m") as writer, Memory(tmp_path / "m") as reader:
+        writer.add("a", images=[png_bytes(1)], vectors=v[:1], encoder=ENC)
+        assert reader.search(v[0], k=1)[0][0].name == "a"
+        writer.add("b", images=[png_bytes(2)], vectors=v[1:], encoder=ENC)
+        assert reader.search(v[1], k=1)[0][0].name == "b"
+        writer.remove("b")
+        assert all(h.name != "b" for h in reader.search(v[1], k=5)[0])
+        writer.update("a", name="A2")
+        assert reader.search(v[0], k=1)[0][0].name == "A2"
+
+
+def test_index_is_saved_and_reused_or_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    v = unit(rng, 16, 3)
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("a", images=[png_bytes(1), png_bytes(2), png_bytes(3)], vectors=v, encoder=ENC)
+        index_file = mem._index_path(ENC)
+    assert index_file.is_file()
+    mtime = index_file.stat().st_mtime_ns
+    with Memory(tmp_path / "m") as mem:
+        assert mem.search(v[2], k=1)[0][0].name == "a"
+    assert index_file.stat().st_mtime_ns == mtime, "a current index is loaded, not rebuilt"
+    # Corrupt it: searching rebuilds it and results are unchanged.
+    index_file.write_bytes(index_file.read_bytes()[:-40])
+    with Memory(tmp_path / "m") as mem:
+        assert "unreadable" in " ".join(mem.verify().warnings)
+        assert mem.search(v[2], k=1)[0][0].name == "a"
+    assert index_file.stat().st_mtime_ns != mtime
+    # Delete it: same.
+    index_file.unlink()
+    with Memory(tmp_path / "m") as mem:
+        assert mem.search(v[1], k=1)[0][0].name == "a"
+        assert index_file.is_file()
+        assert mem.verify().warnings == ()
+    # Stale: an edit made with the index file swapped for an older one.
+    old = index_file.read_bytes()
+    with Memory(tmp_path / "m") as mem:
+        mem.add("b", images=[png_bytes(4)], vectors=-v[:1], encoder=ENC)
+    index_file.write_bytes(old)
+    with Memory(tmp_path / "m") as mem:
+        assert "stale" in " ".join(mem.verify().warnings)
+        assert mem.search(-v[0], k=1)[0][0].name == "b"
+
+
+def test_i8_index_option(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    v = unit(rng, 32, 4)
+    with Memory.init(tmp_path / "m", index_dtype="i8") as mem:
+        mem.add_many([NewConcept(f"c{i}", images=[png_bytes(i)], vectors=v[i:i + 1], encoder=ENC)
+                      for i in range(4)])
+        assert mem.index_dtype == "i8"
+        assert [mem.search(v[i], k=1)[0][0].name for i in range(4)] == ["c0", "c1", "c2", "c3"]
+    with Memory(tmp_path / "m") as mem:
+        assert mem.index_dtype == "i8"
+
+
+def test_files_are_owner_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("a", images=[png_bytes(1)], vectors=unit(rng, 16), encoder=ENC)
+        root = mem.path
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+
+
+def test_add_many_is_all_or_nothing(memory: Memory, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InvalidInputError, match=r"bad\.png: not an image"):
+        memory.add_many([NewConcept("ok", images=[png_bytes(1)]),
+                         NewConcept("bad", images=[bad])])
+    assert len(memory) == 0
+    assert list((memory.path / "images").rglob("*.png")) == []
+    with pytest.raises(ConflictError, match="twice"):
+        memory.add_many([NewConcept("x"), NewConcept("X")])
+
+
+def test_failed_transaction_leaves_no_file(memory: Memory) -> None:
+    memory.add("a")
+    with pytest.raises(ConflictError):
+        memory.add("A", images=[png_bytes(9)])
+    assert list((memory.path / "images").rglob("*.png")) == []
+
+
+def test_forward_migration_runs_and_records_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("a", images=[png_bytes(1)])
+
+    def add_column(conn: object) -> None:
+        conn.execute("ALTER TABLE concepts ADD COLUMN extra TEXT")  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, add_column)
+    with Memory(tmp_path / "m") as mem:
+        conn = mem._conn()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        assert "extra" in [r[1] for r in conn.execute("PRAGMA table_info(concepts)")]
+        assert mem.get("a").name == "a"
+
+
+def test_init_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("a")
+    with Memory.init(tmp_path / "m") as mem:
+        assert [c.name for c in mem.list_concepts()] == ["a"]
+
+
+def test_default_memory_dir_honours_environment(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    from rap_edge.memory import default_memory_dir
+
+    monkeypatch.setenv("RAP_EDGE_MEMORY", str(tmp_path / "x"))
+    assert default_memory_dir() == tmp_path / "x"
+    monkeypatch.delenv("RAP_EDGE_MEMORY")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert str(default_memory_dir()).startswith(str(tmp_path / "data"))
+    assert os.path.basename(default_memory_dir()) == "memory"
