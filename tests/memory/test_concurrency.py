@@ -1,0 +1,77 @@
+"""One writer editing while several threads search."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.memory import Memory
+from tests.conftest import png_bytes, unit
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DIM = 32
+
+
+def test_searches_during_edits_never_name_a_removed_concept(tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    with Memory.init(tmp_path / "m") as mem:
+        for i in range(20):
+            mem.add(f"base{i}", images=[png_bytes(i)], vectors=unit(rng, DIM), encoder="e")
+        removed: set[str] = set()
+        removed_lock = threading.Lock()
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        searches = [0]
+
+        def writer() -> None:
+            wrng = np.random.default_rng(22)
+            live: list[tuple[str, np.ndarray]] = []
+            try:
+                for i in range(60):
+                    vec = unit(wrng, DIM)
+                    c = mem.add(f"w{i}", images=[png_bytes(1000 + i)], vectors=vec,
+                                encoder="e")
+                    live.append((c.id, vec[0]))
+                    if i % 3 == 2:
+                        cid, _ = live.pop(0)
+                        mem.remove(cid)
+                        with removed_lock:
+                            removed.add(cid)
+                    if i % 7 == 0:
+                        mem.update(f"base{i % 20}", info=f"edit {i}")
+            except BaseException as err:  # noqa: BLE001 - reported by the test
+                errors.append(err)
+            finally:
+                stop.set()
+
+        def reader(seed: int) -> None:
+            rrng = np.random.default_rng(seed)
+            try:
+                while not stop.is_set():
+                    with removed_lock:
+                        gone = set(removed)
+                    for hits in mem.search(unit(rrng, DIM, 4), k=8):
+                        named = {h.concept_id for h in hits}
+                        assert not named & gone, f"search named removed {named & gone}"
+                    searches[0] += 1
+            except BaseException as err:  # noqa: BLE001 - reported by the test
+                errors.append(err)
+
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+        threads.append(threading.Thread(target=writer))
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a thread hung"
+        assert errors == []
+        assert searches[0] > 20, "readers must actually run during the edits"
+        assert time.monotonic() - start < 120
+        assert len(mem) == 20 + 60 - 20
+        assert mem.verify().ok
