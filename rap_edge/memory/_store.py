@@ -192,10 +192,13 @@ class Memory:
         with self._errors():
             conn = self._conn()
             version = _schema.read_version(conn, path=str(self._db_path))
+            if version < _schema.SCHEMA_VERSION and readonly:
+                msg = (
+                    f"{self._db_path} has schema {version} and needs an upgrade; run "
+                    f"`rap-edge memory init {self.path}` once to migrate it"
+                )
+                raise SchemaError(msg)
             if version != _schema.SCHEMA_VERSION:
-                if readonly:
-                    msg = f"{self._db_path} needs a schema upgrade; open it writable once"
-                    raise SchemaError(msg)
                 _schema.migrate(conn, version=version, path=str(self._db_path))
             self.index_dtype: str = self._meta(conn, "index_dtype") or "f16"
 

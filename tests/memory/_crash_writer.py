@@ -2,8 +2,9 @@
 
 Usage: python _crash_writer.py MEMORY_DIR SEED
 
-Before each edit it prints ``TRY`` and the edit; after the call has returned (the edit is
-acknowledged) it prints ``ADD name``, ``UPD name info`` or ``DEL name``, each flushed. The parent kills it with SIGKILL.
+Before each edit it prints ``TRY`` and the edit; after the call has returned (the edit
+is acknowledged) it prints ``ADD name``, ``UPD name info`` or ``DEL name``, each
+flushed. The parent kills it with SIGKILL.
 """
 
 from __future__ import annotations

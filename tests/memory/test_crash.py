@@ -52,17 +52,17 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(tmp_path: Path) ->
         in_flight: list[str] = []
         for line in out.splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[0] == "TRY":  # noqa: PLR2004
+            if len(parts) >= 2 and parts[0] == "TRY":
                 in_flight = parts[1:]
                 continue
             # A line cut by the kill is not an acknowledgement.
-            if len(parts) < 2 or parts[0] not in {"ADD", "UPD", "DEL"}:  # noqa: PLR2004
+            if len(parts) < 2 or parts[0] not in {"ADD", "UPD", "DEL"}:
                 continue
             in_flight = []
             total_acks += 1
             if parts[0] == "ADD":
                 expected[parts[1]] = "v0"
-            elif parts[0] == "UPD" and len(parts) == 3:  # noqa: PLR2004
+            elif parts[0] == "UPD" and len(parts) == 3:
                 expected[parts[1]] = parts[2]
             elif parts[0] == "DEL":
                 expected.pop(parts[1], None)

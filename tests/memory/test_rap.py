@@ -150,7 +150,7 @@ def _rap_lookup(run_dir: Path, database_arg: str) -> dict[str, tuple[str, str]]:
     for root, _dirs, files in os.walk(run_dir / database_arg):
         for file in files:
             if file.endswith((".png", ".jpg", ".jpeg", ".gif")):
-                rel = os.path.relpath(os.path.join(root, file), run_dir)  # noqa: PTH118
+                rel = os.path.relpath(os.path.join(root, file), run_dir)
                 token = data["path_to_concept"][rel.lstrip("./")]
                 entry = data["concept_dict"][token]
                 assert (run_dir / entry["image"]).is_file()
