@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 MAGIC = b"RAPEIDX1"
 INDEX_DTYPES = ("f16", "i8", "f32")
 _BUILD_CHUNK = 8192
+# Below this many stored scalars (vectors x dim) a brute-force scan costs well under a
+# millisecond and never misses; HNSW is approximate and can skip a few vectors even when asked
+# for all of them. A personal memory is usually this small.
+EXACT_BELOW_SCALARS = 2_000_000
 _HEADER_LEN = struct.Struct("<I")
 
 
@@ -175,7 +179,7 @@ def search_keys(
     count = min(count, len(index))
     if count <= 0:
         return
-    matches = index.search(query, count)
+    matches = index.search(query, count, exact=len(index) * int(index.ndim) < EXACT_BELOW_SCALARS)
     for key, distance in zip(matches.keys, matches.distances, strict=True):
         if np.isfinite(distance):
             yield int(key), 1.0 - float(distance)

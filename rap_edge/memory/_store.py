@@ -659,6 +659,17 @@ class Memory:
         conn = tx.conn
         for enc in set(tx.added) | tx.removed_encoders:
             state = self._indexes.get(enc)
+            if state is None and enc in before and enc not in tx.removed_encoders:
+                # Not loaded in this process yet (a CLI call): the saved index of the state
+                # before this edit plus the new vectors avoids a full rebuild.
+                dim = self._encoder_dim(conn, enc)
+                index, _ = _index.load_index(
+                    self._index_path(enc), encoder_id=enc, generation=before[enc], dim=dim,
+                    dtype=self.index_dtype,
+                )
+                if index is not None:
+                    state = _IndexState(index=index, generation=before[enc], dim=dim)
+                    self._indexes[enc] = state
             fresh = state is not None and state.generation == before.get(enc, 0)
             if enc in tx.removed_encoders or not fresh or state is None:
                 # Removals rebuild instead of tombstoning, so the forgotten vectors' bytes

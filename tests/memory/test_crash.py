@@ -85,5 +85,8 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(tmp_path: Path) ->
             if mem.encoders():
                 n = len(mem.search(np.ones(64, dtype=np.float32), k=1000)[0])
                 assert n == len(stored), f"run {run}: index has {n}, database {len(stored)}"
+                keys = {int(k) for k in mem._indexes["e"].index.keys}
+                rows = {r[0] for r in mem._conn().execute("SELECT id FROM vectors")}
+                assert keys == rows, f"run {run}: index keys differ from the database"
     assert mid_edit_kills > KILLS // 2, "most kills must land in the middle of an edit"
     assert total_acks > KILLS, "the writer must get edits acknowledged between kills"
