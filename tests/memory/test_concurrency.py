@@ -7,8 +7,9 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 
-from rap_edge.memory import Memory
+from rap_edge.memory import Memory, _index
 from tests.conftest import png_bytes, unit
 
 if TYPE_CHECKING:
@@ -17,7 +18,12 @@ if TYPE_CHECKING:
 DIM = 32
 
 
-def test_searches_during_edits_never_name_a_removed_concept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["exact", "hnsw"])
+def test_searches_during_edits_never_name_a_removed_concept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    if mode == "hnsw":  # force the graph search that large memories use
+        monkeypatch.setattr(_index, "EXACT_BELOW_SCALARS", 0)
     rng = np.random.default_rng(21)
     with Memory.init(tmp_path / "m") as mem:
         for i in range(20):
