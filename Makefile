@@ -29,6 +29,7 @@ test: lint typecheck unit
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/memory_search.py
+	$(BIN)/python bench/memory_ops.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
