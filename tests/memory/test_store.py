@@ -283,3 +283,21 @@ def test_default_memory_dir_honours_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert str(default_memory_dir()).startswith(str(tmp_path / "data"))
     assert os.path.basename(default_memory_dir()) == "memory"
+
+
+@pytest.mark.parametrize("index_dtype", ["i8", "f16"])
+def test_scores_are_exact_and_rerank_quantized_candidates(tmp_path: Path,
+                                                          index_dtype: str) -> None:
+    # Near-duplicates (cosine ~0.999 to each other) that int8 quantization cannot order.
+    rng = np.random.default_rng(8)
+    base = unit(rng, 256)[0]
+    vecs = base + 0.02 * unit(rng, 256, 60)
+    with Memory.init(tmp_path / "m", index_dtype=index_dtype) as mem:  # type: ignore[arg-type]
+        mem.add_many([NewConcept(f"c{i}", images=[png_bytes(i)], vectors=vecs[i:i + 1],
+                                 encoder=ENC) for i in range(60)])
+        for i in range(60):
+            query = vecs[i] + 0.002 * unit(rng, 256)[0]
+            hit = mem.search(query, k=1)[0][0]
+            truth = vecs @ query / np.linalg.norm(vecs, axis=1) / np.linalg.norm(query)
+            assert hit.name == f"c{int(np.argmax(truth))}"
+            assert hit.score == pytest.approx(float(truth.max()), abs=1e-5)
