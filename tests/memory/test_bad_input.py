@@ -198,3 +198,13 @@ def test_bad_constructor_parameters(tmp_path: Path) -> None:
         Memory(tmp_path, lock_timeout_s=-1)
     with pytest.raises(InvalidInputError, match="index_dtype"):
         Memory(tmp_path, create=True, index_dtype="f64")  # type: ignore[arg-type]
+
+
+def test_database_sqlite_can_only_read(stocked: Memory) -> None:
+    # What a read-only file or mount looks like to SQLite (root ignores file modes, so the
+    # test opens the connection read-only and lets the memory try to write anyway).
+    with Memory(stocked.path, readonly=True) as ro:
+        ro.readonly = False
+        with pytest.raises(MemoryReadOnlyError, match="read-only .*readonly database"):
+            ro.add("a")
+    _unchanged(stocked)
