@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 MAGIC = b"RAPEIDX1"
 INDEX_DTYPES = ("f16", "i8", "f32")
 _BUILD_CHUNK = 8192
-# Below this many stored scalars (vectors x dim) a brute-force scan costs well under a
-# millisecond and never misses; HNSW is approximate and can skip a few vectors even when asked
+# Below this many stored scalars (vectors x dim) a brute-force scan costs about 0.3 ms or less
+# and never misses; HNSW is approximate and can skip a few vectors even when asked
 # for all of them. A personal memory is usually this small.
-EXACT_BELOW_SCALARS = 2_000_000
+EXACT_BELOW_SCALARS = 500_000
 # HNSW settings measured by bench/memory_search.py: at 1M x 128-d f16, M=32 with ef=96
 # reached recall@1 0.993 at p50 0.64 ms on 2 cores. ef is not saved in the file; set on load.
 CONNECTIVITY = 32
@@ -181,7 +181,8 @@ def load_index(
         return None, f"unreadable: {err}"
     if index is None or len(index) != header.count or int(index.ndim) != dim:
         return None, "unreadable: payload does not match its header"
-    index.expansion_search = EXPANSION_SEARCH
+    # The stubs call it read-only, but USearch has a setter (ef is not serialized).
+    index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]
     return index, ""
 
 

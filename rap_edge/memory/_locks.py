@@ -64,56 +64,71 @@ class ReadWriteLock:
 
 
 class FileLock:
-    """An advisory ``flock`` on a file in the memory folder: one writing process at a time."""
+    """One writer at a time, in this process and across processes.
+
+    An in-process re-entrant mutex plus an advisory ``flock`` on a file in the memory folder.
+    The thread holding it may take it again (nested holds); other threads wait, like other
+    processes do.
+    """
 
     def __init__(self, path: Path, *, timeout_s: float) -> None:
         self._path = path
         self._timeout_s = timeout_s
         self._fd: int | None = None
-        self._depth = 0  # re-entrant for the thread that holds the in-process write lock
+        self._mutex = threading.RLock()
+        self._depth = 0  # nesting of the owning thread; only touched while holding _mutex
 
     def _open(self) -> int:
         if self._fd is None:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         return self._fd
 
+    def _locked_error(self) -> MemoryLockedError:
+        msg = (
+            f"memory is locked by another writer ({self._path}) for more than "
+            f"{self._timeout_s:g} s; retry, or stop the other process"
+        )
+        return MemoryLockedError(msg)
+
     @contextlib.contextmanager
     def hold(self, *, blocking: bool = True) -> Iterator[bool]:
         """Hold the lock; yields False (without holding it) if ``blocking`` is off and it is taken.
 
         Raises:
-            MemoryLockedError: if another process keeps it longer than the timeout.
+            MemoryLockedError: if another writer keeps it longer than the timeout.
         """
-        fd = self._open()
-        if self._depth:
+        deadline = time.monotonic() + self._timeout_s
+        got = self._mutex.acquire(timeout=self._timeout_s) if blocking else self._mutex.acquire(
+            blocking=False
+        )
+        if not got:
+            if not blocking:
+                yield False
+                return
+            raise self._locked_error()
+        try:
+            if self._depth == 0:
+                fd = self._open()
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if not blocking:
+                            yield False
+                            return
+                        if time.monotonic() >= deadline:
+                            raise self._locked_error() from None
+                        time.sleep(0.01)
             self._depth += 1
             try:
                 yield True
             finally:
                 self._depth -= 1
-            return
-        deadline = time.monotonic() + (self._timeout_s if blocking else 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not blocking:
-                    yield False
-                    return
-                if time.monotonic() >= deadline:
-                    msg = (
-                        f"memory is locked by another writer ({self._path}) for more than "
-                        f"{self._timeout_s:g} s; retry, or stop the other process"
-                    )
-                    raise MemoryLockedError(msg) from None
-                time.sleep(0.01)
-        self._depth = 1
-        try:
-            yield True
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
-            self._depth = 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._mutex.release()
 
     def close(self) -> None:
         """Release the file descriptor."""

@@ -125,7 +125,7 @@ class _Tx:
     conn: sqlite3.Connection
     now: float
     added: dict[str, list[tuple[int, npt.NDArray[np.float32]]]] = field(default_factory=dict)
-    removed_encoders: set[str] = field(default_factory=set)
+    removed: dict[str, list[int]] = field(default_factory=dict)  # encoder -> vector keys
     new_files: list[Path] = field(default_factory=list)
     maybe_orphaned: set[tuple[str, str]] = field(default_factory=set)
 
@@ -182,6 +182,7 @@ class Memory:
         self._conns_lock = threading.Lock()
         self._rw = ReadWriteLock()
         self._indexes: dict[str, _IndexState] = {}
+        self._writer_active = False
         self._closed = False
         if create:
             self._create(index_dtype or "f16")
@@ -574,31 +575,56 @@ class Memory:
     # -- the derived index ---------------------------------------------------------------------
 
     def _refresh_index(self, encoder: str) -> None:
-        """Make the in-memory index of ``encoder`` match SQLite (load or rebuild if needed)."""
+        """Make the in-memory index of ``encoder`` match SQLite (load or rebuild if needed).
+
+        Another process's edit shows as a newer generation in SQLite. The new index is loaded
+        or built without blocking searches, then swapped in.
+        """
         conn = self._conn()
         state = self._indexes.get(encoder)
-        if state is not None and state.generation == self._generation(conn, encoder):
+        if state is not None and (
+            self._writer_active or state.generation == self._generation(conn, encoder)
+        ):
+            # While this process is writing, the writer brings the index up to date itself;
+            # until it does, searches drop hits whose rows are gone (see _search_one).
             return
+        new, built = self._load_or_build(conn, encoder)
+        self._swap(encoder, new)
+        if built and not self.readonly:
+            # Another writer may hold the lock; it will save, so do not wait for it.
+            with self._file_lock.hold(blocking=False) as held:
+                if held and self._generation(conn, encoder) == new.generation:
+                    self._save(encoder, new)
+
+    def _swap(self, encoder: str, new: _IndexState) -> None:
+        """Install ``new`` unless a newer index is already there (generations only grow)."""
         with self._rw.write():
-            self._load_or_rebuild(conn, encoder, save=True)
+            current = self._indexes.get(encoder)
+            if current is None or current.generation <= new.generation:
+                self._indexes[encoder] = new
 
-    def _load_or_rebuild(self, conn: sqlite3.Connection, encoder: str, *, save: bool) -> None:
-        """(Caller holds the write side.) Load the saved index if current, else rebuild it."""
-        generation = self._generation(conn, encoder)
-        state = self._indexes.get(encoder)
-        if state is not None and state.generation == generation:
-            return
-        dim = self._encoder_dim(conn, encoder)
-        path = self._index_path(encoder)
-        index, _reason = _index.load_index(
-            path, encoder_id=encoder, generation=generation, dim=dim, dtype=self.index_dtype
+    def _save(self, encoder: str, state: _IndexState) -> None:
+        _index.save_index(
+            self._index_path(encoder), state.index, encoder_id=encoder,
+            generation=state.generation,
         )
-        if index is None:
-            self._rebuild(conn, encoder, save=save)
-        else:
-            self._indexes[encoder] = _IndexState(index=index, generation=generation, dim=dim)
 
-    def _rebuild(self, conn: sqlite3.Connection, encoder: str, *, save: bool) -> int:
+    def _load_or_build(
+        self, conn: sqlite3.Connection, encoder: str
+    ) -> tuple[_IndexState, bool]:
+        """The saved index if it is current, else one built from SQLite; and whether built."""
+        generation = self._generation(conn, encoder)
+        dim = self._encoder_dim(conn, encoder)
+        index, _reason = _index.load_index(
+            self._index_path(encoder), encoder_id=encoder, generation=generation, dim=dim,
+            dtype=self.index_dtype,
+        )
+        if index is not None:
+            return _IndexState(index=index, generation=generation, dim=dim), False
+        return self._build(conn, encoder), True
+
+    def _build(self, conn: sqlite3.Connection, encoder: str) -> _IndexState:
+        """Build an index of every vector of ``encoder`` (does not install it)."""
         # Read vectors and generation in one snapshot so they agree.
         conn.execute("BEGIN")
         try:
@@ -616,60 +642,71 @@ class Memory:
         index = _index.build_index(
             keys, vectors, dim=dim, dtype=self.index_dtype, desc=f"indexing {encoder}"
         )
-        self._indexes[encoder] = _IndexState(index=index, generation=generation, dim=dim)
-        if save and not self.readonly:
-            # Another process may be writing; then it will save, and we need not wait for it.
-            with self._file_lock.hold(blocking=False) as held:
-                if held and self._generation(conn, encoder) == generation:
-                    _index.save_index(
-                        self._index_path(encoder), index, encoder_id=encoder,
-                        generation=generation,
-                    )
-        return len(rows)
+        return _IndexState(index=index, generation=generation, dim=dim)
 
     def rebuild_index(self, encoder: str | None = None) -> dict[str, int]:
         """Rebuild (and save) the index of one encoder, or of all; return vectors per encoder."""
-        with self._errors():
+        if self.readonly:
+            msg = f"memory {self.path} was opened read-only"
+            raise MemoryReadOnlyError(msg)
+        with self._errors(), self._file_lock.hold():
             conn = self._conn()
             targets = [encoder] if encoder else list(self.encoders())
             out: dict[str, int] = {}
-            with self._rw.write():
-                for enc in targets:
-                    self._encoder_dim(conn, enc)
-                    self._indexes.pop(enc, None)
-                    out[enc] = self._rebuild(conn, enc, save=True)
+            for enc in targets:
+                self._encoder_dim(conn, enc)
+                state = self._build(conn, enc)
+                self._swap(enc, state)
+                self._save(enc, state)
+                out[enc] = len(state.index)
             return out
 
     # -- writing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[_Tx]:
-        """One write transaction: exclusive in-process and across processes."""
+        """One write transaction, exclusive in-process and across processes.
+
+        Searches are never blocked by the SQL work, the file copies or index builds and saves;
+        they wait only while the live index is patched (microseconds per vector).
+        """
         if self.readonly:
             msg = f"memory {self.path} was opened read-only"
             raise MemoryReadOnlyError(msg)
-        with self._errors(), self._rw.write(), self._file_lock.hold():
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            tx = _Tx(conn=conn, now=time.time())
-            before = dict(conn.execute("SELECT id, generation FROM encoders").fetchall())
+        with self._errors(), self._file_lock.hold():
+            self._writer_active = True
             try:
-                yield tx
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._delete_unreferenced(conn, {(p.stem, p.suffix[1:]) for p in tx.new_files})
-                raise
-            self._after_commit(tx, before)
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                tx = _Tx(conn=conn, now=time.time())
+                before = dict(conn.execute("SELECT id, generation FROM encoders").fetchall())
+                try:
+                    yield tx
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._delete_unreferenced(
+                        conn, {(p.stem, p.suffix[1:]) for p in tx.new_files}
+                    )
+                    raise
+                to_save, to_build = self._patch_live_indexes(tx, before)
+            finally:
+                self._writer_active = False
+            self._finish(tx, to_save, to_build)
 
-    def _after_commit(self, tx: _Tx, before: dict[str, int]) -> None:
+    def _patch_live_indexes(
+        self, tx: _Tx, before: dict[str, int]
+    ) -> tuple[set[str], set[str]]:
+        """Apply a committed edit to the in-memory indexes; say which to save or rebuild."""
         conn = tx.conn
-        for enc in set(tx.added) | tx.removed_encoders:
+        to_save: set[str] = set()
+        to_build: set[str] = set()
+        for enc in set(tx.added) | set(tx.removed):
             state = self._indexes.get(enc)
-            if state is None and enc in before and enc not in tx.removed_encoders:
+            if state is None and enc in before:
                 # Not loaded in this process yet (a CLI call): the saved index of the state
-                # before this edit plus the new vectors avoids a full rebuild.
+                # before this edit plus the edit avoids a full rebuild.
                 dim = self._encoder_dim(conn, enc)
                 index, _ = _index.load_index(
                     self._index_path(enc), encoder_id=enc, generation=before[enc], dim=dim,
@@ -677,24 +714,35 @@ class Memory:
                 )
                 if index is not None:
                     state = _IndexState(index=index, generation=before[enc], dim=dim)
-                    self._indexes[enc] = state
-            fresh = state is not None and state.generation == before.get(enc, 0)
-            if enc in tx.removed_encoders or not fresh or state is None:
-                # Removals rebuild instead of tombstoning, so the forgotten vectors' bytes
-                # leave the index file as well (compaction).
-                self._indexes.pop(enc, None)
-                self._rebuild(conn, enc, save=True)
+            if state is None or state.generation != before.get(enc, 0):
+                to_build.add(enc)
                 continue
-            pairs = tx.added[enc]
-            keys = np.array([key for key, _ in pairs], dtype=np.uint64)
-            state.index.add(keys, np.stack([vec for _, vec in pairs]))
-            state.generation = self._generation(conn, enc)
-            _index.save_index(
-                self._index_path(enc), state.index, encoder_id=enc, generation=state.generation
-            )
-        if tx.maybe_orphaned:
-            self._delete_unreferenced(conn, tx.maybe_orphaned)
-        if tx.removed_encoders or tx.maybe_orphaned:
+            with self._rw.write():
+                self._indexes[enc] = state
+                if tx.removed.get(enc):
+                    state.index.remove(np.array(tx.removed[enc], dtype=np.uint64))
+                if tx.added.get(enc):
+                    pairs = tx.added[enc]
+                    keys = np.array([key for key, _ in pairs], dtype=np.uint64)
+                    state.index.add(keys, np.stack([vec for _, vec in pairs]))
+                state.generation = self._generation(conn, enc)
+            # Removal tombstones keep the vectors' bytes in the index: compact by rebuilding.
+            (to_build if tx.removed.get(enc) else to_save).add(enc)
+        return to_save, to_build
+
+    def _finish(self, tx: _Tx, to_save: set[str], to_build: set[str]) -> None:
+        """After commit, still holding the writer lock: rebuild/save indexes, drop files."""
+        conn = tx.conn
+        for enc in to_build:
+            state = self._build(conn, enc)
+            self._swap(enc, state)
+            self._save(enc, state)
+        for enc in to_save - to_build:
+            self._save(enc, self._indexes[enc])
+        orphaned = tx.maybe_orphaned
+        if orphaned:
+            self._delete_unreferenced(conn, orphaned)
+        if tx.removed or orphaned:
             # Drop the WAL's copies of deleted pages too: forgetting leaves no bytes behind.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -751,10 +799,14 @@ class Memory:
         )
         if cur.rowcount == 0:
             # Replacing a vector is a removal (the old key must leave the index) plus an add.
+            old = tx.conn.execute(
+                "SELECT id FROM vectors WHERE image_id = ? AND encoder_id = ?",
+                (image_id, encoder),
+            ).fetchall()
             tx.conn.execute(
                 "DELETE FROM vectors WHERE image_id = ? AND encoder_id = ?", (image_id, encoder)
             )
-            tx.removed_encoders.add(encoder)
+            tx.removed.setdefault(encoder, []).extend(int(r[0]) for r in old)
             cur = tx.conn.execute(
                 "INSERT INTO vectors(image_id, encoder_id, vector) VALUES (?, ?, ?)",
                 (image_id, encoder, vector.astype("<f4").tobytes()),
@@ -1050,11 +1102,10 @@ class Memory:
             if row is None:
                 msg = f"no image with id {image_id}"
                 raise ConceptNotFoundError(msg)
-            tx.removed_encoders.update(
-                str(r[0]) for r in tx.conn.execute(
-                    "SELECT DISTINCT encoder_id FROM vectors WHERE image_id = ?", (image_id,)
-                )
-            )
+            for key, enc in tx.conn.execute(
+                "SELECT id, encoder_id FROM vectors WHERE image_id = ?", (image_id,)
+            ):
+                tx.removed.setdefault(str(enc), []).append(int(key))
             tx.conn.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
             tx.conn.execute("UPDATE concepts SET updated_at = ? WHERE id = ?", (tx.now, row[0]))
             tx.maybe_orphaned.add((str(row[1]), str(row[2])))
@@ -1068,13 +1119,12 @@ class Memory:
         """
         with self._writing() as tx:
             concept_id = self._resolve_id(tx.conn, ref)
-            tx.removed_encoders.update(
-                str(r[0]) for r in tx.conn.execute(
-                    "SELECT DISTINCT v.encoder_id FROM vectors v JOIN images i "
-                    "ON i.id = v.image_id WHERE i.concept_id = ?",
-                    (concept_id,),
-                )
-            )
+            for key, enc in tx.conn.execute(
+                "SELECT v.id, v.encoder_id FROM vectors v JOIN images i "
+                "ON i.id = v.image_id WHERE i.concept_id = ?",
+                (concept_id,),
+            ):
+                tx.removed.setdefault(str(enc), []).append(int(key))
             tx.maybe_orphaned.update(
                 (str(r[0]), str(r[1])) for r in tx.conn.execute(
                     "SELECT sha256, ext FROM images WHERE concept_id = ?", (concept_id,)
@@ -1144,7 +1194,7 @@ class Memory:
             msg = f"memory {self.path} was opened read-only"
             raise MemoryReadOnlyError(msg)
         removed = 0
-        with self._errors(), self._rw.write(), self._file_lock.hold():
+        with self._errors(), self._file_lock.hold():
             referenced = {
                 self._image_path(str(r[0]), str(r[1]))
                 for r in self._conn().execute("SELECT sha256, ext FROM images")
@@ -1158,6 +1208,6 @@ class Memory:
             conn = self._conn()
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        vectors = sum(self.rebuild_index().values())
+            vectors = sum(self.rebuild_index().values())
         return {"orphan_files_removed": removed, "vectors_indexed": vectors}
 

@@ -81,3 +81,42 @@ def test_searches_during_edits_never_name_a_removed_concept(
         assert time.monotonic() - start < 120
         assert len(mem) == 20 + 60 - 20
         assert mem.verify().ok
+
+
+def test_search_is_not_blocked_while_remove_compacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(23)
+    vecs = unit(rng, DIM, 3)
+    with Memory.init(tmp_path / "m") as mem:
+        for i in range(3):
+            mem.add(f"c{i}", images=[png_bytes(i)], vectors=vecs[i:i + 1], encoder="e")
+        mem.search(vecs[0])  # load the index
+        building, release = threading.Event(), threading.Event()
+        real_build = _index.build_index
+
+        def slow_build(*args: object, **kwargs: object) -> object:
+            building.set()
+            assert release.wait(30), "test did not release the build"
+            return real_build(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(_index, "build_index", slow_build)
+        remover = threading.Thread(target=mem.remove, args=("c1",))
+        remover.start()
+        try:
+            assert building.wait(30), "remove did not start compacting"
+            # The compaction is stuck in its build; searches still run, without c1.
+            found: list[set[str]] = []
+            searcher = threading.Thread(
+                target=lambda: found.append({h.name for h in mem.search(vecs[1], k=3)[0]})
+            )
+            searcher.start()
+            searcher.join(20)
+            assert not searcher.is_alive(), "search waited for the compaction"
+            assert found == [{"c0", "c2"}]
+        finally:
+            release.set()
+            remover.join(30)
+        assert not remover.is_alive()
+        assert {h.name for h in mem.search(vecs[1], k=3)[0]} == {"c0", "c2"}
+        assert mem.verify().ok
