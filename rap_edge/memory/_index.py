@@ -32,11 +32,18 @@ _BUILD_CHUNK = 8192
 # and never misses; HNSW is approximate and can skip a few vectors even when asked
 # for all of them. A personal memory is usually this small.
 EXACT_BELOW_SCALARS = 500_000
-# HNSW settings measured by bench/memory_search.py: at 1M x 128-d f16, M=32 with ef=96
-# reached recall@1 0.993 at p50 0.64 ms on 2 cores. ef is not saved in the file; set on load.
+# HNSW settings from bench/memory_search.py (recall@1 >= 0.99 on clustered data, 2 cores):
+# M=32; ef=48 sufficed at 100k vectors, ef=96 at 1M. ef is not saved in the file.
 CONNECTIVITY = 32
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 128
+
+
+_LARGE_INDEX = 200_000
+
+
+def expansion_search(count: int) -> int:
+    """Search breadth (HNSW ef) for an index of ``count`` vectors."""
+    return 64 if count < _LARGE_INDEX else 128
 _HEADER_LEN = struct.Struct("<I")
 
 
@@ -71,7 +78,7 @@ def new_index(*, dim: int, dtype: str) -> Index:
         dtype=dtype,
         connectivity=CONNECTIVITY,
         expansion_add=EXPANSION_ADD,
-        expansion_search=EXPANSION_SEARCH,
+        expansion_search=expansion_search(0),
     )
 
 
@@ -93,6 +100,7 @@ def build_index(
                 stop = start + _BUILD_CHUNK
                 index.add(keys[start:stop], vectors[start:stop])
                 bar.update(len(keys[start:stop]))
+    _set_expansion(index)
     return index
 
 
@@ -181,9 +189,13 @@ def load_index(
         return None, f"unreadable: {err}"
     if index is None or len(index) != header.count or int(index.ndim) != dim:
         return None, "unreadable: payload does not match its header"
-    # The stubs call it read-only, but USearch has a setter (ef is not serialized).
-    index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]
+    _set_expansion(index)
     return index, ""
+
+
+def _set_expansion(index: Index) -> None:
+    # The stubs call it read-only, but USearch has a setter (ef is not serialized).
+    index.expansion_search = expansion_search(len(index))  # type: ignore[misc]
 
 
 def search_keys(
