@@ -318,6 +318,11 @@ class Memory:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _check_writable(self) -> None:
+        if self.readonly:
+            msg = f"memory {self.path} was opened read-only"
+            raise MemoryReadOnlyError(msg)
+
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> str | None:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -646,9 +651,7 @@ class Memory:
 
     def rebuild_index(self, encoder: str | None = None) -> dict[str, int]:
         """Rebuild (and save) the index of one encoder, or of all; return vectors per encoder."""
-        if self.readonly:
-            msg = f"memory {self.path} was opened read-only"
-            raise MemoryReadOnlyError(msg)
+        self._check_writable()
         with self._errors(), self._file_lock.hold():
             conn = self._conn()
             targets = [encoder] if encoder else list(self.encoders())
@@ -670,9 +673,7 @@ class Memory:
         Searches are never blocked by the SQL work, the file copies or index builds and saves;
         they wait only while the live index is patched (microseconds per vector).
         """
-        if self.readonly:
-            msg = f"memory {self.path} was opened read-only"
-            raise MemoryReadOnlyError(msg)
+        self._check_writable()
         with self._errors(), self._file_lock.hold():
             self._writer_active = True
             try:
@@ -1190,9 +1191,7 @@ class Memory:
         Returns:
             Counts of removed orphan files and rebuilt vectors.
         """
-        if self.readonly:
-            msg = f"memory {self.path} was opened read-only"
-            raise MemoryReadOnlyError(msg)
+        self._check_writable()
         removed = 0
         with self._errors(), self._file_lock.hold():
             referenced = {
