@@ -14,6 +14,7 @@ __all__ = [
     "InvalidInputError",
     "MemoryLockedError",
     "MemoryReadOnlyError",
+    "ModelStoreError",
     "RapEdgeError",
     "SchemaError",
     "StoreError",
@@ -69,3 +70,7 @@ class MemoryLockedError(StoreError):
 
 class MemoryReadOnlyError(StoreError):
     """The memory was opened read-only or its files cannot be written."""
+
+
+class ModelStoreError(RapEdgeError):
+    """The model store is missing, incomplete or damaged, or a download failed."""

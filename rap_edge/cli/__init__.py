@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    from rap_edge.cli import _demo, _memory  # noqa: PLC0415
+    from rap_edge.cli import _demo, _memory, _models  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="rap-edge",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rap-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _memory.register(sub)
+    _models.register(sub)
     _demo.register(sub)
     return parser
 

