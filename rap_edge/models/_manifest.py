@@ -50,7 +50,7 @@ class ModelManifest:
 
     Attributes:
         name: Model name, e.g. ``mobilenetv2-imagenet``.
-        task: ``embed`` (image to vector) for now.
+        task: ``embed`` (image to vector) or ``detect`` (image to boxes).
         encoder_id: Stable id of the vectors this model makes (name plus ONNX hash prefix).
         onnx: Absolute path of the ONNX file.
         onnx_sha256: Its expected hex SHA-256.
@@ -62,6 +62,7 @@ class ModelManifest:
         preprocess: Input preparation.
         provenance: Where the weights came from (carrier package, version, hashes, licence).
         parity: How the export was checked against the reference runtime.
+        extra: Task-specific settings (for a detector: its decoding, class names, ...).
         path: The manifest file itself.
     """
 
@@ -78,6 +79,7 @@ class ModelManifest:
     preprocess: Preprocess
     provenance: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
 
@@ -151,5 +153,6 @@ def load_manifest(path: str | Path) -> ModelManifest:
         preprocess=preprocess,
         provenance=data.get("provenance") or {},
         parity=data.get("parity") or {},
+        extra=data.get("extra") or {},
         path=p,
     )
