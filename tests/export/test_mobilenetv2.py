@@ -93,3 +93,23 @@ def test_memory_embeds_pending_images_with_the_real_encoder(
         query = enc.embed([images["biden"][:, ::-1].copy()])
         hits = mem.search(query, k=2, threshold=enc.manifest.threshold)[0]
         assert [h.name for h in hits] == ["biden"]
+
+
+def test_int8_variants_are_written_with_their_measured_accuracy(
+    exported: tuple[Path, dict[str, np.ndarray]],
+) -> None:
+    from export import quantize
+
+    root, images = exported
+    crops = quantize.crops_of(list(images.values()))
+    variants = quantize.quantize(root / "out" / "mobilenetv2.json", calibration=crops[::2],
+                                 evaluation=crops)
+    assert [v.name for v in variants] == ["mobilenetv2-imagenet-int8-dynamic",
+                                          "mobilenetv2-imagenet-int8-qdq"]
+    fp32_id = load_manifest(root / "out" / "mobilenetv2.json").encoder_id
+    for v in variants:
+        loaded = load_manifest(v.onnx.with_suffix(".json"))
+        assert loaded.encoder_id != fp32_id  # int8 vectors never mix with fp32 ones
+        assert loaded.parity["crops"] == len(crops)
+        assert -1.0 <= loaded.parity["min_cosine_to_fp32"] <= 1.0
+        assert Encoder(loaded).embed(crops[:2]).shape == (2, 1280)
