@@ -23,6 +23,7 @@ lint: $(STAMP)
 models: $(STAMP)
 	$(BIN)/rap-edge models pull
 	$(BIN)/python -m export.mobilenetv2
+	$(BIN)/python -m export.dlib_resnet
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
