@@ -22,8 +22,11 @@ lint: $(STAMP)
 # Pull the pinned weights and export what can be exported so far (into <store>/onnx).
 models: $(STAMP)
 	$(BIN)/rap-edge models pull
+	$(BIN)/python -m export.res10_ssd
 	$(BIN)/python -m export.mobilenetv2
 	$(BIN)/python -m export.dlib_resnet
+	$(BIN)/python -m export.quantize --manifest "$$($(BIN)/python -c 'from rap_edge.models import default_store_dir as d; print(d())')/onnx/mobilenetv2.json"
+	$(BIN)/python -m export.quantize --manifest "$$($(BIN)/python -c 'from rap_edge.models import default_store_dir as d; print(d())')/onnx/dlib_resnet.json"
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
