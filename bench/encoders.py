@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Encoder throughput, side by side in one run: reference runtime vs ONNX Runtime fp32 / INT8.
 
-For each model with an exported manifest in ``<store>/onnx``: crops per second at batch 1 and 8
-through the reference runtime (torch eager for MobileNetV2; dlib for the face embedder when
-``dlib`` and the export exist), ONNX Runtime fp32, and the INT8 variants written by
-``python -m export.quantize``. Throughput includes preprocessing. Ratios are against the
-reference runtime in the same run; the machine is shared, so read ratios and medians.
+For each model with an exported manifest in ``<store>/onnx``: inputs per second at batch 1 and
+8 through the reference runtime (torch eager for MobileNetV2; dlib-bin for the face embedder),
+ONNX Runtime fp32, and the INT8 variants written by ``python -m export.quantize``, with each
+runtime's minimum cosine to ORT fp32 on the same inputs. Throughput includes preprocessing.
+Ratios are against the reference runtime in the same run; the machine is shared, so read
+ratios and medians.
 
-Real crops come from the check photos (pulled and hash-checked; nothing is committed).
+Inputs are real: crops of the check photos for MobileNetV2, and for the face embedder the
+aligned 150x150 face chips dlib cuts from them (pulled and hash-checked; nothing committed).
 
 Example:
     python bench/encoders.py [--store DIR] [--repeats 5]
@@ -50,6 +52,36 @@ def _mobilenet_reference(store: ModelStore) -> Embed:
     return lambda crops: mnv2.reference_embed(model, crops)
 
 
+def _dlib_reference(store: ModelStore) -> Embed:
+    import dlib  # noqa: PLC0415 - dlib-bin, in extra `export`
+
+    model = dlib.face_recognition_model_v1(
+        str(store.file("dlib-face", "dlib_face_recognition_resnet_model_v1.dat"))
+    )
+
+    def embed(chips: Sequence[np.ndarray]) -> np.ndarray:
+        # dlib takes RGB; its list overload runs the batch through the network at once.
+        rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
+        return np.array(model.compute_face_descriptor(rgb), dtype=np.float32)
+
+    return embed
+
+
+def _face_chips(store: ModelStore, photos: Sequence[Path], count: int) -> list[np.ndarray]:
+    """Aligned BGR face chips cut by dlib from the check photos, repeated up to ``count``."""
+    from export import dlib_resnet  # noqa: PLC0415
+
+    chips = [np.ascontiguousarray(c[:, :, ::-1]) for _, c in dlib_resnet.face_chips(
+        photos, store.file("dlib-face", "shape_predictor_5_face_landmarks.dat"))]
+    return [chips[i % len(chips)] for i in range(count)]
+
+
+def _accuracy(fp32: np.ndarray, other: np.ndarray) -> float:
+    a = fp32 / np.linalg.norm(fp32, axis=1, keepdims=True)
+    b = other / np.linalg.norm(other, axis=1, keepdims=True)
+    return float((a * b).sum(1).min())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
@@ -72,33 +104,43 @@ def main() -> None:
             y, x = (len(crops) * 37) % (h // 2), (len(crops) * 53) % (w // 2)
             crops.append(np.ascontiguousarray(img[y:y + h // 2, x:x + w // 2]))
     crops = crops[:args.crops]
+    photo_paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
+                   if f.name.endswith(".jpg")]
     onnx_dir = store.path / "onnx"
     rows = []
-    models = {"mobilenetv2": _mobilenet_reference}
-    for name, reference in models.items():
+    models = {
+        "mobilenetv2": ("torch eager", _mobilenet_reference, lambda: crops),
+        "dlib_resnet": ("dlib-bin", _dlib_reference,
+                        lambda: _face_chips(store, photo_paths, args.crops)),
+    }
+    for name, (ref_label, reference, inputs) in models.items():
         manifest = onnx_dir / f"{name}.json"
         if not manifest.is_file():
             print(f"skip {name}: no export at {manifest} (run `make models`)")
             continue
-        runs: dict[str, Embed] = {"reference (torch eager)": reference(store)}
+        data = inputs()
+        runs: dict[str, Embed] = {f"reference ({ref_label})": reference(store)}
         runs["ORT fp32"] = Encoder(manifest, provider="cpu").embed
         for variant in ("dynamic", "qdq"):
             q = onnx_dir / f"{name}.int8-{variant}.json"
             if q.is_file():
                 runs[f"ORT int8 {variant}"] = Encoder(q, provider="cpu").embed
+        fp32 = runs["ORT fp32"](data)
         base: dict[int, float] = {}
         for label, embed in runs.items():
+            cosine = _accuracy(fp32, embed(data))
             for batch in (1, 8):
-                rate = _rate(embed, crops, batch, args.repeats)
+                rate = _rate(embed, data, batch, args.repeats)
                 base.setdefault(batch, rate)
                 rows.append({"model": name, "runtime": label, "batch": batch,
-                             "crops_per_s": round(rate, 1),
-                             "ratio_to_reference": round(rate / base[batch], 2)})
-    print("| model | runtime | batch | crops/s | x reference |")
-    print("|---|---|---:|---:|---:|")
+                             "per_s": round(rate, 1),
+                             "ratio_to_reference": round(rate / base[batch], 2),
+                             "min_cosine_to_ort_fp32": round(cosine, 5)})
+    print("| model | runtime | batch | per second | x reference | min cosine to fp32 |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['runtime']} | {r['batch']} | {r['crops_per_s']} | "
-              f"{r['ratio_to_reference']} |")
+        print(f"| {r['model']} | {r['runtime']} | {r['batch']} | {r['per_s']} | "
+              f"{r['ratio_to_reference']} | {r['min_cosine_to_ort_fp32']} |")
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
             "crops": len(crops)}
