@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev-cpu-export
 
-.PHONY: demo test lint typecheck unit models bench-memory venv clean
+.PHONY: demo test lint typecheck unit models bench-memory bench-encoders venv clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,9 @@ test: lint typecheck unit
 bench-memory: $(STAMP)
 	$(BIN)/python bench/memory_search.py
 	$(BIN)/python bench/memory_ops.py
+
+bench-encoders: $(STAMP)
+	$(BIN)/python bench/encoders.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
