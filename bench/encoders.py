@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from rap_edge.models import CHECK_PHOTOS, Encoder, ModelStore
+
+# The reference runtimes live in export/ at the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
 
