@@ -36,13 +36,48 @@ def cmd_list(args: argparse.Namespace) -> int:
             "status": "present" if not damaged else "missing" if all(
                 d.endswith("missing") for d in damaged) else "damaged",
         })
+    exported = _exported(store.path / "onnx")
     if args.json:
-        print(json.dumps({"store": str(store.path), "carriers": rows}, indent=2))
+        print(json.dumps({"store": str(store.path), "carriers": rows, "exported": exported},
+                         indent=2))
         return 0
     print(f"model store: {store.path}")
     for row in rows:
         print(f"  {row['key']:<13} {row['status']:<8} {row['package']:<32} {row['licence']:<11}"
               f" {row['role']}")
+    print(f"exported models ({store.path / 'onnx'}):" if exported else
+          "exported models: none yet (run `make models`)")
+    for e in exported:
+        print(f"  {e['name']:<34} {e['task']:<7} {e['encoder_id']}")
+    return 0
+
+
+def _exported(folder: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - a Path
+    from rap_edge.errors import ModelStoreError  # noqa: PLC0415
+    from rap_edge.models import load_manifest  # noqa: PLC0415
+
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            m = load_manifest(path)
+        except ModelStoreError as err:
+            out.append({"name": path.name, "task": "?", "encoder_id": f"unreadable: {err}"})
+            continue
+        out.append({"name": m.name, "task": m.task, "encoder_id": m.encoder_id,
+                    "manifest": str(path)})
+    return out
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from rap_edge.models import load_manifest  # noqa: PLC0415
+
+    manifest = load_manifest(args.manifest)
+    data = asdict(manifest)
+    data["onnx"] = str(manifest.onnx)
+    data["path"] = str(manifest.path)
+    print(json.dumps(data, indent=2, sort_keys=True))
     return 0
 
 
@@ -67,6 +102,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--only", action="append", metavar="KEY",
                    help="pull only this carrier (repeatable; see `models list`)")
     p.set_defaults(func=cmd_pull)
-    p = cmds.add_parser("list", parents=[common], help="list the carriers and their status")
+    p = cmds.add_parser("list", parents=[common],
+                        help="list the carriers, their status, and the exported models")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
+    p = cmds.add_parser("info", help="print an exported model's manifest: preprocessing, "
+                        "provenance, parity measured at export")
+    p.add_argument("manifest", help="the model's JSON manifest (see `models list`)")
+    p.set_defaults(func=cmd_info)

@@ -169,3 +169,20 @@ def test_cli_rebuild_index_embeds_pending_images(tmp_path: Path,
     out = capsys.readouterr().out
     assert "embedded 1 pending image(s) with tiny@test on cpu" in out
     assert "index of tiny@test: 1 vector(s)" in out
+
+
+def test_cli_models_list_and_info_show_exports(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from rap_edge.cli import main
+
+    (tmp_path / "store" / "onnx").mkdir(parents=True)
+    _manifest(tmp_path / "store" / "onnx")
+    (tmp_path / "store" / "onnx" / "broken.json").write_text("{")
+    assert main(["models", "list", "--dir", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "tiny@test" in out
+    assert "broken.json" in out and "unreadable" in out
+    assert main(["models", "info", str(tmp_path / "store" / "onnx" / "tiny.json")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["encoder_id"] == "tiny@test" and info["preprocess"]["height"] == 8
+    assert main(["models", "info", str(tmp_path / "none.json")]) == 2
