@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from rap_edge.eval import cosine_rows
 from rap_edge.models import (
     CHECK_PHOTOS,
     Encoder,
@@ -440,11 +441,6 @@ def dlib_descriptors(weights: Path, chips: Sequence[np.ndarray]) -> np.ndarray:
     model = dlib.face_recognition_model_v1(str(weights))
     return np.array([np.asarray(model.compute_face_descriptor(c)) for c in chips],
                     dtype=np.float32)
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity."""
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def preprocess_spec(pixel_mean: Sequence[float] = PIXEL_MEAN) -> Preprocess:

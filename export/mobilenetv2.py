@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rap_edge.eval import cosine_rows
 from rap_edge.models import (
     CHECK_PHOTOS,
     Encoder,
@@ -128,11 +129,6 @@ def check_crops(photos: Sequence[Path]) -> list[np.ndarray]:
         crops += [img, img[h // 4: 3 * h // 4, w // 4: 3 * w // 4], img[: h // 2, : w // 2],
                   img[:, ::-1].copy()]
     return crops
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity."""
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "cosine_rows",
     "exact_topk",
     "l2_normalize",
     "latency_summary",
@@ -31,6 +32,16 @@ __all__ = [
 # Upper bound on the number of float32 scores materialised at once by ``exact_topk``
 # (2**25 floats = 128 MiB), so that ground truth over 1M vectors stays memory-bounded.
 _MAX_SCORES_PER_BLOCK = 1 << 25
+
+
+def cosine_rows(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Row-wise cosine similarity of two [n, d] arrays (the parity measure of the exports)."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    out: npt.NDArray[np.float64] = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(
+        y, axis=1
+    )
+    return out
 
 
 def l2_normalize(x: npt.ArrayLike, eps: float = 1e-12) -> npt.NDArray[np.float32]:
