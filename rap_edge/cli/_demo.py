@@ -1,7 +1,8 @@
 """``rap-edge demo``: the memory end to end on an embedded example, in a few seconds.
 
-No image encoder ships in this version, so the demo hands the memory small hand-made vectors
-in place of an encoder's output, and says so. Everything else is the real code path: a RAP
+The demo needs no downloaded model, so it hands the memory small hand-made vectors in place of
+an encoder's output, and says so (real encoders: `make models`, then
+`rap-edge memory rebuild-index --manifest`). Everything else is the real code path: a RAP
 database import, live edits, thresholded search, forgetting with compaction, verify, export.
 """
 
@@ -76,7 +77,7 @@ def run_demo(workdir: Path) -> int:
         print(f"1. import a RAP database ({db.relative_to(workdir)})")
         for c in import_rap(memory, db):
             print(f"  {c.name:<5} [{c.category}] aliases={list(c.aliases)} info={c.info!r}")
-        print(f"  {len(memory.pending())} image(s) pending: no image encoder is installed yet\n")
+        print(f"  {len(memory.pending())} image(s) pending: no encoder has embedded them yet\n")
 
         print("2. attach vectors from the caller (hand-made 4-d demo vectors, NOT an image model)")
         ids = [img.id for c in memory.list_concepts() for img in c.images]
@@ -126,7 +127,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the memory demo on an embedded example",
         description=(
             "Import a small RAP database drawn by the demo, search it with hand-made vectors "
-            "(no image encoder ships yet), edit and forget concepts live, verify and export."
+            "(it downloads no model), edit and forget concepts live, verify and export."
         ),
     )
     p.add_argument("--workdir", help="keep the demo's files in this new folder "
