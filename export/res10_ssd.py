@@ -20,11 +20,9 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -32,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from export._common import run
 from rap_edge.detect import SsdFaceDetector, prior_boxes
 from rap_edge.models import (
-    CHECK_PHOTOS,
     ModelManifest,
     ModelStore,
     Preprocess,
@@ -46,6 +44,7 @@ from rap_edge.runtime import create_session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from rap_edge.detect import Detection
 
@@ -446,20 +445,7 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
-    parser.add_argument("--out", type=Path,
-                        help="folder for the ONNX file and manifest (default: <store>/onnx)")
-    args = parser.parse_args(argv)
-    store = ModelStore(args.store)
-    store.pull(["res10-ssd"], say=print)
-    photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
-    photos.pull(say=print)
-    paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")]
-    manifest = export(store, args.out or store.path / "onnx", photos=paths)
-    print(f"wrote {manifest.onnx} ({manifest.encoder_id}); parity: {manifest.parity}")
-    return 0
+    return run(argv, doc=__doc__ or "", carrier="res10-ssd", export=export)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
-from rap_edge.models import ModelManifest, load_manifest, preprocess, sha256_file
-from rap_edge.runtime import create_session
+from rap_edge.models import ModelManifest, load_manifest, open_session, preprocess
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -206,10 +205,7 @@ class SsdFaceDetector:
         if len(self._variances) != 4 or self._code_type(extra) != "CENTER_SIZE":  # noqa: PLR2004
             msg = f"{m.path}: SSD decoder needs 4 variances and code_type CENTER_SIZE"
             raise ModelStoreError(msg)
-        if check_hash and m.onnx.is_file() and sha256_file(m.onnx) != m.onnx_sha256:
-            msg = f"{m.onnx}: does not match the SHA-256 in its manifest {m.path}"
-            raise ModelStoreError(msg)
-        self._session, self.provider = create_session(m.onnx, provider=provider)
+        self._session, self.provider = open_session(m, provider=provider, check_hash=check_hash)
         inputs = {i.name for i in self._session.get_inputs()}
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         if m.input_name not in inputs or {self._loc_name, self._conf_name} - set(outputs):

@@ -8,8 +8,7 @@ import numpy as np
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.models._manifest import ModelManifest, load_manifest
-from rap_edge.models._store import sha256_file
-from rap_edge.runtime import create_session
+from rap_edge.models._session import open_session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -78,10 +77,7 @@ class Encoder:
         if m.task != "embed":
             msg = f"{m.path}: task {m.task!r} is not an image embedder"
             raise ModelStoreError(msg)
-        if check_hash and m.onnx.is_file() and sha256_file(m.onnx) != m.onnx_sha256:
-            msg = f"{m.onnx}: does not match the SHA-256 in its manifest {m.path}"
-            raise ModelStoreError(msg)
-        self._session, self.provider = create_session(m.onnx, provider=provider)
+        self._session, self.provider = open_session(m, provider=provider, check_hash=check_hash)
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
         if m.input_name not in inputs or m.output_name not in outputs:
