@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from rap_edge.detect._align import TEMPLATE_5, align_face, chip_transform
 from rap_edge.detect._ssd import Detection, SsdFaceDetector, decode_boxes, nms, prior_boxes
 
-__all__ = ["Detection", "SsdFaceDetector", "decode_boxes", "nms", "prior_boxes"]
+__all__ = [
+    "TEMPLATE_5",
+    "Detection",
+    "SsdFaceDetector",
+    "align_face",
+    "chip_transform",
+    "decode_boxes",
+    "nms",
+    "prior_boxes",
+]
