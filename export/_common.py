@@ -6,10 +6,43 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rap_edge.models import CHECK_PHOTOS, ModelManifest, ModelStore
+from rap_edge.models import CHECK_PHOTOS, ModelManifest, ModelStore, sha256_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    import torch
+
+
+def export_onnx(model: torch.nn.Module, path: Path, *, size: int,
+                output_names: Sequence[str]) -> str:
+    """Export an image model [N, 3, size, size] with the dynamo exporter; return the file's hash.
+
+    The example batch is 2: with a batch-1 example the dynamo exporter failed on dlib's network
+    ("Invalid ranges"). Opset 18, dynamic batch, everything in one file.
+    """
+    import torch  # noqa: PLC0415
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(
+        model, (torch.zeros(2, 3, size, size),), str(path), input_names=["images"],
+        output_names=list(output_names), dynamic_shapes={"x": {0: batch}}, opset_version=18,
+        dynamo=True, external_data=False, verbose=False,
+    )
+    return sha256_file(path)
+
+
+def weights_provenance(store: ModelStore, carrier: str, weights: Path
+                       ) -> tuple[str, dict[str, object]]:
+    """The weights' SHA-256 and the provenance record to put in a manifest.
+
+    Ids are built from the weights' hash: the vectors depend on the weights and the
+    preprocessing, not on the ONNX file's bytes, so a re-export keeps the id (and the memory
+    keeps its vectors).
+    """
+    weights_sha = sha256_file(weights)
+    record = store.provenance().get(f"{carrier}/{weights.name}", {})
+    return weights_sha, {"weights": weights.name, "weights_sha256": weights_sha, **record}
 
 
 

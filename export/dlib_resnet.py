@@ -28,14 +28,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from export._common import run
+from export._common import export_onnx, run, weights_provenance
 from rap_edge.eval import cosine_rows
 from rap_edge.models import (
     Encoder,
     ModelManifest,
     ModelStore,
     Preprocess,
-    sha256_file,
     write_manifest,
 )
 
@@ -467,24 +466,13 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     model = DlibResnet(parsed).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "dlib_resnet.onnx"
-    # A batch-1 example made the dynamo exporter fail ("Invalid ranges"); batch 2 works.
-    example = torch.zeros(2, 3, SIZE, SIZE)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(
-        model, (example,), str(onnx_path), input_names=["images"], output_names=["embedding"],
-        dynamic_shapes={"x": {0: batch}}, opset_version=18, dynamo=True, external_data=False,
-        verbose=False,
-    )
-    digest = sha256_file(onnx_path)
-    weights_sha = sha256_file(weights)
-    record = store.provenance().get(f"{CARRIER}/{weights.name}", {})
-    # The vectors depend on the weights and the preprocessing, not on the ONNX file's bytes,
-    # so a re-export keeps the id.
+    digest = export_onnx(model, onnx_path, size=SIZE, output_names=["embedding"])
+    weights_sha, provenance = weights_provenance(store, CARRIER, weights)
     manifest = ModelManifest(
         name=NAME, task="embed", encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
         onnx=onnx_path, onnx_sha256=digest, input_name="images", output_name="embedding",
         dim=DIM, metric="cosine", threshold=THRESHOLD, preprocess=preprocess_spec(),
-        provenance={"weights": weights.name, "weights_sha256": weights_sha, **record},
+        provenance=provenance,
     )
     named = face_chips(photos, store.file(CARRIER, LANDMARKS))
     if not named:

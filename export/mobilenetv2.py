@@ -23,14 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from export._common import run
+from export._common import export_onnx, run, weights_provenance
 from rap_edge.eval import cosine_rows
 from rap_edge.models import (
     Encoder,
     ModelManifest,
     ModelStore,
     Preprocess,
-    sha256_file,
     write_manifest,
 )
 
@@ -140,18 +139,8 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     model = load_reference(weights)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "mobilenetv2.onnx"
-    example = torch.zeros(2, 3, SIZE, SIZE)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(
-        model, (example,), str(onnx_path), input_names=["images"], output_names=["embedding"],
-        dynamic_shapes={"x": {0: batch}}, opset_version=18, dynamo=True, external_data=False,
-        verbose=False,
-    )
-    digest = sha256_file(onnx_path)
-    weights_sha = sha256_file(weights)
-    record = store.provenance().get(f"mobilenetv2/{weights.name}", {})
-    # The vectors depend on the weights and the preprocessing, not on the ONNX file's bytes,
-    # so a re-export keeps the id (and the memory keeps its vectors).
+    digest = export_onnx(model, onnx_path, size=SIZE, output_names=["embedding"])
+    weights_sha, provenance = weights_provenance(store, "mobilenetv2", weights)
     manifest = ModelManifest(
         name=NAME, task="embed", encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
         onnx=onnx_path,
@@ -159,7 +148,7 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
         metric="cosine", threshold=THRESHOLD,
         preprocess=Preprocess(height=SIZE, width=SIZE, color="RGB", scale=1 / 255, mean=MEAN,
                               std=STD),
-        provenance={"weights": weights.name, "weights_sha256": weights_sha, **record},
+        provenance=provenance,
     )
     crops = check_crops(photos)
     got = Encoder(manifest, provider="cpu").embed(crops)

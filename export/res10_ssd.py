@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export._common import run
+from export._common import export_onnx, run, weights_provenance
 from rap_edge.detect import SsdFaceDetector, prior_boxes
 from rap_edge.models import (
     ModelManifest,
@@ -367,25 +367,18 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     extra = prior_config(layers, model)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "res10_ssd.onnx"
-    batch = torch.export.Dim("batch", min=1, max=256)
-    torch.onnx.export(
-        model, (torch.zeros(2, 3, SIZE, SIZE),), str(onnx_path), input_names=["images"],
-        output_names=["loc", "conf"], dynamic_shapes={"x": {0: batch}}, opset_version=18,
-        dynamo=True, external_data=False, verbose=False,
-    )
-    weights_sha = sha256_file(caffemodel)
-    record = store.provenance().get(f"res10-ssd/{caffemodel.name}", {})
+    digest = export_onnx(model, onnx_path, size=SIZE, output_names=["loc", "conf"])
+    weights_sha, provenance = weights_provenance(store, "res10-ssd", caffemodel)
     num_priors = len(prior_boxes(extra))
     extra["num_priors"] = num_priors
     # dim: the number of prior boxes P (``conf`` is [N, P*2], ``loc`` is [N, P*4]).
     manifest = ModelManifest(
         name=NAME, task="detect", encoder_id=f"{NAME}-fp32@{weights_sha[:12]}",
-        onnx=onnx_path, onnx_sha256=sha256_file(onnx_path), input_name="images",
+        onnx=onnx_path, onnx_sha256=digest, input_name="images",
         output_name="conf", dim=num_priors, metric="score", threshold=SCORE_THRESHOLD,
         preprocess=Preprocess(height=SIZE, width=SIZE, color="BGR", scale=1.0, mean=MEAN,
                               std=(1.0, 1.0, 1.0)),
-        provenance={"weights": caffemodel.name, "weights_sha256": weights_sha,
-                    "prototxt_sha256": sha256_file(prototxt), **record},
+        provenance={**provenance, "prototxt_sha256": sha256_file(prototxt)},
         extra=extra,
     )
     reference = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))

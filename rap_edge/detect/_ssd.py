@@ -205,16 +205,10 @@ class SsdFaceDetector:
         if len(self._variances) != 4 or self._code_type(extra) != "CENTER_SIZE":  # noqa: PLR2004
             msg = f"{m.path}: SSD decoder needs 4 variances and code_type CENTER_SIZE"
             raise ModelStoreError(msg)
-        self._session, self.provider = open_session(m, provider=provider, check_hash=check_hash)
-        inputs = {i.name for i in self._session.get_inputs()}
-        outputs = {o.name: o.shape for o in self._session.get_outputs()}
-        if m.input_name not in inputs or {self._loc_name, self._conf_name} - set(outputs):
-            msg = (
-                f"manifest {m.path} does not match its model: it names input "
-                f"{m.input_name!r} and outputs {self._loc_name!r}, {self._conf_name!r}; the "
-                f"model has {sorted(inputs)} and {sorted(outputs)}"
-            )
-            raise ModelStoreError(msg)
+        self._session, self.provider, outputs = open_session(
+            m, provider=provider, check_hash=check_hash,
+            outputs=[self._loc_name, self._conf_name],
+        )
         last = outputs[self._loc_name][-1]
         if isinstance(last, int) and last != 4 * len(self._priors):
             msg = f"manifest {m.path} gives {len(self._priors)} priors, the model has {last // 4}"

@@ -77,16 +77,9 @@ class Encoder:
         if m.task != "embed":
             msg = f"{m.path}: task {m.task!r} is not an image embedder"
             raise ModelStoreError(msg)
-        self._session, self.provider = open_session(m, provider=provider, check_hash=check_hash)
-        inputs = {i.name: i.shape for i in self._session.get_inputs()}
-        outputs = {o.name: o.shape for o in self._session.get_outputs()}
-        if m.input_name not in inputs or m.output_name not in outputs:
-            msg = (
-                f"manifest {m.path} does not match its model: it names input "
-                f"{m.input_name!r} and output {m.output_name!r}, the model has "
-                f"{list(inputs)} and {list(outputs)}"
-            )
-            raise ModelStoreError(msg)
+        self._session, self.provider, outputs = open_session(
+            m, provider=provider, check_hash=check_hash, outputs=[m.output_name]
+        )
         last = outputs[m.output_name][-1]
         if isinstance(last, int) and last != m.dim:
             msg = f"manifest {m.path} says dim {m.dim}, the model outputs {last}"

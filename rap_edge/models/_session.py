@@ -2,30 +2,49 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import ModelStoreError
 from rap_edge.models._store import sha256_file
 from rap_edge.runtime import create_session
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import onnxruntime as ort
 
     from rap_edge.models._manifest import ModelManifest
     from rap_edge.runtime import Provider
 
 
-def open_session(manifest: ModelManifest, *, provider: Provider,
-                 check_hash: bool) -> tuple[ort.InferenceSession, str]:
-    """The session (and the provider it really runs on) for a manifest's model.
+def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: bool,
+                 outputs: Sequence[str]) -> tuple[ort.InferenceSession, str, dict[str, Any]]:
+    """The session, the provider it really runs on, and its output shapes by name.
+
+    Args:
+        manifest: The model's manifest.
+        provider: Execution provider to ask for.
+        check_hash: Verify the ONNX file against the manifest's SHA-256 first.
+        outputs: Output names the caller will read; the model must have them and the
+            manifest's input.
 
     Raises:
-        ModelStoreError: if the ONNX file does not match the manifest's SHA-256, or is missing
-            or not loadable.
+        ModelStoreError: if the ONNX file does not match the manifest (hash, input or output
+            names), or is missing or not loadable.
     """
     if check_hash and manifest.onnx.is_file() and sha256_file(manifest.onnx) != (
         manifest.onnx_sha256
     ):
         msg = f"{manifest.onnx}: does not match the SHA-256 in its manifest {manifest.path}"
         raise ModelStoreError(msg)
-    return create_session(manifest.onnx, provider=provider)
+    session, used = create_session(manifest.onnx, provider=provider)
+    inputs = [i.name for i in session.get_inputs()]
+    shapes = {o.name: o.shape for o in session.get_outputs()}
+    if manifest.input_name not in inputs or set(outputs) - set(shapes):
+        msg = (
+            f"manifest {manifest.path} does not match its model: it names input "
+            f"{manifest.input_name!r} and outputs {', '.join(map(repr, outputs))}; the model "
+            f"has {inputs} and {sorted(shapes)}"
+        )
+        raise ModelStoreError(msg)
+    return session, used, shapes
