@@ -23,6 +23,7 @@ lint: $(STAMP)
 models: $(STAMP)
 	$(BIN)/rap-edge models pull
 	$(BIN)/python -m export.res10_ssd
+	$(BIN)/python -m export.dlib_landmarks
 	$(BIN)/python -m export.mobilenetv2
 	$(BIN)/python -m export.dlib_resnet
 	$(BIN)/python -m export.quantize --manifest "$$($(BIN)/python -c 'from rap_edge.models import default_store_dir as d; print(d())')/onnx/mobilenetv2.json"

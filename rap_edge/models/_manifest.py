@@ -133,7 +133,9 @@ def load_manifest(path: str | Path) -> ModelManifest:
     except (KeyError, TypeError, ValueError) as err:
         msg = f"{p}: manifest field 'preprocess' is incomplete ({err})"
         raise ModelStoreError(msg) from err
-    if (preprocess.color not in {"RGB", "BGR"} or preprocess.layout not in {"NCHW", "NHWC"}
+    # A landmark model (task ``landmarks``) reads grey pixels at its own points: no tensor.
+    if data.get("task") != "landmarks" and (
+            preprocess.color not in {"RGB", "BGR"} or preprocess.layout not in {"NCHW", "NHWC"}
             or preprocess.resize != "stretch" or len(preprocess.mean) != 3  # noqa: PLR2004
             or len(preprocess.std) != 3 or 0 in preprocess.std  # noqa: PLR2004
             or not 0 < preprocess.height <= 4096 or not 0 < preprocess.width <= 4096):  # noqa: PLR2004
