@@ -11,7 +11,7 @@ Checks, on the real check photos (refused to write on failure):
   numpy predictor; every landmark within :data:`MAX_PARITY_PX` pixels;
 * box map: the SSD face detector's boxes differ from dlib's (the model was trained on dlib's);
   a :class:`BoxMap` (centre offset and scale) is fitted by least squares on the faces both
-  detectors find and stored in the manifest under ``box_maps["res10-ssd"]``;
+  detectors find and stored in the manifest under ``box_maps[<detector manifest name>]``;
 * accuracy effect of the landmark source, measured with dlib's own chip and descriptor: for each
   face, landmarks from (a) HOG box + dlib (the textbook pipeline), (b) SSD box + map + numpy,
   (c) SSD box unmapped + numpy; reported as landmark error relative to (a) in pixels and in
@@ -33,7 +33,14 @@ from export._common import run, weights_provenance
 from export.dlib_resnet import DlibFormatError, _Reader
 from rap_edge.detect import BoxMap, ShapePredictor
 from rap_edge.eval import cosine_rows
-from rap_edge.models import ModelManifest, ModelStore, Preprocess, sha256_file, write_manifest
+from rap_edge.models import (
+    ModelManifest,
+    ModelStore,
+    Preprocess,
+    load_manifest,
+    sha256_file,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -242,7 +249,8 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     bmap: BoxMap = result.pop("box_map")
     manifest = replace(
         manifest,
-        extra={**manifest.extra, "box_maps": {"res10-ssd": [round(v, 5) for v in bmap.to_list()]}},
+        extra={**manifest.extra,
+               "box_maps": {load_manifest(detector).name: [round(v, 5) for v in bmap.to_list()]}},
         parity={"reference": f"dlib.shape_predictor (dlib {dlib.__version__}) on dlib HOG boxes",
                 "runtime": "rap_edge.detect.ShapePredictor (numpy)",
                 "required_max_abs_px": MAX_PARITY_PX, **result},

@@ -142,8 +142,19 @@ def align_face(image_bgr: np.ndarray, landmarks: npt.ArrayLike, *, size: int = 1
     matrix = chip_transform(landmarks, size=size, padding=padding)
     import cv2  # noqa: PLC0415 - OpenCV loads on first use, not with the package
 
+    # Warp only the part of the image the chip samples (its corners' bounding box plus a pixel
+    # for bilinear taps): converting a whole large frame to float32 costs more than the warp.
+    corners = matrix @ np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1],
+                                 [size - 1, size - 1, 1]], dtype=np.float64).T
+    h, w = image_bgr.shape[:2]
+    x0 = int(np.clip(np.floor(corners[0].min()) - 1, 0, w - 1))
+    y0 = int(np.clip(np.floor(corners[1].min()) - 1, 0, h - 1))
+    x1 = int(np.clip(np.ceil(corners[0].max()) + 2, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(corners[1].max()) + 2, y0 + 1, h))
+    matrix = matrix.copy()
+    matrix[:, 2] -= (x0, y0)
     chip = cv2.warpAffine(
-        image_bgr.astype(np.float32),
+        image_bgr[y0:y1, x0:x1].astype(np.float32),
         matrix,
         (int(size), int(size)),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

@@ -99,7 +99,7 @@ def test_manifest_records_parity_box_map_and_the_measured_landmark_effect(
     parity = data["parity"]
     assert parity["parity_exact_faces"] == "4/4"
     assert parity["parity_max_abs_px"] == 0.0
-    _, _, sw, sh = data["extra"]["box_maps"]["res10-ssd"]
+    _, _, sw, sh = data["extra"]["box_maps"]["res10-ssd-face"]
     assert 0.9 < sw < 1.3 and 0.6 < sh < 0.95  # the SSD's boxes are taller than dlib's
     mapped = parity["landmark_source"]["ssd+map+numpy"]
     raw = parity["landmark_source"]["ssd+numpy (no map)"]
@@ -121,7 +121,7 @@ def test_runtime_face_path_separates_people(face_models: Exported, predictor) ->
         bgr = cv2.imread(str(path))
         faces = detector.detect(bgr)
         assert len(faces) == 1, path.name
-        pts = predictor.predict(bgr, faces[0].box, detector="res10-ssd")
+        pts = predictor.predict(bgr, faces[0].box, detector="res10-ssd-face")
         chips.append(align_face(bgr, pts))
         names.append(path.stem.rstrip("0123456789"))
     vec = encoder.embed(chips)

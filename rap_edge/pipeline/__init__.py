@@ -1,0 +1,45 @@
+"""Retrieve: from camera frames to tracked, named recognitions (no ROS, no heavy imports).
+
+:class:`Pipeline` runs the face path (SSD detector, dlib 5-point landmarks, aligned chip,
+dlib ResNet descriptor) against a :class:`~rap_edge.memory.Memory`, decides known / unknown /
+uncertain with calibrated thresholds and a margin rule, tracks faces across frames, reuses
+embeddings, and clusters unknown faces for later enrollment.
+"""
+
+from __future__ import annotations
+
+from rap_edge.pipeline._faces import (
+    FACE_CATEGORIES,
+    FaceEmbedder,
+    FaceModels,
+    embed_faces_in_memory,
+)
+from rap_edge.pipeline._pipeline import Pipeline, PipelineConfig
+from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
+from rap_edge.pipeline._text import mentioned_concepts
+from rap_edge.pipeline._tracker import Observation, Track, Tracker, box_iou
+from rap_edge.pipeline._types import Candidate, Decision, FrameResult, Recognition
+from rap_edge.pipeline._unknown import Cluster, UnknownClusters
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "FACE_CATEGORIES",
+    "Candidate",
+    "Cluster",
+    "Decision",
+    "FaceEmbedder",
+    "FaceModels",
+    "FrameResult",
+    "Observation",
+    "Pipeline",
+    "PipelineConfig",
+    "Recognition",
+    "Thresholds",
+    "Track",
+    "Tracker",
+    "UnknownClusters",
+    "box_iou",
+    "decide",
+    "embed_faces_in_memory",
+    "mentioned_concepts",
+]

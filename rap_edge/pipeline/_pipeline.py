@@ -1,0 +1,282 @@
+"""Frame in, named recognitions out: detect, track, embed when needed, search, decide, vote.
+
+Per frame, for faces:
+
+1. detect on a copy downscaled to ``detect_max_side`` (large frames), boxes scaled back;
+2. match boxes to tracks (IoU);
+3. for tracks whose embedding is missing, older than ``embed_every`` frames or whose box moved
+   (IoU with the embedded box below ``reembed_iou``): landmarks and the aligned chip at full
+   resolution, then one batched embedder call;
+4. one batched memory search for all faces (reused embeddings are searched again, which is
+   cheap and makes live memory edits visible at once);
+5. per observation a decision (threshold, margin), per track a vote over recent decisions;
+6. unknown faces feed the unknown clusters.
+
+The pipeline never raises on a frame's content: a frame that is not an image raises
+:class:`~rap_edge.errors.InvalidInputError` (the caller skips and counts it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.errors import InvalidInputError
+from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceModels
+from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
+from rap_edge.pipeline._tracker import Observation, Track, Tracker
+from rap_edge.pipeline._types import Candidate, FrameResult, Recognition
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+    from rap_edge.detect import Detection
+    from rap_edge.memory import Memory
+    from rap_edge.pipeline._unknown import UnknownClusters
+
+__all__ = ["Pipeline", "PipelineConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Pipeline settings (defaults suit a 640x480 camera at 10-30 FPS).
+
+    Attributes:
+        k: Concepts retrieved per observation (after the category filter).
+        margin: Best-vs-second margin under which a decision is ``uncertain``.
+        track: Follow faces across frames (off: every frame stands alone, as for photos).
+        embed_every: Re-embed a tracked face at least every N frames (1: every frame).
+        reembed_iou: Re-embed earlier when the box's IoU with the embedded box falls below.
+        track_iou: Least IoU for a detection to continue a track.
+        max_missed: Frames a track survives without a detection.
+        vote_window: Recent observations in a track's identity vote.
+        detect_max_side: Frames larger than this (longest side) are downscaled for detection.
+        min_face_px: Faces narrower than this (pixels) are dropped as too small to identify.
+    """
+
+    k: int = 3
+    margin: float = DEFAULT_MARGIN
+    track: bool = True
+    embed_every: int = 10
+    reembed_iou: float = 0.6
+    track_iou: float = 0.3
+    max_missed: int = 10
+    vote_window: int = 7
+    detect_max_side: int = 1280
+    min_face_px: int = 8
+
+    def check(self) -> None:
+        """Refuse absurd values with a message naming the field.
+
+        Raises:
+            InvalidInputError: on a value out of range.
+        """
+        rules = {"k": (1, 100), "embed_every": (1, 10_000), "max_missed": (0, 10_000),
+                 "vote_window": (1, 1000), "detect_max_side": (64, 16_384),
+                 "min_face_px": (0, 10_000)}
+        for name, (lo, hi) in rules.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                msg = f"{name} must be an integer in {lo}..{hi}, got {value!r}"
+                raise InvalidInputError(msg)
+        for name in ("margin", "reembed_iou", "track_iou"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    0 <= value <= 1):
+                msg = f"{name} must be a number in 0..1, got {value!r}"
+                raise InvalidInputError(msg)
+
+
+def _check_frame(frame: object) -> npt.NDArray[np.uint8]:
+    if not isinstance(frame, np.ndarray):
+        msg = f"frame must be a numpy image, got {type(frame).__name__}"
+        raise InvalidInputError(msg)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:  # noqa: PLR2004
+        msg = (f"frame must be BGR uint8 [H, W, 3], got {frame.dtype} {frame.shape} "
+               "(rap_edge.sources.normalize_frame converts other formats)")
+        raise InvalidInputError(msg)
+    return frame
+
+
+class Pipeline:
+    """The retrieval pipeline for one stream (it holds the stream's tracks)."""
+
+    def __init__(self, faces: FaceModels, memory: Memory | None = None, *,
+                 thresholds: Thresholds | None = None, config: PipelineConfig | None = None,
+                 unknown: UnknownClusters | None = None) -> None:
+        """Set up a stream.
+
+        Args:
+            faces: The face models.
+            memory: The concept memory (None: everything is unknown).
+            thresholds: Calibrated thresholds; the face embedder's manifest threshold fills in.
+            config: Settings.
+            unknown: Where unknown faces are clustered (None: not clustered).
+        """
+        self.faces = faces
+        self.memory = memory
+        self.config = config or PipelineConfig()
+        self.config.check()
+        self.thresholds = thresholds or Thresholds(margin=self.config.margin)
+        self.thresholds.set_default(faces.encoder_id, faces.encoder.manifest.threshold)
+        self.unknown = unknown
+        self.tracker = Tracker(min_iou=self.config.track_iou, max_missed=self.config.max_missed,
+                               window=self.config.vote_window)
+        self._frame = -1
+
+    @property
+    def face_threshold(self) -> float:
+        """The face encoder's threshold in use."""
+        return self.thresholds.get(self.faces.encoder_id)
+
+    def reset(self) -> None:
+        """Forget the tracks (start of an unrelated sequence)."""
+        self.tracker.reset()
+
+    def process(self, frame: npt.NDArray[np.uint8], *, index: int | None = None,
+                timestamp: float | None = None, source: str = "") -> FrameResult:
+        """Recognitions in one BGR frame.
+
+        Args:
+            frame: BGR uint8 [H, W, 3].
+            index: Frame number (default: one more than the last).
+            timestamp: Seconds (default: wall clock).
+            source: Where the frame came from (kept with unknown-face crops).
+
+        Raises:
+            InvalidInputError: if ``frame`` is not a BGR uint8 image.
+        """
+        t_start = time.perf_counter()
+        image = _check_frame(frame)
+        self._frame = self._frame + 1 if index is None else index
+        if not self.config.track:
+            self.tracker.reset()
+        result = FrameResult(index=self._frame,
+                             timestamp=time.time() if timestamp is None else timestamp,
+                             width=image.shape[1], height=image.shape[0])
+        timings = result.timings_ms
+        t = time.perf_counter()
+        detections = self._detect(image)
+        timings["detect"] = _ms(t)
+        t = time.perf_counter()
+        boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
+        tracks = self.tracker.update(self._frame, "face", boxes)
+        todo = [i for i, tr in enumerate(tracks) if tr.needs_embedding(
+            self._frame, self.config.embed_every if self.config.track else 1,
+            self.config.reembed_iou)]
+        timings["track"] = _ms(t)
+        t = time.perf_counter()
+        points = (self.faces.landmarks_for(image, [detections[i].box for i in todo])
+                  if todo else np.zeros((0, 5, 2), np.float32))
+        timings["landmarks"] = _ms(t)
+        t = time.perf_counter()
+        chips = [self.faces.chip(image, p) for p in points]
+        timings["align"] = _ms(t)
+        t = time.perf_counter()
+        if chips:
+            vectors = self.faces.encoder.embed(chips)
+            for j, i in enumerate(todo):
+                tr = tracks[i]
+                tr.embedding, tr.embedded_box, tr.embedded_frame = (
+                    vectors[j], boxes[i], self._frame)
+                tr.extra["landmarks"] = points[j]
+        timings["embed"] = _ms(t)
+        t = time.perf_counter()
+        found = self._search([tr.embedding for tr in tracks])
+        timings["search"] = _ms(t)
+        fresh = set(todo)
+        for i, (det, tr) in enumerate(zip(detections, tracks, strict=True)):
+            decision, best = decide(found[i], self.face_threshold, self.thresholds.margin)
+            obs = Observation(decision, best.concept_id if best else None,
+                              best.score if best else (found[i][0].score if found[i] else None),
+                              tuple(found[i]))
+            if i in fresh or not tr.votes:
+                tr.votes.append(obs)
+            else:  # a reused embedding searched again: refresh its vote, do not add one
+                tr.votes[-1] = obs
+            voted = tr.vote()
+            if voted.decision == "unknown" and i in fresh and self.unknown is not None:
+                self._cluster(image, det, tr, source)
+            result.recognitions.append(self._recognition(det, tr, voted, embedded=i in fresh))
+        timings["total"] = _ms(t_start)
+        return result
+
+    def _detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+        import cv2  # noqa: PLC0415
+
+        from rap_edge.detect import Detection  # noqa: PLC0415
+
+        h, w = image.shape[:2]
+        scale = min(1.0, self.config.detect_max_side / max(h, w))
+        small = image if scale == 1.0 else np.asarray(cv2.resize(
+            image, (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        out = []
+        for d in self.faces.detector.detect(small):
+            x1, y1, x2, y2 = (float(np.clip(v / scale, 0, lim)) for v, lim in
+                              ((d.x1, w - 1), (d.y1, h - 1), (d.x2, w - 1), (d.y2, h - 1)))
+            if x2 - x1 >= max(1, self.config.min_face_px) and y2 > y1:
+                out.append(Detection(x1, y1, x2, y2, d.score, d.label))
+        return out
+
+    def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]
+                ) -> list[list[Candidate]]:
+        """Face concepts for each vector, best first, at most ``k`` after the category filter."""
+        enc = self.faces.encoder_id
+        if not vectors or self.memory is None or enc not in self.memory.encoders():
+            return [[] for _ in vectors]
+        stack = np.stack([v for v in vectors if v is not None])
+        # Ask for more than k: concepts of other categories are filtered out afterwards.
+        hits = self.memory.search(stack, k=min(1000, 4 * self.config.k + 8), encoder=enc)
+        per = iter(hits)
+        out: list[list[Candidate]] = []
+        for v in vectors:
+            if v is None:
+                out.append([])
+                continue
+            cands = [Candidate(h.concept_id, h.name, h.category, h.score) for h in next(per)
+                     if h.category in FACE_CATEGORIES]
+            out.append(cands[:self.config.k])
+        return out
+
+    def _cluster(self, image: npt.NDArray[np.uint8], det: Detection, tr: Track,
+                 source: str) -> None:
+        assert self.unknown is not None  # noqa: S101 - checked by the caller
+        if tr.embedding is None:
+            return
+        tr.cluster = self.unknown.assign(tr.embedding, cluster=tr.cluster)
+        w, h = det.x2 - det.x1, det.y2 - det.y1
+        quality = float(w * h * det.score)
+        # A crop with margin, so that enrollment's detector finds the face again.
+        x1, y1 = max(0, int(det.x1 - 0.5 * w)), max(0, int(det.y1 - 0.5 * h))
+        x2 = min(image.shape[1], int(det.x2 + 0.5 * w))
+        y2 = min(image.shape[0], int(det.y2 + 0.5 * h))
+        self.unknown.offer_crop(tr.cluster, np.ascontiguousarray(image[y1:y2, x1:x2]),
+                                quality, source)
+
+    @staticmethod
+    def _recognition(det: Detection, tr: Track, voted: Observation, *, embedded: bool
+                     ) -> Recognition:
+        pts = tr.extra.get("landmarks")
+        landmarks = None if pts is None else tuple(
+            (float(x), float(y)) for x, y in np.asarray(pts))
+        name = None
+        if voted.decision == "known":
+            name = next((c.name for c in voted.candidates if c.concept_id == voted.concept_id),
+                        None)
+        return Recognition(
+            box=(det.x1, det.y1, det.x2, det.y2), kind="face", detector_score=det.score,
+            track_id=tr.id, decision=voted.decision,
+            concept_id=voted.concept_id if voted.decision == "known" else None,
+            name=name, score=voted.score, candidates=voted.candidates, landmarks=landmarks,
+            embedded=embedded, cluster=tr.cluster if voted.decision == "unknown" else None,
+        )
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
