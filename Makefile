@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev-cpu-export
+STAMP := $(VENV)/.installed-dev-cpu-export-rosbag
 
 .PHONY: demo test lint typecheck unit models bench-memory bench-encoders venv clean
 
@@ -10,7 +10,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,cpu,export]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,cpu,export,rosbag]'
 	@touch $@
 
 demo: $(STAMP)
