@@ -252,10 +252,12 @@ class Pipeline:
         tr.cluster = self.unknown.assign(tr.embedding, cluster=tr.cluster)
         w, h = det.x2 - det.x1, det.y2 - det.y1
         quality = float(w * h * det.score)
-        # A crop with margin, so that enrollment's detector finds the face again.
-        x1, y1 = max(0, int(det.x1 - 0.5 * w)), max(0, int(det.y1 - 0.5 * h))
-        x2 = min(image.shape[1], int(det.x2 + 0.5 * w))
-        y2 = min(image.shape[0], int(det.y2 + 0.5 * h))
+        # A crop with a box-sized margin on every side: the aligned chip (padding 0.25) reaches
+        # well beyond the face box, and a tighter crop puts black borders into the enrolled
+        # chip (measured: cosine 0.85 to the same face with a half-box margin).
+        x1, y1 = max(0, int(det.x1 - w)), max(0, int(det.y1 - h))
+        x2 = min(image.shape[1], int(det.x2 + w))
+        y2 = min(image.shape[0], int(det.y2 + h))
         self.unknown.offer_crop(tr.cluster, np.ascontiguousarray(image[y1:y2, x1:x2]),
                                 quality, source)
 

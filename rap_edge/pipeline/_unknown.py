@@ -57,6 +57,7 @@ class UnknownClusters:
         self.threshold = float(threshold)
         self.max_crops = max_crops
         self.clusters: dict[str, Cluster] = {}
+        self._seq = 0
         if self.folder is not None and (self.folder / INDEX).is_file():
             self._load()
 
@@ -123,7 +124,8 @@ class UnknownClusters:
 
         folder = self.folder / cluster
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"{int(time.time() * 1000)}-{c.count:06d}.jpg"
+        self._seq += 1  # unique even for several crops within one clock tick
+        name = f"{time.time_ns()}-{self._seq}.jpg"
         if not cv2.imwrite(str(folder / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 95]):
             msg = f"{folder / name}: cannot write the crop"
             raise StoreError(msg)
