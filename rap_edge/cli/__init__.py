@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    from rap_edge.cli import _demo, _memory, _models  # noqa: PLC0415
+    from rap_edge.cli import _demo, _memory, _models, _run  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="rap-edge",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _memory.register(sub)
     _models.register(sub)
+    _run.register(sub)
     _demo.register(sub)
     return parser
 

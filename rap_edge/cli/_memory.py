@@ -248,6 +248,42 @@ def cmd_rebuild_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed_faces(args: argparse.Namespace) -> int:
+    from rap_edge.cli._face_opts import load_models  # noqa: PLC0415
+    from rap_edge.pipeline import FaceEmbedder, embed_faces_in_memory  # noqa: PLC0415
+
+    models = load_models(args)
+    embedder = FaceEmbedder(models)
+    with _open(args) as memory:
+        n = embed_faces_in_memory(memory, embedder)
+    print(f"embedded {n} face image(s) with {models.encoder_id} on {models.encoder.provider}"
+          + (f" ({embedder.fallbacks} without a detected face: used whole, as a face crop)"
+             if embedder.fallbacks else ""))
+    return 0
+
+
+def cmd_enroll_unknown(args: argparse.Namespace) -> int:
+    from rap_edge.cli._face_opts import load_models  # noqa: PLC0415
+    from rap_edge.pipeline import (  # noqa: PLC0415
+        FaceEmbedder,
+        UnknownClusters,
+        embed_faces_in_memory,
+    )
+
+    folder = Path(args.unknown_dir) if args.unknown_dir else _memory_dir(args) / "unknown"
+    clusters = UnknownClusters(folder, threshold=0.0)
+    crops = clusters.crop_paths(args.cluster)
+    models = load_models(args)
+    with _open(args) as memory:
+        concept = memory.add(args.name, images=crops, category=args.category,
+                             info=args.info or "")
+        n = embed_faces_in_memory(memory, FaceEmbedder(models))
+    clusters.forget(args.cluster)
+    print(f"enrolled {_concept_line(concept)} from cluster {args.cluster} ({len(crops)} "
+          f"crop(s)); embedded {n} face image(s)")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     with _open(args, readonly=True) as memory:
         report = memory.verify()
@@ -378,6 +414,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(it becomes the active encoder)")
     p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
                    help="execution provider for --manifest (default auto)")
+
+    from rap_edge.cli._face_opts import add_model_options  # noqa: PLC0415
+
+    p = add("embed-faces", cmd_embed_faces,
+            "embed the face images of person concepts with the face pipeline (detector, "
+            "landmarks, aligned chip, face embedder)")
+    add_model_options(p, thresholds=False)
+
+    p = add("enroll-unknown", cmd_enroll_unknown,
+            "add a concept from an unknown-face cluster's best crops (clusters come from "
+            "`rap-edge run`)")
+    p.add_argument("cluster", help="cluster id printed by `run`, e.g. u0001")
+    p.add_argument("--name", required=True, help="name of the new concept")
+    p.add_argument("--category", default="person", help="category (default person)")
+    p.add_argument("--info", help="free-text information about the concept")
+    p.add_argument("--unknown-dir", metavar="DIR", default=None,
+                   help="cluster folder (default: <memory>/unknown, as `run` writes it)")
+    add_model_options(p, thresholds=False)
 
     add("verify", cmd_verify, "check database, files, vectors and indexes (exit 2 on damage)",
         json_out=True)

@@ -1,0 +1,65 @@
+"""Options shared by the commands that run the face pipeline (run, eval, calibrate, enroll)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rap_edge.pipeline import FaceModels, Thresholds
+
+__all__ = ["add_model_options", "default_thresholds_path", "load_models", "load_thresholds"]
+
+THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
+REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
+
+
+def add_model_options(p: argparse.ArgumentParser, *, thresholds: bool = True) -> None:
+    """``--models``, ``--face-encoder``, ``--provider`` (and ``--thresholds``, ``--margin``)."""
+    p.add_argument("--models", metavar="DIR", default=None,
+                   help="folder of exported models (default: <model store>/onnx, made by "
+                   "`make models`)")
+    p.add_argument("--face-encoder", metavar="MANIFEST", default="dlib_resnet.json",
+                   help="face embedder manifest in --models, e.g. dlib_resnet.int8-qdq.json "
+                   "(default dlib_resnet.json, fp32)")
+    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
+                   help="ONNX Runtime execution provider (default auto; the one actually used "
+                   "is printed)")
+    if thresholds:
+        p.add_argument("--thresholds", metavar="FILE", default=None,
+                       help=f"calibrated thresholds (default: ${THRESHOLDS_ENV}, else "
+                       f"./{REPO_THRESHOLDS} if present, else each model's manifest value)")
+        p.add_argument("--margin", type=float, default=None,
+                       help="best-vs-second cosine margin under which a match is 'uncertain' "
+                       "(default 0.02)")
+
+
+def load_models(args: argparse.Namespace) -> FaceModels:
+    """The face models named by the options."""
+    from rap_edge.models import default_store_dir  # noqa: PLC0415
+    from rap_edge.pipeline import FaceModels  # noqa: PLC0415
+
+    folder = Path(args.models) if args.models else default_store_dir() / "onnx"
+    return FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider)
+
+
+def default_thresholds_path() -> Path | None:
+    """``$RAP_EDGE_THRESHOLDS``, else ``./calibration/thresholds.json`` when it exists."""
+    env = os.environ.get(THRESHOLDS_ENV)
+    if env:
+        return Path(env)
+    return REPO_THRESHOLDS if REPO_THRESHOLDS.is_file() else None
+
+
+def load_thresholds(args: argparse.Namespace, models: FaceModels) -> Thresholds:
+    """Thresholds from ``--thresholds`` (or the default file), the manifest filling in."""
+    from rap_edge.pipeline import DEFAULT_MARGIN, Thresholds  # noqa: PLC0415
+
+    margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    path = Path(args.thresholds) if args.thresholds else default_thresholds_path()
+    th = Thresholds.load(path, margin=margin) if path else Thresholds(margin=margin)
+    th.set_default(models.encoder_id, models.encoder.manifest.threshold)
+    return th

@@ -1,0 +1,218 @@
+"""``rap-edge run``: recognise the memory's people in a video, camera, folder or rosbag2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rap_edge.cli._face_opts import add_model_options, load_models, load_thresholds
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from rap_edge.pipeline import FrameResult
+
+__all__ = ["register"]
+
+_COLOURS = {"known": (60, 200, 60), "unknown": (60, 60, 230), "uncertain": (0, 200, 230)}
+
+
+def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | None
+             ) -> npt.NDArray[np.uint8]:
+    """A copy of ``image`` with each recognition's box, name or decision, score and track."""
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    out = image.copy()
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    scale = max(0.4, max(out.shape[:2]) / 1200)
+    for r in result.recognitions:
+        colour = _COLOURS[r.decision]
+        x1, y1, x2, y2 = (round(v) for v in r.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        label = r.name if r.decision == "known" and r.name else r.decision
+        if r.score is not None:
+            label += f" {r.score:.2f}"
+        label += f" #{r.track_id}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = max(th + 4, y1 - 4)
+        cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty + 2), colour, -1)
+        cv2.putText(out, label, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    thick, cv2.LINE_AA)
+    if fps is not None:
+        cv2.putText(out, f"{fps:.1f} FPS", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 255, 255), thick + 1, cv2.LINE_AA)
+    return np.asarray(out, dtype=np.uint8)
+
+
+class _Writer:
+    """Annotated video out (opened on the first frame; frames resized to its size)."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+
+    def write(self, image: npt.NDArray[np.uint8]) -> None:
+        import cv2  # noqa: PLC0415
+
+        if self._writer is None:
+            self._size = (image.shape[1], image.shape[0])
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.suffix.lower() == ".avi"
+                                              else "mp4v"))
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+
+                msg = f"{self.path}: cannot write a video here (use .mp4 or .avi)"
+                raise InvalidInputError(msg)
+        if self._size != (image.shape[1], image.shape[0]):
+            self._writer.write(cv2.resize(image, self._size))
+        else:
+            self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from rap_edge.errors import InvalidInputError, RapEdgeError  # noqa: PLC0415
+    from rap_edge.memory import Memory, default_memory_dir  # noqa: PLC0415
+    from rap_edge.pipeline import Pipeline, PipelineConfig, UnknownClusters  # noqa: PLC0415
+    from rap_edge.sources import open_source  # noqa: PLC0415
+
+    if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004
+        msg = f"--max-fps must be in (0, 1000], got {args.max_fps}"
+        raise InvalidInputError(msg)
+    models = load_models(args)
+    thresholds = load_thresholds(args, models)
+    mem_path = Path(args.memory) if args.memory else default_memory_dir()
+    memory = Memory(mem_path) if args.memory or mem_path.exists() else None
+    unknown = None
+    if not args.no_cluster:
+        folder = Path(args.unknown_dir) if args.unknown_dir else (
+            mem_path / "unknown" if memory is not None else None)
+        unknown = UnknownClusters(folder, threshold=thresholds.get(models.encoder_id))
+    config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
+                            margin=thresholds.margin)
+    pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown)
+    enc = models.encoder_id
+    print(f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "
+          f"{enc} on {models.encoder.provider}", file=sys.stderr)
+    print(f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
+          f"{thresholds.margin}; memory: {memory.path if memory else 'none (all unknown)'}",
+          file=sys.stderr)
+    jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
+    writer = None
+    processed = 0
+    stages: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    last = 0.0
+    fps_est: float | None = None
+    try:
+        with open_source(args.source, topic=args.topic) as source:
+            print(source.describe(), file=sys.stderr)
+            live = source.kind == "camera"
+            if args.out:
+                writer = _Writer(Path(args.out), args.max_fps or 15.0)
+            bar = tqdm(total=source.total, unit="frame", desc="run", disable=None,
+                       file=sys.stderr)
+            for frame in source:
+                bar.update(1)
+                if args.max_frames and processed >= args.max_frames:
+                    break
+                if args.max_fps:
+                    wait = last + 1.0 / args.max_fps - time.perf_counter()
+                    if wait > 0:
+                        if live:  # latest-first: drop this frame rather than fall behind
+                            continue
+                        time.sleep(wait)
+                last = time.perf_counter()
+                try:
+                    result = pipe.process(frame.image, index=frame.index,
+                                          timestamp=frame.timestamp if frame.timestamp
+                                          is not None else time.time(), source=frame.source)
+                except RapEdgeError as err:  # one bad frame never ends the run
+                    source.skipped += 1
+                    source.errors.append(f"frame {frame.index} ({frame.source}): {err}")
+                    continue
+                processed += 1
+                spent = time.perf_counter() - last
+                fps_est = 1 / spent if fps_est is None else 0.9 * fps_est + 0.1 / max(spent, 1e-6)
+                bar.set_postfix(fps=f"{fps_est:.1f}", faces=len(result.recognitions))
+                for k, v in result.timings_ms.items():
+                    stages.setdefault(k, []).append(v)
+                if jsonl is not None:
+                    line = {"source": frame.source, **result.to_json()}
+                    if frame.timestamp is None:
+                        line["timestamp"] = None
+                    jsonl.write(json.dumps(line) + "\n")
+                    jsonl.flush()
+                if writer is not None:
+                    writer.write(annotate(frame.image, result, fps_est))
+            bar.close()
+            skipped, errors = source.skipped, list(source.errors)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+        if writer is not None:
+            writer.close()
+    wall = time.perf_counter() - t0
+    print(f"processed {processed} frame(s) in {wall:.1f} s ({processed / max(wall, 1e-9):.1f} "
+          f"FPS), skipped {skipped}", file=sys.stderr)
+    for msg in errors[-5:]:
+        print(f"  skipped: {msg}", file=sys.stderr)
+    if stages:
+        p50 = ", ".join(f"{k} {float(np.median(v)):.1f}" for k, v in stages.items())
+        print(f"per-stage p50 ms: {p50}", file=sys.stderr)
+    if unknown is not None and unknown.clusters:
+        print(f"unknown faces: {len(unknown.clusters)} cluster(s) in {unknown.folder}; enroll "
+              "one with `rap-edge memory enroll-unknown CLUSTER --name NAME`", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run``."""
+    p = sub.add_parser(
+        "run", help="recognise the memory's people in a video, camera, image folder or rosbag2",
+        description="Detects faces in every frame, tracks them, embeds each track every few "
+        "frames, searches the memory and decides known / unknown / uncertain. Writes one JSON "
+        "line per frame (--jsonl) and an annotated video (--out); shows a progress bar with "
+        "live FPS. Bad frames are skipped and counted, never fatal.",
+    )
+    p.add_argument("--source", required=True,
+                   help="video file, camera index (0) or stream URL, image folder, single "
+                   "image, or rosbag2 (folder or .db3/.mcap file)")
+    p.add_argument("--topic", default=None, help="rosbag2 image topic (default: the only/first "
+                   "sensor_msgs Image or CompressedImage topic)")
+    p.add_argument("--memory", metavar="DIR", default=None,
+                   help="concept memory (default: the user data folder's memory if it exists)")
+    p.add_argument("--out", metavar="VIDEO", default=None,
+                   help="write an annotated video (.mp4 or .avi)")
+    p.add_argument("--jsonl", metavar="FILE", default=None,
+                   help="write one JSON line per frame: source, timestamp, recognitions")
+    p.add_argument("--max-fps", type=float, default=None,
+                   help="process at most this many frames per second (cameras drop frames, "
+                   "files wait)")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
+    p.add_argument("--embed-every", type=int, default=10,
+                   help="re-embed a tracked face at least every N frames (default 10; 1: "
+                   "every frame)")
+    p.add_argument("--no-track", action="store_true",
+                   help="treat every frame on its own (no tracks, no reuse, no vote)")
+    p.add_argument("--unknown-dir", metavar="DIR", default=None,
+                   help="where unknown-face clusters and crops go (default: <memory>/unknown)")
+    p.add_argument("--no-cluster", action="store_true", help="do not cluster unknown faces")
+    add_model_options(p)
+    p.set_defaults(func=cmd_run)
