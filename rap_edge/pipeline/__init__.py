@@ -8,6 +8,16 @@ embeddings, and clusters unknown faces for later enrollment.
 
 from __future__ import annotations
 
+from rap_edge.pipeline._evaluate import (
+    EvalReport,
+    LabelledSet,
+    PipelineRecognizer,
+    Recognizer,
+    calibrate_threshold,
+    evaluate,
+    face_vectors,
+    score,
+)
 from rap_edge.pipeline._faces import (
     FACE_CATEGORIES,
     FaceEmbedder,
@@ -27,19 +37,27 @@ __all__ = [
     "Candidate",
     "Cluster",
     "Decision",
+    "EvalReport",
     "FaceEmbedder",
     "FaceModels",
     "FrameResult",
+    "LabelledSet",
     "Observation",
     "Pipeline",
     "PipelineConfig",
+    "PipelineRecognizer",
     "Recognition",
+    "Recognizer",
     "Thresholds",
     "Track",
     "Tracker",
     "UnknownClusters",
     "box_iou",
+    "calibrate_threshold",
     "decide",
     "embed_faces_in_memory",
+    "evaluate",
+    "face_vectors",
     "mentioned_concepts",
+    "score",
 ]

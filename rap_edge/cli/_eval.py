@@ -1,0 +1,187 @@
+"""``rap-edge eval`` and ``rap-edge calibrate thresholds`` on a labelled face folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rap_edge.cli._face_opts import (
+    REPO_THRESHOLDS,
+    add_model_options,
+    load_models,
+    load_thresholds,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rap_edge.pipeline import EvalReport
+
+__all__ = ["format_report", "register"]
+
+_FOLDER_HELP = ("labelled folder: DIR/<identity>/*.jpg (first photo(s) enrolled, the rest "
+                "tested), DIR/_distractors/*.jpg (never enrolled), optional "
+                "DIR/conditions/<name>/ degraded copies (see calibration/README.md; "
+                "`python -m calibration.labelled` builds one from real photos)")
+
+
+def _f(v: float | None) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def format_report(name: str, rep: EvalReport, *, confusion: bool = True) -> str:
+    """A human-readable report: totals, per identity, confusion table."""
+    lines = [f"== {name}: {rep.tests} test photo(s), {rep.distractors} distractor(s); "
+             f"precision {_f(rep.precision)}, recall {_f(rep.recall)}, distractors rejected "
+             f"{_f(rep.distractor_rejection)}; no face found in {rep.no_face}"
+             + (f", unreadable {rep.unreadable}" if rep.unreadable else "")]
+    lines.append(f"  {'identity':<22} {'tests':>5} {'TP':>4} {'FP':>4} {'prec':>6} {'recall':>6}")
+    for ident, m in rep.per_identity.items():
+        lines.append(f"  {ident:<22} {int(m['tests']):>5} {int(m['true_pos']):>4} "
+                     f"{int(m['false_pos']):>4} {_f(m['precision']):>6} {_f(m['recall']):>6}")
+    if confusion:
+        cols = sorted({c for row in rep.confusion.values() for c in row})
+        lines.append("  confusion (rows: truth, columns: outcome per photo)")
+        lines.append("  " + " " * 22 + " ".join(f"{c[:10]:>10}" for c in cols))
+        for row, counts in rep.confusion.items():
+            lines.append(f"  {row[:22]:<22}" + " ".join(f"{counts.get(c, 0):>10}" for c in cols))
+    return "\n".join(lines)
+
+
+def _no_nan(value: Any) -> Any:  # noqa: ANN401 - any JSON tree
+    """NaN (a metric with nothing to count) as null, so the JSON is strict."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from rap_edge.pipeline import (  # noqa: PLC0415
+        LabelledSet,
+        PipelineConfig,
+        PipelineRecognizer,
+        evaluate,
+    )
+
+    labelled = LabelledSet.load(args.labelled)
+    models = load_models(args)
+    thresholds = load_thresholds(args, models)
+    enc = models.encoder_id
+    print(f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
+          f"{thresholds.margin}, {models.encoder_id} on {models.encoder.provider}",
+          file=sys.stderr)
+    recognizer = PipelineRecognizer(models, thresholds=thresholds,
+                                    config=PipelineConfig(margin=thresholds.margin))
+
+    def bar(desc: str) -> Any:  # noqa: ANN401
+        return lambda it: tqdm(it, desc=desc, unit="photo", disable=None, file=sys.stderr)
+
+    reports = {"clean": evaluate(recognizer, labelled,
+                                 enroll_per_identity=args.enroll_per_identity,
+                                 progress=bar("clean"))}
+    conditions = labelled.conditions()
+    wanted = None if args.conditions == "all" else set(args.conditions.split(","))
+    if args.conditions != "none":
+        for name, cond in conditions.items():
+            if wanted is None or name in wanted:
+                tests = cond.tests_like(labelled, args.enroll_per_identity)
+                reports[name] = evaluate(recognizer, labelled, tests=tests,
+                                         enroll_per_identity=args.enroll_per_identity,
+                                         progress=bar(name))
+    if args.json:
+        print(json.dumps(_no_nan({"labelled": str(labelled.root), "encoder": enc,
+                          "threshold": thresholds.get(enc), "margin": thresholds.margin,
+                          "enroll_per_identity": args.enroll_per_identity,
+                          "conditions": {k: v.to_json() for k, v in reports.items()}}),
+                         indent=1, allow_nan=False))
+    else:
+        for name, rep in reports.items():
+            print(format_report(name, rep, confusion=name == "clean" or args.confusion))
+    return 0
+
+
+def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from rap_edge.pipeline import LabelledSet, calibrate_threshold, face_vectors  # noqa: PLC0415
+
+    labelled = LabelledSet.load(args.labelled)
+    models = load_models(args)
+    photos = [p for v in labelled.identities.values() for p in v] + labelled.distractors
+    labels: list[str | None] = [k for k, v in labelled.identities.items() for _ in v]
+    labels += [None] * len(labelled.distractors)
+    vectors, found = face_vectors(models, photos, progress=lambda it: tqdm(
+        it, desc="embedding", unit="photo", disable=None, file=sys.stderr))
+    keep = [i for i, ok in enumerate(found) if ok]
+    result = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=args.far)
+    result.update({"labelled": str(labelled.root), "photos": len(photos),
+                   "photos_without_face": len(photos) - len(keep),
+                   "identities": len(labelled.identities),
+                   "distractors": len(labelled.distractors),
+                   "manifest_threshold": models.encoder.manifest.threshold})
+    out = Path(args.out)
+    data: dict[str, Any] = {"version": 1, "encoders": {}}
+    if out.is_file():
+        try:
+            old = json.loads(out.read_text(encoding="utf-8"))
+            if isinstance(old, dict) and isinstance(old.get("encoders"), dict):
+                data["encoders"] = old["encoders"]
+        except (OSError, ValueError):
+            pass  # replaced below
+    data["encoders"][models.encoder_id] = result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"{models.encoder_id}: threshold {result['threshold']:.4f} for FAR <= {args.far} "
+          f"(measured FAR {result['far']:.4f}, FRR {result['frr']:.4f}; "
+          f"{result['genuine_pairs']} genuine / {result['impostor_pairs']} impostor pairs; "
+          f"EER {result['eer']:.4f} at {result['eer_threshold']}); "
+          f"{result['photos_without_face']} photo(s) without a face skipped; wrote {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``eval`` and ``calibrate``."""
+    p = sub.add_parser(
+        "eval", help="enroll the first photo(s) per identity, recognise the rest, report",
+        description="Precision and recall per identity, distractor rejection and a confusion "
+        "table, on a labelled folder and its degraded conditions. " + _FOLDER_HELP,
+    )
+    p.add_argument("--labelled", required=True, metavar="DIR", help=_FOLDER_HELP)
+    p.add_argument("--enroll-per-identity", type=int, default=1,
+                   help="photos enrolled per identity (default 1)")
+    p.add_argument("--conditions", default="all",
+                   help="degraded conditions to run: all, none, or a comma list (default all)")
+    p.add_argument("--confusion", action="store_true",
+                   help="print the confusion table for every condition, not just clean")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_model_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    cal = sub.add_parser("calibrate", help="calibrate recognition thresholds",
+                         description="Calibration from labelled data.")
+    cmds = cal.add_subparsers(dest="calibrate_command", metavar="ACTION", required=True)
+    p = cmds.add_parser(
+        "thresholds", help="per-encoder threshold for a target false-accept rate",
+        description="Embeds the largest face of every photo, scores all genuine pairs (same "
+        "identity) and impostor pairs (different identities, distractor vs identity), and "
+        "writes the least threshold whose false-accept rate is at most --far, with the pair "
+        "counts and the FAR/FRR curve. " + _FOLDER_HELP,
+    )
+    p.add_argument("--labelled", required=True, metavar="DIR", help=_FOLDER_HELP)
+    p.add_argument("--far", type=float, default=0.001,
+                   help="target false-accept rate on impostor pairs (default 0.001)")
+    p.add_argument("--out", default=str(REPO_THRESHOLDS),
+                   help=f"threshold file to write or update (default {REPO_THRESHOLDS})")
+    add_model_options(p, thresholds=False)
+    p.set_defaults(func=cmd_calibrate_thresholds)
