@@ -1,0 +1,128 @@
+"""``rap-edge run``, ``eval``, ``calibrate thresholds``, ``memory embed-faces`` and
+``enroll-unknown`` end to end on the real check photos with the real models.
+
+The labelled folder here is tiny (Obama x3, Biden x1): it proves the commands and the file
+formats, not accuracy (that is ``bench/eval_faces.py`` on the larger set).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pytest
+
+from rap_edge.cli import main
+from tests.pipeline.test_face_pipeline import frame
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import Exported
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture
+def labelled(face_models: Exported, tmp_path: Path) -> Path:
+    root = tmp_path / "labelled"
+    for p in face_models.photos:
+        ident = p.stem.rstrip("0123456789")
+        (root / ident).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, root / ident / p.name)
+    return root
+
+
+def test_calibrate_writes_threshold_with_pairs_and_curve(face_models: Exported, labelled: Path,
+                                                          tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    out = tmp_path / "thresholds.json"
+    assert main(["calibrate", "thresholds", "--labelled", str(labelled), "--far", "0.2",
+                 "--models", str(face_models.out), "--provider", "cpu",
+                 "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    (rec,) = data["encoders"].values()
+    assert rec["genuine_pairs"] == 3 and rec["impostor_pairs"] == 3
+    # Impostors (Obama vs Biden) score 0.81-0.83 and genuine pairs 0.95-0.97: the threshold
+    # sits just above the highest impostor, so nothing is falsely accepted.
+    assert rec["impostor_max"] < rec["threshold"] <= rec["genuine_min"]
+    assert rec["far"] == 0.0 and rec["frr"] == 0.0
+    assert len(rec["curve"]) > 10
+    assert "threshold" in capsys.readouterr().out
+
+
+def test_eval_reports_per_identity_and_confusion(face_models: Exported, labelled: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--labelled", str(labelled), "--models", str(face_models.out),
+                 "--provider", "cpu", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    clean = data["conditions"]["clean"]
+    assert clean["per_identity"]["obama"]["recall"] == 1.0
+    assert clean["precision"] == 1.0 and clean["tests"] == 2
+    assert clean["confusion"] == {"obama": {"obama": 2}}
+    assert main(["eval", "--labelled", str(labelled), "--models", str(face_models.out),
+                 "--provider", "cpu"]) == 0
+    assert "confusion" in capsys.readouterr().out
+
+
+def test_run_on_a_folder_writes_jsonl_video_and_clusters_then_enroll(
+        face_models: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    obama2, biden = (cv2.imread(str(next(p for p in face_models.photos if p.name == n)))
+                     for n in ("obama2.jpg", "biden.jpg"))
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i:02d}.png"), frame(obama2, biden, shift=i))
+    (frames / "99-broken.png").write_bytes(b"\x89PNG broken")
+    mem = tmp_path / "mem"
+    obama = next(p for p in face_models.photos if p.name == "obama.jpg")
+    common = ["--models", str(face_models.out), "--provider", "cpu"]
+    assert main(["memory", "init", str(mem)]) == 0
+    assert main(["memory", "add", "Barack", "--memory", str(mem), "--image", str(obama),
+                 "--category", "person"]) == 0
+    assert main(["memory", "embed-faces", "--memory", str(mem), *common]) == 0
+    jsonl, video = tmp_path / "out.jsonl", tmp_path / "out.avi"
+    assert main(["run", "--source", str(frames), "--memory", str(mem), "--jsonl", str(jsonl),
+                 "--out", str(video), *common]) == 0
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert len(lines) == 4  # the broken file is skipped, not fatal
+    assert lines[0]["source"].endswith("00.png")
+    for line in lines:
+        decisions = sorted((r["decision"], r["name"]) for r in line["recognitions"])
+        assert decisions == [("known", "Barack"), ("unknown", None)]
+        assert len({r["track"] for r in line["recognitions"]}) == 2
+    assert len({r["track"] for ln in lines for r in ln["recognitions"]}) == 2  # tracked
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    err = capsys.readouterr().err
+    assert "skipped 1" in err and "99-broken.png" in err
+    cluster = next(r["cluster"] for r in lines[0]["recognitions"] if r["cluster"])
+    assert main(["memory", "enroll-unknown", cluster, "--name", "Joe", "--memory", str(mem),
+                 *common]) == 0
+    assert main(["run", "--source", str(frames), "--memory", str(mem), "--jsonl", str(jsonl),
+                 "--no-cluster", *common]) == 0
+    names = {r["name"] for ln in jsonl.read_text().splitlines()
+             for r in json.loads(ln)["recognitions"]}
+    assert names == {"Barack", "Joe"}
+
+
+def test_bad_options_are_refused_clearly(face_models: Exported, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--models", str(face_models.out), "--provider", "cpu"]
+    assert main(["run", "--source", str(tmp_path / "nope.mp4"), *common]) == 1
+    assert "nope.mp4" in capsys.readouterr().err
+    assert main(["run", "--source", str(tmp_path), "--max-fps", "0", *common]) == 1
+    assert main(["eval", "--labelled", str(tmp_path / "none"), *common]) == 1
+    assert "labelled folder not found" in capsys.readouterr().err
+    assert main(["run", "--source", str(tmp_path), "--models", str(tmp_path / "m")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+    bad = tmp_path / "t.json"
+    bad.write_text("{")
+    img = tmp_path / "one.png"
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    assert main(["run", "--source", str(img), "--thresholds", str(bad), *common]) == 1
+    assert "not a readable JSON threshold file" in capsys.readouterr().err
