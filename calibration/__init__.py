@@ -1,0 +1,1 @@
+"""Calibration data: INT8 calibration sets and labelled face sets built from pinned packages."""
