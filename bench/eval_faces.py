@@ -106,6 +106,10 @@ def main() -> int:
     parser.add_argument("--thresholds", default=None,
                         help="threshold file (default: as `rap-edge eval`)")
     parser.add_argument("--conditions", default="all", help="all, none or a comma list")
+    parser.add_argument("--tiles", type=int, default=1,
+                        help="rap-edge's tiled detection for small faces (default 1: off)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    parser.add_argument("--no-flip", action="store_true", help="no mirror averaging")
     parser.add_argument("--no-textbook", action="store_true", help="skip the dlib baseline")
     parser.add_argument("--out", default="bench/results/eval_faces.json")
     args = parser.parse_args()
@@ -113,11 +117,14 @@ def main() -> int:
     store = ModelStore(None, carriers=[c for c in CARRIERS if c.key == "dlib-face"])
     store.pull()
     models = FaceModels.load(args.models or default_store_dir() / "onnx",
-                             encoder=args.face_encoder, provider="cpu")
+                             encoder=args.face_encoder, provider="cpu",
+                             flip=not args.no_flip)
     path = Path(args.thresholds) if args.thresholds else default_thresholds_path()
-    thresholds = Thresholds.load(path) if path else Thresholds(margin=DEFAULT_MARGIN)
+    thresholds = Thresholds.load(path, margin=args.margin) if path else Thresholds(
+        margin=args.margin)
     thresholds.set_default(models.encoder_id, models.encoder.manifest.threshold)
-    ours = PipelineRecognizer(models, thresholds=thresholds, config=PipelineConfig())
+    ours = PipelineRecognizer(models, thresholds=thresholds,
+                              config=PipelineConfig(margin=args.margin, tiles=args.tiles))
     textbook = None if args.no_textbook else TextbookRecognizer(store)
     sets: dict[str, list[tuple[Path, str | None]] | None] = {"clean": None}
     wanted = None if args.conditions == "all" else set(args.conditions.split(","))
@@ -141,7 +148,8 @@ def main() -> int:
     enc = models.encoder_id
     print(f"\n{len(labelled.identities)} identities, 1 enrollment photo each; rap-edge "
           f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-          f"{thresholds.margin}; textbook: dlib HOG + 5-point + descriptor, distance < 0.6\n")
+          f"{thresholds.margin}, tiles {args.tiles}; textbook: dlib HOG + 5-point + "
+          "descriptor, distance < 0.6\n")
     print("| condition | test photos | distractors | rap-edge precision | rap-edge recall | "
           "rap-edge distractors rejected | textbook precision | textbook recall | "
           "textbook distractors rejected |")
@@ -158,7 +166,8 @@ def main() -> int:
     out.write_text(json.dumps({"machine": platform.platform(), "labelled": str(labelled.root),
                                "encoder": enc, "threshold": thresholds.get(enc),
                                "threshold_source": thresholds.source(enc),
-                               "margin": thresholds.margin, "results": clean}, indent=1) + "\n")
+                               "margin": thresholds.margin, "tiles": args.tiles,
+                               "results": clean}, indent=1) + "\n")
     return 0
 
 

@@ -80,7 +80,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"{thresholds.margin}, {models.encoder_id} on {models.encoder.provider}",
           file=sys.stderr)
     recognizer = PipelineRecognizer(models, thresholds=thresholds,
-                                    config=PipelineConfig(margin=thresholds.margin))
+                                    config=PipelineConfig(margin=thresholds.margin,
+                                                          tiles=args.tiles or 1))
 
     def bar(desc: str) -> Any:  # noqa: ANN401
         return lambda it: tqdm(it, desc=desc, unit="photo", disable=None, file=sys.stderr)
@@ -123,7 +124,10 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
         it, desc="embedding", unit="photo", disable=None, file=sys.stderr))
     keep = [i for i, ok in enumerate(found) if ok]
     result = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=args.far)
-    result.update({"labelled": str(labelled.root), "photos": len(photos),
+    result.update({"command": "rap-edge calibrate thresholds --labelled DIR --far "
+                   f"{args.far}" + (f" --tiles {args.tiles}" if args.tiles else "")
+                   + (" --no-flip" if args.no_flip else ""),
+                   "labelled": str(labelled.root), "photos": len(photos),
                    "photos_without_face": len(photos) - len(keep),
                    "identities": len(labelled.identities),
                    "distractors": len(labelled.distractors),

@@ -28,6 +28,12 @@ def add_model_options(p: argparse.ArgumentParser, *, thresholds: bool = True) ->
     p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
                    help="ONNX Runtime execution provider (default auto; the one actually used "
                    "is printed)")
+    p.add_argument("--no-flip", action="store_true",
+                   help="describe faces without mirror averaging (faster embedding; its vectors "
+                   "are a separate index, so embed the memory's faces again)")
+    p.add_argument("--tiles", type=int, default=None, metavar="N",
+                   help="also detect faces on an N x N grid of tiles (2 or 3) to find small, far "
+                   "faces; costs N*N extra detector inputs per frame (default 1: off)")
     if thresholds:
         p.add_argument("--thresholds", metavar="FILE", default=None,
                        help=f"calibrated thresholds (default: ${THRESHOLDS_ENV}, else "
@@ -43,7 +49,8 @@ def load_models(args: argparse.Namespace) -> FaceModels:
     from rap_edge.pipeline import FaceModels  # noqa: PLC0415
 
     folder = Path(args.models) if args.models else default_store_dir() / "onnx"
-    return FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider)
+    return FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider,
+                           flip=not args.no_flip)
 
 
 def default_thresholds_path() -> Path | None:

@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             mem_path / "unknown" if memory is not None else None)
         unknown = UnknownClusters(folder, threshold=thresholds.get(models.encoder_id))
     config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
-                            margin=thresholds.margin)
+                            margin=thresholds.margin, tiles=args.tiles or 1)
     pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown)
     enc = models.encoder_id
     print(f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "

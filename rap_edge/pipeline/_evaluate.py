@@ -288,11 +288,11 @@ def face_vectors(models: FaceModels, photos: Sequence[Path], *,
             img = _read(path)
         except InvalidInputError:
             continue
-        face = largest(models.detector.detect(img))
+        face = largest(models.detect(img))
         if face is None:
             continue
         pts = models.landmarks_for(img, [face.box])[0]
-        out[i] = models.encoder.embed([models.chip(img, pts)])[0]
+        out[i] = models.embed_chips([models.chip(img, pts)])[0]
         found[i] = True
     return out, found
 

@@ -57,6 +57,8 @@ class PipelineConfig:
         vote_window: Recent observations in a track's identity vote.
         detect_max_side: Frames larger than this (longest side) are downscaled for detection.
         min_face_px: Faces narrower than this (pixels) are dropped as too small to identify.
+        tiles: Also detect on a tiles x tiles grid (2 or 3) to find small, far faces; costs
+            one batched detector call of tiles^2 extra images per frame (see bench/).
     """
 
     k: int = 3
@@ -69,6 +71,7 @@ class PipelineConfig:
     vote_window: int = 7
     detect_max_side: int = 1280
     min_face_px: int = 8
+    tiles: int = 1
 
     def check(self) -> None:
         """Refuse absurd values with a message naming the field.
@@ -78,7 +81,7 @@ class PipelineConfig:
         """
         rules = {"k": (1, 100), "embed_every": (1, 10_000), "max_missed": (0, 10_000),
                  "vote_window": (1, 1000), "detect_max_side": (64, 16_384),
-                 "min_face_px": (0, 10_000)}
+                 "min_face_px": (0, 10_000), "tiles": (1, 4)}
         for name, (lo, hi) in rules.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -179,7 +182,7 @@ class Pipeline:
         timings["align"] = _ms(t)
         t = time.perf_counter()
         if chips:
-            vectors = self.faces.encoder.embed(chips)
+            vectors = self.faces.embed_chips(chips)
             for j, i in enumerate(todo):
                 tr = tracks[i]
                 tr.embedding, tr.embedded_box, tr.embedded_frame = (
@@ -207,22 +210,8 @@ class Pipeline:
         return result
 
     def _detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        import cv2  # noqa: PLC0415
-
-        from rap_edge.detect import Detection  # noqa: PLC0415
-
-        h, w = image.shape[:2]
-        scale = min(1.0, self.config.detect_max_side / max(h, w))
-        small = image if scale == 1.0 else np.asarray(cv2.resize(
-            image, (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        out = []
-        for d in self.faces.detector.detect(small):
-            x1, y1, x2, y2 = (float(np.clip(v / scale, 0, lim)) for v, lim in
-                              ((d.x1, w - 1), (d.y1, h - 1), (d.x2, w - 1), (d.y2, h - 1)))
-            if x2 - x1 >= max(1, self.config.min_face_px) and y2 > y1:
-                out.append(Detection(x1, y1, x2, y2, d.score, d.label))
-        return out
+        return self.faces.detect(image, max_side=self.config.detect_max_side,
+                                 min_px=self.config.min_face_px, tiles=self.config.tiles)
 
     def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]
                 ) -> list[list[Candidate]]:
