@@ -169,7 +169,7 @@ def test_tiles_find_far_faces_the_whole_frame_misses(face_models: Exported,
 
 
 def test_boxes_mostly_outside_the_frame_are_dropped(models: FaceModels) -> None:
-    from rap_edge.detect import Detection  # noqa: PLC0415
+    from rap_edge.detect import Detection
 
     class Fake:
         manifest = models.detector.manifest
