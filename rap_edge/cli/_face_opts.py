@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
-    from rap_edge.pipeline import FaceModels, Thresholds
+    from rap_edge.pipeline import FaceModels, ObjectModels, Thresholds
 
-__all__ = ["add_model_options", "default_thresholds_path", "load_models", "load_thresholds"]
+__all__ = [
+    "add_model_options",
+    "add_object_options",
+    "default_thresholds_path",
+    "load_models",
+    "load_objects",
+    "load_thresholds",
+]
 
 THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
 REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
@@ -41,6 +48,28 @@ def add_model_options(p: argparse.ArgumentParser, *, thresholds: bool = True) ->
         p.add_argument("--margin", type=float, default=None,
                        help="best-vs-second cosine margin under which a match is 'uncertain' "
                        "(default 0.02)")
+
+
+def add_object_options(p: argparse.ArgumentParser) -> None:
+    """``--objects``, ``--object-encoder``, ``--object-detector``."""
+    p.add_argument("--objects", action="store_true",
+                   help="also recognise the memory's objects and pets (non-person categories) "
+                   "with the object embedder")
+    p.add_argument("--object-encoder", metavar="MANIFEST", default="mobilenetv2.json",
+                   help="object embedder manifest in --models (default mobilenetv2.json)")
+    p.add_argument("--object-detector", metavar="MANIFEST", default=None,
+                   help="YOLO-style detector manifest (task detect, decoder yolo); without one, "
+                   "multi-scale windows are searched (coarser and slower)")
+
+
+def load_objects(args: argparse.Namespace) -> ObjectModels:
+    """The object path named by the options."""
+    from rap_edge.models import default_store_dir  # noqa: PLC0415
+    from rap_edge.pipeline import ObjectModels  # noqa: PLC0415
+
+    folder = Path(args.models) if args.models else default_store_dir() / "onnx"
+    return ObjectModels.load(folder, encoder=args.object_encoder, detector=args.object_detector,
+                             provider=args.provider)
 
 
 def load_models(args: argparse.Namespace) -> FaceModels:

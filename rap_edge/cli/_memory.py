@@ -262,6 +262,18 @@ def cmd_embed_faces(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed_objects(args: argparse.Namespace) -> int:
+    from rap_edge.cli._face_opts import load_objects  # noqa: PLC0415
+    from rap_edge.pipeline import embed_objects_in_memory  # noqa: PLC0415
+
+    objects = load_objects(args)
+    with _open(args) as memory:
+        n = embed_objects_in_memory(memory, objects.encoder)
+    print(f"embedded {n} object image(s) with {objects.encoder_id} on "
+          f"{objects.encoder.provider}")
+    return 0
+
+
 def cmd_enroll_unknown(args: argparse.Namespace) -> int:
     from rap_edge.cli._face_opts import load_models  # noqa: PLC0415
     from rap_edge.pipeline import (  # noqa: PLC0415
@@ -421,6 +433,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "embed the face images of person concepts with the face pipeline (detector, "
             "landmarks, aligned chip, face embedder)")
     add_model_options(p, thresholds=False)
+
+    p = add("embed-objects", cmd_embed_objects,
+            "embed the images of object and pet concepts (every category but person) with "
+            "the object embedder (whole reference image)")
+    p.add_argument("--models", metavar="DIR", default=None,
+                   help="folder of exported models (default: <model store>/onnx)")
+    p.add_argument("--object-encoder", metavar="MANIFEST", default="mobilenetv2.json",
+                   help="object embedder manifest in --models (default mobilenetv2.json)")
+    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
+                   help="ONNX Runtime execution provider (default auto)")
+    p.set_defaults(object_detector=None)
 
     p = add("enroll-unknown", cmd_enroll_unknown,
             "add a concept from an unknown-face cluster's best crops (clusters come from "

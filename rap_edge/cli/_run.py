@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.cli._face_opts import add_model_options, load_models, load_thresholds
+from rap_edge.cli._face_opts import (
+    add_model_options,
+    add_object_options,
+    load_models,
+    load_objects,
+    load_thresholds,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -106,7 +112,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         unknown = UnknownClusters(folder, threshold=thresholds.get(models.encoder_id))
     config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
                             margin=thresholds.margin, tiles=args.tiles or 1)
-    pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown)
+    objects = load_objects(args) if args.objects else None
+    pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown,
+                    objects=objects)
+    if objects is not None:
+        how = (objects.detector.manifest.name if objects.detector is not None
+               else "multi-scale windows")
+        print(f"objects: {objects.encoder_id} over {how}, threshold "
+              f"{thresholds.get(objects.encoder_id):.4f} "
+              f"({thresholds.source(objects.encoder_id)})", file=sys.stderr)
     enc = models.encoder_id
     print(f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "
           f"{enc} on {models.encoder.provider}", file=sys.stderr)
@@ -215,4 +229,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where unknown-face clusters and crops go (default: <memory>/unknown)")
     p.add_argument("--no-cluster", action="store_true", help="do not cluster unknown faces")
     add_model_options(p)
+    add_object_options(p)
     p.set_defaults(func=cmd_run)

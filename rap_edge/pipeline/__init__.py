@@ -24,6 +24,16 @@ from rap_edge.pipeline._faces import (
     FaceModels,
     embed_faces_in_memory,
 )
+from rap_edge.pipeline._objects import (
+    OBJECT_EMBEDDER,
+    PROPOSAL_LABEL,
+    ObjectEmbedder,
+    ObjectModels,
+    embed_objects_in_memory,
+    is_object_category,
+    object_categories,
+    proposal_windows,
+)
 from rap_edge.pipeline._pipeline import Pipeline, PipelineConfig
 from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
 from rap_edge.pipeline._text import mentioned_concepts
@@ -34,6 +44,8 @@ from rap_edge.pipeline._unknown import Cluster, UnknownClusters
 __all__ = [
     "DEFAULT_MARGIN",
     "FACE_CATEGORIES",
+    "OBJECT_EMBEDDER",
+    "PROPOSAL_LABEL",
     "Candidate",
     "Cluster",
     "Decision",
@@ -42,6 +54,8 @@ __all__ = [
     "FaceModels",
     "FrameResult",
     "LabelledSet",
+    "ObjectEmbedder",
+    "ObjectModels",
     "Observation",
     "Pipeline",
     "PipelineConfig",
@@ -56,8 +70,12 @@ __all__ = [
     "calibrate_threshold",
     "decide",
     "embed_faces_in_memory",
+    "embed_objects_in_memory",
     "evaluate",
     "face_vectors",
+    "is_object_category",
     "mentioned_concepts",
+    "object_categories",
+    "proposal_windows",
     "score",
 ]

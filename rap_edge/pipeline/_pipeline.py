@@ -19,7 +19,7 @@ The pipeline never raises on a frame's content: a frame that is not an image rai
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
     from rap_edge.detect import Detection
     from rap_edge.memory import Memory
+    from rap_edge.pipeline._objects import ObjectModels
+    from rap_edge.pipeline._types import Decision
     from rap_edge.pipeline._unknown import UnknownClusters
 
 __all__ = ["Pipeline", "PipelineConfig"]
@@ -59,6 +61,8 @@ class PipelineConfig:
         min_face_px: Faces narrower than this (pixels) are dropped as too small to identify.
         tiles: Also detect on a tiles x tiles grid (2 or 3) to find small, far faces; costs
             one batched detector call of tiles^2 extra images per frame (see bench/).
+        object_every: With an object path, look for objects every N frames (1: every frame);
+            in between, the last object recognitions are repeated (``embedded`` false).
     """
 
     k: int = 3
@@ -72,6 +76,7 @@ class PipelineConfig:
     detect_max_side: int = 1280
     min_face_px: int = 8
     tiles: int = 1
+    object_every: int = 5
 
     def check(self) -> None:
         """Refuse absurd values with a message naming the field.
@@ -81,7 +86,7 @@ class PipelineConfig:
         """
         rules = {"k": (1, 100), "embed_every": (1, 10_000), "max_missed": (0, 10_000),
                  "vote_window": (1, 1000), "detect_max_side": (64, 16_384),
-                 "min_face_px": (0, 10_000), "tiles": (1, 4)}
+                 "min_face_px": (0, 10_000), "tiles": (1, 4), "object_every": (1, 10_000)}
         for name, (lo, hi) in rules.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -109,9 +114,10 @@ def _check_frame(frame: object) -> npt.NDArray[np.uint8]:
 class Pipeline:
     """The retrieval pipeline for one stream (it holds the stream's tracks)."""
 
-    def __init__(self, faces: FaceModels, memory: Memory | None = None, *,
+    def __init__(self, faces: FaceModels, memory: Memory | None = None, *,  # noqa: PLR0913
                  thresholds: Thresholds | None = None, config: PipelineConfig | None = None,
-                 unknown: UnknownClusters | None = None) -> None:
+                 unknown: UnknownClusters | None = None, objects: ObjectModels | None = None
+                 ) -> None:
         """Set up a stream.
 
         Args:
@@ -120,6 +126,7 @@ class Pipeline:
             thresholds: Calibrated thresholds; the face embedder's manifest threshold fills in.
             config: Settings.
             unknown: Where unknown faces are clustered (None: not clustered).
+            objects: The object/pet path (None: faces only).
         """
         self.faces = faces
         self.memory = memory
@@ -128,6 +135,10 @@ class Pipeline:
         self.thresholds = thresholds or Thresholds(margin=self.config.margin)
         self.thresholds.set_default(faces.encoder_id, faces.encoder.manifest.threshold)
         self.unknown = unknown
+        self.objects = objects
+        if objects is not None:
+            self.thresholds.set_default(objects.encoder_id, objects.encoder.manifest.threshold)
+        self._last_objects: list[Recognition] = []
         self.tracker = Tracker(min_iou=self.config.track_iou, max_missed=self.config.max_missed,
                                window=self.config.vote_window)
         self._frame = -1
@@ -206,8 +217,76 @@ class Pipeline:
             if voted.decision == "unknown" and i in fresh and self.unknown is not None:
                 self._cluster(image, det, tr, source)
             result.recognitions.append(self._recognition(det, tr, voted, embedded=i in fresh))
+        if self.objects is not None:
+            t = time.perf_counter()
+            every = self.config.object_every if self.config.track else 1
+            if self._frame % every == 0 or not self._last_objects:
+                self._last_objects = self._objects(image)
+            else:
+                self._last_objects = [replace(r, embedded=False) for r in self._last_objects]
+            result.recognitions.extend(self._last_objects)
+            timings["objects"] = _ms(t)
         timings["total"] = _ms(t_start)
         return result
+
+    def _objects(self, image: npt.NDArray[np.uint8]) -> list[Recognition]:
+        """Objects and pets of the memory in the frame (see ``rap_edge.pipeline._objects``).
+
+        With a detector, each detection whose class is a memory category is searched among the
+        concepts of that category; unmatched ones are ``unknown``. Without one, proposal
+        windows are searched among all object concepts and only matches are kept, the best
+        window per concept (a window that matches nothing is not an object).
+        """
+        from rap_edge.pipeline._objects import (  # noqa: PLC0415
+            PROPOSAL_LABEL,
+            is_object_category,
+            object_categories,
+        )
+
+        objects = self.objects
+        if objects is None or self.memory is None:
+            return []
+        enc = objects.encoder_id
+        if enc not in self.memory.encoders():
+            return []
+        categories = object_categories(self.memory)
+        dets = objects.propose(image, categories)
+        if not dets:
+            return []
+        vectors = objects.embed(objects.crops(image, dets))
+        hits = self.memory.search(vectors, k=min(1000, 4 * self.config.k + 8), encoder=enc)
+        threshold = self.thresholds.get(enc)
+        found: list[tuple[Detection, Decision, Candidate | None, list[Candidate]]] = []
+        for det, row in zip(dets, hits, strict=True):
+            label = det.label.lower()
+            cands = [Candidate(h.concept_id, h.name, h.category, h.score) for h in row
+                     if is_object_category(h.category)
+                     and (label == PROPOSAL_LABEL or h.category.lower() == label)]
+            cands = cands[:self.config.k]
+            decision, best = decide(cands, threshold, self.thresholds.margin)
+            found.append((det, decision, best, cands))
+        if dets[0].label == PROPOSAL_LABEL:
+            best_per: dict[str, tuple[Detection, Decision, Candidate | None, list[Candidate]]]
+            best_per = {}
+            for item in found:
+                b = item[2]
+                if item[1] == "known" and b is not None and (
+                        b.concept_id not in best_per
+                        or b.score > (best_per[b.concept_id][2] or b).score):
+                    best_per[b.concept_id] = item
+            found = list(best_per.values())
+        tracks = self.tracker.update(self._frame, "object",
+                                     [(d.x1, d.y1, d.x2, d.y2) for d, _, _, _ in found])
+        out = []
+        for (det, decision, best, cands), tr in zip(found, tracks, strict=True):
+            out.append(Recognition(
+                box=(det.x1, det.y1, det.x2, det.y2), kind="object", detector_score=det.score,
+                track_id=tr.id, decision=decision,
+                concept_id=best.concept_id if decision == "known" and best else None,
+                name=best.name if decision == "known" and best else None,
+                score=best.score if best else (cands[0].score if cands else None),
+                candidates=tuple(cands), embedded=True))
+        return out
 
     def _detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
         return self.faces.detect(image, max_side=self.config.detect_max_side,

@@ -1,0 +1,365 @@
+"""The object and pet path: where to look (detector boxes or proposal windows), crops, vectors.
+
+Every concept whose category is not a face category (:data:`FACE_CATEGORIES`) — a dog, a mug,
+a backpack — is recognised by its appearance with an instance embedder (MobileNetV2, 1280-d,
+cosine; manifest ``mobilenetv2.json``). Its reference images are photos of the object and are
+embedded whole (:func:`embed_objects_in_memory`). In a frame, candidates come from:
+
+* an ONNX object detector supplied by a manifest (:class:`~rap_edge.detect.YoloDetector`):
+  its boxes, kept only when their class name is one of the memory's object categories (RAP
+  prompts its open-vocabulary detector with those categories; a closed-set detector is
+  filtered by them instead), each cropped at full resolution and embedded; or
+* without a detector: the whole frame plus multi-scale sliding windows
+  (:func:`proposal_windows`), each embedded and matched. This is **coarser and slower**: a
+  window seldom fits the object, so the object shares its crop with background and scores
+  lower than a detector's tight crop would; and every window is an embedder call (21 per
+  640x480 frame with the defaults, against one per detected object).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.errors import InvalidInputError, ModelStoreError
+from rap_edge.pipeline._faces import FACE_CATEGORIES
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+
+    import numpy.typing as npt
+
+    from rap_edge.detect import Detection
+    from rap_edge.detect._yolo import YoloDetector
+    from rap_edge.memory import Memory
+    from rap_edge.models import Encoder
+    from rap_edge.runtime import Provider
+
+__all__ = [
+    "OBJECT_EMBEDDER",
+    "PROPOSAL_LABEL",
+    "ObjectEmbedder",
+    "ObjectModels",
+    "embed_objects_in_memory",
+    "is_object_category",
+    "object_categories",
+    "proposal_windows",
+]
+
+OBJECT_EMBEDDER = "mobilenetv2.json"
+PROPOSAL_LABEL = "proposal"
+DEFAULT_SCALES = (1.0, 0.6, 0.35)
+MAX_WINDOWS = 1000  # refuse settings that would make a frame cost thousands of embeddings
+
+Box = tuple[float, float, float, float]
+
+
+def is_object_category(category: str) -> bool:
+    """Whether concepts of ``category`` go to the object path (it is not a face category)."""
+    return category.strip().lower() not in FACE_CATEGORIES
+
+
+def object_categories(memory: Memory) -> set[str]:
+    """The lower-cased categories of the memory's object and pet concepts (to filter boxes)."""
+    return {c.category.lower() for c in memory.list_concepts() if is_object_category(c.category)}
+
+
+def _positions(length: int, side: int, overlap: float) -> list[int]:
+    """Window starts along one axis: evenly spread from 0 to ``length - side``.
+
+    As few windows as keep neighbours overlapping by at least ``overlap`` of ``side``.
+    """
+    if side >= length:
+        return [0]
+    stride = side * (1.0 - overlap)
+    n = math.ceil((length - side) / stride - 1e-9) + 1
+    return [round(i * (length - side) / (n - 1)) for i in range(n)]
+
+
+def proposal_windows(width: int, height: int, *, scales: Sequence[float] = DEFAULT_SCALES,
+                     overlap: float = 0.0) -> list[Box]:
+    """The whole frame, then square sliding windows at each scale; (x1, y1, x2, y2) in pixels.
+
+    A window's side is ``round(scale * min(width, height))``. Along each axis the windows are
+    spread evenly from edge to edge, as few as keep neighbours overlapping by at least
+    ``overlap`` of a side (stride at most ``side * (1 - overlap)``), so the frame is always
+    covered and the real overlap is usually larger than asked. Order: whole frame, then scale
+    by scale as given, rows top to bottom, columns left to right; exact duplicates (a square
+    frame's scale-1 window) are dropped. Coordinates are integers (as floats), ``x2``/``y2``
+    exclusive.
+
+    With the defaults a 640x480 frame gets 21 boxes: the frame, 2 windows of 480 px, 6 of
+    288 px (3 x 2) and 12 of 168 px (4 x 3), with real neighbour overlaps of 7-67 %. With
+    ``overlap=0.5`` it gets 50, with ``0.25`` 29.
+
+    Args:
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        scales: Window side as shares of the frame's shorter side, each in 0.05..1.
+        overlap: Least overlap of neighbouring windows, 0..0.9.
+
+    Raises:
+        InvalidInputError: on a size, scale or overlap out of range, or more than 1000 windows.
+    """
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"{name} must be a positive integer, got {value!r}"
+            raise InvalidInputError(msg)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not (
+            0.0 <= overlap <= 0.9):  # noqa: PLR2004
+        msg = f"overlap must be a number in 0..0.9, got {overlap!r}"
+        raise InvalidInputError(msg)
+    out: list[Box] = [(0.0, 0.0, float(width), float(height))]
+    seen = set(out)
+    for scale in scales:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+                0.05 <= scale <= 1.0):  # noqa: PLR2004
+            msg = f"scales must be numbers in 0.05..1, got {scale!r}"
+            raise InvalidInputError(msg)
+        side = max(1, round(scale * min(width, height)))
+        for y in _positions(height, side, overlap):
+            for x in _positions(width, side, overlap):
+                box = (float(x), float(y), float(x + side), float(y + side))
+                if box not in seen:
+                    seen.add(box)
+                    out.append(box)
+                if len(out) > MAX_WINDOWS:
+                    msg = (f"{len(scales)} scales at overlap {overlap} make more than "
+                           f"{MAX_WINDOWS} windows for {width}x{height}")
+                    raise InvalidInputError(msg)
+    return out
+
+
+def _as_box(box: Detection | Sequence[float] | npt.NDArray[np.floating], i: int) -> Box:
+    from rap_edge.detect import Detection  # noqa: PLC0415
+
+    values = (box.x1, box.y1, box.x2, box.y2) if isinstance(box, Detection) else box
+    try:
+        x1, y1, x2, y2 = (float(v) for v in values)
+    except (TypeError, ValueError) as err:
+        msg = f"box #{i + 1}: expected (x1, y1, x2, y2) or a Detection, got {box!r}"
+        raise InvalidInputError(msg) from err
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        msg = f"box #{i + 1}: coordinates must be finite, got {(x1, y1, x2, y2)}"
+        raise InvalidInputError(msg)
+    return x1, y1, x2, y2
+
+
+@dataclass
+class ObjectModels:
+    """The object path's models, loaded from a folder of exported manifests.
+
+    Attributes:
+        encoder: Instance embedder of crops and reference photos (MobileNetV2, 1280-d).
+        detector: Object detector; None: proposal windows are searched instead (coarser and
+            slower, see the module docstring).
+        min_box_px: Detector boxes narrower or shorter than this (after clipping) are dropped.
+        scales: Window sizes for :func:`proposal_windows` (no detector).
+        overlap: Least window overlap for :func:`proposal_windows` (no detector).
+    """
+
+    encoder: Encoder
+    detector: YoloDetector | None = None
+    min_box_px: int = 16
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    overlap: float = 0.0
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, encoder: str = OBJECT_EMBEDDER,
+             detector: str | None = None, provider: Provider = "auto") -> ObjectModels:
+        """Load the embedder (and optionally a detector) from ``model_dir``.
+
+        Args:
+            model_dir: Folder of exported manifests (default store: ``<store>/onnx``).
+            encoder: Manifest file name (or absolute path) of the instance embedder, e.g. an
+                INT8 variant; its vectors get their own index.
+            detector: Manifest file name (or absolute path) of a YOLO detector (task
+                ``detect``, decoder ``yolo``); None: proposal windows.
+            provider: Execution provider for the ONNX models.
+
+        Raises:
+            ModelStoreError: naming the file when a model is missing, damaged or mismatched.
+        """
+        from rap_edge.detect._yolo import YoloDetector  # noqa: PLC0415
+        from rap_edge.models import Encoder  # noqa: PLC0415
+
+        folder = Path(model_dir).expanduser()
+        if not folder.is_dir():
+            msg = f"{folder}: model folder not found (run `make models`, or pass --models DIR)"
+            raise ModelStoreError(msg)
+
+        def where(name: str) -> Path:
+            return Path(name) if Path(name).is_absolute() else folder / name
+
+        enc = Encoder(where(encoder), provider=provider)
+        if enc.manifest.metric != "cosine":
+            msg = f"{enc.manifest.path}: metric {enc.manifest.metric!r}; the memory uses cosine"
+            raise ModelStoreError(msg)
+        det = None if detector is None else YoloDetector(where(detector), provider=provider)
+        return cls(encoder=enc, detector=det)
+
+    @property
+    def encoder_id(self) -> str:
+        """Id of the object vectors (the embedder manifest's)."""
+        return self.encoder.encoder_id
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The detector's class names (None without a detector)."""
+        return None if self.detector is None else list(self.detector.labels)
+
+    def undetectable(self, categories: Iterable[str]) -> set[str]:
+        """The categories the detector has no class for (their concepts are never proposed).
+
+        Empty without a detector: proposal windows do not depend on the category.
+        """
+        if self.detector is None:
+            return set()
+        known = {label.lower() for label in self.detector.labels}
+        return {c for c in categories if c.strip().lower() not in known}
+
+    def propose(self, image: npt.NDArray[np.uint8], categories: Collection[str] | None = None
+                ) -> list[Detection]:
+        """Where to look for objects in a BGR frame, in its pixels.
+
+        Args:
+            image: BGR uint8 [H, W, 3].
+            categories: The memory's object categories (:func:`object_categories`);
+                detections whose class name is not one of them (case-insensitive) are
+                dropped. None: every class. An empty collection: nothing to look for, so
+                nothing is proposed (with or without a detector).
+
+        Returns:
+            With a detector: its boxes (clipped, at least :attr:`min_box_px` on each side),
+            best first, labelled with their class names. Without one: the proposal windows
+            as ``Detection(label="proposal", score=1.0)``, whole frame first.
+
+        Raises:
+            InvalidInputError: if ``image`` is not a BGR uint8 array.
+        """
+        from rap_edge.detect import Detection  # noqa: PLC0415
+        from rap_edge.detect._yolo import check_image  # noqa: PLC0415
+
+        check_image(image)
+        wanted = None if categories is None else {c.strip().lower() for c in categories}
+        if wanted is not None and not wanted:
+            return []
+        h, w = image.shape[:2]
+        if self.detector is None:
+            return [Detection(*box, 1.0, PROPOSAL_LABEL) for box in proposal_windows(
+                w, h, scales=self.scales, overlap=self.overlap)]
+        out = []
+        for d in self.detector.detect(image):
+            if wanted is not None and d.label.lower() not in wanted:
+                continue
+            x1, y1 = min(max(d.x1, 0.0), float(w)), min(max(d.y1, 0.0), float(h))
+            x2, y2 = min(max(d.x2, 0.0), float(w)), min(max(d.y2, 0.0), float(h))
+            if min(x2 - x1, y2 - y1) < max(1, self.min_box_px):
+                continue
+            out.append(Detection(x1, y1, x2, y2, d.score, d.label))
+        return out
+
+    @staticmethod
+    def crops(image: npt.NDArray[np.uint8],
+              boxes: Sequence[Detection | Sequence[float] | npt.NDArray[np.floating]], *,
+              margin: float = 0.0) -> list[npt.NDArray[np.uint8]]:
+        """Copies of the image under each box, at full resolution.
+
+        Args:
+            image: BGR uint8 [H, W, 3].
+            boxes: Detections or (x1, y1, x2, y2) in the image's pixels.
+            margin: Context added on every side, as a share of the box's width and height
+                (0.1: 10 %); the result is clipped to the image.
+
+        Raises:
+            InvalidInputError: if the image is not a BGR uint8 array, the margin is not in
+                0..2, or a box is malformed or lies entirely outside the image.
+        """
+        from rap_edge.detect._yolo import check_image  # noqa: PLC0415
+
+        check_image(image)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
+                0.0 <= margin <= 2.0):  # noqa: PLR2004
+            msg = f"margin must be a number in 0..2, got {margin!r}"
+            raise InvalidInputError(msg)
+        h, w = image.shape[:2]
+        out = []
+        for i, box in enumerate(boxes):
+            x1, y1, x2, y2 = _as_box(box, i)
+            mx, my = margin * max(x2 - x1, 0.0), margin * max(y2 - y1, 0.0)
+            left, top = max(0, math.floor(x1 - mx)), max(0, math.floor(y1 - my))
+            right, bottom = min(w, math.ceil(x2 + mx)), min(h, math.ceil(y2 + my))
+            if right <= left or bottom <= top:
+                msg = f"box #{i + 1} {(x1, y1, x2, y2)} has no pixels inside the {w}x{h} image"
+                raise InvalidInputError(msg)
+            out.append(image[top:bottom, left:right].copy())
+        return out
+
+    def embed(self, crops: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        """Vectors of crops, float32 [len(crops), dim] (batched by the encoder)."""
+        return self.encoder.embed(crops)
+
+
+class ObjectEmbedder:
+    """Implements the memory's ``Embedder`` for object concepts: the whole reference photo.
+
+    A reference image of an object is a photo of it, so it is embedded whole, as
+    :func:`embed_objects_in_memory` does.
+    """
+
+    def __init__(self, models: ObjectModels | Encoder) -> None:
+        self.encoder = models.encoder if isinstance(models, ObjectModels) else models
+
+    @property
+    def encoder_id(self) -> str:
+        return self.encoder.encoder_id
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def embed(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        return self.encoder.embed(images)
+
+
+def embed_objects_in_memory(memory: Memory, encoder: Encoder | ObjectEmbedder, *,
+                            batch_size: int = 16) -> int:
+    """Embed the pending images of object and pet concepts (categories not for faces).
+
+    Each reference image is embedded whole (it is a photo of the object); a person's photo
+    never enters the object index. The active encoder is left as it is. Returns the number of
+    images embedded.
+
+    Raises:
+        InvalidInputError: if ``batch_size`` is not in 1..1024.
+        StoreError: if a stored image is missing or corrupt.
+    """
+    import cv2  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from rap_edge.errors import StoreError  # noqa: PLC0415
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
+            1 <= batch_size <= 1024):  # noqa: PLR2004
+        msg = f"batch_size must be in 1..1024, got {batch_size!r}"
+        raise InvalidInputError(msg)
+    objects = {c.id for c in memory.list_concepts() if is_object_category(c.category)}
+    todo = [r for r in memory.pending(encoder.encoder_id) if r.concept_id in objects]
+    with tqdm(total=len(todo), desc="embedding objects", unit="img", disable=None) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            pixels: list[npt.NDArray[np.uint8]] = []
+            for rec in batch:
+                img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+                if img is None:
+                    msg = f"stored image {rec.path} is missing or corrupt; run `verify`"
+                    raise StoreError(msg)
+                pixels.append(np.asarray(img, dtype=np.uint8))
+            memory.set_vectors([r.id for r in batch], encoder.embed(pixels),
+                               encoder=encoder.encoder_id)
+            bar.update(len(batch))
+    return len(todo)
