@@ -94,7 +94,7 @@ def face_models(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 @pytest.fixture(scope="session")
 def object_model(face_models: Exported) -> Path:
     """MobileNetV2 exported beside the face models; returns the models folder."""
-    from export import mobilenetv2  # noqa: PLC0415
+    from export import mobilenetv2
 
     face_models.store.pull(["mobilenetv2"])  # type: ignore[attr-defined]
     mobilenetv2.export(face_models.store, face_models.out, photos=face_models.photos)  # type: ignore[arg-type]
