@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev-cpu-export-rosbag
 
-.PHONY: demo test lint typecheck unit models bench-memory bench-encoders venv clean
+.PHONY: demo test lint typecheck unit models bench-memory bench-encoders bench-pipeline venv clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,9 @@ bench-memory: $(STAMP)
 
 bench-encoders: $(STAMP)
 	$(BIN)/python bench/encoders.py
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

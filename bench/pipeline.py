@@ -88,9 +88,10 @@ def fill_memory(mem: Memory, models: FaceModels, enrolled: Path, size: int, *,  
                                  vectors=vecs[j:j + 1], encoder=enc) for j in range(n)])
 
 
-def run_case(models: FaceModels, mem: Memory, frames: list[np.ndarray], *, reuse: bool,
-             warmup: int) -> dict[str, object]:
-    pipe = Pipeline(models, mem, config=PipelineConfig(embed_every=10 if reuse else 1))
+def run_case(models: FaceModels, mem: Memory, frames: list[np.ndarray], *, reuse: bool,  # noqa: PLR0913
+             warmup: int, tiles: int) -> dict[str, object]:
+    pipe = Pipeline(models, mem, config=PipelineConfig(embed_every=10 if reuse else 1,
+                                                       tiles=tiles))
     for f in frames[:warmup]:
         pipe.process(f)
     pipe.reset()
@@ -119,6 +120,8 @@ def main() -> int:
     parser.add_argument("--models", default=None, help="exported models (default <store>/onnx)")
     parser.add_argument("--face-encoder", default="dlib_resnet.json")
     parser.add_argument("--provider", default="cpu")
+    parser.add_argument("--tiles", type=int, nargs="+", default=[1, 2],
+                        help="tile grids to run (default 1 2; 1 = whole frame only)")
     parser.add_argument("--out", default="bench/results/pipeline.json")
     args = parser.parse_args()
     store = ModelStore(None, carriers=[CHECK_PHOTOS])
@@ -136,23 +139,26 @@ def main() -> int:
         for size in args.sizes:
             with Memory.init(Path(tmp) / f"m{size}") as mem:
                 fill_memory(mem, models, paths["obama"], size, seeds=seeds, rng=rng)
-                for reuse in (True, False):
-                    r = run_case(models, mem, frames, reuse=reuse, warmup=5)
-                    r.update(concepts=size, reuse=reuse)
-                    rows.append(r)
-                    print(f"done: {size} concepts, reuse {reuse}: {r['fps']:.1f} FPS", flush=True)
+                for tiles in args.tiles:
+                    for reuse in (True, False):
+                        r = run_case(models, mem, frames, reuse=reuse, warmup=5, tiles=tiles)
+                        r.update(concepts=size, reuse=reuse, tiles=tiles)
+                        rows.append(r)
+                        print(f"done: {size} concepts, tiles {tiles}, reuse {reuse}: "
+                              f"{r['fps']:.1f} FPS", flush=True)
     print(f"\n{args.frames} frames of 640x480 (1-3 faces), {models.encoder_id} on "
           f"{models.encoder.provider}, {platform.processor() or platform.machine()}\n")
-    print("| concepts | track reuse | FPS | total p50 / p99 ms | detect p50 | landmarks p50 | "
+    print("| concepts | tiles | track reuse | FPS | total p50 / p99 ms | detect p50 | "
+          "landmarks p50 | "
           "embed p50 | search p50 | faces embedded |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         st: dict = r["stages_ms"]  # type: ignore[assignment]
 
         def p(stage: str, q: str, st: dict = st) -> str:
             return f"{st[stage][q + '_ms']:.1f}"
 
-        print(f"| {r['concepts']} | {'on (every 10)' if r['reuse'] else 'off'} | "
+        print(f"| {r['concepts']} | {r['tiles']} | {'on (every 10)' if r['reuse'] else 'off'} | "
               f"{r['fps']:.1f} | {p('total', 'p50')} / {p('total', 'p99')} | "
               f"{p('detect', 'p50')} | {p('landmarks', 'p50')} | {p('embed', 'p50')} | "
               f"{p('search', 'p50')} | {r['embedded']}/{r['faces']} |")

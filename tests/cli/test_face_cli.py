@@ -126,3 +126,40 @@ def test_bad_options_are_refused_clearly(face_models: Exported, tmp_path: Path,
     cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
     assert main(["run", "--source", str(img), "--thresholds", str(bad), *common]) == 1
     assert "not a readable JSON threshold file" in capsys.readouterr().err
+
+
+def test_run_on_a_rosbag2_with_raw_and_compressed_frames(face_models: Exported, tmp_path: Path
+                                                         ) -> None:
+    """An MCAP recording (written here with rosbags): rgb8 Image and JPEG CompressedImage."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    image_t, comp_t = (store.types[f"sensor_msgs/msg/{n}"] for n in ("Image", "CompressedImage"))
+    header_t = store.types["std_msgs/msg/Header"]
+    time_t = store.types["builtin_interfaces/msg/Time"]
+    biden = cv2.imread(str(next(p for p in face_models.photos if p.name == "biden.jpg")))
+    bgr = frame(biden)
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        raw = writer.add_connection("/cam/raw", image_t.__msgtype__, typestore=store)
+        comp = writer.add_connection("/cam/compressed", comp_t.__msgtype__, typestore=store)
+        for i in range(3):
+            hdr = header_t(stamp=time_t(sec=i, nanosec=0), frame_id="cam")
+            msg = image_t(header=hdr, height=480, width=640, encoding="rgb8", is_bigendian=0,
+                          step=640 * 3, data=rgb.reshape(-1))
+            writer.write(raw, (i + 1) * 10**9, store.serialize_cdr(msg, image_t.__msgtype__))
+            jpeg = np.frombuffer(cv2.imencode(".jpg", bgr)[1].tobytes(), np.uint8).copy()
+            cmsg = comp_t(header=hdr, format="jpeg", data=jpeg if i != 1 else jpeg[:100])
+            writer.write(comp, (i + 1) * 10**9, store.serialize_cdr(cmsg, comp_t.__msgtype__))
+    common = ["--models", str(face_models.out), "--provider", "cpu", "--no-cluster"]
+    for topic, frames in (("/cam/raw", 3), ("/cam/compressed", 2)):  # one JPEG is truncated
+        out = tmp_path / f"{topic.rsplit('/', 1)[1]}.jsonl"
+        assert main(["run", "--source", str(bag), "--topic", topic, "--jsonl", str(out),
+                     *common]) == 0
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert len(lines) == frames
+        assert lines[0]["source"].endswith(f"#{topic}")
+        assert lines[0]["timestamp"] == pytest.approx(1.0)
+        assert [r["decision"] for r in lines[0]["recognitions"]] == ["unknown"]

@@ -4,8 +4,9 @@ No object detector ships in any registry package, so this runs the detector-free
 multi-scale proposal windows matched with the object embedder. The "object" is a printed
 photo (a square poster cut from biden.jpg) enrolled from the picture itself and found in a frame
 where it hangs smaller and shifted (measured: best window cosine 0.84-0.89 over three placements,
-threshold 0.8; a tall narrow poster is missed, best 0.79, because the windows are square); MobileNetV2 matches instances, so this is the kind of match it
-makes (a particular mug, poster or toy), not a category.
+threshold 0.8; a tall narrow poster is missed, best 0.79, because the windows are square).
+MobileNetV2 matches instances, so this is the kind of match it makes (a particular mug, poster
+or toy), not a category.
 """
 
 from __future__ import annotations
