@@ -45,7 +45,7 @@ from rap_edge.memory._validate import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Sequence
 
     import numpy.typing as npt
     from usearch.index import Index
@@ -1069,17 +1069,35 @@ class Memory:
                 (encoder,),
             )
 
-    def embed_pending(self, embedder: Embedder, *, batch_size: int = 16) -> int:
-        """Embed every pending image with ``embedder`` (made the active encoder); return count."""
+    def embed_pending(self, embedder: Embedder, *, batch_size: int = 16,
+                      concepts: Collection[str] | None = None, activate: bool = True,
+                      desc: str = "embedding") -> int:
+        """Embed pending images with ``embedder``; return how many.
+
+        Args:
+            embedder: The encoder; its id names the vectors.
+            batch_size: Images per ``embed`` call, 1..1024.
+            concepts: Only images of these concept ids (None: every pending image). The face
+                and object paths use it so that a mug never enters the face index.
+            activate: Make ``embedder`` the active (default search) encoder first.
+            desc: Progress bar label.
+
+        Raises:
+            InvalidInputError: on a bad ``batch_size``.
+            StoreError: if a stored image is missing or corrupt.
+        """
         import cv2  # noqa: PLC0415
         from tqdm import tqdm  # noqa: PLC0415
 
-        if not 1 <= batch_size <= 1024:  # noqa: PLR2004
-            msg = f"batch_size must be in 1..1024, got {batch_size}"
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
+                1 <= batch_size <= 1024):  # noqa: PLR2004
+            msg = f"batch_size must be in 1..1024, got {batch_size!r}"
             raise InvalidInputError(msg)
-        self.set_active_encoder(embedder.encoder_id, dim=embedder.dim)
-        todo = self.pending(embedder.encoder_id)
-        with tqdm(total=len(todo), desc="embedding", unit="img", disable=None) as bar:
+        if activate:
+            self.set_active_encoder(embedder.encoder_id, dim=embedder.dim)
+        todo = [r for r in self.pending(embedder.encoder_id)
+                if concepts is None or r.concept_id in concepts]
+        with tqdm(total=len(todo), desc=desc, unit="img", disable=None) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 pixels: list[npt.NDArray[np.uint8]] = []

@@ -251,24 +251,6 @@ def embed_faces_in_memory(memory: Memory, embedder: FaceEmbedder, *, batch_size:
     Only those concepts get face vectors: a mug's photo never enters the face index. Returns
     the number of images embedded.
     """
-    import cv2  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
-
-    from rap_edge.errors import StoreError  # noqa: PLC0415
-
     faces = {c.id for c in memory.list_concepts() if c.category in FACE_CATEGORIES}
-    todo = [r for r in memory.pending(embedder.encoder_id) if r.concept_id in faces]
-    with tqdm(total=len(todo), desc="embedding faces", unit="img", disable=None) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            pixels: list[npt.NDArray[np.uint8]] = []
-            for rec in batch:
-                img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-                if img is None:
-                    msg = f"stored image {rec.path} is missing or corrupt; run `verify`"
-                    raise StoreError(msg)
-                pixels.append(np.asarray(img, dtype=np.uint8))
-            memory.set_vectors([r.id for r in batch], embedder.embed(pixels),
-                               encoder=embedder.encoder_id)
-            bar.update(len(batch))
-    return len(todo)
+    return memory.embed_pending(embedder, batch_size=batch_size, concepts=faces,
+                                activate=False, desc="embedding faces")

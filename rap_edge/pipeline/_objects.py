@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.pipeline._faces import FACE_CATEGORIES
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
+    import numpy as np
     import numpy.typing as npt
 
     from rap_edge.detect import Detection
@@ -338,28 +337,6 @@ def embed_objects_in_memory(memory: Memory, encoder: Encoder | ObjectEmbedder, *
         InvalidInputError: if ``batch_size`` is not in 1..1024.
         StoreError: if a stored image is missing or corrupt.
     """
-    import cv2  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
-
-    from rap_edge.errors import StoreError  # noqa: PLC0415
-
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
-            1 <= batch_size <= 1024):  # noqa: PLR2004
-        msg = f"batch_size must be in 1..1024, got {batch_size!r}"
-        raise InvalidInputError(msg)
     objects = {c.id for c in memory.list_concepts() if is_object_category(c.category)}
-    todo = [r for r in memory.pending(encoder.encoder_id) if r.concept_id in objects]
-    with tqdm(total=len(todo), desc="embedding objects", unit="img", disable=None) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            pixels: list[npt.NDArray[np.uint8]] = []
-            for rec in batch:
-                img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-                if img is None:
-                    msg = f"stored image {rec.path} is missing or corrupt; run `verify`"
-                    raise StoreError(msg)
-                pixels.append(np.asarray(img, dtype=np.uint8))
-            memory.set_vectors([r.id for r in batch], encoder.embed(pixels),
-                               encoder=encoder.encoder_id)
-            bar.update(len(batch))
-    return len(todo)
+    return memory.embed_pending(encoder, batch_size=batch_size, concepts=objects,
+                                activate=False, desc="embedding objects")
