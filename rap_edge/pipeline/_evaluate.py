@@ -17,6 +17,7 @@ else ``uncertain``, else ``unknown`` (faces, none named), else ``no face``.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -327,8 +328,10 @@ def calibrate_threshold(vectors: npt.NDArray[np.float32], labels: Sequence[str |
     # Accept when score >= t. FAR(t) = share of impostors >= t; pick the least such t.
     allowed = int(np.floor(far * len(impostor)))
     # The (allowed+1)-th highest impostor score must be rejected: t just above it.
-    cut = impostor[len(impostor) - allowed - 1]
-    threshold = float(np.nextafter(np.float32(cut), np.float32(2)))
+    cut = float(impostor[len(impostor) - allowed - 1])
+    # Just above it, rounded *up* to 6 decimals for the file (rounding to nearest could land
+    # back on the impostor's score and accept it).
+    threshold = math.ceil(np.nextafter(cut, 2.0) * 1e6) / 1e6
 
     def rates(t: float) -> tuple[float, float]:
         return (float((impostor >= t).mean()), float((genuine < t).mean()))
@@ -338,7 +341,7 @@ def calibrate_threshold(vectors: npt.NDArray[np.float32], labels: Sequence[str |
     diffs = [abs(c["far"] - c["frr"]) for c in curve]
     eer_at = curve[int(np.argmin(diffs))]
     far_at, frr_at = rates(threshold)
-    return {"threshold": round(threshold, 6), "target_far": far, "far": far_at,
+    return {"threshold": threshold, "target_far": far, "far": far_at,
             "frr": frr_at, "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
             "genuine_min": float(genuine[0]), "impostor_max": float(impostor[-1]),
             "eer": (eer_at["far"] + eer_at["frr"]) / 2, "eer_threshold": eer_at["threshold"],

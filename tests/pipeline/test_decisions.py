@@ -156,3 +156,25 @@ def test_unknown_clusters_group_persist_and_keep_best_crops(tmp_path: Path) -> N
     (tmp_path / "unk" / "clusters.json").write_text("{")
     with pytest.raises(Exception, match="unreadable unknown-face clusters"):
         UnknownClusters(tmp_path / "unk", threshold=0.9)
+
+
+def test_calibrated_threshold_meets_the_far_exactly_and_never_rounds_down() -> None:
+    from rap_edge.pipeline import calibrate_threshold
+
+    # Identity a: two photos; b: one; one distractor. 2-d unit vectors at chosen angles.
+    angles = {"a1": 0.0, "a2": 0.3, "b1": 1.2, "d": 0.9}
+    vec = np.array([[np.cos(t), np.sin(t)] for t in angles.values()], dtype=np.float32)
+    labels = ["a", "a", "b", None]
+    got = calibrate_threshold(vec, labels, far=0.2)
+    sims = vec @ vec.T
+    impostors = sorted([sims[0, 2], sims[1, 2], sims[3, 0], sims[3, 1], sims[3, 2]])
+    assert got["genuine_pairs"] == 1 and got["impostor_pairs"] == 5
+    # FAR 0.2 of 5 pairs allows one impostor above the threshold, not two.
+    assert impostors[-2] < got["threshold"] <= impostors[-1] + 1e-6
+    assert got["far"] == pytest.approx(0.2) and got["frr"] == 0.0
+    strict = calibrate_threshold(vec, labels, far=0.01)
+    assert strict["threshold"] > impostors[-1] and strict["far"] == 0.0
+    with pytest.raises(InvalidInputError, match="false-accept rate"):
+        calibrate_threshold(vec, labels, far=0.0)
+    with pytest.raises(InvalidInputError, match="genuine and impostor pairs"):
+        calibrate_threshold(vec[:3], ["a", "b", "c"], far=0.1)
