@@ -37,7 +37,8 @@ def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: boo
     ):
         msg = f"{manifest.onnx}: does not match the SHA-256 in its manifest {manifest.path}"
         raise ModelStoreError(msg)
-    session, used = create_session(manifest.onnx, provider=provider)
+    session, used = create_session(manifest.onnx, provider=provider,
+                                   model_sha256=manifest.onnx_sha256 or None)
     inputs = [i.name for i in session.get_inputs()]
     shapes = {o.name: o.shape for o in session.get_outputs()}
     if manifest.input_name not in inputs or set(outputs) - set(shapes):

@@ -152,6 +152,70 @@ def test_providers_are_checked_and_reported(tmp_path: Path) -> None:
             create_session(model, provider="cuda")
 
 
+def test_engine_cache_is_keyed_by_model_version_gpu_and_precision(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rap_edge.runtime import engine_cache_dir
+
+    sha = "ab" * 32
+    base = engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
+                            precision="fp16", root=tmp_path)
+    assert base == tmp_path / f"{sha[:16]}-trt10.9.0-nvidia-jetson-agx-orin-fp16"
+    others = {
+        engine_cache_dir("cd" * 32, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
+                         precision="fp16", root=tmp_path),
+        engine_cache_dir(sha, trt_version="8.6.2", gpu="NVIDIA Jetson AGX Orin",
+                         precision="fp16", root=tmp_path),
+        engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA H100 80GB HBM3",
+                         precision="fp16", root=tmp_path),
+        engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
+                         precision="fp32", root=tmp_path),
+    }
+    assert base not in others and len(others) == 4
+    monkeypatch.setenv("RAP_EDGE_ENGINES", str(tmp_path / "env"))
+    assert engine_cache_dir(sha, trt_version="10", gpu="../x", precision="fp32").parent == (
+        tmp_path / "env")
+    with pytest.raises(ModelStoreError, match="hex SHA-256"):
+        engine_cache_dir("../../etc", trt_version="10", gpu="g", precision="fp32")
+    with pytest.raises(BackendError, match="precision"):
+        engine_cache_dir(sha, trt_version="10", gpu="g", precision="int4")  # type: ignore[arg-type]
+
+
+def test_tensorrt_is_used_only_when_the_capability_check_passes(tmp_path: Path) -> None:
+    from rap_edge.runtime import tensorrt_capability
+
+    ok, why = tensorrt_capability()
+    model = _tiny_onnx(tmp_path / "t.onnx")
+    if ok:
+        pytest.skip(f"TensorRT is usable here ({why}); see the engine-cache test")
+    assert why  # the reason names what is missing
+    with pytest.raises(BackendError, match="(TensorRT cannot be used here|not available)"):
+        create_session(model, provider="tensorrt")
+    assert create_session(model, provider="auto")[1] in {"cpu", "cuda"}
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_is_built_once_and_reused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rap_edge.models import sha256_file
+    from rap_edge.runtime import tensorrt_capability
+
+    ok, why = tensorrt_capability()
+    if not ok:
+        pytest.skip(f"needs TensorRT: {why}")
+    monkeypatch.setenv("RAP_EDGE_ENGINES", str(tmp_path / "engines"))
+    model = _tiny_onnx(tmp_path / "t.onnx")
+    sha = sha256_file(model)
+    session, used = create_session(model, provider="tensorrt", model_sha256=sha)
+    assert used == "tensorrt"
+    session.run(None, {"images": np.zeros((1, 3, 8, 8), np.float32)})
+    engines = list((tmp_path / "engines").rglob("*.engine"))
+    assert engines, "no engine file was cached"
+    stamp = engines[0].stat().st_mtime_ns
+    create_session(model, provider="tensorrt", model_sha256=sha)[0].run(
+        None, {"images": np.zeros((1, 3, 8, 8), np.float32)})
+    assert engines[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+
+
 def test_cli_rebuild_index_embeds_pending_images(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from rap_edge.cli import main
