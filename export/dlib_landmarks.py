@@ -205,6 +205,18 @@ def measure(predictor: ShapePredictor, store: ModelStore, photos: Sequence[Path]
             "photos": [p.name for p in photos], "box_map": bmap, "landmark_source": sources}
 
 
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
+          ) -> dict[str, Any]:
+    """Parity with dlib's shape predictor (and the box-map measurement) on the check photos."""
+    assert manifest.path is not None  # noqa: S101 - a loaded manifest has its path
+    result = measure(ShapePredictor(manifest), store, photos,
+                     manifest.path.parent / DETECTOR_MANIFEST)
+    result.pop("box_map")
+    result["required_max_abs_px"] = MAX_PARITY_PX
+    result["ok"] = result["parity_max_abs_px"] <= MAX_PARITY_PX
+    return result
+
+
 def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:
     """Write ``out_dir/dlib_shape_5.npz`` + manifest; refuse without parity against dlib.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -451,6 +451,38 @@ def preprocess_spec(pixel_mean: Sequence[float] = PIXEL_MEAN) -> Preprocess:
 # --------------------------------------------------------------------------- export
 
 
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
+          ) -> dict[str, Any]:
+    """Parity of the exported model with dlib itself on dlib's chips of the check photos.
+
+    Raises:
+        RuntimeError: if no face is found in the photos.
+    """
+    named = face_chips(photos, store.file(CARRIER, LANDMARKS))
+    if not named:
+        msg = "no face found in the check photos"
+        raise RuntimeError(msg)
+    chips = [c for _, c in named]
+    want = dlib_descriptors(store.file(CARRIER, WEIGHTS), chips)
+    # The Encoder takes BGR images; the chips are already 150x150, so its resize is identity.
+    got = Encoder(manifest, provider="cpu").embed([np.ascontiguousarray(c[:, :, ::-1])
+                                                   for c in chips])
+    cos = cosine_rows(got, want)
+    return {
+        "reference": "dlib face_recognition_model_v1.compute_face_descriptor "
+                     f"(dlib {_dlib_version()})",
+        "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
+        "chips": len(chips),
+        "chip_source": "dlib HOG detector, shape_predictor_5_face_landmarks, "
+                       f"get_face_chip(size={SIZE}, padding={CHIP_PADDING}), and mirrored",
+        "min_cosine": float(cos.min()),
+        "max_abs_diff": float(np.abs(got - want).max()),
+        "mean_norm": float(np.linalg.norm(want, axis=1).mean()),
+        "required_min_cosine": MIN_COSINE,
+        "ok": bool(cos.min() >= MIN_COSINE),
+    }
+
+
 def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:
     """Export to ``out_dir/dlib_resnet.onnx`` + manifest; refuse to write it without parity.
 
@@ -474,32 +506,11 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
         dim=DIM, metric="cosine", threshold=THRESHOLD, preprocess=preprocess_spec(),
         provenance=provenance,
     )
-    named = face_chips(photos, store.file(CARRIER, LANDMARKS))
-    if not named:
+    parity = check(manifest, store, photos=photos)
+    if not parity["ok"]:
         onnx_path.unlink()
-        msg = "no face found in the check photos"
-        raise RuntimeError(msg)
-    chips = [c for _, c in named]
-    want = dlib_descriptors(weights, chips)
-    # The Encoder takes BGR images; the chips are already 150x150, so its resize is identity.
-    got = Encoder(manifest, provider="cpu").embed([np.ascontiguousarray(c[:, :, ::-1])
-                                                   for c in chips])
-    cos = cosine_rows(got, want)
-    parity = {
-        "reference": "dlib face_recognition_model_v1.compute_face_descriptor "
-                     f"(dlib {_dlib_version()})",
-        "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
-        "chips": len(chips),
-        "chip_source": "dlib HOG detector, shape_predictor_5_face_landmarks, "
-                       f"get_face_chip(size={SIZE}, padding={CHIP_PADDING}), and mirrored",
-        "min_cosine": float(cos.min()),
-        "max_abs_diff": float(np.abs(got - want).max()),
-        "mean_norm": float(np.linalg.norm(want, axis=1).mean()),
-        "required_min_cosine": MIN_COSINE,
-    }
-    if cos.min() < MIN_COSINE:
-        onnx_path.unlink()
-        msg = f"parity failed: min cosine {cos.min():.6f} < {MIN_COSINE} over {len(chips)} chips"
+        msg = (f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
+               f"{parity['chips']} chips")
         raise RuntimeError(msg)
     manifest = replace(manifest, parity=parity)
     write_manifest(manifest, out_dir / "dlib_resnet.json")

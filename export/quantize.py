@@ -23,7 +23,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -100,6 +100,24 @@ def _accuracy(fp32: np.ndarray, q: np.ndarray) -> dict[str, float]:
     changed = int((sims.argmax(1) != sims_q.argmax(1)).sum())
     return {"crops": len(fp32), "min_cosine_to_fp32": float(cos.min()),
             "mean_cosine_to_fp32": float(cos.mean()), "nearest_neighbour_changes": changed}
+
+
+def check(variant: ModelManifest, fp32: ModelManifest, *, evaluation: Sequence[np.ndarray],
+          tolerance: float = 1e-3) -> dict[str, Any]:
+    """Accuracy of an INT8 variant against its fp32 model on ``evaluation`` crops.
+
+    ``ok`` means the accuracy recorded in the variant's manifest at export is reproduced (min
+    cosine no lower than recorded minus ``tolerance``): INT8 quality itself is a property of
+    the model (MobileNetV2's variants are poor, see the README), not a verification failure.
+    """
+    reference = Encoder(fp32, provider="cpu").embed(list(evaluation))
+    got = Encoder(variant, provider="cpu").embed(list(evaluation))
+    accuracy = _accuracy(reference, got)
+    recorded = variant.parity.get("min_cosine_to_fp32")
+    ok = isinstance(recorded, (int, float)) and (
+        accuracy["min_cosine_to_fp32"] >= float(recorded) - tolerance)
+    return {"reference": f"fp32 model {fp32.onnx.name} ({fp32.encoder_id})", **accuracy,
+            "recorded_min_cosine_to_fp32": recorded, "ok": ok}
 
 
 def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],

@@ -353,37 +353,13 @@ def compare(want: list[tuple[np.ndarray, float]], got: list[Detection]
     return unmatched + len(free), ious, diffs
 
 
-def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:
-    """Export to ``out_dir/res10_ssd.onnx`` + manifest; refuse to write it without parity.
-
-    Raises:
-        RuntimeError: if any check image's faces differ from OpenCV DNN's at any of
-            :data:`PARITY_THRESHOLDS` (a face unmatched, box IoU below :data:`MIN_IOU`, score
-            difference above :data:`MAX_SCORE_DIFF`), or the raw outputs differ by more than
-            :data:`MAX_RAW_DIFF`.
-    """
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
+          ) -> dict[str, Any]:
+    """Parity of the exported detector with OpenCV DNN's Caffe importer on the check images."""
     prototxt = store.file(CARRIER, PROTOTXT)
     caffemodel = store.file(CARRIER, CAFFEMODEL)
-    model, layers = load_model(prototxt, caffemodel)
-    extra = prior_config(layers, model)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / "res10_ssd.onnx"
-    digest = export_onnx(model, onnx_path, size=SIZE, output_names=["loc", "conf"])
-    weights_sha, provenance = weights_provenance(store, CARRIER, caffemodel)
-    num_priors = len(prior_boxes(extra))
-    extra["num_priors"] = num_priors
-    # dim: the number of prior boxes P (``conf`` is [N, P*2], ``loc`` is [N, P*4]).
-    manifest = ModelManifest(
-        name=NAME, task="detect", encoder_id=f"{NAME}-fp32@{weights_sha[:12]}",
-        onnx=onnx_path, onnx_sha256=digest, input_name="images",
-        output_name="conf", dim=num_priors, metric="score", threshold=SCORE_THRESHOLD,
-        preprocess=Preprocess(height=SIZE, width=SIZE, color="BGR", scale=1.0, mean=MEAN,
-                              std=(1.0, 1.0, 1.0)),
-        provenance={**provenance, "prototxt_sha256": sha256_file(prototxt)},
-        extra=extra,
-    )
     reference = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-    session, _ = create_session(onnx_path, provider="cpu")
+    session, _ = create_session(manifest.onnx, provider="cpu")
     images = check_images(photos)
     parity: dict[str, Any] = {
         "reference": f"OpenCV {cv2.__version__} DNN readNetFromCaffe, detection_out",
@@ -428,8 +404,41 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     parity["max_abs_diff_conf"] = raw["conf"]
     failed = [r for r in results if r["unmatched"] or not r["reference_faces"]
               or r["min_iou"] < MIN_IOU or r["max_score_diff"] > MAX_SCORE_DIFF]
-    if failed or max(raw.values()) > MAX_RAW_DIFF:
-        del session
+    parity["ok"] = not failed and max(raw.values()) <= MAX_RAW_DIFF
+    return parity
+
+
+def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> ModelManifest:
+    """Export to ``out_dir/res10_ssd.onnx`` + manifest; refuse to write it without parity.
+
+    Raises:
+        RuntimeError: if any check image's faces differ from OpenCV DNN's at any of
+            :data:`PARITY_THRESHOLDS` (a face unmatched, box IoU below :data:`MIN_IOU`, score
+            difference above :data:`MAX_SCORE_DIFF`), or the raw outputs differ by more than
+            :data:`MAX_RAW_DIFF`.
+    """
+    prototxt = store.file(CARRIER, PROTOTXT)
+    caffemodel = store.file(CARRIER, CAFFEMODEL)
+    model, layers = load_model(prototxt, caffemodel)
+    extra = prior_config(layers, model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "res10_ssd.onnx"
+    digest = export_onnx(model, onnx_path, size=SIZE, output_names=["loc", "conf"])
+    weights_sha, provenance = weights_provenance(store, CARRIER, caffemodel)
+    num_priors = len(prior_boxes(extra))
+    extra["num_priors"] = num_priors
+    # dim: the number of prior boxes P (``conf`` is [N, P*2], ``loc`` is [N, P*4]).
+    manifest = ModelManifest(
+        name=NAME, task="detect", encoder_id=f"{NAME}-fp32@{weights_sha[:12]}",
+        onnx=onnx_path, onnx_sha256=digest, input_name="images",
+        output_name="conf", dim=num_priors, metric="score", threshold=SCORE_THRESHOLD,
+        preprocess=Preprocess(height=SIZE, width=SIZE, color="BGR", scale=1.0, mean=MEAN,
+                              std=(1.0, 1.0, 1.0)),
+        provenance={**provenance, "prototxt_sha256": sha256_file(prototxt)},
+        extra=extra,
+    )
+    parity = check(manifest, store, photos=photos)
+    if not parity["ok"]:
         onnx_path.unlink()
         msg = f"parity failed against OpenCV DNN: {parity}"
         raise RuntimeError(msg)

@@ -84,7 +84,7 @@ def face_models(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     photos_store.pull()
     photos = [photos_store.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files
               if f.name.endswith(".jpg")]
-    out = root / "onnx"
+    out = store.path / "onnx"  # where `rap-edge models verify` looks
     res10_ssd.export(store, out, photos=photos)
     dlib_resnet.export(store, out, photos=photos)
     dlib_landmarks.export(store, out, photos=photos)

@@ -81,6 +81,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import importlib  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import rap_edge  # noqa: PLC0415
+    from rap_edge.models import ModelStore, load_manifest, sha256_file  # noqa: PLC0415
+
+    root = Path(rap_edge.__file__).resolve().parents[1]
+    why = ""
+    if (root / "export" / "verify.py").is_file():
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        try:
+            verify = importlib.import_module("export.verify")
+        except ImportError as err:
+            why = f"the export extra is missing ({err}); install it with `make venv`"
+        else:
+            code: int = verify.main(([] if args.dir is None else ["--store", args.dir])
+                                    + (["--json"] if args.json else []))
+            return code
+    else:
+        why = "this install has no source checkout (export/ is not shipped in the package)"
+    # Without the reference runtimes: only the files against their manifests.
+    folder = ModelStore(args.dir).path / "onnx"
+    bad = 0
+    for path in sorted(folder.glob("*.json")):
+        m = load_manifest(path)
+        ok = m.onnx.is_file() and sha256_file(m.onnx) == m.onnx_sha256
+        bad += not ok
+        print(f"{m.name:<36} {'hash ok' if ok else 'MISSING OR DIFFERS'}")
+    print(f"parity not re-run: {why}")
+    return 1 if bad else 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``models`` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
@@ -110,3 +145,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "provenance, parity measured at export")
     p.add_argument("manifest", help="the model's JSON manifest (see `models list`)")
     p.set_defaults(func=cmd_info)
+    p = cmds.add_parser(
+        "verify", parents=[common],
+        help="re-run every exported model's parity check against its reference runtime",
+        description="For each manifest in <store>/onnx: the model file's SHA-256, then the "
+        "exporter's parity check on the real check photos (OpenCV DNN, dlib, torch, or the "
+        "fp32 model for INT8 variants); prints a table, exits 1 on a failure. Needs the "
+        "source checkout and the export extra; otherwise only the hashes are checked.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_verify)

@@ -163,3 +163,23 @@ def test_run_on_a_rosbag2_with_raw_and_compressed_frames(face_models: Exported, 
         assert lines[0]["source"].endswith(f"#{topic}")
         assert lines[0]["timestamp"] == pytest.approx(1.0)
         assert [r["decision"] for r in lines[0]["recognitions"]] == ["unknown"]
+
+
+def test_models_verify_reruns_parity_and_catches_a_changed_file(
+        face_models: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = face_models.out.parent
+    assert main(["models", "verify", "--dir", str(store), "--json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"res10-ssd-face", "dlib-resnet-v1", "dlib-shape-5"} <= set(rows)
+    assert rows["dlib-resnet-v1"]["result"]["min_cosine"] >= 0.9999
+    assert rows["dlib-shape-5"]["result"]["parity_exact_faces"] == "4/4"
+    assert rows["res10-ssd-face"]["result"]["unmatched"] == 0
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    npz = copy / "onnx" / "dlib_shape_5.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    assert main(["models", "verify", "--dir", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "dlib-shape-5" in out and "DIFFERS" in out
