@@ -13,21 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,cpu,export,rosbag]'
 	@touch $@
 
-demo: $(STAMP)
+demo: models
 	$(BIN)/rap-edge demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check rap_edge tests bench export
 
-# Pull the pinned weights and export what can be exported so far (into <store>/onnx).
+# Pull the pinned weights and export every model that is missing or stale (into <store>/onnx).
 models: $(STAMP)
-	$(BIN)/rap-edge models pull
-	$(BIN)/python -m export.res10_ssd
-	$(BIN)/python -m export.dlib_landmarks
-	$(BIN)/python -m export.mobilenetv2
-	$(BIN)/python -m export.dlib_resnet
-	$(BIN)/python -m export.quantize --manifest "$$($(BIN)/python -c 'from rap_edge.models import default_store_dir as d; print(d())')/onnx/mobilenetv2.json"
-	$(BIN)/python -m export.quantize --manifest "$$($(BIN)/python -c 'from rap_edge.models import default_store_dir as d; print(d())')/onnx/dlib_resnet.json"
+	$(BIN)/python -m export.all
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

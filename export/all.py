@@ -1,0 +1,61 @@
+"""Pull the pinned weights and export every model that is missing or stale (``make models``).
+
+A model whose manifest exists and whose file matches the manifest's hash is left alone, so a
+second run takes seconds. Order matters: the landmark model's box map needs the detector.
+
+Usage:
+    python -m export.all [--store DIR] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from export import dlib_landmarks, dlib_resnet, mobilenetv2, quantize, res10_ssd
+from export._common import check_photos
+from rap_edge.errors import RapEdgeError
+from rap_edge.models import ModelStore, load_manifest, sha256_file
+
+_EXPORTS = (("res10_ssd", res10_ssd), ("dlib_shape_5", dlib_landmarks),
+            ("dlib_resnet", dlib_resnet), ("mobilenetv2", mobilenetv2))
+_QUANTIZED = ("dlib_resnet", "mobilenetv2")
+
+
+def _current(path: object) -> bool:
+    try:
+        m = load_manifest(path)  # type: ignore[arg-type]
+    except RapEdgeError:
+        return False
+    return m.onnx.is_file() and sha256_file(m.onnx) == m.onnx_sha256
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
+    parser.add_argument("--force", action="store_true", help="export everything again")
+    args = parser.parse_args(argv)
+    store = ModelStore(args.store)
+    store.pull(say=print)
+    photos = check_photos(args.store, say=print)
+    out = store.path / "onnx"
+    for stem, module in _EXPORTS:
+        if not args.force and _current(out / f"{stem}.json"):
+            print(f"{stem}: up to date")
+            continue
+        print(f"{stem}: exporting ...", flush=True)
+        m = module.export(store, out, photos=photos)
+        print(f"{stem}: wrote {m.onnx.name}")
+    for stem in _QUANTIZED:
+        variants = [out / f"{stem}.int8-{v}.json" for v in ("dynamic", "qdq")]
+        if not args.force and all(_current(v) for v in variants):
+            print(f"{stem} INT8: up to date")
+            continue
+        print(f"{stem} INT8: quantizing ...", flush=True)
+        quantize.main(["--manifest", str(out / f"{stem}.json")]
+                      + ([] if args.store is None else ["--store", args.store]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
