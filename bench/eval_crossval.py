@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Held-out check of the calibrated threshold: 2-fold cross-validation by identity.
+
+``calibration/thresholds.json`` is calibrated on the same identities ``bench/eval_faces.py``
+evaluates, which flatters the result. Here the identities (and the distractor photos) are split
+into two folds; each fold's threshold is calibrated (same FAR target) on the *other* fold only,
+then the fold is evaluated with it (enroll the first photo, test the rest, on the clean set and
+every condition). Counts are pooled over both folds. Each fold's gallery holds only half the
+identities, so impostor matches are rarer than with all ten enrolled.
+
+Example:
+    python bench/eval_crossval.py --labelled DIR --tiles 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from rap_edge.models import default_store_dir
+from rap_edge.pipeline import (
+    DEFAULT_MARGIN,
+    FaceModels,
+    LabelledSet,
+    PipelineConfig,
+    PipelineRecognizer,
+    Thresholds,
+    calibrate_threshold,
+    evaluate,
+    face_vectors,
+)
+
+
+def subset(full: LabelledSet, names: set[str], distractors: set[str]) -> LabelledSet:
+    """The identities in ``names`` and the distractor files whose names are in ``distractors``."""
+    return LabelledSet(full.root, {k: v for k, v in full.identities.items() if k in names},
+                       [p for p in full.distractors if p.name in distractors])
+
+
+def threshold_for(models: FaceModels, part: LabelledSet, far: float) -> dict[str, Any]:
+    photos = [p for v in part.identities.values() for p in v] + part.distractors
+    labels: list[str | None] = [k for k, v in part.identities.items() for _ in v]
+    labels += [None] * len(part.distractors)
+    vectors, found = face_vectors(models, photos)
+    keep = [i for i, ok in enumerate(found) if ok]
+    return calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=far)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labelled", required=True)
+    parser.add_argument("--models", default=None)
+    parser.add_argument("--far", type=float, default=0.002)
+    parser.add_argument("--tiles", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/eval_crossval.json")
+    args = parser.parse_args()
+    full = LabelledSet.load(args.labelled)
+    models = FaceModels.load(args.models or default_store_dir() / "onnx", provider="cpu")
+    names = sorted(full.identities)
+    folds_ids = [set(names[0::2]), set(names[1::2])]
+    dnames = sorted(p.name for p in full.distractors)
+    folds_d = [set(dnames[0::2]), set(dnames[1::2])]
+    conditions = full.conditions()
+    pooled: dict[str, dict[str, float]] = {}
+    folds = []
+    for k in (0, 1):
+        train = subset(full, folds_ids[1 - k], folds_d[1 - k])
+        test = subset(full, folds_ids[k], folds_d[k])
+        cal = threshold_for(models, train, args.far)
+        th = Thresholds(margin=DEFAULT_MARGIN)
+        th.set_default(models.encoder_id, cal["threshold"], origin=f"fold {k} calibration")
+        rec = PipelineRecognizer(models, thresholds=th,
+                                 config=PipelineConfig(tiles=args.tiles))
+        fold: dict[str, Any] = {"test_identities": sorted(folds_ids[k]),
+                                "threshold": cal["threshold"],
+                                "calibration_pairs": [cal["genuine_pairs"],
+                                                      cal["impostor_pairs"]]}
+        for cname in ["clean", *conditions]:
+            tests = None
+            if cname != "clean":
+                cond = subset(conditions[cname], folds_ids[k], folds_d[k])
+                tests = cond.tests_like(test, 1)
+            rep = evaluate(rec, test, tests=tests)
+            tp = sum(int(m["true_pos"]) for m in rep.per_identity.values())
+            fp = sum(int(m["false_pos"]) for m in rep.per_identity.values())
+            n = sum(int(m["tests"]) for m in rep.per_identity.values())
+            rej = round((rep.distractor_rejection or 0.0) * rep.distractors)
+            acc = pooled.setdefault(cname, {"tp": 0, "fp": 0, "n": 0, "rej": 0, "d": 0})
+            for key, val in (("tp", tp), ("fp", fp), ("n", n), ("rej", rej),
+                             ("d", rep.distractors)):
+                acc[key] += val
+            fold[cname] = {"tp": tp, "fp": fp, "tests": n, "distractors": rep.distractors,
+                           "rejected": rej}
+            print(f"fold {k} {cname}: threshold {cal['threshold']:.4f} TP {tp} FP {fp} / {n}, "
+                  f"rejected {rej}/{rep.distractors}", file=sys.stderr, flush=True)
+        folds.append(fold)
+    print(f"\n2-fold cross-validation by identity, FAR {args.far}, tiles {args.tiles}; "
+          f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}\n")
+    print("| condition | precision | recall | distractors rejected |")
+    print("|---|---:|---:|---:|")
+    rows = {}
+    for cname, a in pooled.items():
+        prec = a["tp"] / (a["tp"] + a["fp"]) if a["tp"] + a["fp"] else float("nan")
+        rec_ = a["tp"] / a["n"] if a["n"] else float("nan")
+        rej_ = a["rej"] / a["d"] if a["d"] else float("nan")
+        rows[cname] = {"precision": prec, "recall": rec_, "distractor_rejection": rej_, **a}
+        print(f"| {cname} | {prec:.3f} | {rec_:.3f} | {rej_:.3f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "far": args.far,
+                               "tiles": args.tiles, "encoder": models.encoder_id,
+                               "folds": folds, "pooled": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
