@@ -1,0 +1,65 @@
+"""Faithful names: every name in a generated text must be one the retriever returned.
+
+Two kinds of unfaithful names are caught: a concept of the memory that was *not* retrieved for
+this frame (whole word, any case), and an invented proper name: a capitalised word that is
+neither an allowed name's word nor a common capitalised word; at the start of a sentence, where
+every word is capitalised, only words outside a list of common sentence openers count. The rule
+errs towards flagging: a false alarm costs a retry or the template answer, a missed invented
+name would be said to the user.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["unfaithful_names"]
+
+# Capitalised words that are not names (after the first word of a sentence).
+_OPENERS = frozenset({
+    "The", "A", "An", "This", "That", "These", "Those", "There", "Here", "It", "Its", "He",
+    "She", "They", "We", "You", "Your", "My", "Our", "His", "Her", "Their", "In", "On", "At",
+    "By", "With", "Without", "For", "From", "To", "Of", "And", "But", "Or", "So", "Also",
+    "Then", "Now", "Next", "Both", "Each", "All", "No", "Nobody", "Nothing", "Someone",
+    "Something", "Somebody", "Anyone", "One", "Two", "Three", "Yes", "Sure", "Sorry", "As",
+    "If", "When", "While", "Who", "What", "Where", "Which", "How", "Why", "Is", "Are", "Do",
+    "Does", "Can", "I", "Not", "Only", "Maybe", "Perhaps", "Behind", "Near", "Left",
+    "Right", "Above", "Below", "Under", "Over", "Currently", "Today", "Please", "Hello", "Hi",
+})
+_COMMON = frozenset({
+    "I", "I'm", "I've", "I'd", "I'll", "OK", "Yes", "No", "Mr", "Mrs", "Ms", "Dr", "Monday",
+    "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January", "February",
+    "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "December", "English", "TV", "Info", "Name", "Category", "Where", "Question", "Answer",
+    "Someone", "Something",
+})
+
+
+def _mentions(text: str, term: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = ()) -> list[str]:
+    """Names in ``text`` that the retriever did not return, in order of first appearance.
+
+    Args:
+        text: Generated text.
+        allowed: Names (and aliases) of the retrieved concepts.
+        known: Every name and alias in the memory (those not allowed are flagged wherever
+            they appear).
+    """
+    allowed_l = {a.lower() for a in allowed if a}
+    allowed_words = {w.lower() for a in allowed for w in re.findall(r"[\w'-]+", a)}
+    bad: list[str] = [k for k in known if k and k.lower() not in allowed_l
+                      and _mentions(text, k)]
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+        words = re.findall(r"[A-Za-z][\w'-]*", sentence)
+        for i, w in enumerate(words):
+            if (w[0].isupper() and w.lower() not in allowed_words and w not in _COMMON
+                    and not (i == 0 and w in _OPENERS) and w not in bad
+                    and not any(w.lower() == b.lower() for b in bad)):
+                bad.append(w)
+    return bad

@@ -1,0 +1,177 @@
+"""Generation off the frame path: the faithful-name guard, and a latest-first worker thread.
+
+The frame loop calls :meth:`GenerationWorker.submit` and returns at once. A newer request
+replaces an older one that is still queued (a slow model drops stale frames instead of building
+a backlog). Text streams to the caller's callback as ``("token", piece)`` events; when the guard
+rejects an answer it sends ``("reset", reason)`` before the retry, and ``("done", text)`` at the
+end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+from rap_edge.generate._guard import unfaithful_names
+from rap_edge.generate._template import TemplateBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from rap_edge.generate._prompt import Prompt
+
+__all__ = ["Backend", "GenerationResult", "GenerationWorker", "Generator"]
+
+Event = Callable[[str, str], None]
+
+
+class Backend(Protocol):
+    """A text generator: ``generate`` streams pieces of the answer to a prompt."""
+
+    name: str
+
+    def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
+        """Stream the answer."""
+        ...
+
+
+@dataclass
+class GenerationResult:
+    """One answer and how it was obtained."""
+
+    text: str
+    backend: str
+    regenerated: bool = False
+    fell_back: bool = False
+    unfaithful: list[str] = field(default_factory=list)
+    first_token_ms: float | None = None
+    total_ms: float = 0.0
+    pieces: int = 0
+
+
+class Generator:
+    """A backend behind the faithful-name guard, with the template as the last resort."""
+
+    def __init__(self, backend: Backend, *, known_names: Iterable[str] = (),
+                 max_tokens: int = 128) -> None:
+        self.backend = backend
+        self.fallback = TemplateBackend()
+        self.known_names = list(known_names)
+        self.max_tokens = max_tokens
+        self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0}
+
+    def _run(self, backend: Backend, prompt: Prompt, on_event: Event | None,
+             result: GenerationResult, start: float) -> str:
+        pieces = []
+        for piece in backend.generate(prompt, max_tokens=self.max_tokens):
+            if result.first_token_ms is None:
+                result.first_token_ms = (time.perf_counter() - start) * 1000
+            pieces.append(piece)
+            result.pieces += 1
+            if on_event is not None:
+                on_event("token", piece)
+        return "".join(pieces).strip()
+
+    def answer(self, prompt: Prompt, on_event: Event | None = None) -> GenerationResult:
+        """Generate, check names, retry once with a stricter prompt, else use the template."""
+        start = time.perf_counter()
+        self.stats["requests"] += 1
+        result = GenerationResult(text="", backend=self.backend.name)
+        text = self._run(self.backend, prompt, on_event, result, start)
+        bad = unfaithful_names(text, prompt.allowed_names, self.known_names)
+        if bad and not isinstance(self.backend, TemplateBackend):
+            self.stats["regenerated"] += 1
+            result.regenerated = True
+            if on_event is not None:
+                on_event("reset", f"names not retrieved: {', '.join(bad)}; retrying")
+            allowed = ", ".join(prompt.allowed_names) or "none"
+            strict = replace(prompt, text=prompt.text.replace(
+                "\nAnswer:", f"\nUse no name except: {allowed}. Answer:"))
+            text = self._run(self.backend, strict, on_event, result, start)
+            bad = unfaithful_names(text, prompt.allowed_names, self.known_names)
+            if bad:
+                self.stats["fell_back"] += 1
+                result.fell_back = True
+                result.backend = self.fallback.name
+                if on_event is not None:
+                    on_event("reset", f"names not retrieved: {', '.join(bad)}; template")
+                text = self._run(self.fallback, prompt, on_event, result, start)
+        result.unfaithful = bad
+        result.text = text
+        result.total_ms = (time.perf_counter() - start) * 1000
+        if on_event is not None:
+            on_event("done", text)
+        return result
+
+
+class GenerationWorker:
+    """Runs a :class:`Generator` on a thread; the caller never waits."""
+
+    def __init__(self, generator: Generator,
+                 on_result: Callable[[int, GenerationResult], None] | None = None) -> None:
+        self.generator = generator
+        self.on_result = on_result
+        self.replaced = 0
+        self.done = 0
+        self._pending: tuple[int, Prompt, Event | None] | None = None
+        self._next = 1
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._loop, name="rap-edge-generate",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, prompt: Prompt, on_event: Event | None = None) -> int:
+        """Queue ``prompt`` (replacing a queued one); return its request id. Never blocks."""
+        with self._cond:
+            if self._pending is not None:
+                self.replaced += 1
+            rid = self._next
+            self._next += 1
+            self._pending = (rid, prompt, on_event)
+            self._cond.notify()
+        return rid
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed and self._pending is None:
+                    return
+                assert self._pending is not None  # noqa: S101 - loop condition
+                rid, prompt, on_event = self._pending
+                self._pending = None
+                self._busy = True
+            try:
+                result = self.generator.answer(prompt, on_event)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self.done += 1
+                    self._cond.notify_all()
+            if self.on_result is not None:
+                self.on_result(rid, result)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until nothing is queued or running (for shutdown and tests)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self._pending is not None or self._busy:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Finish the running request, drop a queued one, stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
