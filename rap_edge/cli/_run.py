@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,65 @@ def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | Non
         cv2.putText(out, f"{fps:.1f} FPS", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, (255, 255, 255), thick + 1, cv2.LINE_AA)
     return np.asarray(out, dtype=np.uint8)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+class _Describer:
+    """Descriptions off the frame path.
+
+    Asked for when the recognised set changes, or every ``--describe-every`` seconds; printed
+    and written to the JSONL as they finish.
+    """
+
+    def __init__(self, memory: Any, lock: threading.Lock) -> None:  # noqa: ANN401 - a Memory
+        from rap_edge.generate import GenerationWorker, Generator, TemplateBackend  # noqa: PLC0415
+
+        known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
+                 if memory is not None else [])
+        self.memory = memory
+        self.lock = lock
+        self.jsonl: Any = None
+        self.last_key: tuple[str, ...] | None = None
+        self.last_time = 0.0
+        self.frames: dict[int, int] = {}
+        self.worker = GenerationWorker(Generator(TemplateBackend(), known_names=known),
+                                       on_result=self._done)
+
+    def offer(self, result: FrameResult, jsonl: Any, every: float) -> None:  # noqa: ANN401
+        from rap_edge.cli._ask import frame_prompt  # noqa: PLC0415
+
+        self.jsonl = jsonl
+        key = tuple(sorted(r.concept_id or r.decision for r in result.recognitions))
+        now = time.monotonic()
+        if key == self.last_key and not (every and now - self.last_time >= every):
+            return
+        self.last_key, self.last_time = key, now
+        rid = self.worker.submit(frame_prompt(result, self.memory, "Describe what you see."))
+        self.frames[rid] = result.index
+
+    def _done(self, rid: int, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
+        frame = self.frames.pop(rid, None)
+        print(f"[frame {frame}] {answer.text}", file=sys.stderr, flush=True)
+        if self.jsonl is not None:
+            with self.lock:
+                self.jsonl.write(json.dumps({"description": answer.text, "frame": frame,
+                                             "backend": answer.backend,
+                                             "generate_ms": round(answer.total_ms, 2)}) + "\n")
+                self.jsonl.flush()
+
+    def close(self) -> None:
+        self.worker.wait_idle(30)
+        self.worker.close()
 
 
 class _Writer:
@@ -113,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
                             margin=thresholds.margin, tiles=args.tiles or 1)
     objects = load_objects(args) if args.objects else None
+    describer = _Describer(memory, jsonl_lock := threading.Lock()) if args.describe else None
     pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown,
                     objects=objects)
     if objects is not None:
@@ -167,17 +228,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 bar.set_postfix(fps=f"{fps_est:.1f}", faces=len(result.recognitions))
                 for k, v in result.timings_ms.items():
                     stages.setdefault(k, []).append(v)
+                if describer is not None:
+                    describer.offer(result, jsonl, args.describe_every)
                 if jsonl is not None:
                     line = {"source": frame.source, **result.to_json()}
                     if frame.timestamp is None:
                         line["timestamp"] = None
-                    jsonl.write(json.dumps(line) + "\n")
-                    jsonl.flush()
+                    with jsonl_lock if describer is not None else _NO_LOCK:
+                        jsonl.write(json.dumps(line) + "\n")
+                        jsonl.flush()
                 if writer is not None:
                     writer.write(annotate(frame.image, result, fps_est))
             bar.close()
             skipped, errors = source.skipped, list(source.errors)
     finally:
+        if describer is not None:
+            describer.close()
         if jsonl is not None:
             jsonl.close()
         if writer is not None:
@@ -228,6 +294,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--unknown-dir", metavar="DIR", default=None,
                    help="where unknown-face clusters and crops go (default: <memory>/unknown)")
     p.add_argument("--no-cluster", action="store_true", help="do not cluster unknown faces")
+    p.add_argument("--describe", action="store_true",
+                   help="describe the scene in words whenever the recognised set changes, off "
+                   "the frame path (backend so far: template); lines go to stderr and the "
+                   "JSONL")
+    p.add_argument("--describe-every", type=float, default=0.0, metavar="S",
+                   help="with --describe, also describe every S seconds (default 0: only on "
+                   "changes)")
     add_model_options(p)
     add_object_options(p)
     p.set_defaults(func=cmd_run)

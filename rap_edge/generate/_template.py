@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["TemplateBackend"]
 
 
-def _article(category: str) -> str:
-    return "your" if category else "a"
+_PEOPLE = frozenset({"person", "people", "face", "human"})
 
 
 class TemplateBackend:
@@ -44,7 +43,8 @@ class TemplateBackend:
                 place = f" ({c.where})" if c.where else ""
                 parts.append(f"Yes, {c.name} is here{place}.")
         if prompt.concepts:
-            listed = [f"{c.name}, {_article(c.category)} {c.category}"
+            listed = [c.name + ("" if c.category in _PEOPLE or not c.category
+                                else f", your {c.category}")
                       + (f", on the {c.where}" if c.where else "") for c in prompt.concepts]
             parts.append("I can see " + "; ".join(listed) + ".")
             for c in prompt.concepts:
