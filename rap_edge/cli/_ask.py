@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rap_edge.cli._face_opts import (
+    add_memory_option,
     add_model_options,
     add_object_options,
     load_models,
     load_objects,
     load_thresholds,
+    open_optional_memory,
 )
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ __all__ = ["frame_prompt", "register"]
 
 
 def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,
-                 max_concepts: int = 5) -> Prompt:
+                 max_concepts: int = 5, names_from_question: bool = True) -> Prompt:
     """The RAP prompt for a processed frame.
 
     Its known concepts (with info and place in the frame) plus the concepts the question names
@@ -50,7 +51,8 @@ def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,
                          where(r.box, result.width, result.height), image)
         if r.concept_id not in refs or ref.score > refs[r.concept_id].score:
             refs[r.concept_id] = ref
-    asked = [c.name for c in mentioned_concepts(question, memory)] if memory else []
+    asked = ([c.name for c in mentioned_concepts(question, memory)]
+             if memory and names_from_question else [])
     return build_prompt(question, list(refs.values()), max_concepts=max_concepts,
                         unknown=unknown, asked=asked)
 
@@ -61,7 +63,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     from rap_edge.errors import InvalidInputError  # noqa: PLC0415
     from rap_edge.generate import Generator, TemplateBackend  # noqa: PLC0415
-    from rap_edge.memory import Memory, default_memory_dir  # noqa: PLC0415
     from rap_edge.pipeline import Pipeline, PipelineConfig  # noqa: PLC0415
 
     img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
@@ -70,8 +71,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise InvalidInputError(msg)
     models = load_models(args)
     thresholds = load_thresholds(args, models)
-    mem_path = Path(args.memory) if args.memory else default_memory_dir()
-    memory = Memory(mem_path, readonly=True) if args.memory or mem_path.exists() else None
+    memory, _ = open_optional_memory(args, readonly=True)
     pipe = Pipeline(models, memory, thresholds=thresholds,
                     config=PipelineConfig(track=False, tiles=args.tiles or 1,
                                           margin=thresholds.margin),
@@ -106,8 +106,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("image", help="a photo")
     p.add_argument("question", help='e.g. "Is Bo in this photo?"')
-    p.add_argument("--memory", metavar="DIR", default=None,
-                   help="concept memory (default: the user data folder's memory if it exists)")
+    add_memory_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--show-prompt", action="store_true", help="print the prompt to stderr")
     add_model_options(p)

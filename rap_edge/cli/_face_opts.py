@@ -9,19 +9,38 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+    from rap_edge.memory import Memory
     from rap_edge.pipeline import FaceModels, ObjectModels, Thresholds
 
 __all__ = [
+    "add_memory_option",
     "add_model_options",
     "add_object_options",
     "default_thresholds_path",
     "load_models",
     "load_objects",
     "load_thresholds",
+    "open_optional_memory",
 ]
 
 THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
 REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
+
+
+def add_memory_option(p: argparse.ArgumentParser) -> None:
+    """``--memory`` for commands that can also run without a memory."""
+    p.add_argument("--memory", metavar="DIR", default=None,
+                   help="concept memory (default: the user data folder's memory if it exists)")
+
+
+def open_optional_memory(args: argparse.Namespace, *, readonly: bool = False
+                         ) -> tuple[Memory | None, Path]:
+    """``--memory`` (must exist), else the default memory if there is one, else None."""
+    from rap_edge.memory import Memory, default_memory_dir  # noqa: PLC0415
+
+    path = Path(args.memory) if args.memory else default_memory_dir()
+    memory = Memory(path, readonly=readonly) if args.memory or path.exists() else None
+    return memory, path
 
 
 def add_model_options(p: argparse.ArgumentParser, *, thresholds: bool = True) -> None:

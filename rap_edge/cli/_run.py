@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rap_edge.cli._face_opts import (
+    add_memory_option,
     add_model_options,
     add_object_options,
     load_models,
     load_objects,
     load_thresholds,
+    open_optional_memory,
 )
 
 if TYPE_CHECKING:
@@ -58,17 +60,6 @@ def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | Non
     return np.asarray(out, dtype=np.uint8)
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
-
-
 class _Describer:
     """Descriptions off the frame path.
 
@@ -99,7 +90,9 @@ class _Describer:
         if key == self.last_key and not (every and now - self.last_time >= every):
             return
         self.last_key, self.last_time = key, now
-        rid = self.worker.submit(frame_prompt(result, self.memory, "Describe what you see."))
+        # On the frame thread: no text retrieval (it would scan every concept for names).
+        rid = self.worker.submit(frame_prompt(result, self.memory, "Describe what you see.",
+                                              names_from_question=False))
         self.frames[rid] = result.index
 
     def _done(self, rid: int, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
@@ -154,7 +147,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
     from rap_edge.errors import InvalidInputError, RapEdgeError  # noqa: PLC0415
-    from rap_edge.memory import Memory, default_memory_dir  # noqa: PLC0415
     from rap_edge.pipeline import Pipeline, PipelineConfig, UnknownClusters  # noqa: PLC0415
     from rap_edge.sources import open_source  # noqa: PLC0415
 
@@ -163,8 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InvalidInputError(msg)
     models = load_models(args)
     thresholds = load_thresholds(args, models)
-    mem_path = Path(args.memory) if args.memory else default_memory_dir()
-    memory = Memory(mem_path) if args.memory or mem_path.exists() else None
+    memory, mem_path = open_optional_memory(args)
     unknown = None
     if not args.no_cluster:
         folder = Path(args.unknown_dir) if args.unknown_dir else (
@@ -173,7 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
                             margin=thresholds.margin, tiles=args.tiles or 1)
     objects = load_objects(args) if args.objects else None
-    describer = _Describer(memory, jsonl_lock := threading.Lock()) if args.describe else None
+    jsonl_lock = threading.Lock()  # the describer's thread writes to the JSONL too
+    describer = _Describer(memory, jsonl_lock) if args.describe else None
     pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown,
                     objects=objects)
     if objects is not None:
@@ -234,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     line = {"source": frame.source, **result.to_json()}
                     if frame.timestamp is None:
                         line["timestamp"] = None
-                    with jsonl_lock if describer is not None else _NO_LOCK:
+                    with jsonl_lock:
                         jsonl.write(json.dumps(line) + "\n")
                         jsonl.flush()
                 if writer is not None:
@@ -276,8 +268,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "image, or rosbag2 (folder or .db3/.mcap file)")
     p.add_argument("--topic", default=None, help="rosbag2 image topic (default: the only/first "
                    "sensor_msgs Image or CompressedImage topic)")
-    p.add_argument("--memory", metavar="DIR", default=None,
-                   help="concept memory (default: the user data folder's memory if it exists)")
+    add_memory_option(p)
     p.add_argument("--out", metavar="VIDEO", default=None,
                    help="write an annotated video (.mp4 or .avi)")
     p.add_argument("--jsonl", metavar="FILE", default=None,

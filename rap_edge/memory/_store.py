@@ -436,6 +436,12 @@ class Memory:
                 return self._concepts(conn, "", ())
             return self._concepts(conn, "WHERE category = ?", (clean_category(category),))
 
+    def categories(self) -> set[str]:
+        """The distinct categories of the concepts (one query; no concept is loaded)."""
+        with self._errors():
+            rows = self._conn().execute("SELECT DISTINCT category FROM concepts").fetchall()
+        return {str(r[0]) for r in rows}
+
     def __len__(self) -> int:
         """Number of concepts."""
         with self._errors():

@@ -64,7 +64,7 @@ def is_object_category(category: str) -> bool:
 
 def object_categories(memory: Memory) -> set[str]:
     """The lower-cased categories of the memory's object and pet concepts (to filter boxes)."""
-    return {c.category.lower() for c in memory.list_concepts() if is_object_category(c.category)}
+    return {c.lower() for c in memory.categories() if is_object_category(c)}
 
 
 def _positions(length: int, side: int, overlap: float) -> list[int]:

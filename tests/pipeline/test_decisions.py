@@ -129,6 +129,7 @@ def test_mentions_whole_words_any_case_longest_first(memory: Memory) -> None:
     memory.add("Anna Maria", category="person")
     memory.add("Bo", category="dog", aliases=["<bo>"])
     memory.add("Mug", category="mug")
+    assert memory.categories() == {"person", "dog", "mug"}
     got = [c.name for c in mentioned_concepts("Where is ANNA MARIA? Did <bo> see bob?", memory)]
     assert got == ["Anna Maria", "Bo"]
     assert [c.name for c in mentioned_concepts("anna and annabel; mugs", memory)] == ["Anna"]
