@@ -1,10 +1,12 @@
 """Pull the pinned weights and export every model that is missing or stale (``make models``).
 
 A model whose manifest exists and whose file matches the manifest's hash is left alone, so a
-second run takes seconds. Order matters: the landmark model's box map needs the detector.
+second run takes seconds. Order matters: the landmark model's box map needs the detector. Last
+comes the LLM for descriptions (SmolLM2-135M, GGUF -> ORT GenAI INT4, about a minute; see
+``export/llm.py``); ``--no-llm`` skips it.
 
 Usage:
-    python -m export.all [--store DIR] [--force]
+    python -m export.all [--store DIR] [--force] [--no-llm]
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export import dlib_landmarks, dlib_resnet, mobilenetv2, quantize, res10_ssd
+from export import dlib_landmarks, dlib_resnet, llm, mobilenetv2, quantize, res10_ssd
 from export._common import check_photos
 from rap_edge.errors import RapEdgeError
 from rap_edge.models import ModelStore, load_manifest, sha256_file
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     parser.add_argument("--force", action="store_true", help="export everything again")
+    parser.add_argument("--no-llm", action="store_true",
+                        help="skip the LLM (descriptions then use the template backend)")
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
     store.pull(say=print)
@@ -54,6 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stem} INT8: quantizing ...", flush=True)
         quantize.main(["--manifest", str(out / f"{stem}.json")]
                       + ([] if args.store is None else ["--store", args.store]))
+    if not args.no_llm:
+        genai_dir = llm.default_dirs(store)[1]
+        if not args.force and llm.current(genai_dir):
+            print(f"{genai_dir.name}: up to date")
+        else:
+            print(f"{genai_dir.name}: converting and building (about a minute) ...", flush=True)
+            try:
+                llm.export_default(store, say=print)
+            except RapEdgeError as err:
+                print(f"{genai_dir.name}: FAILED: {err}", file=sys.stderr)
+                return 1
+            print(f"{genai_dir.name}: wrote {genai_dir}")
     return 0
 
 

@@ -15,46 +15,12 @@ from rap_edge.cli._face_opts import (
     load_thresholds,
     open_optional_memory,
 )
+from rap_edge.cli._gen_opts import add_generation_options, load_generator
 
 if TYPE_CHECKING:
     import argparse
 
-    from rap_edge.generate import ConceptRef, Prompt
-    from rap_edge.memory import Memory
-    from rap_edge.pipeline import FrameResult
-
-__all__ = ["frame_prompt", "register"]
-
-
-def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,
-                 max_concepts: int = 5, names_from_question: bool = True) -> Prompt:
-    """The RAP prompt for a processed frame.
-
-    Its known concepts (with info and place in the frame) plus the concepts the question names
-    (text retrieval).
-    """
-    from rap_edge.generate import ConceptRef, build_prompt, where  # noqa: PLC0415
-    from rap_edge.pipeline import mentioned_concepts  # noqa: PLC0415
-
-    refs: dict[str, ConceptRef] = {}
-    unknown = 0
-    for r in result.recognitions:
-        if r.decision != "known" or r.concept_id is None:
-            unknown += r.kind == "face"
-            continue
-        info, category, image = "", "", None
-        if memory is not None:
-            c = memory.get(r.concept_id)
-            info, category = c.info, c.category
-            image = c.images[0].path if c.images else None
-        ref = ConceptRef(r.name or "", category, info, r.score or 0.0,
-                         where(r.box, result.width, result.height), image)
-        if r.concept_id not in refs or ref.score > refs[r.concept_id].score:
-            refs[r.concept_id] = ref
-    asked = ([c.name for c in mentioned_concepts(question, memory)]
-             if memory and names_from_question else [])
-    return build_prompt(question, list(refs.values()), max_concepts=max_concepts,
-                        unknown=unknown, asked=asked)
+__all__ = ["register"]
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -62,7 +28,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
 
     from rap_edge.errors import InvalidInputError  # noqa: PLC0415
-    from rap_edge.generate import Generator, TemplateBackend  # noqa: PLC0415
+    from rap_edge.generate import frame_prompt  # noqa: PLC0415
     from rap_edge.pipeline import Pipeline, PipelineConfig  # noqa: PLC0415
 
     img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
@@ -77,21 +43,36 @@ def cmd_ask(args: argparse.Namespace) -> int:
                                           margin=thresholds.margin),
                     objects=load_objects(args) if args.objects else None)
     result = pipe.process(np.asarray(img, dtype=np.uint8))
-    prompt = frame_prompt(result, memory, args.question)
-    known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
-             if memory else [])
-    generator = Generator(TemplateBackend(), known_names=known)
-    answer = generator.answer(prompt)
+    prompt = frame_prompt(result, memory, args.question, max_concepts=args.max_concepts)
+    generator, note = load_generator(args, memory)
+    if args.show_prompt:
+        print(f"--- prompt ({note}) ---\n{prompt.text}\n---", file=sys.stderr)
+
+    def stream(kind: str, text: str) -> None:
+        if kind == "token":
+            print(text, end="", flush=True)
+        elif kind == "reset":
+            print(f"\n[{text}]", file=sys.stderr, flush=True)
+
+    answer = generator.answer(prompt, stream if args.stream and not args.json else None)
     if args.json:
-        print(json.dumps({"answer": answer.text, "backend": answer.backend,
+        print(json.dumps({"answer": answer.text, "backend": answer.backend, "llm": note,
                           "regenerated": answer.regenerated, "fell_back": answer.fell_back,
+                          "unfaithful": answer.unfaithful,
                           "recognitions": [r.to_json() for r in result.recognitions],
                           "dropped": prompt.dropped, "timings_ms": result.timings_ms,
+                          "first_token_ms": answer.first_token_ms,
                           "generate_ms": answer.total_ms}, indent=1))
+        return 0
+    if args.stream:
+        print()
+        if answer.regenerated:  # what streamed included the rejected attempt
+            print(f"final ({answer.backend}): {answer.text}")
     else:
         print(answer.text)
-        if args.show_prompt:
-            print("\n--- prompt ---\n" + prompt.text, file=sys.stderr)
+    print(f"[{answer.backend}; first token {answer.first_token_ms or 0:.0f} ms, "
+          f"total {answer.total_ms:.0f} ms{'; regenerated' if answer.regenerated else ''}"
+          f"{'; template fallback' if answer.fell_back else ''}]", file=sys.stderr)
     return 0
 
 
@@ -101,14 +82,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "ask", help="answer a question about a photo with the memory's concepts (RAP)",
         description="Recognises the faces (and with --objects the objects) in IMAGE, "
         "retrieves their concepts and any concept the question names, builds the RAP prompt "
-        "and answers. Backend so far: template (deterministic sentences, never an invented "
-        "name); model backends are still to come.",
+        "and answers with the chosen backend behind the faithful-name guard (an answer naming "
+        "anyone the retriever did not return is regenerated once, then replaced by the "
+        "template's sentences).",
     )
     p.add_argument("image", help="a photo")
     p.add_argument("question", help='e.g. "Is Bo in this photo?"')
     add_memory_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--show-prompt", action="store_true", help="print the prompt to stderr")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    add_generation_options(p)
     add_model_options(p)
     add_object_options(p)
     p.set_defaults(func=cmd_ask)

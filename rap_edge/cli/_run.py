@@ -18,6 +18,7 @@ from rap_edge.cli._face_opts import (
     load_thresholds,
     open_optional_memory,
 )
+from rap_edge.cli._gen_opts import add_generation_options, load_generator
 
 if TYPE_CHECKING:
     import argparse
@@ -60,54 +61,35 @@ def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | Non
     return np.asarray(out, dtype=np.uint8)
 
 
-class _Describer:
-    """Descriptions off the frame path.
+def _describer(args: argparse.Namespace, memory: Any, lock: threading.Lock,  # noqa: ANN401
+               jsonl: Any) -> Any:  # noqa: ANN401 - a Describer
+    """Descriptions off the frame path, printed and written to the JSONL as they finish."""
+    from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+    from rap_edge.generate import Describer  # noqa: PLC0415
 
-    Asked for when the recognised set changes, or every ``--describe-every`` seconds; printed
-    and written to the JSONL as they finish.
-    """
+    if args.describe_every < 0:
+        msg = f"--describe-every must be >= 0, got {args.describe_every}"
+        raise InvalidInputError(msg)
+    generator, note = load_generator(args, memory)
+    print(f"descriptions: {note}", file=sys.stderr)
 
-    def __init__(self, memory: Any, lock: threading.Lock) -> None:  # noqa: ANN401 - a Memory
-        from rap_edge.generate import GenerationWorker, Generator, TemplateBackend  # noqa: PLC0415
+    def done(frame: int | None, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
+        tags = "; regenerated" if answer.regenerated else ""
+        tags += "; template fallback" if answer.fell_back else ""
+        print(f"[frame {frame}] {answer.text} ({answer.backend}, "
+              f"{answer.total_ms:.0f} ms{tags})", file=sys.stderr, flush=True)
+        if jsonl is not None:
+            with lock:
+                jsonl.write(json.dumps({
+                    "description": answer.text, "frame": frame, "backend": answer.backend,
+                    "regenerated": answer.regenerated, "fell_back": answer.fell_back,
+                    "first_token_ms": None if answer.first_token_ms is None
+                    else round(answer.first_token_ms, 2),
+                    "generate_ms": round(answer.total_ms, 2)}) + "\n")
+                jsonl.flush()
 
-        known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
-                 if memory is not None else [])
-        self.memory = memory
-        self.lock = lock
-        self.jsonl: Any = None
-        self.last_key: tuple[str, ...] | None = None
-        self.last_time = 0.0
-        self.frames: dict[int, int] = {}
-        self.worker = GenerationWorker(Generator(TemplateBackend(), known_names=known),
-                                       on_result=self._done)
-
-    def offer(self, result: FrameResult, jsonl: Any, every: float) -> None:  # noqa: ANN401
-        from rap_edge.cli._ask import frame_prompt  # noqa: PLC0415
-
-        self.jsonl = jsonl
-        key = tuple(sorted(r.concept_id or r.decision for r in result.recognitions))
-        now = time.monotonic()
-        if key == self.last_key and not (every and now - self.last_time >= every):
-            return
-        self.last_key, self.last_time = key, now
-        # On the frame thread: no text retrieval (it would scan every concept for names).
-        rid = self.worker.submit(frame_prompt(result, self.memory, "Describe what you see.",
-                                              names_from_question=False))
-        self.frames[rid] = result.index
-
-    def _done(self, rid: int, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
-        frame = self.frames.pop(rid, None)
-        print(f"[frame {frame}] {answer.text}", file=sys.stderr, flush=True)
-        if self.jsonl is not None:
-            with self.lock:
-                self.jsonl.write(json.dumps({"description": answer.text, "frame": frame,
-                                             "backend": answer.backend,
-                                             "generate_ms": round(answer.total_ms, 2)}) + "\n")
-                self.jsonl.flush()
-
-    def close(self) -> None:
-        self.worker.wait_idle(30)
-        self.worker.close()
+    return Describer(generator, memory, every=args.describe_every, on_result=done,
+                     max_concepts=args.max_concepts)
 
 
 class _Writer:
@@ -165,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             margin=thresholds.margin, tiles=args.tiles or 1)
     objects = load_objects(args) if args.objects else None
     jsonl_lock = threading.Lock()  # the describer's thread writes to the JSONL too
-    describer = _Describer(memory, jsonl_lock) if args.describe else None
+    jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
+    describer = _describer(args, memory, jsonl_lock, jsonl) if args.describe else None
     pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown,
                     objects=objects)
     if objects is not None:
@@ -180,7 +163,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
           f"{thresholds.margin}; memory: {memory.path if memory else 'none (all unknown)'}",
           file=sys.stderr)
-    jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
     writer = None
     processed = 0
     stages: dict[str, list[float]] = {}
@@ -221,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 for k, v in result.timings_ms.items():
                     stages.setdefault(k, []).append(v)
                 if describer is not None:
-                    describer.offer(result, jsonl, args.describe_every)
+                    describer.offer(result)
                 if jsonl is not None:
                     line = {"source": frame.source, **result.to_json()}
                     if frame.timestamp is None:
@@ -286,12 +268,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where unknown-face clusters and crops go (default: <memory>/unknown)")
     p.add_argument("--no-cluster", action="store_true", help="do not cluster unknown faces")
     p.add_argument("--describe", action="store_true",
-                   help="describe the scene in words whenever the recognised set changes, off "
-                   "the frame path (backend so far: template); lines go to stderr and the "
-                   "JSONL")
+                   help="describe the scene in words whenever the recognised set changes, on a "
+                   "worker thread the frame loop never waits for (a newer request replaces a "
+                   "queued one); lines go to stderr and the JSONL")
     p.add_argument("--describe-every", type=float, default=0.0, metavar="S",
                    help="with --describe, also describe every S seconds (default 0: only on "
                    "changes)")
+    add_generation_options(p)
     add_model_options(p)
     add_object_options(p)
     p.set_defaults(func=cmd_run)

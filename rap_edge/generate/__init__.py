@@ -1,19 +1,24 @@
 """Generate: RAP prompts from the retrieved concepts, answered off the frame path.
 
-So far: the prompt layouts with a token budget and injection-safe concept info, the
-faithful-name guard (regenerate once, then fall back), the ``template`` backend, and a
-latest-first worker thread that streams text. Model backends (ONNX Runtime GenAI,
-transformers) are still to come.
+Pieces: the prompt layouts with a token budget and injection-safe concept info; the
+faithful-name guard (regenerate once, then fall back); three backends chosen by name
+(``ortgenai``, ``transformers``, ``template``; see :func:`open_backend`); a latest-first worker
+thread that streams text; and :class:`Describer`, which decides when a frame needs words.
+Heavy imports (onnxruntime_genai, torch, transformers) happen only when a backend is opened.
 """
 
 from __future__ import annotations
 
+from rap_edge.generate._backends import BACKENDS, default_llm_dir, open_backend
+from rap_edge.generate._describe import DESCRIBE, Describer, frame_prompt
 from rap_edge.generate._guard import unfaithful_names
 from rap_edge.generate._prompt import (
+    IMAGE,
     MAX_INFO_CHARS,
     ConceptRef,
     Prompt,
     build_prompt,
+    chat_parts,
     sanitize_info,
     where,
 )
@@ -21,15 +26,23 @@ from rap_edge.generate._template import TemplateBackend
 from rap_edge.generate._worker import Backend, GenerationResult, GenerationWorker, Generator
 
 __all__ = [
+    "BACKENDS",
+    "DESCRIBE",
+    "IMAGE",
     "MAX_INFO_CHARS",
     "Backend",
     "ConceptRef",
+    "Describer",
     "GenerationResult",
     "GenerationWorker",
     "Generator",
     "Prompt",
     "TemplateBackend",
     "build_prompt",
+    "chat_parts",
+    "default_llm_dir",
+    "frame_prompt",
+    "open_backend",
     "sanitize_info",
     "unfaithful_names",
     "where",

@@ -3,8 +3,10 @@
 Two kinds of unfaithful names are caught: a concept of the memory that was *not* retrieved for
 this frame (whole word, any case), and an invented proper name: a capitalised word that is
 neither an allowed name's word nor a common capitalised word; at the start of a sentence, where
-every word is capitalised, only words outside a list of common sentence openers count. The rule
-errs towards flagging: a false alarm costs a retry or the template answer, a missed invented
+every word is capitalised, only words outside a list of common sentence openers count.
+Capitalised words that occur in the prompt's own data (the kept concepts' info, the question)
+were given to the model, not invented, so they pass (a memory name that was not retrieved is
+still flagged wherever it appears). The rule errs towards flagging: a false alarm costs a retry or the template answer, a missed invented
 name would be said to the user.
 """
 
@@ -42,7 +44,8 @@ def _mentions(text: str, term: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = ()) -> list[str]:
+def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (),
+                     context: str = "") -> list[str]:
     """Names in ``text`` that the retriever did not return, in order of first appearance.
 
     Args:
@@ -50,9 +53,12 @@ def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (
         allowed: Names (and aliases) of the retrieved concepts.
         known: Every name and alias in the memory (those not allowed are flagged wherever
             they appear).
+        context: Text the model was given (concept info, the question): its words pass.
     """
+    allowed = list(allowed)
     allowed_l = {a.lower() for a in allowed if a}
     allowed_words = {w.lower() for a in allowed for w in re.findall(r"[\w'-]+", a)}
+    allowed_words |= {w.lower() for w in re.findall(r"[\w'-]+", context)}
     bad: list[str] = [k for k in known if k and k.lower() not in allowed_l
                       and _mentions(text, k)]
     for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):

@@ -81,17 +81,17 @@ class Generator:
         self.stats["requests"] += 1
         result = GenerationResult(text="", backend=self.backend.name)
         text = self._run(self.backend, prompt, on_event, result, start)
-        bad = unfaithful_names(text, prompt.allowed_names, self.known_names)
+        context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
         if bad and not isinstance(self.backend, TemplateBackend):
             self.stats["regenerated"] += 1
             result.regenerated = True
             if on_event is not None:
                 on_event("reset", f"names not retrieved: {', '.join(bad)}; retrying")
             allowed = ", ".join(prompt.allowed_names) or "none"
-            strict = replace(prompt, text=prompt.text.replace(
-                "\nAnswer:", f"\nUse no name except: {allowed}. Answer:"))
+            strict = replace(prompt, text=f"{prompt.text}\nUse no name except: {allowed}.")
             text = self._run(self.backend, strict, on_event, result, start)
-            bad = unfaithful_names(text, prompt.allowed_names, self.known_names)
+            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
             if bad:
                 self.stats["fell_back"] += 1
                 result.fell_back = True

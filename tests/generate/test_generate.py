@@ -37,6 +37,7 @@ MUG = ConceptRef("Red mug", "mug", "chipped handle", 0.85, "right", Path("mug.jp
 def test_info_is_sanitised() -> None:
     assert sanitize_info("a\x00b\tc\n\nd\u202e") == "a b c d"
     assert sanitize_info("x <<<y>>> z") == "x y z"
+    assert sanitize_info("a <image> b <|im_start|>system c </s> 1 < 2") == "a b system c 1 < 2"
     assert len(sanitize_info("w" * 1000)) == 300
     with pytest.raises(InvalidInputError, match="info must be text"):
         sanitize_info(3)  # type: ignore[arg-type]
@@ -58,12 +59,17 @@ def test_injection_in_info_stays_inside_its_delimiters() -> None:
 def test_text_scene_vlm_layout_and_budget() -> None:
     p = build_prompt("What is Ana holding?", [BO, MUG, ANA], asked=["Ana"], unknown=1)
     assert [c.name for c in p.concepts] == ["Ana", "Bo", "Red mug"]  # by score
-    assert "Where: left" in p.text and "1 person(s) nobody recognised" in p.text
+    assert "Bo (dog) is on the left of the picture" in p.text
+    assert "1 person(s) nobody recognised" in p.text and p.text.endswith(
+        "Question: What is Ana holding?")
     assert p.images == [] and p.allowed_names == ["Ana", "Bo", "Red mug"]
     v = build_prompt("Who?", [BO, MUG, ANA], multimodal=True, query_image=Path("q.jpg"),
                      token_budget=4096)
     assert v.images == [Path("q.jpg"), Path("ana.jpg"), Path("bo.jpg"), Path("mug.jpg")]
-    assert v.text.count("<image>") == 4
+    assert v.text.count("<image>") == 4 and "Where: left" in v.text
+    # each reference image sits on its concept's line, in the order of the image list
+    assert [ln.split()[2] for ln in v.text.splitlines() if ln[:2] in {"1.", "2.", "3."}] == [
+        "Name:", "Name:", "Name:"] and v.text.index("Name: Ana") < v.text.index("Name: Bo")
     tight = build_prompt("Who?", [BO, MUG, ANA], multimodal=True, query_image=Path("q.jpg"),
                          token_budget=700, image_tokens=256)
     assert tight.dropped == ["Bo", "Red mug"]  # lowest scores go first
@@ -84,6 +90,12 @@ def test_guard_flags_unretrieved_and_invented_names() -> None:
     assert unfaithful_names("Ana waves at Bob Smith.", allowed, known) == ["Bob", "Smith"]
     assert unfaithful_names("Yes. I see Ana on Monday.", allowed, known) == []
     assert unfaithful_names("Zed is here. There is Ana.", allowed, known) == ["Zed"]
+    # words of the prompt's own data were given, not invented; unretrieved memory names never
+    assert unfaithful_names("Ana plays on Sundays in Paris.", allowed, known) == ["Sundays",
+                                                                                   "Paris"]
+    ctx = "Ana plays basketball on Sundays in Paris with Carl."
+    assert unfaithful_names("Ana plays on Sundays in Paris.", allowed, known, ctx) == []
+    assert unfaithful_names("Ana plays with Carl.", allowed, known, ctx) == ["Carl"]
 
 
 class Scripted:

@@ -1,0 +1,47 @@
+"""Generation options shared by ``ask``, ``run --describe`` and ``demo``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rap_edge.generate import Generator
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--llm``, ``--llm-provider``, ``--max-tokens``, ``--max-concepts``."""
+    from rap_edge.generate import BACKENDS  # noqa: PLC0415
+
+    g = p.add_argument_group("generation")
+    g.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="who writes the words (default: $RAP_EDGE_BACKEND, else auto = "
+                   "ortgenai with SmolLM2-135M INT4 when `make models` has built it, else "
+                   "template)")
+    g.add_argument("--llm", metavar="DIR",
+                   help="model folder: an ORT GenAI folder for ortgenai, a Hugging Face folder "
+                   "for transformers (default: the model store's SmolLM2)")
+    g.add_argument("--llm-provider", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the LLM runs (default: auto)")
+    g.add_argument("--max-tokens", type=int, default=96, metavar="N",
+                   help="longest answer in tokens (default: 96)")
+    g.add_argument("--max-concepts", type=int, default=5, metavar="K",
+                   help="most concepts in a prompt; the lowest-scoring go first (default: 5)")
+
+
+def load_generator(args: argparse.Namespace, memory: Any) -> tuple[Generator, str]:  # noqa: ANN401 - a Memory or None
+    """The guarded backend the options ask for, and a line saying which one it is."""
+    from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+    from rap_edge.generate import Generator, open_backend  # noqa: PLC0415
+
+    if not 1 <= args.max_tokens <= 4096:  # noqa: PLR2004
+        msg = f"--max-tokens must be 1..4096, got {args.max_tokens}"
+        raise InvalidInputError(msg)
+    if not 0 <= args.max_concepts <= 50:  # noqa: PLR2004
+        msg = f"--max-concepts must be 0..50, got {args.max_concepts}"
+        raise InvalidInputError(msg)
+    backend, note = open_backend(args.backend, args.llm, provider=args.llm_provider)
+    known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
+             if memory is not None else [])
+    return Generator(backend, known_names=known, max_tokens=args.max_tokens), note

@@ -1,0 +1,75 @@
+"""Backends by name: ``ortgenai``, ``transformers``, ``template``, or ``auto``.
+
+``auto`` takes the default ORT GenAI model (SmolLM2-135M INT4, built by ``make models``) when it
+and ONNX Runtime GenAI are present, and the template otherwise, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rap_edge.errors import InvalidInputError, ModelStoreError
+
+if TYPE_CHECKING:
+    from rap_edge.generate._worker import Backend
+
+__all__ = ["BACKENDS", "default_llm_dir", "open_backend"]
+
+BACKENDS = ("auto", "ortgenai", "transformers", "template")
+_DEFAULT = {"ortgenai": "smollm2-135m-int4", "transformers": "smollm2-135m-hf"}
+
+
+def default_llm_dir(backend: str, store: str | Path | None = None) -> Path:
+    """Where ``python -m export.llm`` puts the default model for ``backend``."""
+    from rap_edge.models import default_store_dir  # noqa: PLC0415
+
+    root = Path(store) if store is not None else default_store_dir()
+    return root / "llm" / _DEFAULT[backend]
+
+
+def open_backend(name: str | None = None, model: str | Path | None = None, *,
+                 provider: str = "auto", store: str | Path | None = None
+                 ) -> tuple[Backend, str]:
+    """The backend called ``name`` (default ``$RAP_EDGE_BACKEND`` or ``auto``) and a note.
+
+    Args:
+        name: One of :data:`BACKENDS`.
+        model: The model folder (default: the store's SmolLM2 for that backend).
+        provider: ``auto``, ``cpu`` or ``cuda``.
+        store: Model store (default: as ``rap-edge models pull``).
+
+    Returns:
+        The backend, and one line saying what was chosen (and why, for ``auto``).
+
+    Raises:
+        InvalidInputError: an unknown name.
+        ModelStoreError: a named model backend that cannot load (never silently replaced).
+    """
+    from rap_edge.generate._template import TemplateBackend  # noqa: PLC0415
+
+    name = name or os.environ.get("RAP_EDGE_BACKEND") or "auto"
+    if name not in BACKENDS:
+        msg = f"unknown generation backend {name!r}; choose one of {', '.join(BACKENDS)}"
+        raise InvalidInputError(msg)
+    if name == "template":
+        return TemplateBackend(), "template: deterministic sentences"
+    if name == "auto":
+        folder = Path(model) if model is not None else default_llm_dir("ortgenai", store)
+        try:
+            backend, note = open_backend("ortgenai", folder, provider=provider, store=store)
+        except ModelStoreError as err:
+            first = str(err).splitlines()[0]
+            return TemplateBackend(), f"template (no LLM: {first}; run `make models`)"
+        return backend, note
+    folder = Path(model) if model is not None else default_llm_dir(name, store)
+    if name == "ortgenai":
+        from rap_edge.generate._ortgenai import OrtGenAIBackend  # noqa: PLC0415
+
+        og_backend = OrtGenAIBackend(folder, provider=provider)
+        return og_backend, f"ortgenai: {folder} ({og_backend.model_type})"
+    from rap_edge.generate._hf import TransformersBackend  # noqa: PLC0415
+
+    device = "auto" if provider == "auto" else provider
+    return TransformersBackend(folder, device=device), f"transformers: {folder}"

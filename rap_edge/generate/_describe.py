@@ -1,0 +1,146 @@
+"""From a processed frame to a personalised description, off the frame path.
+
+:func:`frame_prompt` turns a :class:`~rap_edge.pipeline.FrameResult` into the RAP prompt (its
+known concepts with info, place in the frame and reference image, plus concepts the question
+names). :class:`Describer` decides when a frame deserves a description (the recognised set
+changed, a question arrived, or the configured period passed) and hands it to a
+:class:`~rap_edge.generate.GenerationWorker`, so the frame loop never waits for the model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from rap_edge.generate._worker import GenerationWorker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rap_edge.generate._prompt import Prompt
+    from rap_edge.generate._worker import Event, GenerationResult, Generator
+    from rap_edge.memory import Memory
+    from rap_edge.pipeline import FrameResult
+
+__all__ = ["DESCRIBE", "Describer", "frame_prompt"]
+
+DESCRIBE = "Describe what you see."
+
+
+def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,  # noqa: PLR0913
+                 max_concepts: int = 5, names_from_question: bool = True,
+                 multimodal: bool = False, query_image: object = None) -> Prompt:
+    """The RAP prompt for a processed frame.
+
+    Args:
+        result: The pipeline's output for the frame.
+        memory: Where concept info and reference images come from (None: names only).
+        question: The user's question (or :data:`DESCRIBE`).
+        max_concepts: K, the most concepts in the prompt (lowest scores dropped first).
+        names_from_question: Also retrieve concepts the question names (text retrieval; it
+            scans every concept's names, so the frame loop turns it off).
+        multimodal: The vision-language layout (query image, then reference images).
+        query_image: Path of the frame as an image file (vision-language layout).
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from rap_edge.generate._prompt import ConceptRef, build_prompt, where  # noqa: PLC0415
+    from rap_edge.pipeline import mentioned_concepts  # noqa: PLC0415
+
+    refs: dict[str, ConceptRef] = {}
+    unknown = 0
+    for r in result.recognitions:
+        if r.decision != "known" or r.concept_id is None:
+            unknown += r.kind == "face"
+            continue
+        info, category, image = "", "", None
+        if memory is not None:
+            try:
+                c = memory.get(r.concept_id)
+            except KeyError:  # removed since the frame was processed
+                continue
+            info, category = c.info, c.category
+            image = c.images[0].path if c.images else None
+        ref = ConceptRef(r.name or "", category, info, r.score or 0.0,
+                         where(r.box, result.width, result.height), image)
+        if r.concept_id not in refs or ref.score > refs[r.concept_id].score:
+            refs[r.concept_id] = ref
+    asked = ([c.name for c in mentioned_concepts(question, memory)]
+             if memory and names_from_question else [])
+    return build_prompt(question, list(refs.values()), max_concepts=max_concepts,
+                        unknown=unknown, asked=asked, multimodal=multimodal,
+                        query_image=Path(str(query_image)) if query_image else None)
+
+
+class Describer:
+    """Requests descriptions for frames on a latest-first worker; never blocks the caller.
+
+    Args:
+        generator: The guarded backend.
+        memory: The live memory (concept info; may be None).
+        every: Also describe every ``every`` seconds while the set is unchanged (0: never).
+        on_result: Called on the worker thread as ``on_result(frame_index, result)``.
+        on_event: Streaming events (``token``/``reset``/``done``) for every request.
+        max_concepts: K for the prompt.
+    """
+
+    def __init__(self, generator: Generator, memory: Memory | None, *,  # noqa: PLR0913
+                 every: float = 0.0,
+                 on_result: Callable[[int | None, GenerationResult], None] | None = None,
+                 on_event: Event | None = None, max_concepts: int = 5) -> None:
+        self.generator = generator
+        self.memory = memory
+        self.every = every
+        self.on_result = on_result
+        self.on_event = on_event
+        self.max_concepts = max_concepts
+        self.last_key: tuple[str, ...] | None = None
+        self.last_time = 0.0
+        self._frames: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.worker = GenerationWorker(generator, on_result=self._done)
+
+    @staticmethod
+    def key(result: FrameResult) -> tuple[str, ...]:
+        """What the description depends on: the recognised concepts and unknown faces."""
+        return tuple(sorted(r.concept_id or r.decision for r in result.recognitions))
+
+    def offer(self, result: FrameResult) -> int | None:
+        """Request a description if the recognised set changed or the period passed.
+
+        Returns the request id, or None when no description was needed.
+        """
+        key = self.key(result)
+        now = time.monotonic()
+        if key == self.last_key and not (self.every and now - self.last_time >= self.every):
+            return None
+        self.last_key, self.last_time = key, now
+        # On the frame thread: no text retrieval (it would scan every concept for names).
+        return self._submit(result, frame_prompt(result, self.memory, DESCRIBE,
+                                                 max_concepts=self.max_concepts,
+                                                 names_from_question=False))
+
+    def ask(self, result: FrameResult, question: str) -> int:
+        """Request an answer to ``question`` about ``result`` (always submitted)."""
+        return self._submit(result, frame_prompt(result, self.memory, question,
+                                                 max_concepts=self.max_concepts))
+
+    def _submit(self, result: FrameResult, prompt: Prompt) -> int:
+        with self._lock:  # the worker may finish before submit returns
+            rid = self.worker.submit(prompt, self.on_event)
+            self._frames[rid] = result.index
+        return rid
+
+    def _done(self, rid: int, answer: GenerationResult) -> None:
+        with self._lock:
+            frame = self._frames.pop(rid, None)
+            for old in [r for r in self._frames if r < rid]:  # replaced while queued
+                del self._frames[old]
+        if self.on_result is not None:
+            self.on_result(frame, answer)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish the request in progress (up to ``timeout`` s) and stop the worker."""
+        self.worker.wait_idle(timeout)
+        self.worker.close()
