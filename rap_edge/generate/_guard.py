@@ -6,8 +6,8 @@ neither an allowed name's word nor a common capitalised word; at the start of a 
 every word is capitalised, only words outside a list of common sentence openers count.
 Capitalised words that occur in the prompt's own data (the kept concepts' info, the question)
 were given to the model, not invented, so they pass (a memory name that was not retrieved is
-still flagged wherever it appears). The rule errs towards flagging: a false alarm costs a retry or the template answer, a missed invented
-name would be said to the user.
+still flagged wherever it appears). The rule errs towards flagging: a false alarm costs a
+retry or the template answer, a missed invented name would be said to the user.
 """
 
 from __future__ import annotations
