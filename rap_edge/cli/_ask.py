@@ -58,7 +58,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"answer": answer.text, "backend": answer.backend, "llm": note,
                           "regenerated": answer.regenerated, "fell_back": answer.fell_back,
-                          "unfaithful": answer.unfaithful,
+                          "unfaithful": answer.unfaithful, "rejected": answer.rejected,
                           "recognitions": [r.to_json() for r in result.recognitions],
                           "dropped": prompt.dropped, "timings_ms": result.timings_ms,
                           "first_token_ms": answer.first_token_ms,

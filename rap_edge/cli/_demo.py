@@ -1,9 +1,11 @@
-"""``rap-edge demo``: the memory end to end on an embedded example, in a few seconds.
+"""``rap-edge demo``: the memory, recognition and descriptions end to end.
 
-The demo needs no downloaded model, so it hands the memory small hand-made vectors in place of
-an encoder's output, and says so (real encoders: `make models`, then
-`rap-edge memory rebuild-index --manifest`). Everything else is the real code path: a RAP
-database import, live edits, thresholded search, forgetting with compaction, verify, export.
+Steps 1-6 need no downloaded model, so they hand the memory small hand-made vectors in place of
+an encoder's output, and say so. Everything else is the real code path: a RAP database import,
+live edits, thresholded search, forgetting with compaction, verify, export. Steps 7-8 run when
+`make models` has exported the real models (`make demo` does that first): real faces on real
+photos, then a short camera-like sequence with personalised descriptions written by the LLM
+(SmolLM2-135M INT4 through ONNX Runtime GenAI, or the template without it) on a worker thread.
 """
 
 from __future__ import annotations
@@ -148,7 +150,101 @@ def _real_faces(memory: Memory) -> bool:
         got = {r.name for r in res.recognitions if r.decision == "known"}
         ok &= got == ({want} if want else set())
     print("  (Biden was never enrolled: unknown, not a forced match.)")
-    return ok
+    return _describe_sequence(memory, models, photo) and ok
+
+
+def _tile(*images: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Photos side by side on a 640x480 frame (a stand-in for a camera view)."""
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    w = 640 // len(images)
+    for i, img in enumerate(images):
+        s = min(w / img.shape[1], 480 / img.shape[0])
+        small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)))
+        y, x = (480 - small.shape[0]) // 2, i * w + (w - small.shape[1]) // 2
+        frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -> bool:
+    """Step 8: a short camera-like sequence with personalised descriptions off the frame path."""
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from rap_edge.generate import Describer, Generator, open_backend  # noqa: PLC0415
+    from rap_edge.pipeline import (  # noqa: PLC0415
+        FaceEmbedder,
+        Pipeline,
+        PipelineConfig,
+        embed_faces_in_memory,
+    )
+
+    # In a child process (ORT GenAI holds the GIL while it reads a prompt), one decoder
+    # thread: on a small CPU the other core stays with the camera loop.
+    backend, note = open_backend(threads=1, isolate=True)
+    print(f"\n8. a short sequence at 10 FPS with descriptions ({note}):")
+    memory.update("Barack", info="Barack is the owner's neighbour; he plays basketball on "
+                  "Sundays.")
+    img = {k: np.asarray(cv2.imread(str(p)), dtype=np.uint8) for k, p in photo.items()
+           if k.endswith(".jpg")}
+    segments = [("Barack alone", _tile(img["obama2.jpg"])),
+                ("a stranger", _tile(img["biden.jpg"])),
+                ("Barack and the stranger", _tile(img["obama3.jpg"], img["biden.jpg"])),
+                ("after enrolling Joe", _tile(img["obama3.jpg"], img["biden.jpg"]))]
+    lock = threading.Lock()
+    described: list[int] = []
+
+    def done(frame: int | None, r: object) -> None:
+        from rap_edge.generate import GenerationResult  # noqa: PLC0415
+
+        assert isinstance(r, GenerationResult)  # noqa: S101 - for the type checker
+        tags = "; regenerated" if r.regenerated else ""
+        tags += f"; template fallback (rejected {', '.join(r.rejected)})" if r.fell_back else ""
+        with lock:
+            described.append(frame or 0)
+            print(f"     >> frame {frame} [{r.backend}, first token "
+                  f"{r.first_token_ms or 0:.0f} ms, {r.total_ms:.0f} ms{tags}]: {r.text}",
+                  flush=True)
+
+    known = [n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
+    describer = Describer(Generator(backend, known_names=known, max_tokens=48), memory,
+                          on_result=done)
+    pipe = Pipeline(models, memory, config=PipelineConfig())  # type: ignore[arg-type]
+    index = 0
+    try:
+        for label, frame in segments:
+            if label == "after enrolling Joe":
+                memory.add("Joe", images=[photo["biden.jpg"]], category="person",
+                           info="Joe is the owner's uncle; he likes ice cream.")
+                embed_faces_in_memory(memory, FaceEmbedder(models))  # type: ignore[arg-type]
+                describer.generator.known_names.append("Joe")
+                with lock:
+                    print("   (live edit: Joe added to the memory; no restart)")
+            for _ in range(8):
+                start = time.perf_counter()
+                res = pipe.process(frame, index=index, timestamp=time.time())
+                said = ", ".join((r.name or "?") if r.decision == "known" else r.decision
+                                 for r in res.recognitions) or "nobody"
+                asked = describer.offer(res) is not None
+                with lock:
+                    print(f"  frame {index:>2} {label:<24} {said:<18} "
+                          f"{res.timings_ms['total']:5.0f} ms"
+                          f"{'  -> description requested' if asked else ''}", flush=True)
+                index += 1
+                time.sleep(max(0.0, 0.1 - (time.perf_counter() - start)))
+    finally:
+        describer.close(120)
+    w = describer.worker
+    stats = describer.generator.stats
+    print(f"  descriptions: {w.done} written, {w.replaced} replaced by newer requests while "
+          f"queued; regenerated {stats['regenerated']}, template fallback "
+          f"{stats['fell_back']}. The frame loop never waited for them.")
+    return bool(described)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -170,11 +266,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``demo``."""
     p = sub.add_parser(
         "demo",
-        help="run the memory demo on an embedded example",
+        help="run the demo: memory, real faces, personalised descriptions",
         description=(
             "Import a small RAP database drawn by the demo, search it with hand-made vectors, "
             "edit and forget concepts live, verify and export; then, when `make models` has "
-            "exported them, recognise real faces with the real models (it downloads nothing)."
+            "exported them, recognise real faces with the real models and describe a short "
+            "sequence in words (with $RAP_EDGE_BACKEND, default auto: the LLM when built, "
+            "else the template). It downloads nothing."
         ),
     )
     p.add_argument("--workdir", help="keep the demo's files in this new folder "

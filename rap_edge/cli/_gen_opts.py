@@ -24,14 +24,21 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
                    "for transformers (default: the model store's SmolLM2)")
     g.add_argument("--llm-provider", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the LLM runs (default: auto)")
+    g.add_argument("--llm-threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the ortgenai decoder (default: the runtime's choice; "
+                   "on a 2-core device, 1 leaves a core to the camera loop)")
     g.add_argument("--max-tokens", type=int, default=96, metavar="N",
                    help="longest answer in tokens (default: 96)")
     g.add_argument("--max-concepts", type=int, default=5, metavar="K",
                    help="most concepts in a prompt; the lowest-scoring go first (default: 5)")
 
 
-def load_generator(args: argparse.Namespace, memory: Any) -> tuple[Generator, str]:  # noqa: ANN401 - a Memory or None
-    """The guarded backend the options ask for, and a line saying which one it is."""
+def load_generator(args: argparse.Namespace, memory: Any,  # noqa: ANN401 - a Memory or None
+                   *, isolate: bool = False) -> tuple[Generator, str]:
+    """The guarded backend the options ask for, and a line saying which one it is.
+
+    ``isolate`` runs the model in a child process (next to a frame loop; see ProcessBackend).
+    """
     from rap_edge.errors import InvalidInputError  # noqa: PLC0415
     from rap_edge.generate import Generator, open_backend  # noqa: PLC0415
 
@@ -41,7 +48,8 @@ def load_generator(args: argparse.Namespace, memory: Any) -> tuple[Generator, st
     if not 0 <= args.max_concepts <= 50:  # noqa: PLR2004
         msg = f"--max-concepts must be 0..50, got {args.max_concepts}"
         raise InvalidInputError(msg)
-    backend, note = open_backend(args.backend, args.llm, provider=args.llm_provider)
+    backend, note = open_backend(args.backend, args.llm, provider=args.llm_provider,
+                                 threads=args.llm_threads, isolate=isolate)
     known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
              if memory is not None else [])
     return Generator(backend, known_names=known, max_tokens=args.max_tokens), note

@@ -70,7 +70,7 @@ def _describer(args: argparse.Namespace, memory: Any, lock: threading.Lock,  # n
     if args.describe_every < 0:
         msg = f"--describe-every must be >= 0, got {args.describe_every}"
         raise InvalidInputError(msg)
-    generator, note = load_generator(args, memory)
+    generator, note = load_generator(args, memory, isolate=True)
     print(f"descriptions: {note}", file=sys.stderr)
 
     def done(frame: int | None, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult

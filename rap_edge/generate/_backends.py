@@ -29,9 +29,9 @@ def default_llm_dir(backend: str, store: str | Path | None = None) -> Path:
     return root / "llm" / _DEFAULT[backend]
 
 
-def open_backend(name: str | None = None, model: str | Path | None = None, *,
-                 provider: str = "auto", store: str | Path | None = None
-                 ) -> tuple[Backend, str]:
+def open_backend(name: str | None = None, model: str | Path | None = None, *,  # noqa: PLR0913
+                 provider: str = "auto", store: str | Path | None = None,
+                 threads: int | None = None, isolate: bool = False) -> tuple[Backend, str]:
     """The backend called ``name`` (default ``$RAP_EDGE_BACKEND`` or ``auto``) and a note.
 
     Args:
@@ -39,6 +39,10 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,
         model: The model folder (default: the store's SmolLM2 for that backend).
         provider: ``auto``, ``cpu`` or ``cuda``.
         store: Model store (default: as ``rap-edge models pull``).
+        threads: CPU threads for the ``ortgenai`` decoder (None: the runtime's choice).
+        isolate: Run a model backend in a child process (:class:`ProcessBackend`): needed
+            next to a frame loop, because ONNX Runtime GenAI holds the GIL while it reads a
+            prompt.
 
     Returns:
         The backend, and one line saying what was chosen (and why, for ``auto``).
@@ -58,16 +62,25 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,
     if name == "auto":
         folder = Path(model) if model is not None else default_llm_dir("ortgenai", store)
         try:
-            backend, note = open_backend("ortgenai", folder, provider=provider, store=store)
+            backend, note = open_backend("ortgenai", folder, provider=provider, store=store,
+                                         threads=threads, isolate=isolate)
         except ModelStoreError as err:
             first = str(err).splitlines()[0]
             return TemplateBackend(), f"template (no LLM: {first}; run `make models`)"
         return backend, note
     folder = Path(model) if model is not None else default_llm_dir(name, store)
+    if isolate:
+        from rap_edge.generate._process import ProcessBackend  # noqa: PLC0415
+
+        if name == "ortgenai" and not (folder / "genai_config.json").is_file():  # fail fast
+            msg = f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json)"
+            raise ModelStoreError(msg)
+        proc = ProcessBackend(name, folder, provider=provider, threads=threads)
+        return proc, proc.note
     if name == "ortgenai":
         from rap_edge.generate._ortgenai import OrtGenAIBackend  # noqa: PLC0415
 
-        og_backend = OrtGenAIBackend(folder, provider=provider)
+        og_backend = OrtGenAIBackend(folder, provider=provider, threads=threads)
         return og_backend, f"ortgenai: {folder} ({og_backend.model_type})"
     from rap_edge.generate._hf import TransformersBackend  # noqa: PLC0415
 

@@ -141,6 +141,9 @@ class Describer:
             self.on_result(frame, answer)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish the request in progress (up to ``timeout`` s) and stop the worker."""
+        """Finish the request in progress (up to ``timeout`` s), stop the worker and backend."""
         self.worker.wait_idle(timeout)
         self.worker.close()
+        close = getattr(self.generator.backend, "close", None)
+        if callable(close):  # a ProcessBackend's child process
+            close()

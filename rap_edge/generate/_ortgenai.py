@@ -55,12 +55,16 @@ class OrtGenAIBackend:
         provider: ``cpu``, ``cuda``, or ``auto`` (the folder's own configuration).
         max_length: Cap on prompt plus answer tokens.
         repetition_penalty: Greedy decoding of small models loops without one (1.0: off).
+        threads: Intra-op threads for the decoder (None: ONNX Runtime's choice). One thread
+            decodes SmolLM2-135M about as fast as two here (82 vs 88 tok/s) and leaves a core
+            to the camera loop.
     """
 
     name = "ortgenai"
 
     def __init__(self, model_dir: str | Path, *, provider: str = "auto",
-                 max_length: int = 4096, repetition_penalty: float = 1.1) -> None:
+                 max_length: int = 4096, repetition_penalty: float = 1.1,
+                 threads: int | None = None) -> None:
         folder = Path(model_dir)
         config_path = folder / "genai_config.json"
         if not config_path.is_file():
@@ -78,6 +82,12 @@ class OrtGenAIBackend:
         og = _import_og()
         self._og = og
         config = og.Config(str(folder))
+        if threads is not None:
+            if not 1 <= threads <= 256:  # noqa: PLR2004
+                msg = f"threads must be 1..256, got {threads}"
+                raise InvalidInputError(msg)
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": threads}}}}))
         if provider != "auto":
             config.clear_providers()
             if provider == "cuda":

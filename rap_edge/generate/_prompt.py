@@ -86,7 +86,7 @@ class Prompt:
         concepts: The concepts kept, in prompt order.
         dropped: Names of concepts dropped to fit K or the token budget.
         estimated_tokens: The budget estimate used (text ~ chars / 4, plus per-image cost).
-        allowed_names: Names an answer may use (the kept concepts').
+        allowed_names: Names an answer may use (the kept concepts' and the asked ones).
         question: The (sanitised) question.
         asked: Concept names the question mentions (text retrieval), in or out of view.
         unknown: Faces in view that nobody recognised.
@@ -163,6 +163,9 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
     prompt.estimated_tokens = cost
     prompt.question = q
     prompt.asked = list(asked or [])
+    # A name the question asks about was retrieved by text: the answer may say it ("I do not
+    # see Bo here").
+    prompt.allowed_names += [a for a in prompt.asked if a not in prompt.allowed_names]
     prompt.unknown = unknown
     return prompt
 

@@ -46,7 +46,9 @@ class GenerationResult:
     backend: str
     regenerated: bool = False
     fell_back: bool = False
-    unfaithful: list[str] = field(default_factory=list)
+    unfaithful: list[str] = field(default_factory=list)  # in the final text (should be none)
+    rejected: list[str] = field(default_factory=list)  # names that caused a retry / fallback
+    error: str | None = None  # the backend raised: the template answered instead
     first_token_ms: float | None = None
     total_ms: float = 0.0
     pieces: int = 0
@@ -61,12 +63,14 @@ class Generator:
         self.fallback = TemplateBackend()
         self.known_names = list(known_names)
         self.max_tokens = max_tokens
-        self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0}
+        self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0, "failed": 0}
 
     def _run(self, backend: Backend, prompt: Prompt, on_event: Event | None,
              result: GenerationResult, start: float) -> str:
         pieces = []
         for piece in backend.generate(prompt, max_tokens=self.max_tokens):
+            if piece.strip() and not piece.strip().strip("<>"):
+                continue  # small models echo the prompt's <<< >>> data delimiters
             if result.first_token_ms is None:
                 result.first_token_ms = (time.perf_counter() - start) * 1000
             pieces.append(piece)
@@ -80,30 +84,54 @@ class Generator:
         start = time.perf_counter()
         self.stats["requests"] += 1
         result = GenerationResult(text="", backend=self.backend.name)
-        text = self._run(self.backend, prompt, on_event, result, start)
         context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        try:
+            text = self._run(self.backend, prompt, on_event, result, start)
+        except Exception as err:  # noqa: BLE001 - a failing model must not end the stream
+            return self._failed(prompt, on_event, result, start, err)
         bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
         if bad and not isinstance(self.backend, TemplateBackend):
             self.stats["regenerated"] += 1
             result.regenerated = True
+            result.rejected = list(bad)
             if on_event is not None:
                 on_event("reset", f"names not retrieved: {', '.join(bad)}; retrying")
             allowed = ", ".join(prompt.allowed_names) or "none"
             strict = replace(prompt, text=f"{prompt.text}\nUse no name except: {allowed}.")
-            text = self._run(self.backend, strict, on_event, result, start)
+            try:
+                text = self._run(self.backend, strict, on_event, result, start)
+            except Exception as err:  # noqa: BLE001
+                return self._failed(prompt, on_event, result, start, err)
             bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
             if bad:
                 self.stats["fell_back"] += 1
                 result.fell_back = True
+                result.rejected += [b for b in bad if b not in result.rejected]
                 result.backend = self.fallback.name
                 if on_event is not None:
                     on_event("reset", f"names not retrieved: {', '.join(bad)}; template")
                 text = self._run(self.fallback, prompt, on_event, result, start)
+                bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
         result.unfaithful = bad
         result.text = text
         result.total_ms = (time.perf_counter() - start) * 1000
         if on_event is not None:
             on_event("done", text)
+        return result
+
+    def _failed(self, prompt: Prompt, on_event: Event | None, result: GenerationResult,
+                start: float, err: Exception) -> GenerationResult:
+        """The model failed: say why, answer with the template."""
+        self.stats["failed"] += 1
+        result.error = f"{type(err).__name__}: {err}"
+        result.fell_back = True
+        result.backend = self.fallback.name
+        if on_event is not None:
+            on_event("reset", f"{self.backend.name} failed ({result.error}); template")
+        result.text = self._run(self.fallback, prompt, on_event, result, start)
+        result.total_ms = (time.perf_counter() - start) * 1000
+        if on_event is not None:
+            on_event("done", result.text)
         return result
 
 

@@ -201,7 +201,7 @@ def test_ask_and_run_describe_with_the_template_backend(
     img = tmp_path / "two.png"
     cv2.imwrite(str(img), frame(obama2, biden))
     assert main(["ask", str(img), "Is barack here? Is Joe?", "--memory", str(mem), "--json",
-                 *common]) == 0
+                 "--backend", "template", *common]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["answer"].startswith("Yes, Barack is here (left).")
     assert "1 person I do not know" in out["answer"]
@@ -213,10 +213,49 @@ def test_ask_and_run_describe_with_the_template_backend(
     cv2.imwrite(str(frames / "3.png"), frame(biden))  # Barack leaves: a new description
     jsonl = tmp_path / "d.jsonl"
     assert main(["run", "--source", str(frames), "--memory", str(mem), "--describe",
-                 "--no-cluster", "--jsonl", str(jsonl), *common]) == 0
+                 "--backend", "template", "--no-cluster", "--jsonl", str(jsonl), *common]) == 0
     records = [json.loads(x) for x in jsonl.read_text().splitlines()]
     described = [r for r in records if "description" in r]
     assert [r["frame"] for r in described] == [0, 3]
     assert "Barack" in described[0]["description"]
     assert "Barack" not in described[1]["description"]
     assert len([r for r in records if "recognitions" in r]) == 4
+
+
+@pytest.mark.slow
+def test_ask_and_describe_with_the_real_llm(face_models: Exported, llm_model: Path,
+                                            tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """SmolLM2-135M INT4 through ask (in process) and run --describe (child process)."""
+    mem = tmp_path / "mem"
+    common = ["--models", str(face_models.out), "--provider", "cpu"]
+    llm = ["--backend", "ortgenai", "--llm", str(llm_model), "--max-tokens", "24"]
+    photos = {p.name: p for p in face_models.photos}
+    assert main(["memory", "init", str(mem)]) == 0
+    for name, photo in (("Barack", "obama.jpg"), ("Joe", "biden.jpg")):
+        assert main(["memory", "add", name, "--memory", str(mem), "--image", str(photos[photo]),
+                     "--category", "person", "--info", f"{name} is the owner's friend."]) == 0
+    assert main(["memory", "embed-faces", "--memory", str(mem), *common]) == 0
+    capsys.readouterr()
+    assert main(["ask", str(photos["obama2.jpg"]), "Who is this?", "--memory", str(mem),
+                 "--json", *llm, *common]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["llm"].startswith("ortgenai") and out["backend"] in {"ortgenai", "template"}
+    assert out["answer"] and out["unfaithful"] == []
+    assert "Joe" not in out["answer"]  # in the memory, not in the photo, not asked about
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    obama2, biden = (cv2.imread(str(photos[n])) for n in ("obama2.jpg", "biden.jpg"))
+    cv2.imwrite(str(frames / "0.png"), frame(obama2))
+    cv2.imwrite(str(frames / "1.png"), frame(biden))
+    jsonl = tmp_path / "d.jsonl"
+    assert main(["run", "--source", str(frames), "--memory", str(mem), "--describe",
+                 "--no-cluster", "--jsonl", str(jsonl), "--llm-threads", "1", *llm,
+                 *common]) == 0
+    err = capsys.readouterr().err
+    assert "in child process" in err
+    described = [r for r in (json.loads(x) for x in jsonl.read_text().splitlines())
+                 if "description" in r]
+    assert described and all(r["backend"] in {"ortgenai", "template"} for r in described)
+    for r in described:  # frame 0 shows only Barack, frame 1 only Joe
+        assert ("Joe" if r["frame"] == 0 else "Barack") not in r["description"]

@@ -7,6 +7,7 @@ not a language model.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,19 +16,23 @@ import pytest
 from rap_edge.errors import InvalidInputError
 from rap_edge.generate import (
     ConceptRef,
+    Describer,
     GenerationWorker,
     Generator,
     TemplateBackend,
     build_prompt,
+    frame_prompt,
     sanitize_info,
     unfaithful_names,
     where,
 )
+from rap_edge.pipeline import FrameResult, Recognition
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from rap_edge.generate import Prompt
+    from rap_edge.memory import Memory
 
 BO = ConceptRef("Bo", "dog", "sandy terrier who steals socks", 0.93, "left", Path("bo.jpg"))
 ANA = ConceptRef("Ana", "person", "likes green tea", 0.95, "centre", Path("ana.jpg"))
@@ -129,10 +134,30 @@ def test_generator_regenerates_then_falls_back_to_the_template() -> None:
     bad = Generator(Scripted("Zed is here."), known_names=["Carl"])
     events.clear()
     r = bad.answer(p, lambda kind, text: events.append((kind, text)))
-    assert r.fell_back and r.backend == "template"
+    assert r.fell_back and r.backend == "template" and r.rejected == ["Zed"]
+    assert r.unfaithful == []  # the final (template) text
     assert r.text == TemplateBackend.answer(p)
     assert [k for k, _ in events].count("reset") == 2
-    assert bad.stats == {"requests": 1, "regenerated": 1, "fell_back": 1}
+    assert bad.stats == {"requests": 1, "regenerated": 1, "fell_back": 1, "failed": 0}
+
+
+class Broken:
+    name = "broken"
+
+    def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
+        yield "Ana "
+        msg = "the model process died"
+        raise RuntimeError(msg)
+
+
+def test_a_failing_backend_is_answered_by_the_template() -> None:
+    p = build_prompt("Who is here?", [ANA])
+    gen = Generator(Broken())
+    events: list[str] = []
+    r = gen.answer(p, lambda kind, text: events.append(kind))
+    assert r.fell_back and r.backend == "template" and r.text == TemplateBackend.answer(p)
+    assert r.error == "RuntimeError: the model process died" and gen.stats["failed"] == 1
+    assert "reset" in events and events[-1] == "done"
 
 
 def test_template_answers_questions_about_named_concepts() -> None:
@@ -173,3 +198,49 @@ def test_worker_never_blocks_and_keeps_only_the_latest_request() -> None:
         assert backend.calls == ["q0", "q4"] and worker.replaced == 3
     finally:
         worker.close()
+
+
+def _frame(index: int, names: list[str], ids: list[str] | None = None) -> FrameResult:
+    return FrameResult(index=index, timestamp=0.0, width=640, height=480, recognitions=[
+        Recognition(box=(10.0 + 200 * i, 10.0, 100.0 + 200 * i, 100.0), kind="face",
+                    detector_score=0.9, track_id=i, decision="known",
+                    concept_id=ids[i] if ids else n, name=n, score=0.95)
+        for i, n in enumerate(names)])
+
+
+def test_describer_asks_on_changes_latest_first_without_blocking() -> None:
+    gate = threading.Event()
+    backend = Scripted("Ana is here.", gate=gate)
+    results: list[tuple[int | None, str]] = []
+    d = Describer(Generator(backend), None, on_result=lambda f, r: results.append((f, r.text)))
+    assert d.offer(_frame(0, ["Ana"])) is not None
+    for _ in range(500):  # until the worker holds frame 0 (blocked on the gate)
+        if backend.calls:
+            break
+        time.sleep(0.01)
+    assert backend.calls
+    # The backend is blocked: had offer() waited for it, this test would hang here.
+    assert d.offer(_frame(1, ["Ana"])) is None  # same set: nothing to say
+    assert d.offer(_frame(2, ["Ana", "Bo"])) is not None
+    assert d.offer(_frame(3, ["Bo"])) is not None  # replaces frame 2's queued request
+    gate.set()
+    d.close()
+    assert [f for f, _ in results] == [0, 3] and d.worker.replaced == 1
+    every = Describer(Generator(Scripted("Bo.")), None, every=0.01)
+    assert every.offer(_frame(0, ["Bo"])) is not None
+    time.sleep(0.03)
+    assert every.offer(_frame(1, ["Bo"])) is not None  # the period passed
+    every.close()
+
+
+def test_frame_prompt_uses_memory_info_place_and_question_names(memory: Memory,
+                                                                make_image) -> None:
+    ana = memory.add("Ana", images=[make_image(1)], category="person", info="Likes tea.")
+    memory.add("Bo", images=[make_image(2)], category="dog", info="A puppy.")
+    res = _frame(5, ["Ana"], [ana.id])
+    p = frame_prompt(res, memory, "Is Bo here?")
+    assert [c.name for c in p.concepts] == ["Ana"] and p.asked == ["Bo"]
+    assert "About Ana: <<<Likes tea.>>>" in p.text and "on the top left of" in p.text
+    assert p.allowed_names == ["Ana", "Bo"]
+    memory.remove(ana.id)  # removed after the frame was processed: silently left out
+    assert frame_prompt(res, memory, "Who?").concepts == []

@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Generation: speed of ORT GenAI INT4 against transformers fp32, and name faithfulness.
+
+Speed: the same SmolLM2-135M-Instruct weights (the pinned Q4_1 GGUF, dequantised to the fp32
+Hugging Face folder that `make models` keeps, and built from it into ORT GenAI INT4), the same
+chat-templated RAP prompt (a two-concept text scene), greedy decoding forced to exactly N new
+tokens, runs interleaved (ort, hf, ort, hf, ...) so machine noise hits both alike. Time to first
+token = prompt processing plus the first token; decode tokens/s = the tokens after the first
+over the time after the first. Medians are reported, with the ratio.
+
+Faithfulness: a fixed, seeded set of scenes (1 to 3 retrieved concepts out of a 16-concept
+memory of people, pets and things, with info text; questions that describe, ask about someone
+in view, or ask about someone of the memory who is *not* in view). For each, the backend's raw
+first answer and the guarded answer (regenerate once, then template) are scored by two
+measures: a *memory leak* is a memory name that the retriever did not return for that scene
+(exact, whole word); an *invented name* is a capitalised word that is neither a retrieved name
+nor in the prompt's data (the guard's own heuristic, so the after-guard figure for it is not
+independent evidence).
+
+Stall: how long a loop that ticks every millisecond waits while a description is written, with
+the backend in a worker thread and in a child process (ONNX Runtime GenAI holds the GIL while
+it reads a prompt).
+
+Example:
+    python bench/generation.py --tokens 64 --reps 5 --scenes 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from rap_edge.generate import (
+    DESCRIBE,
+    ConceptRef,
+    Generator,
+    build_prompt,
+    chat_parts,
+    default_llm_dir,
+    open_backend,
+    unfaithful_names,
+)
+
+_MEMORY = [
+    ("Ana", "person", "Ana is the owner's sister; she loves green tea."),
+    ("Bo", "dog", "Bo is a golden retriever puppy who chews shoes."),
+    ("Carl", "person", "Carl is the neighbour; he fixes bicycles."),
+    ("Dina", "person", "Dina is the owner's daughter, she is 7 and plays violin."),
+    ("Eli", "person", "Eli is a colleague from the lab."),
+    ("Fig", "cat", "Fig is a grey cat that sleeps on the sofa."),
+    ("Gus", "person", "Gus is the owner's father; he walks with a cane."),
+    ("Hana", "person", "Hana is the babysitter on Tuesdays."),
+    ("Red mug", "mug", "The owner's red coffee mug with a chipped handle."),
+    ("Kiwi", "parrot", "Kiwi is a green parrot who says hello."),
+    ("Lena", "person", "Lena is the owner's best friend from school."),
+    ("Milo", "person", "Milo is the owner's son; he likes football."),
+    ("Nori", "dog", "Nori is a black labrador, very calm."),
+    ("Otto", "person", "Otto is the postman."),
+    ("Blue bike", "bicycle", "The owner's blue city bike."),
+    ("Pia", "person", "Pia is the owner's wife; she is a doctor."),
+]
+_PLACES = ("left", "centre", "right", "top left", "bottom right")
+
+
+def scenes(n: int, seed: int = 7) -> list[tuple[str, list[ConceptRef], list[str], int]]:
+    """``(question, retrieved concepts, names asked about, unknown faces)`` per scene."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kept = rng.sample(_MEMORY, rng.randint(1, 3))
+        refs = [ConceptRef(name, cat, info, round(rng.uniform(0.85, 0.99), 3),
+                           rng.choice(_PLACES)) for name, cat, info in kept]
+        absent = rng.choice([m for m in _MEMORY if m not in kept])[0]
+        kind = i % 3
+        if kind == 0:
+            q, asked = DESCRIBE, []
+        elif kind == 1:
+            q, asked = f"What is {kept[0][0]} doing?", [kept[0][0]]
+        else:
+            q, asked = f"Is {absent} here?", [absent]
+        out.append((q, refs, asked, rng.choice([0, 0, 1])))
+    return out
+
+
+def _leaks(text: str, allowed: list[str]) -> list[str]:
+    names = [m[0] for m in _MEMORY if m[0] not in allowed]
+    return [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", text, re.IGNORECASE)]
+
+
+def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
+                 ) -> dict[str, Any]:
+    backend, note = open_backend(backend_name, model)
+    known = [m[0] for m in _MEMORY]
+    gen = Generator(backend, known_names=known, max_tokens=max_tokens)
+    rows = []
+    for q, refs, asked, unknown in scenes(n):
+        prompt = build_prompt(q, refs, asked=asked, unknown=unknown)
+        allowed = prompt.allowed_names  # retrieved from the frame, and by text from the question
+        context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        t = time.perf_counter()
+        raw = "".join(backend.generate(prompt, max_tokens=max_tokens)).strip()
+        raw_ms = (time.perf_counter() - t) * 1000
+        res = gen.answer(prompt)
+        rows.append({
+            "question": q, "retrieved": prompt.allowed_names, "raw": raw, "final": res.text,
+            "raw_leaks": _leaks(raw, allowed), "final_leaks": _leaks(res.text, allowed),
+            "raw_invented": unfaithful_names(raw, allowed, known, context),
+            "final_invented": unfaithful_names(res.text, allowed, known, context),
+            "regenerated": res.regenerated, "fell_back": res.fell_back, "raw_ms": raw_ms,
+            "names_a_retrieved": any(re.search(rf"(?<!\w){re.escape(c.name)}(?!\w)", res.text,
+                                               re.IGNORECASE) for c in prompt.concepts),
+        })
+
+    def rate(key: str) -> float:
+        return round(sum(not r[key] for r in rows) / len(rows), 4)
+
+    return {
+        "backend": note, "scenes": len(rows),
+        "faithful_raw_memory": rate("raw_leaks"), "faithful_final_memory": rate("final_leaks"),
+        "faithful_raw_all": round(sum(not r["raw_leaks"] and not r["raw_invented"]
+                                      for r in rows) / len(rows), 4),
+        "faithful_final_all": round(sum(not r["final_leaks"] and not r["final_invented"]
+                                        for r in rows) / len(rows), 4),
+        "regenerated": sum(r["regenerated"] for r in rows),
+        "fell_back": sum(r["fell_back"] for r in rows),
+        "final_names_a_retrieved_concept": round(
+            sum(r["names_a_retrieved"] for r in rows) / len(rows), 4),
+        "raw_ms_p50": round(statistics.median(r["raw_ms"] for r in rows), 1),
+        "examples": rows[:6],
+    }
+
+
+def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]:
+    # Heavy imports here, so that --help works without them.
+    import onnxruntime_genai as og  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+    from transformers.generation.streamers import BaseStreamer  # noqa: PLC0415
+
+    prompt = build_prompt(DESCRIBE, [ConceptRef("Ana", "person", _MEMORY[0][2], 0.95, "left"),
+                                     ConceptRef("Bo", "dog", _MEMORY[1][2], 0.93, "right")])
+    system, user = chat_parts(prompt)
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    t = time.perf_counter()
+    om = og.Model(str(ort_dir))
+    otok = og.Tokenizer(om)
+    load_ort = time.perf_counter() - t
+    ids = list(otok.encode(otok.apply_chat_template(json.dumps(msgs),
+                                                    add_generation_prompt=True)))
+    t = time.perf_counter()
+    htok = AutoTokenizer.from_pretrained(hf_dir)
+    hm = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    load_hf = time.perf_counter() - t
+    enc = htok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                   return_dict=True)
+    same_prompt = enc["input_ids"][0].tolist() == ids
+
+    def run_ort() -> tuple[float, float]:
+        p = og.GeneratorParams(om)
+        p.set_search_options(max_length=len(ids) + tokens, min_length=len(ids) + tokens,
+                             do_sample=False)
+        g = og.Generator(om, p)
+        t0 = time.perf_counter()
+        g.append_tokens(ids)
+        n, first = 0, 0.0
+        while not g.is_done():
+            g.generate_next_token()
+            g.get_next_tokens()
+            n += 1
+            if n == 1:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        return first - t0, (n - 1) / (end - first)
+
+    class Times(BaseStreamer):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.t: list[float] = []
+
+        def put(self, value: object) -> None:  # noqa: ARG002
+            self.t.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    def run_hf() -> tuple[float, float]:
+        s = Times()
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = hm.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens,
+                              do_sample=False, streamer=s)
+            end = time.perf_counter()
+        n = out.shape[1] - enc["input_ids"].shape[1]
+        first = s.t[1]  # t[0] is the prompt being pushed
+        return first - t0, (n - 1) / (end - first)
+
+    run_ort()
+    run_hf()  # warm-up
+    res: dict[str, list[tuple[float, float]]] = {"ort": [], "hf": []}
+    for _ in range(reps):
+        res["ort"].append(run_ort())
+        res["hf"].append(run_hf())
+
+    def med(k: str, i: int) -> float:
+        return statistics.median(r[i] for r in res[k])
+
+    return {
+        "prompt_tokens": len(ids), "new_tokens": tokens, "reps": reps,
+        "same_prompt_tokens": same_prompt, "torch_threads": torch.get_num_threads(),
+        "ortgenai_int4": {"ttft_s": round(med("ort", 0), 4), "decode_tok_s": round(
+            med("ort", 1), 1), "load_s": round(load_ort, 2)},
+        "transformers_fp32": {"ttft_s": round(med("hf", 0), 4), "decode_tok_s": round(
+            med("hf", 1), 1), "load_s": round(load_hf, 2)},
+        "decode_speedup": round(med("ort", 1) / med("hf", 1), 2),
+        "ttft_speedup": round(med("hf", 0) / med("ort", 0), 2),
+        "runs": res,
+    }
+
+
+def stall(reps: int) -> dict[str, Any]:
+    """How long a 1 ms ticking loop (a stand-in for the camera loop) waits while a description
+    is written: the backend in a worker thread of this process vs in a child process."""
+    import threading  # noqa: PLC0415
+
+    prompt = build_prompt(DESCRIBE, [ConceptRef(n, c, i, 0.9, "left") for n, c, i in
+                                     _MEMORY[:3]])
+    out: dict[str, Any] = {}
+    for label, isolate in (("thread", False), ("child_process", True)):
+        backend, _ = open_backend("ortgenai", threads=1, isolate=isolate)
+        gaps: list[float] = []
+        for _ in range(reps):
+            th = threading.Thread(target=lambda b=backend: list(b.generate(prompt,
+                                                                          max_tokens=32)))
+            th.start()
+            last, worst = time.perf_counter(), 0.0
+            while th.is_alive():
+                time.sleep(0.001)
+                now = time.perf_counter()
+                worst, last = max(worst, now - last), now
+            gaps.append(worst * 1000)
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+        out[label] = {"max_gap_ms_median": round(statistics.median(gaps), 1),
+                      "max_gap_ms_worst": round(max(gaps), 1)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, default=64, help="new tokens per timed run")
+    parser.add_argument("--reps", type=int, default=5, help="timed runs per runtime")
+    parser.add_argument("--scenes", type=int, default=60, help="faithfulness scenes")
+    parser.add_argument("--max-tokens", type=int, default=64,
+                        help="answer length in the faithfulness part")
+    parser.add_argument("--faith-backend", default="ortgenai",
+                        choices=["ortgenai", "transformers", "template"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
+                        "generation.json")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ort_dir, hf_dir = default_llm_dir("ortgenai"), default_llm_dir("transformers")
+    for d in (ort_dir, hf_dir):
+        if not d.is_dir():
+            raise SystemExit(f"{d} is missing: run `make models` first")
+    sp = speed(ort_dir, hf_dir, args.tokens, args.reps)
+    print(f"\nSmolLM2-135M-Instruct, {sp['prompt_tokens']}-token RAP prompt, "
+          f"{args.tokens} new tokens, median of {args.reps} interleaved runs "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)\n")
+    print("| runtime | TTFT | decode tok/s | load |\n|---|---:|---:|---:|")
+    for key, label in (("ortgenai_int4", "ORT GenAI INT4"),
+                       ("transformers_fp32", "transformers fp32")):
+        r = sp[key]
+        print(f"| {label} | {r['ttft_s'] * 1000:.0f} ms | {r['decode_tok_s']:.1f} | "
+              f"{r['load_s']:.1f} s |")
+    print(f"\ndecode speed-up {sp['decode_speedup']}x, TTFT speed-up {sp['ttft_speedup']}x")
+    st = stall(args.reps)
+    print("\nlongest wait of a 1 ms loop while a description is written (one decoder thread), "
+          f"{args.reps} runs:\n\n| backend runs in | median of max gaps | worst |\n"
+          "|---|---:|---:|")
+    for key, label in (("thread", "a worker thread"), ("child_process", "a child process")):
+        print(f"| {label} | {st[key]['max_gap_ms_median']:.0f} ms | "
+              f"{st[key]['max_gap_ms_worst']:.0f} ms |")
+    fa = faithfulness(args.faith_backend, None, args.scenes, args.max_tokens)
+    print(f"\nfaithfulness over {fa['scenes']} scenes ({fa['backend']}):\n")
+    print("| measure | raw answer | after the guard |\n|---|---:|---:|")
+    print(f"| no unretrieved memory name | {fa['faithful_raw_memory']:.3f} | "
+          f"{fa['faithful_final_memory']:.3f} |")
+    print(f"| no unretrieved or invented name | {fa['faithful_raw_all']:.3f} | "
+          f"{fa['faithful_final_all']:.3f} |")
+    print(f"\nregenerated {fa['regenerated']}, fell back to the template {fa['fell_back']}; "
+          f"final answers naming a retrieved concept: {fa['final_names_a_retrieved_concept']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"speed": sp, "stall": st, "faithfulness": fa,
+                                    "machine": {"cpu": platform.processor(),
+                                                "cores": os.cpu_count()},
+                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
