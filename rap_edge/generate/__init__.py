@@ -12,6 +12,7 @@ from __future__ import annotations
 from rap_edge.generate._backends import BACKENDS, default_llm_dir, open_backend
 from rap_edge.generate._describe import DESCRIBE, Describer, frame_prompt
 from rap_edge.generate._guard import unfaithful_names
+from rap_edge.generate._hf import TransformersBackend
 from rap_edge.generate._prompt import (
     IMAGE,
     MAX_INFO_CHARS,
@@ -38,6 +39,7 @@ __all__ = [
     "Generator",
     "Prompt",
     "TemplateBackend",
+    "TransformersBackend",
     "build_prompt",
     "chat_parts",
     "default_llm_dir",

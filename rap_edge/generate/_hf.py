@@ -117,7 +117,10 @@ class TransformersBackend:
         self.device = dev
         self.folder = folder
         self.max_image_side = max_image_side
-        self.chat_template = getattr(self.processor or self.tokenizer, "chat_template", None)
+        # A processor without a template of its own may share its tokenizer's.
+        template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        self.chat_template: str | None = (template.get("default") if isinstance(template, dict)
+                                          else template)
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the greedy answer to ``prompt``, at most ``max_tokens`` new tokens.
@@ -218,8 +221,8 @@ class TransformersBackend:
 
     def _apply(self, messages: list[dict[str, Any]]) -> str:
         owner = self.processor if self.processor is not None else self.tokenizer
-        return str(owner.apply_chat_template(messages, tokenize=False,
-                                             add_generation_prompt=True))
+        return str(owner.apply_chat_template(messages, chat_template=self.chat_template,
+                                             tokenize=False, add_generation_prompt=True))
 
 
 def _device(device: str) -> torch.device:

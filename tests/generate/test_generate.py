@@ -144,7 +144,7 @@ def test_generator_regenerates_then_falls_back_to_the_template() -> None:
 class Broken:
     name = "broken"
 
-    def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
+    def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:  # noqa: ARG002
         yield "Ana "
         msg = "the model process died"
         raise RuntimeError(msg)
@@ -154,7 +154,7 @@ def test_a_failing_backend_is_answered_by_the_template() -> None:
     p = build_prompt("Who is here?", [ANA])
     gen = Generator(Broken())
     events: list[str] = []
-    r = gen.answer(p, lambda kind, text: events.append(kind))
+    r = gen.answer(p, lambda kind, _text: events.append(kind))
     assert r.fell_back and r.backend == "template" and r.text == TemplateBackend.answer(p)
     assert r.error == "RuntimeError: the model process died" and gen.stats["failed"] == 1
     assert "reset" in events and events[-1] == "done"
