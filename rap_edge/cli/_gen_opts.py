@@ -25,8 +25,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-provider", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the LLM runs (default: auto)")
     g.add_argument("--llm-threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the ortgenai decoder (default: the runtime's choice; "
-                   "on a 2-core device, 1 leaves a core to the camera loop)")
+                   help="CPU threads for the ortgenai decoder (default: every core; on a "
+                   "2-core device, 1 leaves a core to the camera loop)")
     g.add_argument("--max-tokens", type=int, default=96, metavar="N",
                    help="longest answer in tokens (default: 96)")
     g.add_argument("--max-concepts", type=int, default=5, metavar="K",

@@ -39,7 +39,7 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
         model: The model folder (default: the store's SmolLM2 for that backend).
         provider: ``auto``, ``cpu`` or ``cuda``.
         store: Model store (default: as ``rap-edge models pull``).
-        threads: CPU threads for the ``ortgenai`` decoder (None: the runtime's choice).
+        threads: CPU threads for the ``ortgenai`` decoder (None: every core).
         isolate: Run a model backend in a child process (:class:`ProcessBackend`): needed
             next to a frame loop, because ONNX Runtime GenAI holds the GIL while it reads a
             prompt.
