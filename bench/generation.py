@@ -105,6 +105,7 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
         prompt = build_prompt(q, refs, asked=asked, unknown=unknown)
         allowed = prompt.allowed_names  # retrieved from the frame, and by text from the question
         context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        absent = [a for a in asked if a not in [c.name for c in prompt.concepts]]
         t = time.perf_counter()
         raw = "".join(backend.generate(prompt, max_tokens=max_tokens)).strip()
         raw_ms = (time.perf_counter() - t) * 1000
@@ -112,8 +113,8 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
         rows.append({
             "question": q, "retrieved": prompt.allowed_names, "raw": raw, "final": res.text,
             "raw_leaks": _leaks(raw, allowed), "final_leaks": _leaks(res.text, allowed),
-            "raw_invented": unfaithful_names(raw, allowed, known, context),
-            "final_invented": unfaithful_names(res.text, allowed, known, context),
+            "raw_invented": unfaithful_names(raw, allowed, known, context, absent),
+            "final_invented": unfaithful_names(res.text, allowed, known, context, absent),
             "regenerated": res.regenerated, "fell_back": res.fell_back, "raw_ms": raw_ms,
             "names_a_retrieved": any(re.search(rf"(?<!\w){re.escape(c.name)}(?!\w)", res.text,
                                                re.IGNORECASE) for c in prompt.concepts),
@@ -265,6 +266,8 @@ def main() -> None:
                         help="answer length in the faithfulness part")
     parser.add_argument("--faith-backend", default="ortgenai",
                         choices=["ortgenai", "transformers", "template"])
+    parser.add_argument("--parts", default="speed,stall,faith",
+                        help="comma-separated parts to run (default: all three)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
                         "generation.json")
     args = parser.parse_args()
@@ -273,7 +276,27 @@ def main() -> None:
     for d in (ort_dir, hf_dir):
         if not d.is_dir():
             raise SystemExit(f"{d} is missing: run `make models` first")
-    sp = speed(ort_dir, hf_dir, args.tokens, args.reps)
+    parts = set(args.parts.split(","))
+    old = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    sp, st, fa = old.get("speed"), old.get("stall"), old.get("faithfulness")
+    if "speed" in parts:
+        sp = speed(ort_dir, hf_dir, args.tokens, args.reps)
+        print_speed(sp, args)
+    if "stall" in parts:
+        st = stall(args.reps)
+        print_stall(st, args)
+    if "faith" in parts:
+        fa = faithfulness(args.faith_backend, None, args.scenes, args.max_tokens)
+        print_faith(fa)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"speed": sp, "stall": st, "faithfulness": fa,
+                                    "machine": {"cpu": platform.processor(),
+                                                "cores": os.cpu_count()},
+                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+    print(f"wrote {args.out} (parts not run this time are kept from the previous file)")
+
+
+def print_speed(sp: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"\nSmolLM2-135M-Instruct, {sp['prompt_tokens']}-token RAP prompt, "
           f"{args.tokens} new tokens, median of {args.reps} interleaved runs "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)\n")
@@ -284,14 +307,18 @@ def main() -> None:
         print(f"| {label} | {r['ttft_s'] * 1000:.0f} ms | {r['decode_tok_s']:.1f} | "
               f"{r['load_s']:.1f} s |")
     print(f"\ndecode speed-up {sp['decode_speedup']}x, TTFT speed-up {sp['ttft_speedup']}x")
-    st = stall(args.reps)
+
+
+def print_stall(st: dict[str, Any], args: argparse.Namespace) -> None:
     print("\nlongest wait of a 1 ms loop while a description is written (one decoder thread), "
           f"{args.reps} runs:\n\n| backend runs in | median of max gaps | worst |\n"
           "|---|---:|---:|")
     for key, label in (("thread", "a worker thread"), ("child_process", "a child process")):
         print(f"| {label} | {st[key]['max_gap_ms_median']:.0f} ms | "
               f"{st[key]['max_gap_ms_worst']:.0f} ms |")
-    fa = faithfulness(args.faith_backend, None, args.scenes, args.max_tokens)
+
+
+def print_faith(fa: dict[str, Any]) -> None:
     print(f"\nfaithfulness over {fa['scenes']} scenes ({fa['backend']}):\n")
     print("| measure | raw answer | after the guard |\n|---|---:|---:|")
     print(f"| no unretrieved memory name | {fa['faithful_raw_memory']:.3f} | "
@@ -300,12 +327,6 @@ def main() -> None:
           f"{fa['faithful_final_all']:.3f} |")
     print(f"\nregenerated {fa['regenerated']}, fell back to the template {fa['fell_back']}; "
           f"final answers naming a retrieved concept: {fa['final_names_a_retrieved_concept']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"speed": sp, "stall": st, "faithfulness": fa,
-                                    "machine": {"cpu": platform.processor(),
-                                                "cores": os.cpu_count()},
-                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ neither an allowed name's word nor a common capitalised word; at the start of a 
 every word is capitalised, only words outside a list of common sentence openers count.
 Capitalised words that occur in the prompt's own data (the kept concepts' info, the question)
 were given to the model, not invented, so they pass (a memory name that was not retrieved is
-still flagged wherever it appears). The rule errs towards flagging: a false alarm costs a
+still flagged wherever it appears). A name the question asked about that is *not* in view may
+only appear in a sentence with a negation ("I do not see Joe"): a small model otherwise puts
+it in the picture. The rule errs towards flagging: a false alarm costs a
 retry or the template answer, a missed invented name would be said to the user.
 """
 
@@ -44,8 +46,12 @@ def _mentions(text: str, term: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
 
 
+_NEGATION = re.compile(r"\b(?:not|no|nobody|none|neither|nor|never|cannot|without)\b|n't\b",
+                       re.IGNORECASE)
+
+
 def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (),
-                     context: str = "") -> list[str]:
+                     context: str = "", absent: Iterable[str] = ()) -> list[str]:
     """Names in ``text`` that the retriever did not return, in order of first appearance.
 
     Args:
@@ -54,6 +60,7 @@ def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (
         known: Every name and alias in the memory (those not allowed are flagged wherever
             they appear).
         context: Text the model was given (concept info, the question): its words pass.
+        absent: Allowed names that are not in view: flagged in a sentence without negation.
     """
     allowed = list(allowed)
     allowed_l = {a.lower() for a in allowed if a}
@@ -61,7 +68,11 @@ def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (
     allowed_words |= {w.lower() for w in re.findall(r"[\w'-]+", context)}
     bad: list[str] = [k for k in known if k and k.lower() not in allowed_l
                       and _mentions(text, k)]
-    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+    sentences = re.split(r"(?<=[.!?:;])\s+|\n+", text)
+    for name in absent:
+        if name and any(_mentions(s, name) and not _NEGATION.search(s) for s in sentences):
+            bad.append(name)
+    for sentence in sentences:
         words = re.findall(r"[A-Za-z][\w'-]*", sentence)
         for i, w in enumerate(words):
             if (w[0].isupper() and w.lower() not in allowed_words and w not in _COMMON

@@ -151,10 +151,13 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
                f"{token_budget}")
         raise InvalidInputError(msg)
     ranked = sorted(concepts, key=lambda c: -c.score)
+    in_view = {c.name.lower() for c in concepts}
+    # Asked about but not in view: say so, or a small model puts them in the picture.
+    absent = [sanitize_info(a, 80) for a in (asked or []) if a.lower() not in in_view]
     kept, dropped = ranked[:max_concepts], [c.name for c in ranked[max_concepts:]]
     while True:
         prompt = _render(q, kept, query_image=query_image, multimodal=multimodal,
-                         unknown=unknown)
+                         unknown=unknown, absent=absent)
         cost = _tokens(prompt.text) + image_tokens * len(prompt.images)
         if cost <= token_budget or not kept:
             break
@@ -170,10 +173,11 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
     return prompt
 
 
-def _render(question: str, kept: list[ConceptRef], *, query_image: Path | None,
-            multimodal: bool, unknown: int) -> Prompt:
+def _render(question: str, kept: list[ConceptRef], *, query_image: Path | None,  # noqa: PLR0913
+            multimodal: bool, unknown: int, absent: list[str]) -> Prompt:
     if multimodal:
-        return _render_vlm(question, kept, query_image=query_image, unknown=unknown)
+        return _render_vlm(question, kept, query_image=query_image, unknown=unknown,
+                           absent=absent)
     # Text scene: one plain sentence per concept, its info delimited. (Plain sentences gave
     # SmolLM2-135M far more usable answers than a "Name: | Category:" table did.)
     lines = [SYSTEM, ""]
@@ -186,13 +190,15 @@ def _render(question: str, kept: list[ConceptRef], *, query_image: Path | None,
                      f"About {name}: {OPEN}{sanitize_info(c.info)}{CLOSE}")
     if unknown:
         lines.append(f"Also in the picture: {unknown} person(s) nobody recognised.")
+    if absent:
+        lines.append(f"Not in the picture: {', '.join(absent)}.")
     lines += ["", f"{QUESTION}{question}"]
     return Prompt(text="\n".join(lines), concepts=list(kept),
                   allowed_names=[c.name for c in kept])
 
 
 def _render_vlm(question: str, kept: list[ConceptRef], *, query_image: Path | None,
-                unknown: int) -> Prompt:
+                unknown: int, absent: list[str]) -> Prompt:
     # RAP's layout: the query image, then each concept as its reference image plus its record.
     lines = [SYSTEM, ""]
     images: list[Path] = []
@@ -212,6 +218,8 @@ def _render_vlm(question: str, kept: list[ConceptRef], *, query_image: Path | No
                      f"{OPEN}{sanitize_info(c.info)}{CLOSE}")
     if unknown:
         lines.append(f"Also in view: {unknown} person(s) nobody recognised.")
+    if absent:
+        lines.append(f"Not in view: {', '.join(absent)}.")
     lines += ["", f"{QUESTION}{question}"]
     return Prompt(text="\n".join(lines), images=images, concepts=list(kept),
                   allowed_names=[c.name for c in kept])

@@ -85,11 +85,14 @@ class Generator:
         self.stats["requests"] += 1
         result = GenerationResult(text="", backend=self.backend.name)
         context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        in_view = {c.name.lower() for c in prompt.concepts}
+        absent = [a for a in prompt.asked if a.lower() not in in_view]
         try:
             text = self._run(self.backend, prompt, on_event, result, start)
         except Exception as err:  # noqa: BLE001 - a failing model must not end the stream
             return self._failed(prompt, on_event, result, start, err)
-        bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
+        bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
+                               absent)
         if bad and not isinstance(self.backend, TemplateBackend):
             self.stats["regenerated"] += 1
             result.regenerated = True
@@ -102,7 +105,8 @@ class Generator:
                 text = self._run(self.backend, strict, on_event, result, start)
             except Exception as err:  # noqa: BLE001
                 return self._failed(prompt, on_event, result, start, err)
-            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
+            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
+                               absent)
             if bad:
                 self.stats["fell_back"] += 1
                 result.fell_back = True
@@ -111,7 +115,8 @@ class Generator:
                 if on_event is not None:
                     on_event("reset", f"names not retrieved: {', '.join(bad)}; template")
                 text = self._run(self.fallback, prompt, on_event, result, start)
-                bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context)
+                bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
+                               absent)
         result.unfaithful = bad
         result.text = text
         result.total_ms = (time.perf_counter() - start) * 1000

@@ -63,6 +63,9 @@ def test_injection_in_info_stays_inside_its_delimiters() -> None:
 
 def test_text_scene_vlm_layout_and_budget() -> None:
     p = build_prompt("What is Ana holding?", [BO, MUG, ANA], asked=["Ana"], unknown=1)
+    assert "Not in the picture" not in p.text
+    assert "Not in the picture: Carl." in build_prompt("Is Carl here?", [BO],
+                                                       asked=["Carl"]).text
     assert [c.name for c in p.concepts] == ["Ana", "Bo", "Red mug"]  # by score
     assert "Bo (dog) is on the left of the picture" in p.text
     assert "1 person(s) nobody recognised" in p.text and p.text.endswith(
@@ -101,6 +104,12 @@ def test_guard_flags_unretrieved_and_invented_names() -> None:
     ctx = "Ana plays basketball on Sundays in Paris with Carl."
     assert unfaithful_names("Ana plays on Sundays in Paris.", allowed, known, ctx) == []
     assert unfaithful_names("Ana plays with Carl.", allowed, known, ctx) == ["Carl"]
+    # asked about but not in view: only in a negated sentence
+    both = ["Ana", "Carl"]
+    assert unfaithful_names("I do not see Carl. Ana is here.", both, known, absent=["Carl"]) == []
+    assert unfaithful_names("Carl isn't here.", both, known, absent=["Carl"]) == []
+    assert unfaithful_names("Yes, Carl is on the left.", both, known, absent=["Carl"]) == [
+        "Carl"]
 
 
 class Scripted:
