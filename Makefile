@@ -19,7 +19,7 @@ demo: models
 	$(BIN)/rap-edge demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rap_edge tests bench export
+	$(BIN)/ruff check rap_edge tests bench export calibration ros2_ws/src
 
 # Pull the pinned weights and export every model that is missing or stale (into <store>/onnx).
 models: $(STAMP)
