@@ -152,6 +152,18 @@ class Pipeline:
         """Forget the tracks (start of an unrelated sequence)."""
         self.tracker.reset()
 
+    def forget_decisions(self) -> None:
+        """Decide afresh from the next frame on (after a memory edit or a threshold change).
+
+        Tracks keep their ids and embeddings; their identity votes, cast against the memory
+        or settings as they were, are dropped (otherwise older votes outvote a concept just
+        added, and a removed concept's id lingers until the vote window turns over), and so
+        are the object results repeated between object passes.
+        """
+        for track in self.tracker.tracks.values():
+            track.votes.clear()
+        self._last_objects = []
+
     def process(self, frame: npt.NDArray[np.uint8], *, index: int | None = None,
                 timestamp: float | None = None, source: str = "") -> FrameResult:
         """Recognitions in one BGR frame.
