@@ -6,7 +6,7 @@ comma := ,
 EXTRAS := dev,cpu,export,rosbag,llm,hf
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint typecheck unit models bench-memory bench-encoders bench-pipeline venv clean
+.PHONY: demo test lint typecheck unit models ros bench-memory bench-encoders bench-pipeline bench-generation bench-ros venv clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,17 @@ bench-encoders: $(STAMP)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+
+bench-generation: $(STAMP)
+	$(BIN)/python bench/generation.py
+
+# The ROS 2 workspace (ros2_ws/.venv with pip ROS 2 Jazzy wheels, colcon build); DDS only ever
+# runs inside scripts/netns_run.sh.
+ros:
+	scripts/ros_build.sh
+
+bench-ros: $(STAMP) ros
+	$(BIN)/python bench/ros_node.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
