@@ -26,6 +26,8 @@ export AMENT_PREFIX_PATH=$_rap_ws/.venv CMAKE_PREFIX_PATH=$_rap_ws/.venv
 unset COLCON_PREFIX_PATH
 # shellcheck source=/dev/null
 source "$_rap_ws/install/setup.bash"
+# ament_python puts console scripts (rap_edge_node) in lib/<package>, which is not on PATH.
+export PATH=$_rap_ws/install/rap_edge_ros/lib/rap_edge_ros:$PATH
 
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export FASTRTPS_DEFAULT_PROFILES_FILE=$_rap_ws/fastdds-lo.xml

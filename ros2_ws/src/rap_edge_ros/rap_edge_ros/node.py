@@ -1,0 +1,740 @@
+"""The rap-edge ROS 2 node: a thin adapter over :class:`rap_edge.live.LiveRuntime`.
+
+Everything that recognises, describes, answers or edits the memory is the runtime's; this
+module converts messages to the runtime's arguments and its results back to messages.
+
+Threads (see :mod:`rap_edge.live` for the runtime's own):
+
+* The executor (a :class:`~rclpy.executors.MultiThreadedExecutor`) runs the image
+  subscriptions in one mutually exclusive group (convert, ``submit``, return: never waits for
+  processing) and the services in a reentrant group, so a slow ``ask`` (an LLM) or a memory
+  edit never holds frames back.
+* The runtime calls :meth:`RapEdgeNode._on_result` on its processing thread and
+  :meth:`RapEdgeNode._on_description` on its generation thread; both only publish (rclpy
+  publishers may be called from any thread).
+* :func:`main` spins the executor on a thread of its own and waits for SIGINT or SIGTERM, then
+  closes the runtime (no publishing after that), shuts the executor and rclpy down, joins the
+  spin thread and only then destroys the node (the other order can abort the process at exit).
+
+Plain rclpy API only (ROS 2 Humble and Jazzy); ``vision_msgs`` is optional.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+import re
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rclpy
+from rap_edge_msgs.msg import (
+    ConceptHit,
+    ConceptSummary,
+    Description,
+    Recognition,
+    RecognitionArray,
+)
+from rap_edge_msgs.srv import AddConcept, Ask, ListConcepts, RemoveConcept, UpdateConcept
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from rap_edge.errors import InvalidInputError, RapEdgeError
+from rap_edge_ros.convert import bgr_to_image_fields, compressed_to_bgr, image_to_bgr
+
+try:  # apt's ros-$ROS_DISTRO-vision-msgs; there is no pip wheel of it
+    from vision_msgs.msg import (
+        Detection2D,
+        Detection2DArray,
+        ObjectHypothesisWithPose,
+    )
+except ImportError:  # pragma: no cover - depends on the machine
+    Detection2DArray = None
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+    import numpy.typing as npt
+    from rclpy.parameter import Parameter
+
+    from rap_edge.generate import GenerationResult
+    from rap_edge.interfaces import Concept
+    from rap_edge.live import LiveRuntime
+    from rap_edge.memory import Memory
+    from rap_edge.pipeline import FrameResult
+
+__all__ = ["NODE_NAME", "RapEdgeNode", "main"]
+
+NODE_NAME = "rap_edge"
+CLOSE_TIMEOUT_S = 5.0  # the runtime's threads, then the executor's callbacks
+MAX_LOGGED_PROBLEMS = 256  # distinct (topic, problem) pairs logged before going quiet
+# Settings set_config takes while frames flow (the other parameters are read-only).
+RUNTIME_PARAMETERS = ("face_threshold", "margin", "top_k", "describe_every")
+_PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def _describe(text: str, *, read_only: bool = True, dynamic: bool = False
+              ) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text, read_only=read_only)
+    if dynamic:
+        d.dynamic_typing = True
+    return d
+
+
+# name -> (default, descriptor). Empty string arrays cannot be declared with a static type
+# from their default ([] reads as a byte array in rclpy), so compressed_topics is dynamically
+# typed and checked here.
+PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
+    "image_topics": (["/image_raw"], _describe(
+        "sensor_msgs/Image topics to recognise (sensor-data QoS: best effort, depth 1)")),
+    "compressed_topics": ([], _describe(
+        "sensor_msgs/CompressedImage topics (JPEG or PNG) to recognise; a list of strings",
+        dynamic=True)),
+    "memory": ("", _describe("folder of the rap-edge concept memory (required; "
+                             "`rap-edge memory init DIR` makes one)")),
+    "models": ("", _describe("folder of exported models ('': <model store>/onnx, as the "
+                             "rap-edge CLI)")),
+    "face_encoder": ("dlib_resnet.json", _describe(
+        "face embedder manifest in `models`, e.g. dlib_resnet.int8-qdq.json")),
+    "thresholds": ("", _describe(
+        "calibrated thresholds file ('': $RAP_EDGE_THRESHOLDS, else ./calibration/"
+        "thresholds.json if present, else each model's manifest value)")),
+    "provider": ("auto", _describe(
+        "ONNX Runtime execution provider: auto, cpu, cuda or tensorrt (the LLM runs on cuda "
+        "for cuda/tensorrt)")),
+    "top_k": (3, _describe("concepts retrieved per face or object, 1..100 (changeable)",
+                           read_only=False)),
+    "margin": (0.02, _describe(
+        "best-vs-second cosine margin under which a match is 'uncertain', in [0, 1); "
+        "negative: the library default (changeable)", read_only=False)),
+    "face_threshold": (-1.0, _describe(
+        "cosine threshold for faces in [-1, 1]; negative: the calibrated value "
+        "(changeable)", read_only=False)),
+    "objects": (False, _describe(
+        "also recognise the memory's objects and pets (needs the object embedder in "
+        "`models`)")),
+    "object_encoder": ("mobilenetv2.json", _describe(
+        "object embedder manifest in `models` (with `objects`)")),
+    "object_detector": ("", _describe(
+        "YOLO-style detector manifest in `models` ('': multi-scale windows; with `objects`)")),
+    "describe": (True, _describe("describe each camera's scene in words when what it "
+                                 "recognises changes (publishes ~/descriptions)")),
+    "describe_every": (0.0, _describe(
+        "with `describe`, also describe every N seconds while nothing changes, 0..86400 "
+        "(0: only on changes; changeable)", read_only=False)),
+    "backend": ("auto", _describe(
+        "generation backend: auto, ortgenai, transformers or template")),
+    "llm": ("", _describe("model folder for the backend ('': the model store's default)")),
+    "llm_threads": (0, _describe("CPU threads of the ortgenai decoder (0: every core)")),
+    "max_tokens": (96, _describe("longest answer in tokens, 1..4096")),
+    "publish_annotated": (False, _describe(
+        "publish ~/annotated (bgr8 frames with boxes and names) while it has subscribers")),
+    "stats_period": (10.0, _describe(
+        "seconds between the one-line counters in the log (0: never)")),
+}
+
+
+class NodeConfigError(RuntimeError):
+    """A parameter the node cannot start with (the message names it)."""
+
+
+class _LogToRos(logging.Handler):
+    """Forward the ``rap_edge`` library's Python log records to the node's ROS logger."""
+
+    def __init__(self, logger: Any) -> None:  # noqa: ANN401 - an RcutilsLogger
+        super().__init__(logging.INFO)
+        self.logger = logger
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.logger.warning(text)
+            else:
+                self.logger.info(text)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class _Frame:
+    """What travels with a frame through the runtime (``meta``) and comes back with results."""
+
+    __slots__ = ("header", "image", "result", "topic")
+
+    def __init__(self, header: Any, topic: str, image: Any) -> None:  # noqa: ANN401
+        self.header = header
+        self.topic = topic
+        self.image = image  # kept only for ~/annotated
+        self.result: FrameResult | None = None  # set by _on_result, read by _on_description
+
+
+class _BadFrames:
+    """Frames that could not be converted: counted per topic, each kind of problem logged once.
+
+    A kind is the error message with its numbers masked (so truncated frames of any length
+    are one kind, while each encoding is its own).
+    """
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log = log
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self._seen: set[tuple[str, str]] = set()
+
+    def add(self, topic: str, what: str, err: Exception) -> None:
+        text = str(err)
+        key = (topic, re.sub(r"\d+", "#", text))
+        with self._lock:
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+            first = key not in self._seen and len(self._seen) < MAX_LOGGED_PROBLEMS
+            if first:
+                self._seen.add(key)
+            full = len(self._seen) >= MAX_LOGGED_PROBLEMS
+        if first:
+            self._log(f"{topic}: dropping a frame that cannot be converted ({what}): {text} "
+                      "(logged once per kind of problem; the stats line counts them)")
+            if full:
+                self._log(f"{MAX_LOGGED_PROBLEMS} kinds of bad frames logged; no more")
+
+
+def _stamp_seconds(header: Any) -> float | None:  # noqa: ANN401
+    """The header's stamp in seconds, or None when it is unset (zero)."""
+    sec, nsec = int(header.stamp.sec), int(header.stamp.nanosec)
+    return None if sec == 0 and nsec == 0 else sec + nsec * 1e-9
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def recognition_msgs(result: FrameResult | None) -> list[Any]:
+    """The frame's recognitions as ``rap_edge_msgs/Recognition`` messages."""
+    if result is None:
+        return []
+    out = []
+    for r in result.recognitions:
+        msg = Recognition()
+        msg.box = [float(v) for v in r.box]
+        msg.landmarks = [float(v) for pt in (r.landmarks or ()) for v in pt]
+        msg.kind = r.kind
+        msg.track_id = int(r.track_id)
+        msg.decision = r.decision
+        msg.concept_id = r.concept_id or ""
+        msg.name = r.name or ""
+        msg.score = _nan(r.score)
+        msg.candidates = [ConceptHit(concept_id=c.concept_id, name=c.name, score=float(c.score))
+                          for c in r.candidates]
+        out.append(msg)
+    return out
+
+
+def concept_summary(concept: Concept) -> Any:  # noqa: ANN401 - a ConceptSummary
+    """A ``rap_edge_msgs/ConceptSummary`` of a memory concept."""
+    return ConceptSummary(id=concept.id, name=concept.name, category=concept.category,
+                          info=concept.info, aliases=list(concept.aliases),
+                          image_count=len(concept.images))
+
+
+def detections_msg(header: Any, result: FrameResult) -> Any:  # noqa: ANN401
+    """A ``vision_msgs/Detection2DArray`` of the frame (only where vision_msgs imports).
+
+    Not tested here (no vision_msgs wheel): written against vision_msgs 4.x (Humble, Jazzy),
+    where ``BoundingBox2D.center`` is a ``vision_msgs/Pose2D`` with ``position.x/.y`` and
+    ``theta``, and ``ObjectHypothesisWithPose.hypothesis`` holds ``class_id`` and ``score``. The
+    3.x layout (``center.x`` of a ``geometry_msgs/Pose2D``, ``id`` in the hypothesis) is
+    handled too. ``class_id`` is the concept's name when known, else the decision.
+    """
+    out = Detection2DArray()
+    out.header = header
+    for r in result.recognitions:
+        det = Detection2D()
+        det.header = header
+        x1, y1, x2, y2 = (float(v) for v in r.box)
+        center = det.bbox.center
+        if hasattr(center, "position"):  # vision_msgs 4.x
+            center.position.x, center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
+        else:  # 3.x
+            center.x, center.y = (x1 + x2) / 2, (y1 + y2) / 2
+        det.bbox.size_x, det.bbox.size_y = x2 - x1, y2 - y1
+        if hasattr(det, "id"):
+            det.id = str(r.track_id)
+        hyp = ObjectHypothesisWithPose()
+        label = r.name if r.decision == "known" and r.name else r.decision
+        score = 0.0 if r.score is None else float(r.score)
+        if hasattr(hyp, "hypothesis"):  # 4.x
+            hyp.hypothesis.class_id, hyp.hypothesis.score = label, score
+        else:  # 3.x
+            hyp.id, hyp.score = label, score
+        det.results = [hyp]
+        out.detections.append(det)
+    return out
+
+
+class RapEdgeNode(Node):
+    """Parameters, topics and services of rap-edge; the work is the runtime's.
+
+    Construct it (declares the parameters), then :meth:`start` (loads the models, opens the
+    memory, starts the runtime, creates the topics and services); :meth:`close` stops the
+    runtime and closes the memory.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - Node's keyword arguments
+        """Create the node ``rap_edge`` and declare its parameters."""
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        self.runtime: LiveRuntime | None = None
+        self.memory: Memory | None = None
+        self._bad = _BadFrames(self.get_logger().warning)
+        self._sources: list[str] = []
+        self._annotate: Callable[..., Any] | None = None
+        self._log_handler: _LogToRos | None = None
+        self._frames_group = MutuallyExclusiveCallbackGroup()  # subscriptions and the stats
+        self._pub_recognitions: Any = None
+        self._pub_descriptions: Any = None
+        self._pub_annotated: Any = None
+        self._pub_detections: Any = None
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    def _param(self, name: str) -> Any:  # noqa: ANN401
+        return self.get_parameter(name).value
+
+    def _topics(self, name: str) -> list[str]:
+        value = self._param(name)
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+            msg = f"parameter {name} must be a list of topic names, got {value!r}"
+            raise NodeConfigError(msg)
+        return [t for t in value if t.strip()]
+
+    def start(self) -> None:
+        """Load everything and start; the node then publishes and serves.
+
+        Raises:
+            NodeConfigError: a missing or bad parameter.
+            RapEdgeError: the models, thresholds, memory or backend cannot be used.
+        """
+        from rap_edge.cli._face_opts import default_thresholds_path  # noqa: PLC0415
+        from rap_edge.live import LiveConfig, LiveRuntime  # noqa: PLC0415
+        from rap_edge.memory import Memory  # noqa: PLC0415
+        from rap_edge.models import default_store_dir  # noqa: PLC0415
+        from rap_edge.pipeline import FaceModels, ObjectModels, Thresholds  # noqa: PLC0415
+
+        log = self.get_logger()
+        self._log_handler = _LogToRos(log)
+        lib_log = logging.getLogger("rap_edge")
+        lib_log.addHandler(self._log_handler)
+        lib_log.setLevel(logging.INFO)
+        lib_log.propagate = False
+
+        image_topics = self._topics("image_topics")
+        compressed_topics = self._topics("compressed_topics")
+        if not image_topics and not compressed_topics:
+            msg = "no camera topics: set image_topics and/or compressed_topics"
+            raise NodeConfigError(msg)
+        memory_dir = str(self._param("memory")).strip()
+        if not memory_dir:
+            msg = ("parameter 'memory' is required: the folder of a rap-edge memory "
+                   "(--ros-args -p memory:=/path/to/memory; `rap-edge memory init` makes one)")
+            raise NodeConfigError(msg)
+        provider = str(self._param("provider"))
+        if provider not in _PROVIDERS:
+            msg = f"parameter provider must be one of {', '.join(_PROVIDERS)}, got {provider!r}"
+            raise NodeConfigError(msg)
+        models_dir = Path(self._param("models") or default_store_dir() / "onnx")
+
+        models = FaceModels.load(models_dir, encoder=self._param("face_encoder"),
+                                 provider=provider)
+        th_path = self._param("thresholds") or default_thresholds_path()
+        thresholds = Thresholds.load(th_path) if th_path else Thresholds()
+        objects = None
+        if self._param("objects"):
+            objects = ObjectModels.load(models_dir, encoder=self._param("object_encoder"),
+                                        detector=self._param("object_detector") or None,
+                                        provider=provider)
+        margin, face_threshold = self._param("margin"), self._param("face_threshold")
+        llm_threads = int(self._param("llm_threads"))
+        config = LiveConfig(
+            top_k=self._param("top_k"),
+            margin=None if margin < 0 else margin,
+            face_threshold=None if face_threshold < 0 else face_threshold,
+            objects=bool(self._param("objects")),
+            describe=bool(self._param("describe")),
+            describe_every=float(self._param("describe_every")),
+            backend=self._param("backend") or None,
+            llm=self._param("llm") or None,
+            llm_provider="cuda" if provider == "tensorrt" else provider,
+            llm_threads=llm_threads if llm_threads > 0 else None,
+            max_tokens=self._param("max_tokens"))
+        config.check()  # before the memory is opened: nothing to undo on a bad value
+
+        self.memory = Memory(Path(memory_dir))
+        try:
+            self.runtime = LiveRuntime(models, self.memory, config, thresholds=thresholds,
+                                       objects=objects, on_result=self._on_result,
+                                       on_description=self._on_description)
+        except BaseException:
+            self.memory.close()
+            self.memory = None
+            raise
+
+        self._create_interfaces(image_topics, compressed_topics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        period = float(self._param("stats_period"))
+        if period > 0:
+            self.create_timer(period, self._log_stats, callback_group=self._frames_group)
+        self.get_logger().info(
+            f"recognising {', '.join(self._sources)} with {models.encoder_id} ({provider}) "
+            f"against {len(self.runtime.list_concepts())} concept(s) in {self.memory.path}; "
+            f"thresholds: {th_path or 'the manifests'}; "
+            f"descriptions: {'on' if config.describe else 'off'}")
+
+    def _create_interfaces(self, image_topics: list[str], compressed_topics: list[str]) -> None:
+        services = ReentrantCallbackGroup()
+        results_qos = QoSProfile(depth=10)
+        self._pub_recognitions = self.create_publisher(RecognitionArray, "~/recognitions",
+                                                       results_qos)
+        self._pub_descriptions = self.create_publisher(Description, "~/descriptions",
+                                                       results_qos)
+        if self._param("publish_annotated"):
+            from rap_edge.cli._run import annotate  # noqa: PLC0415
+
+            self._annotate = annotate
+            self._pub_annotated = self.create_publisher(Image, "~/annotated",
+                                                        qos_profile_sensor_data)
+        if Detection2DArray is not None:
+            self._pub_detections = self.create_publisher(Detection2DArray, "~/detections",
+                                                         results_qos)
+        else:
+            self.get_logger().info("vision_msgs is not installed: no ~/detections "
+                                   "(rap_edge_msgs/RecognitionArray on ~/recognitions has it all)")
+        for topic in image_topics:
+            self._subscribe(Image, topic, self._on_image)
+        for topic in compressed_topics:
+            self._subscribe(CompressedImage, topic, self._on_compressed)
+        self.create_service(AddConcept, "~/add_concept", self._add_concept,
+                            callback_group=services)
+        self.create_service(UpdateConcept, "~/update_concept", self._update_concept,
+                            callback_group=services)
+        self.create_service(RemoveConcept, "~/remove_concept", self._remove_concept,
+                            callback_group=services)
+        self.create_service(ListConcepts, "~/list_concepts", self._list_concepts,
+                            callback_group=services)
+        self.create_service(Ask, "~/ask", self._ask, callback_group=services)
+
+    def _subscribe(self, msg_type: Any, topic: str,  # noqa: ANN401 - a message class
+                   handler: Callable[[str, Any], None]) -> None:
+        """Subscribe ``handler(resolved_topic, msg)`` with sensor-data QoS."""
+        resolved = [topic]  # the resolved name (namespace, remapping) is known once it exists
+        sub = self.create_subscription(msg_type, topic, lambda msg: handler(resolved[0], msg),
+                                       qos_profile_sensor_data,
+                                       callback_group=self._frames_group)
+        resolved[0] = sub.topic_name
+        self._sources.append(sub.topic_name)
+
+    def stop_runtime(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the runtime: no more results or descriptions (services then refuse).
+
+        Returns:
+            True when the runtime's threads stopped within ``timeout``.
+        """
+        runtime, self.runtime = self.runtime, None
+        return runtime.close(timeout) if runtime is not None else True
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the runtime if it still runs, and close the memory.
+
+        Returns:
+            True when the runtime's threads stopped within ``timeout``.
+        """
+        ok = self.stop_runtime(timeout)
+        memory, self.memory = self.memory, None
+        if memory is not None:
+            memory.close()
+        if self._log_handler is not None:
+            logging.getLogger("rap_edge").removeHandler(self._log_handler)
+            self._log_handler = None
+        return ok
+
+    # -- frames in ---------------------------------------------------------------------------
+
+    def _submit(self, topic: str, bgr: npt.NDArray[np.uint8], header: Any) -> None:  # noqa: ANN401
+        runtime = self.runtime
+        if runtime is None:
+            return
+        frame = _Frame(header, topic, bgr if self._pub_annotated is not None else None)
+        try:
+            runtime.submit(topic, bgr, frame, stamp=_stamp_seconds(header))
+        except InvalidInputError as err:  # (a stamp that is not finite cannot come from ROS)
+            self._bad.add(topic, "submit", err)
+
+    def _on_image(self, topic: str, msg: Any) -> None:  # noqa: ANN401
+        try:
+            bgr = image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian,
+                               msg.data)
+        except Exception as err:  # noqa: BLE001 - a bad message must not stop the node
+            self._bad.add(topic, f"encoding {msg.encoding!r}", err)
+            return
+        self._submit(topic, bgr, msg.header)
+
+    def _on_compressed(self, topic: str, msg: Any) -> None:  # noqa: ANN401
+        try:
+            bgr = compressed_to_bgr(msg.format, msg.data)
+        except Exception as err:  # noqa: BLE001
+            self._bad.add(topic, f"format {msg.format!r}", err)
+            return
+        self._submit(topic, bgr, msg.header)
+
+    # -- results out (runtime threads) -------------------------------------------------------
+
+    def _on_result(self, source: str, result: FrameResult, frame: _Frame) -> None:
+        frame.result = result
+        msg = RecognitionArray()
+        msg.header = frame.header
+        msg.source_topic = source
+        msg.recognitions = recognition_msgs(result)
+        msg.timing_names = list(result.timings_ms)
+        msg.timing_ms = [float(v) for v in result.timings_ms.values()]
+        self._pub_recognitions.publish(msg)
+        if self._pub_detections is not None:
+            self._pub_detections.publish(detections_msg(frame.header, result))
+        pub = self._pub_annotated
+        if pub is not None and frame.image is not None and self._annotate is not None:
+            if pub.get_subscription_count() > 0:
+                fields = bgr_to_image_fields(self._annotate(frame.image, result, None))
+                img = Image(header=frame.header, encoding=fields["encoding"],
+                            height=fields["height"], width=fields["width"],
+                            step=fields["step"], is_bigendian=fields["is_bigendian"])
+                img.data = array.array("B", fields["data"])  # no per-byte check
+                pub.publish(img)
+            frame.image = None
+
+    def _on_description(self, source: str, index: int | None, answer: GenerationResult,
+                        frame: _Frame) -> None:
+        del source, index
+        msg = Description()
+        msg.header = frame.header
+        msg.recognitions = recognition_msgs(frame.result)
+        msg.text = answer.text
+        msg.backend = answer.backend
+        msg.regenerated = bool(answer.regenerated)
+        msg.fell_back = bool(answer.fell_back)
+        msg.first_token_ms = _nan(answer.first_token_ms)
+        msg.total_ms = float(answer.total_ms)
+        self._pub_descriptions.publish(msg)
+
+    def _log_stats(self) -> None:
+        runtime = self.runtime
+        if runtime is None:
+            return
+        stats = runtime.stats()
+        parts = []
+        for name in self._sources:
+            s = stats.sources.get(name)
+            received, processed, dropped, errors = (
+                (s.received, s.processed, s.dropped, s.errors) if s else (0, 0, 0, 0))
+            parts.append(f"{name}: received {received + self._bad.counts.get(name, 0)} "
+                         f"processed {processed} dropped {dropped} errors {errors} "
+                         f"unconvertible {self._bad.counts.get(name, 0)}")
+        tail = f"descriptions {stats.described['delivered']}; edits {stats.edits}"
+        if stats.callback_errors:
+            tail += f"; callback errors {stats.callback_errors}"
+        self.get_logger().info(f"stats: {'; '.join(parts)}; {tail}")
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def _on_set_parameters(self, params: list[Parameter]) -> Any:  # noqa: ANN401
+        changes: dict[str, Any] = {}
+        for p in params:
+            if p.name not in RUNTIME_PARAMETERS:
+                continue
+            value = p.value
+            if p.name in {"face_threshold", "margin"}:
+                value = None if isinstance(value, float) and value < 0 else value
+            changes[p.name] = value
+        runtime = self.runtime
+        if not changes or runtime is None:
+            return SetParametersResult(successful=True)
+        try:
+            runtime.set_config(**changes)
+        except RapEdgeError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.get_logger().info("settings changed: " + ", ".join(
+            f"{k}={'default' if v is None else v}" for k, v in changes.items()))
+        return SetParametersResult(successful=True)
+
+    # -- services (reentrant group: may run next to each other and to frames) ------------------
+
+    def _images(self, images: list[Any]) -> list[npt.NDArray[np.uint8]]:
+        out = []
+        for i, img in enumerate(images):
+            try:
+                out.append(image_to_bgr(img.encoding, img.height, img.width, img.step,
+                                        img.is_bigendian, img.data))
+            except ValueError as err:
+                msg = f"image #{i + 1}: {err}"
+                raise InvalidInputError(msg) from err
+        return out
+
+    def _failed(self, what: str, err: Exception) -> str:
+        if isinstance(err, RapEdgeError):
+            return str(err)
+        self.get_logger().error(f"{what} failed: {type(err).__name__}: {err}")
+        return f"internal error: {type(err).__name__}: {err}"
+
+    def _runtime(self) -> LiveRuntime:
+        runtime = self.runtime
+        if runtime is None:
+            msg = "the node is shutting down"
+            raise InvalidInputError(msg)
+        return runtime
+
+    def _add_concept(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            concept = self._runtime().add_concept(
+                req.name, req.category, info=req.info, aliases=list(req.aliases),
+                images=self._images(req.images))
+        except Exception as err:  # noqa: BLE001 - answered, never raised into the executor
+            resp.success, resp.message = False, self._failed("add_concept", err)
+            return resp
+        resp.success, resp.message = True, f"added {concept.name} ({concept.id})"
+        resp.concept = concept_summary(concept)
+        self.get_logger().info(f"memory: added {concept.name} ({concept.id}, "
+                               f"{len(concept.images)} image(s))")
+        return resp
+
+    def _update_concept(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            concept = self._runtime().update_concept(
+                req.id_or_name, name=req.name or None, category=req.category or None,
+                info=req.info or None, add_images=self._images(req.add_images))
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("update_concept", err)
+            return resp
+        resp.success, resp.message = True, f"updated {concept.name} ({concept.id})"
+        resp.concept = concept_summary(concept)
+        self.get_logger().info(f"memory: updated {concept.name} ({concept.id})")
+        return resp
+
+    def _remove_concept(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            concept = self._runtime().remove_concept(req.id_or_name)
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("remove_concept", err)
+            return resp
+        resp.success, resp.message = True, f"removed {concept.name} ({concept.id})"
+        self.get_logger().info(f"memory: removed {concept.name} ({concept.id})")
+        return resp
+
+    def _list_concepts(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            resp.concepts = [concept_summary(c)
+                             for c in self._runtime().list_concepts(req.category)]
+        except Exception as err:  # noqa: BLE001 - the response has no message field
+            self._failed("list_concepts", err)
+            resp.concepts = []
+        return resp
+
+    def _ask(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            image = self._images([req.image])[0] if req.has_image else None
+            answer, result = self._runtime().ask(req.question, image=image)
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("ask", err)
+            return resp
+        resp.success = True
+        resp.answer, resp.backend = answer.text, answer.backend
+        resp.recognitions = recognition_msgs(result)
+        if answer.fell_back:
+            resp.message = "the template answered (the model's answer failed the name guard)"
+        return resp
+
+
+def _init_rclpy(args: list[str] | None) -> None:
+    """``rclpy.init`` without rclpy's signal handlers (main installs its own)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions  # noqa: PLC0415
+
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except (ImportError, TypeError):  # an rclpy without the option: its handlers stay
+        rclpy.init(args=args)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until SIGINT or SIGTERM; exit code 0 then, non-zero if it cannot start."""
+    _init_rclpy(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        del signum
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+    try:
+        node = RapEdgeNode()  # a parameter override of the wrong type fails here
+    except Exception as err:  # noqa: BLE001 - reported, then a clean exit
+        get_logger(NODE_NAME).error(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        node.start()
+    except Exception as err:  # noqa: BLE001 - reported, then a clean exit
+        known = isinstance(err, (NodeConfigError, RapEdgeError))
+        node.get_logger().error(f"cannot start: {err if known else traceback.format_exc()}")
+        _stop(node)
+        return err.exit_code if isinstance(err, RapEdgeError) else 1
+    if stop.is_set():  # a signal while the models loaded
+        _stop(node)
+        return 0
+
+    # Enough threads for frames, a long ask and an edit at the same time.
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name="rap-edge-spin", daemon=True)
+    spinner.start()
+    while not stop.wait(0.2):
+        if not spinner.is_alive():  # the context was shut down from elsewhere
+            break
+    node.get_logger().info("shutting down")
+    _stop(node, executor, spinner)
+    return 0
+
+
+def _stop(node: RapEdgeNode, executor: MultiThreadedExecutor | None = None,
+          spinner: threading.Thread | None = None) -> None:
+    """Stop in an order that cannot abort the process.
+
+    The runtime first (nothing is published after it), then the executor (service calls in
+    flight finish, within the timeout), the memory, rclpy, the spin thread, and the node last.
+    """
+    if not node.stop_runtime(CLOSE_TIMEOUT_S):
+        node.get_logger().warning(f"the runtime did not stop within {CLOSE_TIMEOUT_S:.0f} s")
+    if executor is not None:
+        executor.shutdown(timeout_sec=CLOSE_TIMEOUT_S)
+    node.close()
+    rclpy.try_shutdown()
+    if spinner is not None:
+        spinner.join(CLOSE_TIMEOUT_S)
+    node.destroy_node()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
