@@ -275,6 +275,7 @@ class _Frame:
     image: Any
     meta: Any
     stamp: float
+    queued: float = 0.0  # time.perf_counter() at submit: the wait goes into the timings
 
 
 @dataclass(slots=True)
@@ -483,7 +484,8 @@ class LiveRuntime:
         if stamp is not None and not _is_number(stamp):
             msg = f"stamp must be a finite number of seconds, got {stamp!r}"
             raise InvalidInputError(msg)
-        frame = _Frame(image, meta, time.time() if stamp is None else float(stamp))
+        frame = _Frame(image, meta, time.time() if stamp is None else float(stamp),
+                       time.perf_counter())
         with self._cond:
             if self._closed:
                 return
@@ -548,7 +550,10 @@ class LiveRuntime:
             with self._work:
                 if st.pipeline is None:
                     st.pipeline = self._pipeline(self._config.track)
+                waited = (time.perf_counter() - frame.queued) * 1000
                 result = st.pipeline.process(frame.image, timestamp=frame.stamp, source=st.name)
+            # How long the frame waited for the processing thread (not part of "total").
+            result.timings_ms["queue"] = round(waited, 3)
         except RapEdgeError as err:  # a bad frame or a model error: count it, go on
             self._failed(st, f"{type(err).__name__}: {err}")
             return
