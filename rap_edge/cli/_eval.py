@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rap_edge.cli._face_opts import (
-    REPO_THRESHOLDS,
     add_model_options,
     load_models,
     load_thresholds,
 )
+from rap_edge.pipeline._scoring import REPO_THRESHOLDS
 
 if TYPE_CHECKING:
     import argparse

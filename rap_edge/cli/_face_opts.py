@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from rap_edge.pipeline._scoring import REPO_THRESHOLDS, THRESHOLDS_ENV, default_thresholds_path
 
 if TYPE_CHECKING:
     import argparse
@@ -22,9 +23,6 @@ __all__ = [
     "load_thresholds",
     "open_optional_memory",
 ]
-
-THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
-REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
 
 
 def add_memory_option(p: argparse.ArgumentParser) -> None:
@@ -99,14 +97,6 @@ def load_models(args: argparse.Namespace) -> FaceModels:
     folder = Path(args.models) if args.models else default_store_dir() / "onnx"
     return FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider,
                            flip=not args.no_flip)
-
-
-def default_thresholds_path() -> Path | None:
-    """``$RAP_EDGE_THRESHOLDS``, else ``./calibration/thresholds.json`` when it exists."""
-    env = os.environ.get(THRESHOLDS_ENV)
-    if env:
-        return Path(env)
-    return REPO_THRESHOLDS if REPO_THRESHOLDS.is_file() else None
 
 
 def load_thresholds(args: argparse.Namespace, models: FaceModels) -> Thresholds:

@@ -26,40 +26,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from rap_edge.pipeline import FrameResult
 
 __all__ = ["register"]
-
-_COLOURS = {"known": (60, 200, 60), "unknown": (60, 60, 230), "uncertain": (0, 200, 230)}
-
-
-def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | None
-             ) -> npt.NDArray[np.uint8]:
-    """A copy of ``image`` with each recognition's box, name or decision, score and track."""
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    out = image.copy()
-    thick = max(1, round(max(out.shape[:2]) / 400))
-    scale = max(0.4, max(out.shape[:2]) / 1200)
-    for r in result.recognitions:
-        colour = _COLOURS[r.decision]
-        x1, y1, x2, y2 = (round(v) for v in r.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
-        label = r.name if r.decision == "known" and r.name else r.decision
-        if r.score is not None:
-            label += f" {r.score:.2f}"
-        label += f" #{r.track_id}"
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = max(th + 4, y1 - 4)
-        cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty + 2), colour, -1)
-        cv2.putText(out, label, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    thick, cv2.LINE_AA)
-    if fps is not None:
-        cv2.putText(out, f"{fps:.1f} FPS", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, (255, 255, 255), thick + 1, cv2.LINE_AA)
-    return np.asarray(out, dtype=np.uint8)
-
 
 def _describer(args: argparse.Namespace, memory: Any, lock: threading.Lock,  # noqa: ANN401
                jsonl: Any) -> Any:  # noqa: ANN401 - a Describer
@@ -129,7 +97,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # noqa: PLC0415
 
     from rap_edge.errors import InvalidInputError, RapEdgeError  # noqa: PLC0415
-    from rap_edge.pipeline import Pipeline, PipelineConfig, UnknownClusters  # noqa: PLC0415
+    from rap_edge.pipeline import (  # noqa: PLC0415
+        Pipeline,
+        PipelineConfig,
+        UnknownClusters,
+        annotate,
+    )
     from rap_edge.sources import open_source  # noqa: PLC0415
 
     if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004

@@ -8,6 +8,7 @@ embeddings, and clusters unknown faces for later enrollment.
 
 from __future__ import annotations
 
+from rap_edge.pipeline._draw import annotate
 from rap_edge.pipeline._evaluate import (
     EvalReport,
     LabelledSet,
@@ -35,7 +36,14 @@ from rap_edge.pipeline._objects import (
     proposal_windows,
 )
 from rap_edge.pipeline._pipeline import Pipeline, PipelineConfig
-from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
+from rap_edge.pipeline._scoring import (
+    DEFAULT_MARGIN,
+    REPO_THRESHOLDS,
+    THRESHOLDS_ENV,
+    Thresholds,
+    decide,
+    default_thresholds_path,
+)
 from rap_edge.pipeline._text import mentioned_concepts
 from rap_edge.pipeline._tracker import Observation, Track, Tracker, box_iou
 from rap_edge.pipeline._types import Candidate, Decision, FrameResult, Recognition
@@ -46,6 +54,8 @@ __all__ = [
     "FACE_CATEGORIES",
     "OBJECT_EMBEDDER",
     "PROPOSAL_LABEL",
+    "REPO_THRESHOLDS",
+    "THRESHOLDS_ENV",
     "Candidate",
     "Cluster",
     "Decision",
@@ -66,9 +76,11 @@ __all__ = [
     "Track",
     "Tracker",
     "UnknownClusters",
+    "annotate",
     "box_iou",
     "calibrate_threshold",
     "decide",
+    "default_thresholds_path",
     "embed_faces_in_memory",
     "embed_objects_in_memory",
     "evaluate",

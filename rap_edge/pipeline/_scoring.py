@@ -26,12 +26,25 @@ if TYPE_CHECKING:
 
     from rap_edge.pipeline._types import Candidate, Decision
 
-__all__ = ["DEFAULT_MARGIN", "Thresholds", "decide"]
+__all__ = ["DEFAULT_MARGIN", "REPO_THRESHOLDS", "THRESHOLDS_ENV", "Thresholds", "decide",
+           "default_thresholds_path"]
 
 # Best-vs-second-best margin (cosine) under which two concepts are too close to call. dlib's
 # descriptors put different people 0.1-0.2 apart and the same person within ~0.05.
 DEFAULT_MARGIN = 0.02
 THRESHOLDS_VERSION = 1
+THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
+REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
+
+
+def default_thresholds_path() -> Path | None:
+    """``$RAP_EDGE_THRESHOLDS``, else ``./calibration/thresholds.json`` when it exists."""
+    import os  # noqa: PLC0415
+
+    env = os.environ.get(THRESHOLDS_ENV)
+    if env:
+        return Path(env)
+    return REPO_THRESHOLDS if REPO_THRESHOLDS.is_file() else None
 
 
 @dataclass

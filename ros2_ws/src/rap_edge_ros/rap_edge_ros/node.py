@@ -330,11 +330,15 @@ class RapEdgeNode(Node):
             NodeConfigError: a missing or bad parameter.
             RapEdgeError: the models, thresholds, memory or backend cannot be used.
         """
-        from rap_edge.cli._face_opts import default_thresholds_path  # noqa: PLC0415
         from rap_edge.live import LiveConfig, LiveRuntime  # noqa: PLC0415
         from rap_edge.memory import Memory  # noqa: PLC0415
         from rap_edge.models import default_store_dir  # noqa: PLC0415
-        from rap_edge.pipeline import FaceModels, ObjectModels, Thresholds  # noqa: PLC0415
+        from rap_edge.pipeline import (  # noqa: PLC0415
+            FaceModels,
+            ObjectModels,
+            Thresholds,
+            default_thresholds_path,
+        )
 
         log = self.get_logger()
         self._log_handler = _LogToRos(log)
@@ -413,7 +417,7 @@ class RapEdgeNode(Node):
         self._pub_descriptions = self.create_publisher(Description, "~/descriptions",
                                                        results_qos)
         if self._param("publish_annotated"):
-            from rap_edge.cli._run import annotate  # noqa: PLC0415
+            from rap_edge.pipeline import annotate  # noqa: PLC0415
 
             self._annotate = annotate
             self._pub_annotated = self.create_publisher(Image, "~/annotated",
