@@ -106,10 +106,24 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
         allowed = prompt.allowed_names  # retrieved from the frame, and by text from the question
         context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
         absent = [a for a in asked if a not in [c.name for c in prompt.concepts]]
+        # The raw answer is the guard's first attempt: the pieces streamed before the first
+        # "reset" (a rejection) or "done".
+        pieces: list[str] = []
+        first: list[float] = []
+
+        def on_event(kind: str, text: str, pieces: list[str] = pieces,
+                     first: list[float] = first) -> None:
+            if first:
+                return
+            if kind == "token":
+                pieces.append(text)
+            else:
+                first.append(time.perf_counter())
+
         t = time.perf_counter()
-        raw = "".join(backend.generate(prompt, max_tokens=max_tokens)).strip()
-        raw_ms = (time.perf_counter() - t) * 1000
-        res = gen.answer(prompt)
+        res = gen.answer(prompt, on_event)
+        raw = "".join(pieces).strip()
+        raw_ms = (first[0] - t) * 1000
         rows.append({
             "question": q, "retrieved": prompt.allowed_names, "raw": raw, "final": res.text,
             "raw_leaks": _leaks(raw, allowed), "final_leaks": _leaks(res.text, allowed),

@@ -58,6 +58,7 @@ from rap_edge.generate import (
     GenerationResult,
     Generator,
     frame_prompt,
+    memory_names,
     open_backend,
 )
 from rap_edge.pipeline import (
@@ -291,9 +292,6 @@ class _Source:
     errors: int = 0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT_ERRORS))
     last: tuple[FrameResult, Any] | None = None
-    # The describer's change detection for this source (Describer.last_key / last_time).
-    desc_key: tuple[str, ...] | None = None
-    desc_time: float = 0.0
 
 
 def _check_image(image: object, what: str) -> npt.NDArray[np.uint8]:
@@ -385,8 +383,6 @@ class LiveRuntime:
         self._ask_gen: Generator | None = None
         self._describer: Describer | None = None
         self._desc_lock = threading.Lock()
-        self._desc_requests: dict[int, tuple[str, int, Any]] = {}
-        self._desc_token = 0
         self._desc_requested = 0
         self._desc_delivered = 0
         if config.describe:
@@ -583,42 +579,31 @@ class LiveRuntime:
     def _offer(self, st: _Source, result: FrameResult, meta: Any) -> None:  # noqa: ANN401
         """Ask the describer for words if this source's set changed or its period passed.
 
-        The one describer keeps one change key; each source's key is swapped in and out (only
-        this thread offers). The frame index is replaced by a runtime-wide token so that the
-        description finds its way back to the source and meta.
+        The description comes back to :meth:`_described` tagged with its source, frame index
+        and meta.
         """
         describer = self._describer
         if describer is None:
             return
-        with self._desc_lock:
-            self._desc_token += 1
-            token = self._desc_token
-            self._desc_requests[token] = (st.name, result.index, meta)
-        describer.last_key, describer.last_time = st.desc_key, st.desc_time
         try:
-            rid = describer.offer(replace(result, index=token))
+            rid = describer.offer(result, source=st.name, tag=(st.name, result.index, meta))
         except Exception:
             log.exception("rap-edge live runtime: describing a frame of %s failed", st.name)
-            rid = None
             self._callback_failed()
-        st.desc_key, st.desc_time = describer.last_key, describer.last_time
-        with self._desc_lock:
-            if rid is None:
-                self._desc_requests.pop(token, None)
-            else:
+            return
+        if rid is not None:
+            with self._desc_lock:
                 self._desc_requested += 1
 
-    def _described(self, token: int | None, answer: GenerationResult) -> None:
+    def _described(self, tag: tuple[str, int, Any] | None, answer: GenerationResult) -> None:
         """On the generation thread: route a description to its source."""
-        with self._desc_lock:
-            found = self._desc_requests.pop(token, None) if token is not None else None
-            for old in [t for t in self._desc_requests if token is not None and t < token]:
-                del self._desc_requests[old]  # replaced while queued: never delivered
-            if found is not None:
-                self._desc_delivered += 1
-        if found is None or self.on_description is None:
+        if tag is None:
             return
-        source, index, meta = found
+        with self._desc_lock:
+            self._desc_delivered += 1
+        if self.on_description is None:
+            return
+        source, index, meta = tag
         try:
             self.on_description(source, index, answer, meta)
         except Exception:  # it would end the worker thread
@@ -640,7 +625,7 @@ class LiveRuntime:
         """Tell the faithful-name guard the memory's current names (after each edit)."""
         if self._describe_gen is None and self._ask_gen is None:
             return
-        names = [n for c in self.memory.list_concepts() for n in (c.name, *c.aliases)]
+        names = memory_names(self.memory)
         for gen in (self._describe_gen, self._ask_gen):
             if gen is not None:
                 gen.known_names = list(names)

@@ -176,7 +176,12 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
     import cv2  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
-    from rap_edge.generate import Describer, Generator, open_backend  # noqa: PLC0415
+    from rap_edge.generate import (  # noqa: PLC0415
+        Describer,
+        Generator,
+        memory_names,
+        open_backend,
+    )
     from rap_edge.pipeline import (  # noqa: PLC0415
         FaceEmbedder,
         Pipeline,
@@ -211,8 +216,8 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
                   f"{r.first_token_ms or 0:.0f} ms, {r.total_ms:.0f} ms{tags}]: {r.text}",
                   flush=True)
 
-    known = [n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
-    describer = Describer(Generator(backend, known_names=known, max_tokens=48), memory,
+    describer = Describer(Generator(backend, known_names=memory_names(memory), max_tokens=48),
+                          memory,
                           on_result=done)
     pipe = Pipeline(models, memory, config=PipelineConfig())  # type: ignore[arg-type]
     index = 0

@@ -40,7 +40,7 @@ def load_generator(args: argparse.Namespace, memory: Any,  # noqa: ANN401 - a Me
     ``isolate`` runs the model in a child process (next to a frame loop; see ProcessBackend).
     """
     from rap_edge.errors import InvalidInputError  # noqa: PLC0415
-    from rap_edge.generate import Generator, open_backend  # noqa: PLC0415
+    from rap_edge.generate import Generator, memory_names, open_backend  # noqa: PLC0415
 
     if not 1 <= args.max_tokens <= 4096:  # noqa: PLR2004
         msg = f"--max-tokens must be 1..4096, got {args.max_tokens}"
@@ -50,6 +50,4 @@ def load_generator(args: argparse.Namespace, memory: Any,  # noqa: ANN401 - a Me
         raise InvalidInputError(msg)
     backend, note = open_backend(args.backend, args.llm, provider=args.llm_provider,
                                  threads=args.llm_threads, isolate=isolate)
-    known = ([n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
-             if memory is not None else [])
-    return Generator(backend, known_names=known, max_tokens=args.max_tokens), note
+    return Generator(backend, known_names=memory_names(memory), max_tokens=args.max_tokens), note

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from rap_edge.generate._backends import BACKENDS, default_llm_dir, open_backend
 from rap_edge.generate._describe import DESCRIBE, Describer, frame_prompt
-from rap_edge.generate._guard import unfaithful_names
+from rap_edge.generate._guard import memory_names, unfaithful_names
 from rap_edge.generate._hf import TransformersBackend
 from rap_edge.generate._prompt import (
     IMAGE,
@@ -44,6 +44,7 @@ __all__ = [
     "chat_parts",
     "default_llm_dir",
     "frame_prompt",
+    "memory_names",
     "open_backend",
     "sanitize_info",
     "unfaithful_names",

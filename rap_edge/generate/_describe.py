@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rap_edge.generate._worker import GenerationWorker
 
@@ -80,14 +80,15 @@ class Describer:
         generator: The guarded backend.
         memory: The live memory (concept info; may be None).
         every: Also describe every ``every`` seconds while the set is unchanged (0: never).
-        on_result: Called on the worker thread as ``on_result(frame_index, result)``.
+        on_result: Called on the worker thread as ``on_result(tag, result)``; the tag is what
+            :meth:`offer` or :meth:`ask` was given (default: the frame's index).
         on_event: Streaming events (``token``/``reset``/``done``) for every request.
         max_concepts: K for the prompt.
     """
 
     def __init__(self, generator: Generator, memory: Memory | None, *,  # noqa: PLR0913
                  every: float = 0.0,
-                 on_result: Callable[[int | None, GenerationResult], None] | None = None,
+                 on_result: Callable[[Any, GenerationResult], None] | None = None,
                  on_event: Event | None = None, max_concepts: int = 5) -> None:
         self.generator = generator
         self.memory = memory
@@ -95,9 +96,9 @@ class Describer:
         self.on_result = on_result
         self.on_event = on_event
         self.max_concepts = max_concepts
-        self.last_key: tuple[str, ...] | None = None
-        self.last_time = 0.0
-        self._frames: dict[int, int] = {}
+        # Per source: the recognised set last described and when (each camera on its own).
+        self._seen: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._tags: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.worker = GenerationWorker(generator, on_result=self._done)
 
@@ -106,39 +107,49 @@ class Describer:
         """What the description depends on: the recognised concepts and unknown faces."""
         return tuple(sorted(r.concept_id or r.decision for r in result.recognitions))
 
-    def offer(self, result: FrameResult) -> int | None:
-        """Request a description if the recognised set changed or the period passed.
+    def offer(self, result: FrameResult, *, source: str = "", tag: Any = None) -> int | None:  # noqa: ANN401
+        """Request a description if ``source``'s recognised set changed or the period passed.
 
-        Returns the request id, or None when no description was needed.
+        Args:
+            result: The processed frame.
+            source: Which camera it came from (change detection is per source).
+            tag: Handed back to ``on_result`` with the answer (default: the frame's index).
+
+        Returns:
+            The request id, or None when no description was needed.
         """
         key = self.key(result)
         now = time.monotonic()
-        if key == self.last_key and not (self.every and now - self.last_time >= self.every):
-            return None
-        self.last_key, self.last_time = key, now
+        with self._lock:
+            last_key, last_time = self._seen.get(source, (None, 0.0))
+            if key == last_key and not (self.every and now - last_time >= self.every):
+                return None
+            self._seen[source] = (key, now)
         # On the frame thread: no text retrieval (it would scan every concept for names).
-        return self._submit(result, frame_prompt(result, self.memory, DESCRIBE,
-                                                 max_concepts=self.max_concepts,
-                                                 names_from_question=False))
+        return self._submit(frame_prompt(result, self.memory, DESCRIBE,
+                                         max_concepts=self.max_concepts,
+                                         names_from_question=False),
+                            result.index if tag is None else tag)
 
-    def ask(self, result: FrameResult, question: str) -> int:
+    def ask(self, result: FrameResult, question: str, *, tag: Any = None) -> int:  # noqa: ANN401
         """Request an answer to ``question`` about ``result`` (always submitted)."""
-        return self._submit(result, frame_prompt(result, self.memory, question,
-                                                 max_concepts=self.max_concepts))
+        return self._submit(frame_prompt(result, self.memory, question,
+                                         max_concepts=self.max_concepts),
+                            result.index if tag is None else tag)
 
-    def _submit(self, result: FrameResult, prompt: Prompt) -> int:
+    def _submit(self, prompt: Prompt, tag: Any) -> int:  # noqa: ANN401
         with self._lock:  # the worker may finish before submit returns
             rid = self.worker.submit(prompt, self.on_event)
-            self._frames[rid] = result.index
+            self._tags[rid] = tag
         return rid
 
     def _done(self, rid: int, answer: GenerationResult) -> None:
         with self._lock:
-            frame = self._frames.pop(rid, None)
-            for old in [r for r in self._frames if r < rid]:  # replaced while queued
-                del self._frames[old]
+            tag = self._tags.pop(rid, None)
+            for old in [r for r in self._tags if r < rid]:  # replaced while queued
+                del self._tags[old]
         if self.on_result is not None:
-            self.on_result(frame, answer)
+            self.on_result(tag, answer)
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish the request in progress (up to ``timeout`` s), stop the worker and backend."""

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["unfaithful_names"]
+    from rap_edge.memory import Memory
+
+__all__ = ["memory_names", "unfaithful_names"]
 
 # Capitalised words that are not names (after the first word of a sentence).
 _OPENERS = frozenset({
@@ -40,6 +42,13 @@ _COMMON = frozenset({
     "December", "English", "TV", "Info", "Name", "Category", "Where", "Question", "Answer",
     "Someone", "Something",
 })
+
+
+def memory_names(memory: Memory | None) -> list[str]:
+    """Every name and alias in ``memory`` (the guard's ``known`` names; none without one)."""
+    if memory is None:
+        return []
+    return [n for c in memory.list_concepts() for n in (c.name, *c.aliases)]
 
 
 def _mentions(text: str, term: str) -> bool:
