@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import BackendError, InvalidInputError
 from rap_edge.generate._prompt import IMAGE, chat_parts
+from rap_edge.generate._vision import OnnxVisionTower, route_images
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -45,6 +46,10 @@ class TransformersBackend:
             ``float16``, ``bfloat16``.
         int8: Quantize the Linear layers to dynamic INT8 (CPU, float32 only).
         max_image_side: Images are downscaled so that their longer side is at most this.
+        vision_onnx: A folder from ``rap-edge export vision-tower`` of this model: image
+            features are then computed by ONNX Runtime (TensorRT or CUDA where usable).
+        vision_provider: Execution provider for ``vision_onnx`` (``auto``, ``tensorrt``,
+            ``cuda``, ``cpu``).
 
     Raises:
         InvalidInputError: the folder is missing, is not a model folder, holds an unsupported
@@ -54,8 +59,9 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_dir: str | Path, *, device: str = "auto",
-                 dtype: str = "auto", int8: bool = False, max_image_side: int = 448) -> None:
+    def __init__(self, model_dir: str | Path, *, device: str = "auto",  # noqa: PLR0913
+                 dtype: str = "auto", int8: bool = False, max_image_side: int = 448,
+                 vision_onnx: str | Path | None = None, vision_provider: str = "auto") -> None:
         folder = Path(model_dir)
         if not folder.is_dir():
             raise InvalidInputError(f"model folder {folder} does not exist")
@@ -114,6 +120,14 @@ class TransformersBackend:
 
                 quantize_dynamic(self.model, {torch.nn.Linear},  # type: ignore[no-untyped-call]
                                  dtype=torch.qint8, inplace=True)
+        self.vision: OnnxVisionTower | None = None
+        if vision_onnx is not None:
+            if not self.multimodal:
+                raise InvalidInputError(f"{folder} is a text model: it has no vision tower to "
+                                        "replace with --vision-onnx")
+            self.vision = OnnxVisionTower(vision_onnx, model_dir=folder,
+                                          provider=vision_provider)  # type: ignore[arg-type]
+            route_images(self.model, self.vision)
         self.device = dev
         self.folder = folder
         self.max_image_side = max_image_side
