@@ -200,22 +200,28 @@ def export_default(store: ModelStore, *, precision: str = "int4", target: str = 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m export.llm`` and ``rap-edge export llm``."""
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--hf-dir", type=Path, help="a local Hugging Face causal-LM folder")
     src.add_argument("--gguf", type=Path, help="a GGUF file (converted to a folder first)")
     parser.add_argument("--out", type=Path, help="output folder (required with --hf-dir/--gguf)")
-    parser.add_argument("--precision", default="int4", choices=["int4", "int8", "fp16", "fp32"])
-    parser.add_argument("--target", default="cpu", choices=["cpu", "cuda"])
-    args = parser.parse_args(argv)
+    parser.add_argument("--precision", default="int4", choices=["int4", "int8", "fp16", "fp32"],
+                        help="weight precision (default int4)")
+    parser.add_argument("--target", default="cpu", choices=["cpu", "cuda"],
+                        help="execution target the model is built for (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert and check as ``args`` say; 0 on success, 1 on a bad model or option."""
     if args.precision == "fp16" and args.target == "cpu":
-        parser.error("fp16 needs --target cuda (the CPU builds int4, int8 or fp32)")
+        print("error: fp16 needs --target cuda (the CPU builds int4, int8 or fp32)",
+              file=sys.stderr)
+        return 1
     if (args.hf_dir or args.gguf) and args.out is None:
-        parser.error("--out is required with --hf-dir or --gguf")
+        print("error: --out is required with --hf-dir or --gguf", file=sys.stderr)
+        return 1
     try:
         if args.hf_dir:
             export(args.hf_dir, args.out, precision=args.precision, target=args.target)
@@ -236,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     m = json.loads((out / MANIFEST).read_text())
     print(f"wrote {out}: {m['precision']} for {m['target']}, parity {m['parity']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

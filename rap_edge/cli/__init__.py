@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    from rap_edge.cli import _ask, _demo, _eval, _memory, _models, _run  # noqa: PLC0415
+    from rap_edge.cli import _ask, _demo, _eval, _export, _memory, _models, _run  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="rap-edge",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models.register(sub)
     _run.register(sub)
     _eval.register(sub)
+    _export.register(sub)
     _ask.register(sub)
     _demo.register(sub)
     return parser
