@@ -1,4 +1,8 @@
-"""``rap-edge eval`` and ``rap-edge calibrate thresholds`` on a labelled face folder."""
+"""``rap-edge eval`` and ``rap-edge calibrate thresholds`` on a labelled face folder.
+
+``rap-edge calibrate collect`` samples an INT8 calibration set from a video, recording or camera
+(:mod:`rap_edge.calibsets`).
+"""
 
 from __future__ import annotations
 
@@ -154,6 +158,17 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_collect(args: argparse.Namespace) -> int:
+    from rap_edge.calibsets import collect  # noqa: PLC0415
+
+    manifest = collect(args.source, Path(args.out), frames=args.frames,
+                       min_change=args.min_change, force=args.force, topic=args.topic,
+                       max_seconds=args.max_seconds)
+    print(f"wrote {Path(args.out) / 'set.json'}: {manifest['summary']['kept']} frame(s) from "
+          f"{manifest['source']}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``eval`` and ``calibrate``."""
     p = sub.add_parser(
@@ -189,3 +204,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"threshold file to write or update (default {REPO_THRESHOLDS})")
     add_model_options(p, thresholds=False)
     p.set_defaults(func=cmd_calibrate_thresholds)
+
+    from rap_edge.calibsets import DEFAULT_FRAMES, DEFAULT_MIN_CHANGE  # noqa: PLC0415
+
+    p = cmds.add_parser(
+        "collect", help="sample an INT8 calibration set from a video, recording or camera",
+        description="Reads the source and keeps up to --frames diverse frames (near-duplicates "
+        "skipped, spread over the stream when its length is known) as JPEG files with a "
+        "manifest, set.json (file hashes, frame indices and times). `python -m "
+        "export.quantize --set DIR` and `rap-edge export engine --calib DIR` take the folder; "
+        "a bare name means calibration/sets/NAME. A camera stops at --frames, --max-seconds or "
+        "Ctrl-C (the set is written with what was kept).",
+    )
+    p.add_argument("--source", required=True,
+                   help="video file, image folder, rosbag2 recording, camera index, /dev/video*, "
+                   "stream URL or GStreamer pipeline (as `rap-edge run --source`)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="set folder to write, e.g. calibration/sets/kitchen")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help=f"most frames to keep (default {DEFAULT_FRAMES})")
+    p.add_argument("--min-change", type=float, default=DEFAULT_MIN_CHANGE,
+                   help="near-duplicate threshold: mean absolute difference of 32x24 grey "
+                   "thumbnails, 0..1 of the grey range, against the last and every kept frame "
+                   f"(default {DEFAULT_MIN_CHANGE}; 0 keeps every frame)")
+    p.add_argument("--topic", help="image topic of a rosbag2 recording (default: picked)")
+    p.add_argument("--max-seconds", type=float,
+                   help="stop reading after this many seconds (cameras)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the set in a non-empty --out (removes only its set.json and "
+                   "*.jpg files)")
+    p.set_defaults(func=cmd_calibrate_collect)
