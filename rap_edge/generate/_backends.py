@@ -77,6 +77,12 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
             raise ModelStoreError(msg)
         proc = ProcessBackend(name, folder, provider=provider, threads=threads)
         return proc, proc.note
+    if name == "ortgenai" and (folder / "rap_edge_mllm.json").is_file():  # a split VLM
+        from rap_edge.generate._split import SplitVLMBackend  # noqa: PLC0415
+
+        split = SplitVLMBackend(folder, provider=provider, threads=threads)
+        return split, (f"ortgenai: {folder} ({split.model_type}; vision ONNX on "
+                       f"{split.vision_provider})")
     if name == "ortgenai":
         from rap_edge.generate._ortgenai import OrtGenAIBackend  # noqa: PLC0415
 
