@@ -27,6 +27,10 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-threads", type=int, default=None, metavar="N",
                    help="CPU threads for the ortgenai decoder (default: every core; on a "
                    "2-core device, 1 leaves a core to the camera loop)")
+    g.add_argument("--vision-onnx", metavar="DIR",
+                   help="transformers backend with a LLaVA or Idefics3 model: run its image side "
+                   "from this `rap-edge export vision-tower` folder through ONNX Runtime "
+                   "(TensorRT, CUDA or CPU)")
     g.add_argument("--max-tokens", type=int, default=96, metavar="N",
                    help="longest answer in tokens (default: 96)")
     g.add_argument("--max-concepts", type=int, default=5, metavar="K",
@@ -49,5 +53,6 @@ def load_generator(args: argparse.Namespace, memory: Any,  # noqa: ANN401 - a Me
         msg = f"--max-concepts must be 0..50, got {args.max_concepts}"
         raise InvalidInputError(msg)
     backend, note = open_backend(args.backend, args.llm, provider=args.llm_provider,
-                                 threads=args.llm_threads, isolate=isolate)
+                                 threads=args.llm_threads, isolate=isolate,
+                                 vision_onnx=getattr(args, "vision_onnx", None))
     return Generator(backend, known_names=memory_names(memory), max_tokens=args.max_tokens), note

@@ -31,7 +31,8 @@ def default_llm_dir(backend: str, store: str | Path | None = None) -> Path:
 
 def open_backend(name: str | None = None, model: str | Path | None = None, *,  # noqa: PLR0913
                  provider: str = "auto", store: str | Path | None = None,
-                 threads: int | None = None, isolate: bool = False) -> tuple[Backend, str]:
+                 threads: int | None = None, isolate: bool = False,
+                 vision_onnx: str | Path | None = None) -> tuple[Backend, str]:
     """The backend called ``name`` (default ``$RAP_EDGE_BACKEND`` or ``auto``) and a note.
 
     Args:
@@ -43,6 +44,9 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
         isolate: Run a model backend in a child process (:class:`ProcessBackend`): needed
             next to a frame loop, because ONNX Runtime GenAI holds the GIL while it reads a
             prompt.
+        vision_onnx: For ``transformers`` with a LLaVA or Idefics3 model: a folder from
+            ``rap-edge export vision-tower`` that computes the image features through ONNX
+            Runtime (TensorRT or CUDA where usable) instead of torch.
 
     Returns:
         The backend, and one line saying what was chosen (and why, for ``auto``).
@@ -69,13 +73,18 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
             return TemplateBackend(), f"template (no LLM: {first}; run `make models`)"
         return backend, note
     folder = Path(model) if model is not None else default_llm_dir(name, store)
+    if vision_onnx is not None and name != "transformers":
+        msg = ("--vision-onnx is for the transformers backend (a split ortgenai folder "
+               "carries its own vision ONNX)")
+        raise InvalidInputError(msg)
     if isolate:
         from rap_edge.generate._process import ProcessBackend  # noqa: PLC0415
 
         if name == "ortgenai" and not (folder / "genai_config.json").is_file():  # fail fast
             msg = f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json)"
             raise ModelStoreError(msg)
-        proc = ProcessBackend(name, folder, provider=provider, threads=threads)
+        extra = {} if vision_onnx is None else {"vision_onnx": str(vision_onnx)}
+        proc = ProcessBackend(name, folder, provider=provider, threads=threads, **extra)
         return proc, proc.note
     if name == "ortgenai" and (folder / "rap_edge_mllm.json").is_file():  # a split VLM
         from rap_edge.generate._split import SplitVLMBackend  # noqa: PLC0415
@@ -91,4 +100,7 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
     from rap_edge.generate._hf import TransformersBackend  # noqa: PLC0415
 
     device = "auto" if provider == "auto" else provider
-    return TransformersBackend(folder, device=device), f"transformers: {folder}"
+    hf = TransformersBackend(folder, device=device, vision_onnx=vision_onnx)
+    if hf.vision is not None:
+        return hf, f"transformers: {folder} (vision tower on ONNX Runtime {hf.vision.provider})"
+    return hf, f"transformers: {folder}"
