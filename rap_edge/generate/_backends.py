@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
 
@@ -83,7 +83,7 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
         if name == "ortgenai" and not (folder / "genai_config.json").is_file():  # fail fast
             msg = f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json)"
             raise ModelStoreError(msg)
-        extra = {} if vision_onnx is None else {"vision_onnx": str(vision_onnx)}
+        extra: dict[str, Any] = {} if vision_onnx is None else {"vision_onnx": str(vision_onnx)}
         proc = ProcessBackend(name, folder, provider=provider, threads=threads, **extra)
         return proc, proc.note
     if name == "ortgenai" and (folder / "rap_edge_mllm.json").is_file():  # a split VLM
