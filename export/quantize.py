@@ -47,7 +47,15 @@ CALIBRATION_SETS = Path(__file__).resolve().parent.parent / "calibration" / "set
 
 
 def load_set(name: str, store: ModelStore) -> list[np.ndarray]:
-    """The images of a calibration set (BGR uint8), pulled and hash-checked via its carrier."""
+    """The images of a calibration set (BGR uint8), pulled and hash-checked via its carrier.
+
+    ``name`` may also be a set collected by ``rap-edge calibrate collect`` (a folder with
+    ``set.json``, or the name of one in ``calibration/sets/``), read by ``read_set``.
+    """
+    from rap_edge.calibsets import MANIFEST, read_set, set_path  # noqa: PLC0415
+
+    if (set_path(name) / MANIFEST).is_file():
+        return read_set(name)
     spec_path = CALIBRATION_SETS / f"{name}.json"
     try:
         spec = json.loads(spec_path.read_text())
@@ -121,8 +129,12 @@ def check(variant: ModelManifest, fp32: ModelManifest, *, evaluation: Sequence[n
 
 
 def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],
-             evaluation: Sequence[np.ndarray]) -> list[ModelManifest]:
-    """Write the ``dynamic`` and ``qdq`` INT8 variants next to the fp32 model."""
+             evaluation: Sequence[np.ndarray],
+             variants: Sequence[str] = ("dynamic", "qdq")) -> list[ModelManifest]:
+    """Write INT8 variants (``dynamic``, ``qdq`` or both) next to the fp32 model.
+
+    Works for any image embedder with a manifest (``export.hf_encoder`` uses ``qdq`` alone).
+    """
     from onnxruntime.quantization import (  # noqa: PLC0415
         CalibrationMethod,
         QuantFormat,
@@ -138,7 +150,11 @@ def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],
     prepared = base.with_name(base.name + ".pre.onnx")
     quant_pre_process(str(fp32.onnx), str(prepared), skip_symbolic_shape=True)
     out = []
-    for variant in ("dynamic", "qdq"):
+    unknown = set(variants) - {"dynamic", "qdq"}
+    if unknown:
+        msg = f"unknown INT8 variant(s) {sorted(unknown)}: expected dynamic and/or qdq"
+        raise ValueError(msg)
+    for variant in variants:
         path = base.with_name(f"{base.name}.int8-{variant}.onnx")
         if variant == "dynamic":
             quantize_dynamic(prepared, path, weight_type=QuantType.QInt8)

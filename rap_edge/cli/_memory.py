@@ -175,11 +175,21 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    queries = _load_vectors(args.vectors)
+    encoder = args.encoder
+    if args.text:
+        if not args.text_encoder:
+            msg = "--text needs --text-encoder MANIFEST (an exported CLIP/SigLIP text tower)"
+            raise InvalidInputError(msg)
+        from rap_edge.models import TextEncoder  # noqa: PLC0415
+
+        text = TextEncoder(args.text_encoder, provider=args.provider)
+        queries = text.embed(args.text)
+        # Text vectors live in the paired image encoder's space: search its index.
+        encoder = encoder or text.image_encoder_id
+    else:
+        queries = _load_vectors(args.vectors)
     with _open(args, readonly=True) as memory:
-        results = memory.search(
-            queries, k=args.k, threshold=args.threshold, encoder=args.encoder
-        )
+        results = memory.search(queries, k=args.k, threshold=args.threshold, encoder=encoder)
     if args.json:
         _print_json([[asdict(h) for h in hits] for hits in results])
         return 0
@@ -397,9 +407,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("remove", cmd_remove, "forget concepts: rows, images, vectors (then compact)")
     p.add_argument("concept", nargs="+", help="concept ids or names")
 
-    p = add("search", cmd_search, "find the concepts closest to query vectors", json_out=True)
-    p.add_argument("--vectors", required=True, metavar="FILE.npy",
-                   help="query vectors, [dim] or [n, dim]")
+    p = add("search", cmd_search, "find the concepts closest to query vectors or text",
+            json_out=True)
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--vectors", metavar="FILE.npy", help="query vectors, [dim] or [n, dim]")
+    query.add_argument("--text", action="append", metavar="TEXT",
+                       help="text query, e.g. 'a red mug' (repeatable; needs --text-encoder)")
+    p.add_argument("--text-encoder", metavar="MANIFEST",
+                   help="text tower manifest (`rap-edge export encoder`); searches the index "
+                   "of the image encoder it pairs with unless --encoder is given")
+    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
+                   help="execution provider for --text-encoder (default auto)")
     p.add_argument("-k", type=int, default=3, help="concepts per query (default 3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="minimum cosine similarity; below it a query is unknown")

@@ -11,6 +11,7 @@ from rap_edge.models._encoder import Encoder, preprocess
 from rap_edge.models._manifest import ModelManifest, Preprocess, load_manifest, write_manifest
 from rap_edge.models._session import open_session
 from rap_edge.models._store import ModelStore, PullReport, default_store_dir, sha256_file
+from rap_edge.models._text import TextEncoder
 
 __all__ = [
     "CARRIERS",
@@ -21,6 +22,7 @@ __all__ = [
     "ModelStore",
     "Preprocess",
     "PullReport",
+    "TextEncoder",
     "WeightFile",
     "default_store_dir",
     "load_manifest",

@@ -16,16 +16,42 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from rap_edge.models._manifest import Preprocess
     from rap_edge.runtime import Provider
 
 __all__ = ["Encoder", "preprocess"]
 
 
-def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
-               ) -> npt.NDArray[np.float32]:
-    """Turn BGR uint8 images [H, W, 3] into the model's input batch, as the manifest says."""
+def _resize(img: npt.NDArray[np.uint8], pre: Preprocess) -> npt.NDArray[np.uint8]:
+    """Resize (and centre-crop) one image to the model's height x width."""
     import cv2  # noqa: PLC0415
 
+    h, w = img.shape[:2]
+    if pre.resize == "stretch":
+        new_w, new_h = pre.width, pre.height
+    else:
+        # Shortest edge to resize_shortest, the other truncated as Hugging Face's
+        # get_resize_output_image_size does; then the centre crop (top/left rounded down).
+        short = pre.resize_shortest
+        new_w, new_h = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    flag = cv2.INTER_CUBIC if pre.interpolation == "bicubic" else cv2.INTER_LINEAR
+    if pre.antialias and new_w < w and new_h < h:
+        flag = cv2.INTER_AREA
+    resized = np.asarray(cv2.resize(img, (new_w, new_h), interpolation=flag), dtype=np.uint8)
+    if pre.resize == "stretch":
+        return resized
+    top, left = (new_h - pre.height) // 2, (new_w - pre.width) // 2
+    return resized[top:top + pre.height, left:left + pre.width]
+
+
+def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
+               ) -> npt.NDArray[np.float32]:
+    """Turn BGR uint8 images [H, W, 3] into the model's input batch, as the manifest says.
+
+    Resizing uses OpenCV (``INTER_LINEAR`` or ``INTER_CUBIC``), which does not antialias like
+    PIL when it shrinks: exporters measure the end-to-end difference to their reference
+    preprocessing and record it in the manifest's ``parity``.
+    """
     pre = manifest.preprocess
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
@@ -38,7 +64,7 @@ def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
         if img.dtype != np.uint8:
             msg = f"image #{i + 1}: expected uint8 pixels, got {img.dtype}"
             raise InvalidInputError(msg)
-        resized = cv2.resize(img, (pre.width, pre.height), interpolation=cv2.INTER_LINEAR)
+        resized = _resize(img, pre)
         if pre.color == "RGB":
             resized = resized[:, :, ::-1]
         out[i] = resized
