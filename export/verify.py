@@ -32,15 +32,26 @@ from rap_edge.models import ModelManifest, ModelStore, load_manifest, sha256_fil
 
 def _check_one(m: ModelManifest, store: ModelStore, photos: list[Path],
                fp32: dict[str, ModelManifest]) -> dict[str, Any]:
-    from export import dlib_landmarks, dlib_resnet, mobilenetv2, quantize, res10_ssd  # noqa: PLC0415
+    from export import (  # noqa: PLC0415
+        dlib_landmarks,
+        dlib_resnet,
+        hf_encoder,
+        mobilenetv2,
+        quantize,
+        res10_ssd,
+    )
 
     quant = str(m.parity.get("quantization", ""))
     if quant:
         base = fp32.get(m.name.rsplit("-int8-", 1)[0])
         if base is None:
             return {"ok": False, "error": "its fp32 model is not exported"}
-        crops = quantize.crops_of(quantize.load_set("check-photos", store))
+        # On the images its accuracy was recorded on (a user's set for `export encoder`).
+        evaluation = str(m.parity.get("evaluation_set") or "check-photos")
+        crops = quantize.crops_of(hf_encoder.load_calibration(evaluation, store))
         return quantize.check(m, base, evaluation=crops)
+    if m.provenance.get("source") == hf_encoder.SOURCE:
+        return hf_encoder.check(m)
     if m.name == res10_ssd.NAME:
         return res10_ssd.check(m, store, photos=photos)
     if m.name == dlib_resnet.NAME:
