@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rap_edge.errors import RapEdgeError
 from rap_edge.models import CHECK_PHOTOS, ModelManifest, ModelStore, sha256_file
 
 if TYPE_CHECKING:
@@ -69,3 +71,21 @@ def run(argv: Sequence[str] | None, *, doc: str, carrier: str,
     manifest = export(store, args.out or store.path / "onnx", photos=paths)
     print(f"wrote {manifest.onnx} ({manifest.encoder_id}); parity: {manifest.parity}")
     return 0
+
+
+def command_main(doc: str | None, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], int], argv: Sequence[str] | None) -> int:
+    """``python -m export.X`` for a converter that ``rap-edge export`` also runs.
+
+    The module's docstring is the help (its first paragraph the summary); a ``RapEdgeError``
+    from ``run`` is printed in one line, as ``rap-edge`` prints it, with its exit code.
+    """
+    summary, _, details = (doc or "").partition("\n\n")
+    parser = argparse.ArgumentParser(description=summary, epilog=details or None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except RapEdgeError as err:
+        print(f"rap-edge: error: {err}", file=sys.stderr)
+        return err.exit_code

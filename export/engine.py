@@ -30,7 +30,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from export._common import command_main
 from rap_edge.errors import BackendError, InvalidInputError, RapEdgeError
 from rap_edge.runtime import (
     ENGINE_FILE,
@@ -54,6 +54,7 @@ from rap_edge.runtime import (
 )
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
 
     from rap_edge.models import ModelManifest
@@ -555,11 +556,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=(__doc__ or "").split("\n\n", 1)[1])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import re
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from export._common import command_main
 from rap_edge.errors import BackendError, InvalidInputError, ModelStoreError, RapEdgeError
 from rap_edge.eval import cosine_rows
 from rap_edge.models import (
@@ -59,6 +59,7 @@ from rap_edge.models import (
 )
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
 
     import torch
@@ -835,13 +836,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", maxsplit=1)[0])
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except RapEdgeError as err:  # one line, as `rap-edge export encoder` prints it
-        print(f"export.hf_encoder: error: {err}", file=sys.stderr)
-        return err.exit_code
+    return command_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,10 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rap_edge.errors import ModelStoreError
+from export._common import command_main
+from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.models import ModelStore, sha256_file
+
+if TYPE_CHECKING:
+    import argparse
 
 CARRIER = "smollm2-135m"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -214,42 +217,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert and check as ``args`` say; 0 on success, 1 on a bad model or option."""
+    """Convert and check as ``args`` say (errors raise ``RapEdgeError``)."""
     if args.precision == "fp16" and args.target == "cpu":
-        print("error: fp16 needs --target cuda (the CPU builds int4, int8 or fp32)",
-              file=sys.stderr)
-        return 1
+        msg = "fp16 needs --target cuda (the CPU builds int4, int8 or fp32)"
+        raise InvalidInputError(msg)
     if (args.hf_dir or args.gguf) and args.out is None:
-        print("error: --out is required with --hf-dir or --gguf", file=sys.stderr)
-        return 1
-    try:
-        if args.hf_dir:
-            export(args.hf_dir, args.out, precision=args.precision, target=args.target)
-            out = args.out
-        elif args.gguf:
-            hf_dir = args.out.with_name(args.out.name + "-hf")
-            print(f"converting {args.gguf} to {hf_dir} ...")
-            gguf_to_hf(args.gguf, hf_dir)
-            export(hf_dir, args.out, precision=args.precision, target=args.target,
-                   source={"gguf": args.gguf.name, "gguf_sha256": sha256_file(args.gguf)})
-            out = args.out
-        else:
-            out = export_default(ModelStore(args.store), precision=args.precision,
-                                 target=args.target)
-    except ModelStoreError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        msg = "--out is required with --hf-dir or --gguf"
+        raise InvalidInputError(msg)
+    if args.hf_dir:
+        export(args.hf_dir, args.out, precision=args.precision, target=args.target)
+        out = args.out
+    elif args.gguf:
+        hf_dir = args.out.with_name(args.out.name + "-hf")
+        print(f"converting {args.gguf} to {hf_dir} ...")
+        gguf_to_hf(args.gguf, hf_dir)
+        export(hf_dir, args.out, precision=args.precision, target=args.target,
+               source={"gguf": args.gguf.name, "gguf_sha256": sha256_file(args.gguf)})
+        out = args.out
+    else:
+        out = export_default(ModelStore(args.store), precision=args.precision,
+                             target=args.target)
     m = json.loads((out / MANIFEST).read_text())
     print(f"wrote {out}: {m['precision']} for {m['target']}, parity {m['parity']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -51,11 +50,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rap_edge.errors import InvalidInputError, ModelStoreError, RapEdgeError
+from export._common import command_main
+from rap_edge.errors import BackendError, InvalidInputError, ModelStoreError
 from rap_edge.generate._split import (
     CHAT_FORMATS,
     FEATURES_ONNX,
@@ -64,6 +64,9 @@ from rap_edge.generate._split import (
     VISION_ONNX,
 )
 from rap_edge.models import sha256_file
+
+if TYPE_CHECKING:
+    import argparse
 
 EMBEDDING_ONNX = "embedding.onnx"
 # Below these the split pipeline is not the checkpoint it was split from (last-token logits
@@ -693,26 +696,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.precision == "fp16" and args.target == "cpu":
-        print("error: fp16 needs --target cuda (the CPU builds int4, int8 or fp32)",
-              file=sys.stderr)
-        return 2
+        msg = "fp16 needs --target cuda (the CPU builds int4, int8 or fp32)"
+        raise InvalidInputError(msg)
     try:
         m = export(args.src, args.vision_tower, args.out, precision=args.precision,
                    target=args.target, chat=args.chat, run_check=not args.no_check)
-    except (RapEdgeError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except ImportError as err:
+        msg = f"the split export needs the `export` extra (torch, transformers, onnx): {err}"
+        raise BackendError(msg) from err
     print(f"wrote {args.out}: {m['family']} {m['precision']} for {m['target']}, "
           f"{m['vision']['tokens_per_image']} tokens per image, parity {m['parity']}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,20 @@ with a grid per image (rotary positions built from it), not a fixed image batch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rap_edge.errors import InvalidInputError, ModelStoreError, RapEdgeError
+from export._common import command_main
+from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.models import sha256_file
+
+if TYPE_CHECKING:
+    import argparse
 
 MANIFEST = "rap_edge_vision.json"
 ONNX_NAME = "vision.onnx"
@@ -196,11 +199,7 @@ def run(args: argparse.Namespace) -> int:
     """Export as ``args`` say; 0 on success."""
     folder = Path(args.hf_dir).expanduser()
     out = Path(args.out).expanduser() if args.out else folder.with_name(folder.name + "-vision")
-    try:
-        m = export(folder, out)
-    except RapEdgeError as err:
-        print(f"rap-edge: error: {err}", file=sys.stderr)
-        return err.exit_code
+    m = export(folder, out)
     print(f"wrote {out / ONNX_NAME}: {m['output']['tokens_per_image']} tokens x "
           f"{m['output']['hidden']} per image; parity vs torch: min cosine "
           f"{m['parity']['min_cosine']:.7f}, max abs diff {m['parity']['max_abs_diff']:.2e}")
@@ -208,9 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

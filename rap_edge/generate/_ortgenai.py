@@ -168,10 +168,18 @@ class OrtGenAIBackend:
                 generator.append_tokens(ids)
                 stream = self.tokenizer.create_stream()
             try:
-                while not generator.is_done():
-                    generator.generate_next_token()
-                    piece = stream.decode(int(generator.get_next_tokens()[0]))
-                    if piece:
-                        yield piece
+                yield from stream_pieces(generator, stream)
             finally:
-                del generator
+                del generator  # released under the lock, also when the reader stops early
+
+
+def stream_pieces(generator: Any, stream: Any) -> Iterator[str]:  # noqa: ANN401 - og objects
+    """Decode ``generator``'s tokens until it is done, yielding each non-empty text piece.
+
+    A reader that stops (closes the stream) stops generation between two tokens.
+    """
+    while not generator.is_done():
+        generator.generate_next_token()
+        piece = stream.decode(int(generator.get_next_tokens()[0]))
+        if piece:
+            yield piece

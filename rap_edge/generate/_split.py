@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
-from rap_edge.generate._ortgenai import _import_og, genai_config
+from rap_edge.generate._ortgenai import _import_og, genai_config, stream_pieces
 from rap_edge.generate._prompt import IMAGE, chat_parts
 
 if TYPE_CHECKING:
@@ -268,10 +268,6 @@ class SplitVLMBackend:
             generator = self._generator(prompt, max_tokens)
             stream = self.tokenizer.create_stream()
             try:
-                while not generator.is_done():
-                    generator.generate_next_token()
-                    piece = stream.decode(int(generator.get_next_tokens()[0]))
-                    if piece:
-                        yield piece
+                yield from stream_pieces(generator, stream)
             finally:
-                del generator
+                del generator  # released under the lock, also when the reader stops early

@@ -103,13 +103,9 @@ class Encoder:
         if m.task != "embed":
             msg = f"{m.path}: task {m.task!r} is not an image embedder"
             raise ModelStoreError(msg)
-        self._session, self.provider, outputs = open_session(
-            m, provider=provider, check_hash=check_hash, outputs=[m.output_name]
+        self._session, self.provider, _ = open_session(
+            m, provider=provider, check_hash=check_hash, outputs=[m.output_name], check_dim=True
         )
-        last = outputs[m.output_name][-1]
-        if isinstance(last, int) and last != m.dim:
-            msg = f"manifest {m.path} says dim {m.dim}, the model outputs {last}"
-            raise ModelStoreError(msg)
 
     @property
     def encoder_id(self) -> str:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: bool,
-                 outputs: Sequence[str]) -> tuple[ort.InferenceSession, str, dict[str, Any]]:
+                 outputs: Sequence[str], check_dim: bool = False
+                 ) -> tuple[ort.InferenceSession, str, dict[str, Any]]:
     """The session, the provider it really runs on, and its output shapes by name.
 
     Args:
@@ -27,10 +28,12 @@ def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: boo
         check_hash: Verify the ONNX file against the manifest's SHA-256 first.
         outputs: Output names the caller will read; the model must have them and the
             manifest's input.
+        check_dim: The manifest's ``dim`` must be the last dimension of its output (when the
+            model states it).
 
     Raises:
         ModelStoreError: if the ONNX file does not match the manifest (hash, input or output
-            names), or is missing or not loadable.
+            names, dimension), or is missing or not loadable.
     """
     if check_hash and manifest.onnx.is_file() and sha256_file(manifest.onnx) != (
         manifest.onnx_sha256
@@ -47,5 +50,9 @@ def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: boo
             f"{manifest.input_name!r} and outputs {', '.join(map(repr, outputs))}; the model "
             f"has {inputs} and {sorted(shapes)}"
         )
+        raise ModelStoreError(msg)
+    last = shapes[manifest.output_name][-1] if check_dim else None
+    if isinstance(last, int) and last != manifest.dim:
+        msg = f"manifest {manifest.path} says dim {manifest.dim}, the model outputs {last}"
         raise ModelStoreError(msg)
     return session, used, shapes

@@ -80,13 +80,9 @@ class TextEncoder:
             msg = f"{path}: does not match the tokenizer SHA-256 in its manifest {m.path}"
             raise ModelStoreError(msg)
         self._tokenizer = _load_tokenizer(path, max_length=self.max_length, pad_id=pad_id)
-        self._session, self.provider, outputs = open_session(
-            m, provider=provider, check_hash=check_hash, outputs=[m.output_name]
+        self._session, self.provider, _ = open_session(
+            m, provider=provider, check_hash=check_hash, outputs=[m.output_name], check_dim=True
         )
-        last = outputs[m.output_name][-1]
-        if isinstance(last, int) and last != m.dim:
-            msg = f"manifest {m.path} says dim {m.dim}, the model outputs {last}"
-            raise ModelStoreError(msg)
 
     @property
     def encoder_id(self) -> str:
