@@ -365,6 +365,9 @@ class LiveRuntime:
                       self._thresholds.margin)
         self._config = config
         self._apply_thresholds(config)
+        # Reference images without vectors from the encoders in use (added offline, or a
+        # memory made with another encoder) are embedded before the first frame.
+        self._embed()
 
         self._work = threading.RLock()  # pipelines' tracks and the thresholds
         self._edit = threading.Lock()  # one memory edit at a time

@@ -92,6 +92,25 @@ class _Writer:
             self._writer.release()
 
 
+def _embed_pending(memory: Any, models: Any, objects: Any) -> None:  # noqa: ANN401
+    """Embed reference images that have no vectors from the encoders this run uses.
+
+    A concept added without embedding, or a memory made with another encoder (a changed
+    ``--face-encoder``, ``--no-flip``, ``--object-encoder``), would otherwise never match.
+    """
+    from rap_edge.pipeline import (  # noqa: PLC0415
+        FaceEmbedder,
+        embed_faces_in_memory,
+        embed_objects_in_memory,
+    )
+
+    faces = embed_faces_in_memory(memory, FaceEmbedder(models))
+    things = embed_objects_in_memory(memory, objects.encoder) if objects is not None else 0
+    if faces or things:
+        print(f"memory: embedded {faces} face and {things} object reference image(s) with the "
+              "encoders of this run", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
@@ -119,6 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
                             margin=thresholds.margin, tiles=args.tiles or 1)
     objects = load_objects(args) if args.objects else None
+    if memory is not None:
+        _embed_pending(memory, models, objects)
     jsonl_lock = threading.Lock()  # the describer's thread writes to the JSONL too
     jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
     describer = _describer(args, memory, jsonl_lock, jsonl) if args.describe else None

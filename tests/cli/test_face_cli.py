@@ -110,6 +110,31 @@ def test_run_on_a_folder_writes_jsonl_video_and_clusters_then_enroll(
     assert names == {"Barack", "Joe"}
 
 
+def test_run_embeds_what_its_encoders_have_not_embedded(
+        face_models: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No `embed-faces` first, then another encoder (no flip): each run embeds what it lacks."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    obama2 = cv2.imread(str(next(p for p in face_models.photos if p.name == "obama2.jpg")))
+    cv2.imwrite(str(frames / "00.png"), obama2)
+    mem = tmp_path / "mem"
+    obama = next(p for p in face_models.photos if p.name == "obama.jpg")
+    common = ["--models", str(face_models.out), "--provider", "cpu", "--memory", str(mem)]
+    assert main(["memory", "init", str(mem)]) == 0
+    assert main(["memory", "add", "Barack", "--memory", str(mem), "--image", str(obama),
+                 "--category", "person"]) == 0
+    jsonl = tmp_path / "out.jsonl"
+    for extra, embedded in (([], 1), ([], 0), (["--no-flip"], 1)):
+        capsys.readouterr()
+        assert main(["run", "--source", str(frames), "--jsonl", str(jsonl), "--no-cluster",
+                     *common, *extra]) == 0
+        err = capsys.readouterr().err
+        assert (f"embedded {embedded} face" in err) == bool(embedded), err
+        (line,) = [json.loads(x) for x in jsonl.read_text().splitlines()]
+        assert [(r["decision"], r["name"]) for r in line["recognitions"]] == [
+            ("known", "Barack")]
+
+
 def test_bad_options_are_refused_clearly(face_models: Exported, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     common = ["--models", str(face_models.out), "--provider", "cpu"]
