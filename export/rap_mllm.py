@@ -56,6 +56,7 @@ import numpy as np
 
 from export._common import command_main
 from rap_edge.errors import BackendError, InvalidInputError, ModelStoreError
+from rap_edge.eval import cosine_rows
 from rap_edge.generate._split import (
     CHAT_FORMATS,
     FEATURES_ONNX,
@@ -366,8 +367,7 @@ def vision_module(clip: Any, projector: Any, layout: Layout) -> Any:  # noqa: AN
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+    return float(cosine_rows(a.reshape(1, -1), b.reshape(1, -1))[0])
 
 
 def export_vision(module: Any, out: Path, size: int) -> dict[str, Any]:  # noqa: ANN401

@@ -28,6 +28,7 @@ import numpy as np
 
 from export._common import command_main
 from rap_edge.errors import InvalidInputError, ModelStoreError
+from rap_edge.eval import cosine_rows
 from rap_edge.models import sha256_file
 
 if TYPE_CHECKING:
@@ -125,11 +126,10 @@ def _image_size(config: dict[str, Any]) -> int:
 
 def _compare(expected: np.ndarray, got: np.ndarray) -> dict[str, float]:
     """Per-token cosine and largest absolute difference of two feature batches."""
-    a = expected.reshape(-1, expected.shape[-1]).astype(np.float64)
-    b = got.reshape(-1, got.shape[-1]).astype(np.float64)
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
-                                      1e-12)
-    return {"min_cosine": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max())}
+    a = expected.reshape(-1, expected.shape[-1])
+    b = got.reshape(-1, got.shape[-1])
+    return {"min_cosine": float(cosine_rows(a, b).min()),
+            "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max())}
 
 
 def export(folder: Path, out: Path, *, say: Any = print) -> dict[str, Any]:  # noqa: ANN401

@@ -102,14 +102,8 @@ class OrtGenAIBackend:
         except (ValueError, KeyError, TypeError) as err:
             msg = f"{config_path} is malformed: {err}"
             raise ModelStoreError(msg) from err
-        og = _import_og()
-        self._og = og
-        config = genai_config(folder, provider=provider, threads=threads)
-        try:
-            self.model = og.Model(config)
-        except Exception as err:  # onnxruntime_genai raises plain RuntimeErrors
-            msg = f"ONNX Runtime GenAI cannot load {folder}: {err}"
-            raise ModelStoreError(msg) from err
+        self._og, self.model = load_model(folder, provider=provider, threads=threads)
+        og = self._og
         self.folder = folder
         self.max_length = max_length
         self.search = {"do_sample": False, "repetition_penalty": repetition_penalty}
@@ -183,3 +177,18 @@ def stream_pieces(generator: Any, stream: Any) -> Iterator[str]:  # noqa: ANN401
         piece = stream.decode(int(generator.get_next_tokens()[0]))
         if piece:
             yield piece
+
+
+def load_model(folder: Path, *, provider: str, threads: int | None) -> tuple[Any, Any]:
+    """``(onnxruntime_genai, og.Model)`` for a builder folder, as :func:`genai_config` sets it.
+
+    Raises:
+        ModelStoreError: ONNX Runtime GenAI is not installed, or it cannot load the folder.
+    """
+    og = _import_og()
+    config = genai_config(folder, provider=provider, threads=threads)
+    try:
+        return og, og.Model(config)
+    except Exception as err:  # onnxruntime_genai raises plain RuntimeErrors
+        msg = f"ONNX Runtime GenAI cannot load {folder}: {err}"
+        raise ModelStoreError(msg) from err

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
-from rap_edge.generate._ortgenai import _import_og, genai_config, stream_pieces
+from rap_edge.generate._ortgenai import load_model, stream_pieces
 from rap_edge.generate._prompt import IMAGE, chat_parts
 
 if TYPE_CHECKING:
@@ -124,15 +124,8 @@ class SplitVLMBackend:
         if not (folder / "genai_config.json").is_file():
             msg = f"{folder} has {MANIFEST} but no genai_config.json: an incomplete export"
             raise ModelStoreError(msg)
-        og = _import_og()
-        self._og = og
-        config = genai_config(folder, provider=provider, threads=threads)
-        try:
-            self.model = og.Model(config)
-        except Exception as err:  # onnxruntime_genai raises plain RuntimeErrors
-            msg = f"ONNX Runtime GenAI cannot load {folder}: {err}"
-            raise ModelStoreError(msg) from err
-        self.tokenizer = og.Tokenizer(self.model)
+        self._og, self.model = load_model(folder, provider=provider, threads=threads)
+        self.tokenizer = self._og.Tokenizer(self.model)
         self.folder = folder
         self.model_type = f"split {m.get('family', 'vlm')}"
         try:
