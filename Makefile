@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: models
 	$(BIN)/rap-edge demo
 
+PY_DIRS := rap_edge tests bench export calibration ros2_ws/src
+
 lint: $(STAMP)
-	$(BIN)/ruff check rap_edge tests bench export calibration ros2_ws/src
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 # Pull the pinned weights and export every model that is missing or stale (into <store>/onnx).
 models: $(STAMP)

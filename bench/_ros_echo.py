@@ -24,8 +24,9 @@ def main() -> int:
     pub = node.create_publisher(RecognitionArray, "~/recognitions", QoSProfile(depth=10))
 
     def on_image(msg: Image) -> None:
-        image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
-                     msg.data)
+        image_to_bgr(
+            msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data
+        )
         out = RecognitionArray()
         out.header = msg.header
         out.timing_names, out.timing_ms = ["total", "queue"], [0.0, 0.0]

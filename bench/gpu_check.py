@@ -69,8 +69,11 @@ class Check:
         self.rows.append(row)
         note = row.get("note") or ""
         ms = f"{row['median_ms']:.2f} ms" if row.get("median_ms") is not None else "-"
-        print(f"  {row['provider']:<16} {row['precision']:<10} {row['model']:<12} "
-              f"b{row['batch']:<3} {ms:>10}  {note}", flush=True)
+        print(
+            f"  {row['provider']:<16} {row['precision']:<10} {row['model']:<12} "
+            f"b{row['batch']:<3} {ms:>10}  {note}",
+            flush=True,
+        )
         self.save()
         return row
 
@@ -83,7 +86,7 @@ class Check:
 
 def _inputs(store: Path, manifest: Any, batch: int) -> np.ndarray:  # noqa: ANN401
     """A batch of real photos (the check photos, cycled) preprocessed for ``manifest``."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     photos = sorted((store / "check-photos").glob("*.jpg"))
     images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photos]
@@ -96,7 +99,7 @@ def _inputs(store: Path, manifest: Any, batch: int) -> np.ndarray:  # noqa: ANN4
         img = images[n % len(images)]
         h, w = img.shape[:2]
         k = n // len(images)
-        crops.append(img if k == 0 else img[(k * 7) % (h // 4):, (k * 11) % (w // 4):])
+        crops.append(img if k == 0 else img[(k * 7) % (h // 4) :, (k * 11) % (w // 4) :])
     return preprocess(crops, manifest)
 
 
@@ -124,23 +127,38 @@ def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
-    parser.add_argument("--cpu-only", action="store_true",
-                        help="time ORT-CPU only; every other row says why it is unavailable")
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="time ORT-CPU only; every other row says why it is unavailable",
+    )
     parser.add_argument("--batches", default="1,8", help="batch sizes (default 1,8)")
     parser.add_argument("--iters", type=int, default=50, help="timed calls per row (default 50)")
-    parser.add_argument("--row-s", type=float, default=3.0,
-                        help="at most this many seconds of timed calls per row (default 3)")
-    parser.add_argument("--budget-s", type=float, default=400.0,
-                        help="stop starting new work after this many seconds (default 400)")
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help=f"encoders in <store>/onnx (default {','.join(MODELS)})")
-    parser.add_argument("--engines", type=Path,
-                        help="engine cache root (default: a fresh temporary folder)")
+    parser.add_argument(
+        "--row-s",
+        type=float,
+        default=3.0,
+        help="at most this many seconds of timed calls per row (default 3)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=400.0,
+        help="stop starting new work after this many seconds (default 400)",
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"encoders in <store>/onnx (default {','.join(MODELS)})",
+    )
+    parser.add_argument(
+        "--engines", type=Path, help="engine cache root (default: a fresh temporary folder)"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON file (default {OUT})")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     store = ModelStore(args.store).path
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     if not args.cpu_only and hasattr(ort, "preload_dlls"):
         try:  # CUDA and cuDNN from the nvidia-* wheels, where onnxruntime >= 1.21 finds them
@@ -149,31 +167,55 @@ def main(argv: list[str] | None = None) -> int:
             print(f"onnxruntime.preload_dlls(): {err}")
     available = ort.get_available_providers()
     trt_ok, trt_why = tensorrt_capability()
-    cuda_why = None if "CUDAExecutionProvider" in available else (
-        f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)")
+    cuda_why = (
+        None
+        if "CUDAExecutionProvider" in available
+        else (f"onnxruntime {ort.__version__} has no CUDA provider (install onnxruntime-gpu)")
+    )
     if args.cpu_only:
         cuda_why = cuda_why or "skipped (--cpu-only)"
         trt_why = trt_why if not trt_ok else "skipped (--cpu-only)"
         trt_ok = False
     engines = args.engines or Path(tempfile.mkdtemp(prefix="rap-edge-engines-"))
     os.environ["RAP_EDGE_ENGINES"] = str(engines)
-    meta = {"created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                        "onnxruntime": ort.__version__, "providers": available,
-                        "gpu": gpu_name() if not args.cpu_only else None,
-                        "tensorrt": trt_why if trt_ok else None},
-            "cpu_only": args.cpu_only, "store": str(store), "engines": str(engines),
-            "batches": batches, "command": " ".join(sys.argv)}
+    meta = {
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "onnxruntime": ort.__version__,
+            "providers": available,
+            "gpu": gpu_name() if not args.cpu_only else None,
+            "tensorrt": trt_why if trt_ok else None,
+        },
+        "cpu_only": args.cpu_only,
+        "store": str(store),
+        "engines": str(engines),
+        "batches": batches,
+        "command": " ".join(sys.argv),
+    }
     check = Check(args.out, args.budget_s, meta)
-    print(f"== gpu_check: onnxruntime {ort.__version__} ({', '.join(available)}); TensorRT: "
-          f"{trt_why}; engines in {engines}", flush=True)
+    print(
+        f"== gpu_check: onnxruntime {ort.__version__} ({', '.join(available)}); TensorRT: "
+        f"{trt_why}; engines in {engines}",
+        flush=True,
+    )
     if trt_ok:
-        from export import engine as build_engine  # noqa: PLC0415 - TensorRT is importable
+        from export import engine as build_engine
     calib_set: Path | None = None
 
     def row(provider: str, precision: str, model: str, batch: int, **extra: Any) -> None:  # noqa: ANN401
-        check.add(provider=provider, precision=precision, model=model, batch=batch,
-                  median_ms=None, p90_ms=None, cosine_vs_ort_cpu=None, ran_on=None, **extra)
+        check.add(
+            provider=provider,
+            precision=precision,
+            model=model,
+            batch=batch,
+            median_ms=None,
+            p90_ms=None,
+            cosine_vs_ort_cpu=None,
+            ran_on=None,
+            **extra,
+        )
 
     for name in args.models.split(","):
         fp32_path = store / "onnx" / f"{name}.json"
@@ -189,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         reference: dict[int, np.ndarray] = {}
         built: dict[str, Path | None] = {}
 
-        def build(precision: str, source: Any, calib: Path | None = None,  # noqa: ANN401
-                  name: str = name, built: dict[str, Path | None] = built) -> Path | None:
+        def build(
+            precision: str,
+            source: Any,  # noqa: ANN401
+            calib: Path | None = None,
+            name: str = name,
+            built: dict[str, Path | None] = built,
+        ) -> Path | None:
             key = precision + ("-calib" if calib else "")
             if key in built:
                 return built[key]
@@ -200,20 +247,32 @@ def main(argv: list[str] | None = None) -> int:
                 return None
             start = time.monotonic()
             try:
-                folder = build_engine.build(source.onnx, precision=precision, manifest=source,
-                                            calib=str(calib) if calib else None,
-                                            batch=(1, max(batches), max(batches)),
-                                            workspace_mb=2048, say=lambda s: print("   ", s))
+                folder = build_engine.build(
+                    source.onnx,
+                    precision=precision,
+                    manifest=source,
+                    calib=str(calib) if calib else None,
+                    batch=(1, max(batches), max(batches)),
+                    workspace_mb=2048,
+                    say=lambda s: print("   ", s),
+                )
             except Exception as err:  # noqa: BLE001
                 row("engine-build", key, name, 0, note=f"error: {str(err)[:300]}")
                 return None
-            row("engine-build", key, name, 0, note=f"built in {time.monotonic() - start:.1f} s",
-                build_s=round(time.monotonic() - start, 1))
+            row(
+                "engine-build",
+                key,
+                name,
+                0,
+                note=f"built in {time.monotonic() - start:.1f} s",
+                build_s=round(time.monotonic() - start, 1),
+            )
             built[key] = folder
             return folder
 
         plans: list[tuple[str, str, Any, str | None]] = [  # provider, precision, manifest, why not
-            ("ort-cpu", "fp32", fp32, None), ("ort-cpu", "int8-qdq", qdq, None),
+            ("ort-cpu", "fp32", fp32, None),
+            ("ort-cpu", "int8-qdq", qdq, None),
             ("ort-cuda", "fp32", fp32, cuda_why),
             ("ort-tensorrt", "fp16", fp32, None if trt_ok else trt_why),
             ("ort-tensorrt", "int8-qdq", qdq, None if trt_ok else trt_why),
@@ -226,8 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         for provider, precision, manifest, why in plans:
             if manifest is None:
                 for b in batches:
-                    row(provider, precision, name, b, note=f"unavailable: no {qdq_path.name} "
-                        "(python -m export.quantize)")
+                    row(
+                        provider,
+                        precision,
+                        name,
+                        b,
+                        note=f"unavailable: no {qdq_path.name} (python -m export.quantize)",
+                    )
                 continue
             if why is not None:
                 for b in batches:
@@ -247,17 +311,27 @@ def main(argv: list[str] | None = None) -> int:
                     if check.left() < BUILD_RESERVE_S:
                         _skip("skipped: time budget (TensorRT would build)")
                     session, used = create_session(
-                        manifest.onnx, provider="tensorrt", model_sha256=manifest.onnx_sha256,
-                        precision=trt_precision, prebuilt=False)  # type: ignore[arg-type]
+                        manifest.onnx,
+                        provider="tensorrt",
+                        model_sha256=manifest.onnx_sha256,
+                        precision=trt_precision,
+                        prebuilt=False,
+                    )  # type: ignore[arg-type]
                 else:
                     calib = None
                     if precision == "int8-calib":
                         if calib_set is None:
-                            from rap_edge.calibsets import collect  # noqa: PLC0415
+                            from rap_edge.calibsets import collect
 
                             calib_set = engines / "calib-check-photos"
-                            collect(str(store / "check-photos"), calib_set, frames=50,
-                                    min_change=0.0, force=True, progress=False)
+                            collect(
+                                str(store / "check-photos"),
+                                calib_set,
+                                frames=50,
+                                min_change=0.0,
+                                force=True,
+                                progress=False,
+                            )
                         calib = calib_set
                     folder = build(trt_precision, manifest, calib)
                     if folder is None:
@@ -267,9 +341,11 @@ def main(argv: list[str] | None = None) -> int:
                         session, used = runner, "trt-raw"
                     else:
                         session, used = create_session(
-                            manifest.onnx, provider="tensorrt",
+                            manifest.onnx,
+                            provider="tensorrt",
                             model_sha256=manifest.onnx_sha256,
-                            precision=trt_precision)  # type: ignore[arg-type]
+                            precision=trt_precision,
+                        )  # type: ignore[arg-type]
             except Exception as err:  # noqa: BLE001
                 first = str(err).splitlines()[0][:300] if str(err) else ""
                 note = first if isinstance(err, Skip) else f"error: {type(err).__name__}: {first}"
@@ -286,17 +362,34 @@ def main(argv: list[str] | None = None) -> int:
                     if provider == "ort-cpu" and precision == "fp32":
                         reference[b] = out
                     cos = _cosine(reference[b], out) if b in reference else None
-                    med, p90 = _time(lambda v, s=session, i=in_name, o=manifest.output_name:
-                                     s.run([o], {i: v}), x, iters=args.iters, max_s=args.row_s)
+                    med, p90 = _time(
+                        lambda v, s=session, i=in_name, o=manifest.output_name: s.run([o], {i: v}),
+                        x,
+                        iters=args.iters,
+                        max_s=args.row_s,
+                    )
                 except Exception as err:  # noqa: BLE001
-                    row(provider, precision, name, b,
-                        note=f"error: {type(err).__name__}: {str(err).splitlines()[0][:300]}")
+                    row(
+                        provider,
+                        precision,
+                        name,
+                        b,
+                        note=f"error: {type(err).__name__}: {str(err).splitlines()[0][:300]}",
+                    )
                     continue
-                check.add(provider=provider, precision=precision, model=name, batch=b,
-                          median_ms=round(med, 3), p90_ms=round(p90, 3),
-                          cosine_vs_ort_cpu=None if cos is None else round(cos, 5),
-                          ran_on=used, note="" if used in (provider.removeprefix("ort-"),
-                                                           provider) else f"ran on {used}")
+                check.add(
+                    provider=provider,
+                    precision=precision,
+                    model=name,
+                    batch=b,
+                    median_ms=round(med, 3),
+                    p90_ms=round(p90, 3),
+                    cosine_vs_ort_cpu=None if cos is None else round(cos, 5),
+                    ran_on=used,
+                    note=""
+                    if used in (provider.removeprefix("ort-"), provider)
+                    else f"ran on {used}",
+                )
             if provider == "trt-raw":
                 session.close()
     print()
@@ -307,16 +400,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as one markdown table."""
+
     def f(v: Any, fmt: str) -> str:  # noqa: ANN401
         return "" if v is None else format(v, fmt)
 
-    lines = [("| provider | precision | model | batch | median ms | p90 ms | cosine vs ORT-CPU "
-              "| note |"), "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        (
+            "| provider | precision | model | batch | median ms | p90 ms | cosine vs ORT-CPU "
+            "| note |"
+        ),
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['provider']} | {r['precision']} | {r['model']} | "
-                     f"{r['batch'] or ''} | {f(r.get('median_ms'), '.2f')} | "
-                     f"{f(r.get('p90_ms'), '.2f')} | {f(r.get('cosine_vs_ort_cpu'), '.5f')} | "
-                     f"{(r.get('note') or '').replace('|', '/')} |")
+        lines.append(
+            f"| {r['provider']} | {r['precision']} | {r['model']} | "
+            f"{r['batch'] or ''} | {f(r.get('median_ms'), '.2f')} | "
+            f"{f(r.get('p90_ms'), '.2f')} | {f(r.get('cosine_vs_ort_cpu'), '.5f')} | "
+            f"{(r.get('note') or '').replace('|', '/')} |"
+        )
     return "\n".join(lines)
 
 

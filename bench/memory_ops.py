@@ -48,14 +48,18 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 def run(size: int, queries: int, edits: int, seed: int) -> dict[str, object]:
     rng = np.random.default_rng(seed)
     vecs = _unit(rng, size)
-    with tempfile.TemporaryDirectory(prefix="rap-bench-") as tmp, \
-            Memory.init(Path(tmp) / "m") as mem:
+    with (
+        tempfile.TemporaryDirectory(prefix="rap-bench-") as tmp,
+        Memory.init(Path(tmp) / "m") as mem,
+    ):
         start = time.perf_counter()
         for lo in range(0, size, 1000):
-            mem.add_many([
-                NewConcept(f"c{i}", images=[_png(i)], vectors=vecs[i:i + 1], encoder="bench")
-                for i in range(lo, min(size, lo + 1000))
-            ])
+            mem.add_many(
+                [
+                    NewConcept(f"c{i}", images=[_png(i)], vectors=vecs[i : i + 1], encoder="bench")
+                    for i in range(lo, min(size, lo + 1000))
+                ]
+            )
         load_s = time.perf_counter() - start
         qs = vecs[rng.integers(0, size, queries)] + 0.05 * _unit(rng, queries)
         mem.search(qs[0], k=3)  # warm up: loads the index
@@ -84,8 +88,13 @@ def run(size: int, queries: int, edits: int, seed: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000],
-                        help="numbers of concepts (default: 1000 10000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1000, 10000],
+        help="numbers of concepts (default: 1000 10000)",
+    )
     parser.add_argument("--queries", type=int, default=300, help="searches per size")
     parser.add_argument("--edits", type=int, default=20, help="adds and removes per size")
     parser.add_argument("--seed", type=int, default=0)
@@ -96,13 +105,20 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         s, a, d = (dict(r[key]) for key in ("search", "add", "remove"))  # type: ignore[call-overload]
-        print(f"| {r['concepts']} | {s['p50_ms']:.3f} / {s['p99_ms']:.3f} | {a['p50_ms']:.1f} "
-              f"| {d['p50_ms']:.1f} | {r['bulk_load_s']} |")
+        print(
+            f"| {r['concepts']} | {s['p50_ms']:.3f} / {s['p99_ms']:.3f} | {a['p50_ms']:.1f} "
+            f"| {d['p50_ms']:.1f} | {r['bulk_load_s']} |"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-            "python": platform.python_version(), "dim": DIM}
-    (args.out / "memory_ops.json").write_text(json.dumps({"meta": meta, "rows": rows},
-                                                         indent=2) + "\n")
+    meta = {
+        "machine": platform.machine(),
+        "cpus": __import__("os").cpu_count(),
+        "python": platform.python_version(),
+        "dim": DIM,
+    }
+    (args.out / "memory_ops.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

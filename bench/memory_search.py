@@ -149,8 +149,9 @@ def make_dataset(n: int, d: int, n_queries: int, seed: int) -> tuple[F32, F32]:
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)
         z = centres[labels[start:stop]]
-        z += np.float32(WITHIN_CLUSTER_STD) * rng.standard_normal((stop - start, d),
-                                                                  dtype=np.float32)
+        z += np.float32(WITHIN_CLUSTER_STD) * rng.standard_normal(
+            (stop - start, d), dtype=np.float32
+        )
         out[start:stop] = z @ mix
     held_out = rng.permutation(total)[:n_queries]
     keep = np.ones(total, dtype=bool)
@@ -195,8 +196,13 @@ def _openblas_funcs() -> tuple[Any, Any] | None:
         maps = Path("/proc/self/maps").read_text(encoding="utf-8")
     except OSError:
         return None
-    paths = sorted({line.split()[-1] for line in maps.splitlines()
-                    if "openblas" in line.lower() and ".so" in line})
+    paths = sorted(
+        {
+            line.split()[-1]
+            for line in maps.splitlines()
+            if "openblas" in line.lower() and ".so" in line
+        }
+    )
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -247,7 +253,7 @@ def exact_query(db_n: F32, q: F32, k: int) -> I64:
     """Exact cosine top-k for one unit query: one matvec + argpartition (+ sort of k)."""
     scores = db_n @ q
     n = scores.shape[0]
-    top = np.argpartition(scores, n - k)[n - k:]
+    top = np.argpartition(scores, n - k)[n - k :]
     return top[np.argsort(-scores[top])].astype(np.int64, copy=False)
 
 
@@ -342,12 +348,20 @@ def tune_expansion_search(
         index.expansion_search = ef  # type: ignore[misc]  # usearch property has a setter
         found, samples = time_queries(search, tune_q)
         r1 = recall_at_k(found, tune_truth, 1)
-        sweep.append({"expansion_search": ef, "recall_at_1": r1,
-                      "p50_ms": latency_summary(samples)["p50_ms"]})
+        sweep.append(
+            {
+                "expansion_search": ef,
+                "recall_at_1": r1,
+                "p50_ms": latency_summary(samples)["p50_ms"],
+            }
+        )
         if r1 >= target:
             return ef, True, sweep
-        plateau = len(sweep) >= 4 and max(s["recall_at_1"] for s in sweep[-4:]) <= min(
-            s["recall_at_1"] for s in sweep[-4:]) + 1e-9
+        plateau = (
+            len(sweep) >= 4
+            and max(s["recall_at_1"] for s in sweep[-4:])
+            <= min(s["recall_at_1"] for s in sweep[-4:]) + 1e-9
+        )
         if plateau:
             break
     best = max(s["recall_at_1"] for s in sweep)
@@ -371,8 +385,9 @@ def bench_exact(db: F32, queries: F32, truth: I64, label: str) -> dict[str, Any]
     for threads in blas_thread_options():
         key = str(threads) if threads else "default"
         with blas_threads(threads):
-            found, samples = time_queries(partial(exact_query, db_n, k=K), queries,
-                                          desc=f"{label} exact blas={key}")
+            found, samples = time_queries(
+                partial(exact_query, db_n, k=K), queries, desc=f"{label} exact blas={key}"
+            )
         lat = latency_summary(samples)
         by_threads[key] = lat
         if best is None or lat["p50_ms"] < best[1]["p50_ms"]:
@@ -381,13 +396,22 @@ def bench_exact(db: F32, queries: F32, truth: I64, label: str) -> dict[str, Any]
         msg = "no BLAS configuration was timed"
         raise RuntimeError(msg)
     found, lat, blas_key = best
-    tqdm.write(f"[{label}] exact p50 {lat['p50_ms']:.3f} ms ({len(queries)} queries, "
-               f"BLAS threads {blas_key}; all: "
-               + ", ".join(f"{k}={v['p50_ms']:.3f}" for k, v in by_threads.items()) + ")")
+    tqdm.write(
+        f"[{label}] exact p50 {lat['p50_ms']:.3f} ms ({len(queries)} queries, "
+        f"BLAS threads {blas_key}; all: "
+        + ", ".join(f"{k}={v['p50_ms']:.3f}" for k, v in by_threads.items())
+        + ")"
+    )
     return {
-        "method": "exact", "kind": "f32", "queries_timed": len(queries),
-        "blas_threads": blas_key, "latency_by_blas_threads": by_threads,
-        "build_s": build_s, "file_bytes": db_n.nbytes, "rss_delta_bytes": rss_delta, **lat,
+        "method": "exact",
+        "kind": "f32",
+        "queries_timed": len(queries),
+        "blas_threads": blas_key,
+        "latency_by_blas_threads": by_threads,
+        "build_s": build_s,
+        "file_bytes": db_n.nbytes,
+        "rss_delta_bytes": rss_delta,
+        **lat,
         "recall_at_1": recall_at_k(found, truth, 1),
         "recall_at_10": recall_at_k(found, truth, K),
         "overlap_at_10": overlap_at_k(found, truth, K),
@@ -410,10 +434,18 @@ def run_config(d: int, n: int, args: argparse.Namespace) -> list[dict[str, Any]]
     truth = exact_topk(db, queries, K)
     gt_s = time.perf_counter() - t0
     eval_truth, tune_truth = truth[:n_eval], truth[n_eval:]
-    tqdm.write(f"[{label}] data {gen_s:.1f}s, ground truth {gt_s:.1f}s "
-               f"({n_eval} eval + {n_tune} tuning queries)")
-    common = {"dim": d, "n": n, "queries_eval": n_eval, "queries_tune": n_tune,
-              "data_gen_s": gen_s, "ground_truth_s": gt_s}
+    tqdm.write(
+        f"[{label}] data {gen_s:.1f}s, ground truth {gt_s:.1f}s "
+        f"({n_eval} eval + {n_tune} tuning queries)"
+    )
+    common = {
+        "dim": d,
+        "n": n,
+        "queries_eval": n_eval,
+        "queries_tune": n_tune,
+        "data_gen_s": gen_s,
+        "ground_truth_s": gt_s,
+    }
     rows: list[dict[str, Any]] = []
 
     n_exact = args.exact_queries
@@ -425,8 +457,12 @@ def run_config(d: int, n: int, args: argparse.Namespace) -> list[dict[str, Any]]
 
     for kind in args.kinds:
         index, build_s, rss_delta = build_index(
-            db, kind=kind, connectivity=args.connectivity, expansion_add=args.expansion_add,
-            threads=args.threads, desc=f"{label} build {kind}",
+            db,
+            kind=kind,
+            connectivity=args.connectivity,
+            expansion_add=args.expansion_add,
+            threads=args.threads,
+            desc=f"{label} build {kind}",
         )
         tqdm.write(f"[{label}] {kind}: built in {build_s:.1f}s with {args.threads} threads")
         file_bytes = index_file_size(index, args.tmpdir)
@@ -436,25 +472,38 @@ def run_config(d: int, n: int, args: argparse.Namespace) -> list[dict[str, Any]]
             tune_target = min(1.0, args.target_recall + args.tune_margin)
             ef, reached, sweep = tune_expansion_search(index, tune_q, tune_truth, tune_target)
         index.expansion_search = ef  # type: ignore[misc]  # usearch property has a setter
-        found, samples = time_queries(usearch_searcher(index), eval_q, repeat=args.repeat,
-                                      desc=f"{label} {kind} ef={ef}")
+        found, samples = time_queries(
+            usearch_searcher(index), eval_q, repeat=args.repeat, desc=f"{label} {kind} ef={ef}"
+        )
         lat = latency_summary(samples)
         row = {
-            **common, "method": "usearch", "kind": kind, "queries_timed": n_eval,
-            "timing_repeats": args.repeat, "threads_build": args.threads,
-            "connectivity": int(index.connectivity), "expansion_add": int(index.expansion_add),
-            "expansion_search": int(index.expansion_search), "ef_target_reached": reached,
-            "ef_sweep": sweep, "hardware_acceleration": str(index.hardware_acceleration),
-            "build_s": build_s, "file_bytes": file_bytes, "rss_delta_bytes": rss_delta,
-            "index_memory_usage_bytes": int(index.memory_usage), **lat,
+            **common,
+            "method": "usearch",
+            "kind": kind,
+            "queries_timed": n_eval,
+            "timing_repeats": args.repeat,
+            "threads_build": args.threads,
+            "connectivity": int(index.connectivity),
+            "expansion_add": int(index.expansion_add),
+            "expansion_search": int(index.expansion_search),
+            "ef_target_reached": reached,
+            "ef_sweep": sweep,
+            "hardware_acceleration": str(index.hardware_acceleration),
+            "build_s": build_s,
+            "file_bytes": file_bytes,
+            "rss_delta_bytes": rss_delta,
+            "index_memory_usage_bytes": int(index.memory_usage),
+            **lat,
             "recall_at_1": recall_at_k(found, eval_truth, 1),
             "recall_at_10": recall_at_k(found, eval_truth, K),
             "overlap_at_10": overlap_at_k(found, eval_truth, K),
             "speedup_vs_exact": exact_lat["p50_ms"] / lat["p50_ms"],
         }
         rows.append(row)
-        tqdm.write(f"[{label}] {kind}: ef={ef} p50 {lat['p50_ms']:.3f} ms, "
-                   f"R@1 {row['recall_at_1']:.3f}, x{row['speedup_vs_exact']:.0f} vs exact")
+        tqdm.write(
+            f"[{label}] {kind}: ef={ef} p50 {lat['p50_ms']:.3f} ms, "
+            f"R@1 {row['recall_at_1']:.3f}, x{row['speedup_vs_exact']:.0f} vs exact"
+        )
         del index
         gc.collect()
     return rows
@@ -473,9 +522,24 @@ def fmt_n(n: int) -> str:
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """Render result rows as a GitHub markdown table."""
-    header = ["dim", "n", "method", "M", "ef_add", "ef_search", "build s", "file MiB",
-              "RSS Δ MiB", "p50 ms", "p99 ms", "R@1", "R@10", "overlap@10", "speed-up",
-              "queries"]
+    header = [
+        "dim",
+        "n",
+        "method",
+        "M",
+        "ef_add",
+        "ef_search",
+        "build s",
+        "file MiB",
+        "RSS Δ MiB",
+        "p50 ms",
+        "p99 ms",
+        "R@1",
+        "R@10",
+        "overlap@10",
+        "speed-up",
+        "queries",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
         usearch_row = r["method"] == "usearch"
@@ -483,7 +547,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         if usearch_row and r["ef_target_reached"] is False:
             ef += "*"
         cells = [
-            str(r["dim"]), fmt_n(r["n"]),
+            str(r["dim"]),
+            fmt_n(r["n"]),
             f"usearch {r['kind']}" if usearch_row else "exact f32",
             str(r["connectivity"]) if usearch_row else "-",
             str(r["expansion_add"]) if usearch_row else "-",
@@ -491,8 +556,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['build_s']:.1f}" if usearch_row else "-",
             f"{r['file_bytes'] / MIB:.1f}",
             f"{r['rss_delta_bytes'] / MIB:.1f}",
-            f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}",
-            f"{r['recall_at_1']:.3f}", f"{r['recall_at_10']:.3f}", f"{r['overlap_at_10']:.3f}",
+            f"{r['p50_ms']:.3f}",
+            f"{r['p99_ms']:.3f}",
+            f"{r['recall_at_1']:.3f}",
+            f"{r['recall_at_10']:.3f}",
+            f"{r['overlap_at_10']:.3f}",
             f"{r['speedup_vs_exact']:.1f}x",
             str(r["queries_timed"]) + (f"x{r['timing_repeats']}" if usearch_row else ""),
         ]
@@ -511,9 +579,16 @@ def check_target(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "recall_at_1": r["recall_at_1"] >= TARGET["recall_at_1"],
             "speedup": r["speedup_vs_exact"] >= TARGET["speedup"],
         }
-        checks.append({"kind": r["kind"], "p50_ms": r["p50_ms"], "recall_at_1": r["recall_at_1"],
-                       "speedup_vs_exact": r["speedup_vs_exact"], "checks": ok,
-                       "met": all(ok.values())})
+        checks.append(
+            {
+                "kind": r["kind"],
+                "p50_ms": r["p50_ms"],
+                "recall_at_1": r["recall_at_1"],
+                "speedup_vs_exact": r["speedup_vs_exact"],
+                "checks": ok,
+                "met": all(ok.values()),
+            }
+        )
     return checks
 
 
@@ -537,9 +612,11 @@ def environment() -> dict[str, Any]:
         "memory_total_bytes": psutil.virtual_memory().total,
         "numpy": np.__version__,
         "blas": blas,
-        "blas_thread_env": {v: os.environ[v] for v in
-                            ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-                            if v in os.environ},
+        "blas_thread_env": {
+            v: os.environ[v]
+            for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if v in os.environ
+        },
         "usearch": usearch.__version__,
     }
 
@@ -573,49 +650,113 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--sizes", nargs="+", metavar="DIM:N", default=None,
+        "--sizes",
+        nargs="+",
+        metavar="DIM:N",
+        default=None,
         help="configurations as DIM:N (k/M suffixes, comma or space separated); "
-             f"default: {','.join(DEFAULT_SIZES)}",
+        f"default: {','.join(DEFAULT_SIZES)}",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="smoke check: only the 10k configurations (unless --sizes is given), 100 eval / "
-             "200 tuning queries, results saved as memory_search-quick*.json; runs in seconds",
+        "200 tuning queries, results saved as memory_search-quick*.json; runs in seconds",
     )
-    parser.add_argument("--kinds", nargs="+", default=["f16", "i8"],
-                        choices=["f32", "bf16", "f16", "i8"],
-                        help="USearch scalar kinds to benchmark (default: f16 i8)")
-    parser.add_argument("--queries", type=int, default=None, metavar="N",
-                        help="evaluation queries per configuration (default 300, quick 100)")
-    parser.add_argument("--tune-queries", type=int, default=None, metavar="N",
-                        help="separate queries used to tune expansion_search "
-                             "(default 500, quick 200)")
-    parser.add_argument("--exact-queries", type=int, default=None, metavar="N",
-                        help="queries timed for the exact baseline (default: all eval queries, "
-                             "100 when n*d > 5e7, e.g. 1M x 128-d)")
-    parser.add_argument("--repeat", type=int, default=None, metavar="R",
-                        help="timing passes over the eval queries for USearch, pooled into "
-                             "p50/p99 (default 3, quick 1)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="threads used to build the index (default: all cores, "
-                             "%(default)s here); search is always single-threaded")
-    parser.add_argument("--connectivity", type=int, default=32, metavar="M",
-                        help="HNSW connectivity / M (default %(default)s)")
-    parser.add_argument("--expansion-add", type=int, default=128, metavar="EF",
-                        help="HNSW expansion_add / efConstruction (default %(default)s)")
-    parser.add_argument("--expansion-search", type=int, default=None, metavar="EF",
-                        help="fix HNSW expansion_search instead of auto-tuning it")
-    parser.add_argument("--target-recall", type=float, default=0.99, metavar="R",
-                        help="recall@1 the ef auto-tuning aims for (default %(default)s)")
-    parser.add_argument("--tune-margin", type=float, default=0.005, metavar="D",
-                        help="safety margin: ef is tuned for recall@1 >= target + D on the "
-                             "tuning queries (default %(default)s)")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["f16", "i8"],
+        choices=["f32", "bf16", "f16", "i8"],
+        help="USearch scalar kinds to benchmark (default: f16 i8)",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluation queries per configuration (default 300, quick 100)",
+    )
+    parser.add_argument(
+        "--tune-queries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="separate queries used to tune expansion_search (default 500, quick 200)",
+    )
+    parser.add_argument(
+        "--exact-queries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="queries timed for the exact baseline (default: all eval queries, "
+        "100 when n*d > 5e7, e.g. 1M x 128-d)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="R",
+        help="timing passes over the eval queries for USearch, pooled into "
+        "p50/p99 (default 3, quick 1)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="threads used to build the index (default: all cores, "
+        "%(default)s here); search is always single-threaded",
+    )
+    parser.add_argument(
+        "--connectivity",
+        type=int,
+        default=32,
+        metavar="M",
+        help="HNSW connectivity / M (default %(default)s)",
+    )
+    parser.add_argument(
+        "--expansion-add",
+        type=int,
+        default=128,
+        metavar="EF",
+        help="HNSW expansion_add / efConstruction (default %(default)s)",
+    )
+    parser.add_argument(
+        "--expansion-search",
+        type=int,
+        default=None,
+        metavar="EF",
+        help="fix HNSW expansion_search instead of auto-tuning it",
+    )
+    parser.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.99,
+        metavar="R",
+        help="recall@1 the ef auto-tuning aims for (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tune-margin",
+        type=float,
+        default=0.005,
+        metavar="D",
+        help="safety margin: ef is tuned for recall@1 >= target + D on the "
+        "tuning queries (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="base RNG seed (default 0)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
-                        metavar="DIR", help="output directory for JSON (default bench/results)")
-    parser.add_argument("--tmpdir", default=None, metavar="DIR",
-                        help="where to save index files to measure their size "
-                             "(default: system temp)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        metavar="DIR",
+        help="output directory for JSON (default bench/results)",
+    )
+    parser.add_argument(
+        "--tmpdir",
+        default=None,
+        metavar="DIR",
+        help="where to save index files to measure their size (default: system temp)",
+    )
     return parser
 
 
@@ -660,13 +801,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_utc": started.isoformat(timespec="seconds"),
         "duration_s": time.perf_counter() - t_start,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "config": {**config, "sizes": [f"{d}:{n}" for d, n in sizes], "k": K,
-                   "ef_grid": list(EF_GRID)},
+        "config": {
+            **config,
+            "sizes": [f"{d}:{n}" for d, n in sizes],
+            "k": K,
+            "ef_grid": list(EF_GRID),
+        },
         "dataset": {
             "model": "clustered anisotropic Gaussian; held-out perturbed queries; L2-normalised",
-            "points_per_cluster": POINTS_PER_CLUSTER, "min_clusters": MIN_CLUSTERS,
-            "cluster_weights": "lognormal(0, 1)", "within_cluster_std": WITHIN_CLUSTER_STD,
-            "spectrum": f"s_i = i^-({VARIANCE_DECAY}/2)", "query_perturbation": QUERY_PERTURBATION,
+            "points_per_cluster": POINTS_PER_CLUSTER,
+            "min_clusters": MIN_CLUSTERS,
+            "cluster_weights": "lognormal(0, 1)",
+            "within_cluster_std": WITHIN_CLUSTER_STD,
+            "spectrum": f"s_i = i^-({VARIANCE_DECAY}/2)",
+            "query_perturbation": QUERY_PERTURBATION,
             "metric": "cosine",
         },
         "environment": {**environment(), "malloc_thresholds_pinned": malloc_pinned},
@@ -683,14 +831,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(table)
     if any(r["method"] == "usearch" and r["ef_target_reached"] is False for r in rows):
-        print(f"\n`*` expansion_search never reached recall@1 >= {args.target_recall} on the "
-              "tuning queries; the smallest ef on the recall plateau is shown.")
+        print(
+            f"\n`*` expansion_search never reached recall@1 >= {args.target_recall} on the "
+            "tuning queries; the smallest ef on the recall plateau is shown."
+        )
     for t in targets:
         status = "MET" if t["met"] else "NOT met"
-        print(f"\nTarget (1M x 128-d, {t['kind']}): p50 {t['p50_ms']:.3f} ms <= "
-              f"{TARGET['p50_ms']} ms, recall@1 {t['recall_at_1']:.3f} >= "
-              f"{TARGET['recall_at_1']}, speed-up {t['speedup_vs_exact']:.1f}x >= "
-              f"{TARGET['speedup']:.0f}x: {status}")
+        print(
+            f"\nTarget (1M x 128-d, {t['kind']}): p50 {t['p50_ms']:.3f} ms <= "
+            f"{TARGET['p50_ms']} ms, recall@1 {t['recall_at_1']:.3f} >= "
+            f"{TARGET['recall_at_1']}, speed-up {t['speedup_vs_exact']:.1f}x >= "
+            f"{TARGET['speedup']:.0f}x: {status}"
+        )
     print(f"\nJSON: {path}  (latest: {args.out / (stem + '.json')})")
     return 0
 

@@ -57,23 +57,34 @@ def compose(images: list[np.ndarray], shift: int) -> np.ndarray:
     col = 640 // len(images)
     for i, img in enumerate(images):
         s = min((col - 20) / img.shape[1], 440 / img.shape[0])
-        small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA
+        )
         x, y = i * col + 10 + shift, 20 + shift // 2
         h, w = small.shape[:2]
-        canvas[y:y + h, x:x + min(w, 640 - x)] = small[:, :640 - x]
+        canvas[y : y + h, x : x + min(w, 640 - x)] = small[:, : 640 - x]
     return canvas
 
 
 def stream(photos: dict[str, np.ndarray], frames: int) -> list[np.ndarray]:
     """``frames`` frames: a third with 1 face, a third with 2, a third with 3."""
-    groups = [[photos["obama2"]], [photos["obama3"], photos["biden"]],
-              [photos["obama2"], photos["biden"], photos["obama3"]]]
+    groups = [
+        [photos["obama2"]],
+        [photos["obama3"], photos["biden"]],
+        [photos["obama2"], photos["biden"], photos["obama3"]],
+    ]
     return [compose(groups[min(2, 3 * i // frames)], (i % 6) - 3 + 3) for i in range(frames)]
 
 
-def fill_memory(mem: Memory, models: FaceModels, enrolled: Path, size: int, *,  # noqa: PLR0913
-                seeds: np.ndarray, rng: np.random.Generator) -> None:
+def fill_memory(  # noqa: PLR0913
+    mem: Memory,
+    models: FaceModels,
+    enrolled: Path,
+    size: int,
+    *,
+    seeds: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
     mem.add("Barack", images=[enrolled], category="person")
     embed_faces_in_memory(mem, FaceEmbedder(models))
     enc = models.encoder_id
@@ -81,17 +92,38 @@ def fill_memory(mem: Memory, models: FaceModels, enrolled: Path, size: int, *,  
         n = min(size, lo + 1000) - lo
         base = seeds[rng.integers(0, len(seeds), n)]
         noise = rng.standard_normal(base.shape).astype(np.float32)
-        noise *= 0.75 * np.linalg.norm(base, axis=1, keepdims=True) / np.linalg.norm(
-            noise, axis=1, keepdims=True)
+        noise *= (
+            0.75
+            * np.linalg.norm(base, axis=1, keepdims=True)
+            / np.linalg.norm(noise, axis=1, keepdims=True)
+        )
         vecs = (base + noise).astype(np.float32)
-        mem.add_many([NewConcept(f"stranger{lo + j}", images=[_png(lo + j)], category="person",
-                                 vectors=vecs[j:j + 1], encoder=enc) for j in range(n)])
+        mem.add_many(
+            [
+                NewConcept(
+                    f"stranger{lo + j}",
+                    images=[_png(lo + j)],
+                    category="person",
+                    vectors=vecs[j : j + 1],
+                    encoder=enc,
+                )
+                for j in range(n)
+            ]
+        )
 
 
-def run_case(models: FaceModels, mem: Memory, frames: list[np.ndarray], *, reuse: bool,  # noqa: PLR0913
-             warmup: int, tiles: int) -> dict[str, object]:
-    pipe = Pipeline(models, mem, config=PipelineConfig(embed_every=10 if reuse else 1,
-                                                       tiles=tiles))
+def run_case(  # noqa: PLR0913
+    models: FaceModels,
+    mem: Memory,
+    frames: list[np.ndarray],
+    *,
+    reuse: bool,
+    warmup: int,
+    tiles: int,
+) -> dict[str, object]:
+    pipe = Pipeline(
+        models, mem, config=PipelineConfig(embed_every=10 if reuse else 1, tiles=tiles)
+    )
     for f in frames[:warmup]:
         pipe.process(f)
     pipe.reset()
@@ -106,31 +138,51 @@ def run_case(models: FaceModels, mem: Memory, frames: list[np.ndarray], *, reuse
         known += sum(r.decision == "known" for r in res.recognitions)
         embedded += sum(r.embedded for r in res.recognitions)
     wall = time.perf_counter() - start
-    return {"fps": len(frames) / wall, "frames": len(frames), "faces": faces,
-            "known": known, "embedded": embedded,
-            "stages_ms": {s: latency_summary(list(np.asarray(v) / 1000.0))
-                          for s, v in stages.items()}}
+    return {
+        "fps": len(frames) / wall,
+        "frames": len(frames),
+        "faces": faces,
+        "known": known,
+        "embedded": embedded,
+        "stages_ms": {s: latency_summary(list(np.asarray(v) / 1000.0)) for s, v in stages.items()},
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=90, help="frames per case (default 90)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 10_000],
-                        help="concepts in memory (default 10 10000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[10, 10_000],
+        help="concepts in memory (default 10 10000)",
+    )
     parser.add_argument("--models", default=None, help="exported models (default <store>/onnx)")
     parser.add_argument("--face-encoder", default="dlib_resnet.json")
     parser.add_argument("--provider", default="cpu")
-    parser.add_argument("--tiles", type=int, nargs="+", default=[1, 2],
-                        help="tile grids to run (default 1 2; 1 = whole frame only)")
+    parser.add_argument(
+        "--tiles",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="tile grids to run (default 1 2; 1 = whole frame only)",
+    )
     parser.add_argument("--out", default="bench/results/pipeline.json")
     args = parser.parse_args()
     store = ModelStore(None, carriers=[CHECK_PHOTOS])
     store.pull()
-    paths = {f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")}
+    paths = {
+        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    }
     photos = {k: cv2.imread(str(p)) for k, p in paths.items()}
-    models = FaceModels.load(args.models or default_store_dir() / "onnx",
-                             encoder=args.face_encoder, provider=args.provider)
+    models = FaceModels.load(
+        args.models or default_store_dir() / "onnx",
+        encoder=args.face_encoder,
+        provider=args.provider,
+    )
     seeds, _ = face_vectors(models, list(paths.values()))
     frames = stream(photos, args.frames)
     rng = np.random.default_rng(0)
@@ -144,13 +196,20 @@ def main() -> int:
                         r = run_case(models, mem, frames, reuse=reuse, warmup=5, tiles=tiles)
                         r.update(concepts=size, reuse=reuse, tiles=tiles)
                         rows.append(r)
-                        print(f"done: {size} concepts, tiles {tiles}, reuse {reuse}: "
-                              f"{r['fps']:.1f} FPS", flush=True)
-    print(f"\n{args.frames} frames of 640x480 (1-3 faces), {models.encoder_id} on "
-          f"{models.encoder.provider}, {platform.processor() or platform.machine()}\n")
-    print("| concepts | tiles | track reuse | FPS | total p50 / p99 ms | detect p50 | "
-          "landmarks p50 | "
-          "embed p50 | search p50 | faces embedded |")
+                        print(
+                            f"done: {size} concepts, tiles {tiles}, reuse {reuse}: "
+                            f"{r['fps']:.1f} FPS",
+                            flush=True,
+                        )
+    print(
+        f"\n{args.frames} frames of 640x480 (1-3 faces), {models.encoder_id} on "
+        f"{models.encoder.provider}, {platform.processor() or platform.machine()}\n"
+    )
+    print(
+        "| concepts | tiles | track reuse | FPS | total p50 / p99 ms | detect p50 | "
+        "landmarks p50 | "
+        "embed p50 | search p50 | faces embedded |"
+    )
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         st: dict = r["stages_ms"]  # type: ignore[assignment]
@@ -158,15 +217,27 @@ def main() -> int:
         def p(stage: str, q: str, st: dict = st) -> str:
             return f"{st[stage][q + '_ms']:.1f}"
 
-        print(f"| {r['concepts']} | {r['tiles']} | {'on (every 10)' if r['reuse'] else 'off'} | "
-              f"{r['fps']:.1f} | {p('total', 'p50')} / {p('total', 'p99')} | "
-              f"{p('detect', 'p50')} | {p('landmarks', 'p50')} | {p('embed', 'p50')} | "
-              f"{p('search', 'p50')} | {r['embedded']}/{r['faces']} |")
+        print(
+            f"| {r['concepts']} | {r['tiles']} | {'on (every 10)' if r['reuse'] else 'off'} | "
+            f"{r['fps']:.1f} | {p('total', 'p50')} / {p('total', 'p99')} | "
+            f"{p('detect', 'p50')} | {p('landmarks', 'p50')} | {p('embed', 'p50')} | "
+            f"{p('search', 'p50')} | {r['embedded']}/{r['faces']} |"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "frames": args.frames,
-                               "encoder": models.encoder_id, "provider": models.encoder.provider,
-                               "rows": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "frames": args.frames,
+                "encoder": models.encoder_id,
+                "provider": models.encoder.provider,
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -19,8 +19,12 @@ from export._common import check_photos
 from rap_edge.errors import RapEdgeError
 from rap_edge.models import ModelStore, load_manifest, sha256_file
 
-_EXPORTS = (("res10_ssd", res10_ssd), ("dlib_shape_5", dlib_landmarks),
-            ("dlib_resnet", dlib_resnet), ("mobilenetv2", mobilenetv2))
+_EXPORTS = (
+    ("res10_ssd", res10_ssd),
+    ("dlib_shape_5", dlib_landmarks),
+    ("dlib_resnet", dlib_resnet),
+    ("mobilenetv2", mobilenetv2),
+)
 _QUANTIZED = ("dlib_resnet", "mobilenetv2")
 
 
@@ -36,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     parser.add_argument("--force", action="store_true", help="export everything again")
-    parser.add_argument("--no-llm", action="store_true",
-                        help="skip the LLM (descriptions then use the template backend)")
+    parser.add_argument(
+        "--no-llm",
+        action="store_true",
+        help="skip the LLM (descriptions then use the template backend)",
+    )
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
     store.pull(say=print)
@@ -56,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stem} INT8: up to date")
             continue
         print(f"{stem} INT8: quantizing ...", flush=True)
-        quantize.main(["--manifest", str(out / f"{stem}.json")]
-                      + ([] if args.store is None else ["--store", args.store]))
+        quantize.main(
+            ["--manifest", str(out / f"{stem}.json")]
+            + ([] if args.store is None else ["--store", args.store])
+        )
     if not args.no_llm:
         genai_dir = llm.default_dirs(store)[1]
         if not args.force and llm.current(genai_dir):

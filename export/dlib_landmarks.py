@@ -99,8 +99,10 @@ def parse_dat(path: Path) -> dict[str, np.ndarray]:
         th.append(st)
         leaves.append(sl)
     anchors = [[r.read_int() for _ in range(r.read_int())] for _ in range(r.read_int())]
-    deltas = [[(r.read_float(), r.read_float()) for _ in range(r.read_int())]
-              for _ in range(r.read_int())]
+    deltas = [
+        [(r.read_float(), r.read_float()) for _ in range(r.read_int())]
+        for _ in range(r.read_int())
+    ]
     if r.pos != len(r.data):
         msg = f"{path}: {len(r.data) - r.pos} bytes left after the shape predictor"
         raise DlibFormatError(msg)
@@ -133,21 +135,26 @@ def fit_box_map(src: np.ndarray, dst: np.ndarray) -> BoxMap:
     dw, dh = dst[:, 2] - dst[:, 0], dst[:, 3] - dst[:, 1]
     dx = ((dst[:, 0] + dst[:, 2]) - (src[:, 0] + src[:, 2])) / 2 / sw
     dy = ((dst[:, 1] + dst[:, 3]) - (src[:, 1] + src[:, 3])) / 2 / sh
-    return BoxMap(float(dx.mean()), float(dy.mean()), float((dw * sw).sum() / (sw * sw).sum()),
-                  float((dh * sh).sum() / (sh * sh).sum()))
+    return BoxMap(
+        float(dx.mean()),
+        float(dy.mean()),
+        float((dw * sw).sum() / (sw * sw).sum()),
+        float((dh * sh).sum() / (sh * sh).sum()),
+    )
 
 
 def _dlib_box(box: Any) -> np.ndarray:  # noqa: ANN401
     return np.array([box.left(), box.top(), box.right(), box.bottom()], dtype=np.float64)
 
 
-def measure(predictor: ShapePredictor, store: ModelStore, photos: Sequence[Path],
-            detector_manifest: Path) -> dict[str, Any]:
+def measure(
+    predictor: ShapePredictor, store: ModelStore, photos: Sequence[Path], detector_manifest: Path
+) -> dict[str, Any]:
     """Parity, box map and landmark-source effect on ``photos`` (see the module docstring)."""
-    import cv2  # noqa: PLC0415
-    import dlib  # noqa: PLC0415
+    import cv2
+    import dlib
 
-    from rap_edge.detect import SsdFaceDetector  # noqa: PLC0415
+    from rap_edge.detect import SsdFaceDetector
 
     hog = dlib.get_frontal_face_detector()
     ref = dlib.shape_predictor(str(store.file(CARRIER, WEIGHTS)))
@@ -180,7 +187,8 @@ def measure(predictor: ShapePredictor, store: ModelStore, photos: Sequence[Path]
     def descriptor(rgb: np.ndarray, pts: np.ndarray) -> np.ndarray:
         shape = dlib.full_object_detection(
             dlib.rectangle(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1),
-            [dlib.point(round(float(x)), round(float(y))) for x, y in pts])
+            [dlib.point(round(float(x)), round(float(y))) for x, y in pts],
+        )
         chip = dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
         return np.asarray(model.compute_face_descriptor(chip), dtype=np.float32)
 
@@ -195,22 +203,29 @@ def measure(predictor: ShapePredictor, store: ModelStore, photos: Sequence[Path]
             err_rel.append(float(err.mean() / eye))
             pair = np.stack([descriptor(rgb, got), descriptor(rgb, want)])
             cos.append(float(cosine_rows(pair[:1], pair[1:])[0]))
-        sources[name] = {"mean_landmark_error_px": round(float(np.mean(err_px)), 3),
-                         "max_landmark_error_px": round(float(np.max(err_px)), 3),
-                         "mean_error_pct_of_eye_distance": round(100 * float(np.mean(err_rel)), 2),
-                         "min_descriptor_cosine_to_textbook": round(float(np.min(cos)), 5),
-                         "mean_descriptor_cosine_to_textbook": round(float(np.mean(cos)), 5)}
-    return {"parity_max_abs_px": parity, "parity_exact_faces": f"{exact}/{checked}",
-            "faces": len(faces),
-            "photos": [p.name for p in photos], "box_map": bmap, "landmark_source": sources}
+        sources[name] = {
+            "mean_landmark_error_px": round(float(np.mean(err_px)), 3),
+            "max_landmark_error_px": round(float(np.max(err_px)), 3),
+            "mean_error_pct_of_eye_distance": round(100 * float(np.mean(err_rel)), 2),
+            "min_descriptor_cosine_to_textbook": round(float(np.min(cos)), 5),
+            "mean_descriptor_cosine_to_textbook": round(float(np.mean(cos)), 5),
+        }
+    return {
+        "parity_max_abs_px": parity,
+        "parity_exact_faces": f"{exact}/{checked}",
+        "faces": len(faces),
+        "photos": [p.name for p in photos],
+        "box_map": bmap,
+        "landmark_source": sources,
+    }
 
 
-def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
-          ) -> dict[str, Any]:
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]) -> dict[str, Any]:
     """Parity with dlib's shape predictor (and the box-map measurement) on the check photos."""
     assert manifest.path is not None  # noqa: S101 - a loaded manifest has its path
-    result = measure(ShapePredictor(manifest), store, photos,
-                     manifest.path.parent / DETECTOR_MANIFEST)
+    result = measure(
+        ShapePredictor(manifest), store, photos, manifest.path.parent / DETECTOR_MANIFEST
+    )
     result.pop("box_map")
     result["required_max_abs_px"] = MAX_PARITY_PX
     result["ok"] = result["parity_max_abs_px"] <= MAX_PARITY_PX
@@ -232,40 +247,65 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     weights_sha, provenance = weights_provenance(store, CARRIER, weights)
     points = len(arrays["initial_shape"]) // 2
     manifest = ModelManifest(
-        name=NAME, task="landmarks", encoder_id=f"{NAME}@{weights_sha[:12]}", onnx=path,
-        onnx_sha256=sha256_file(path), input_name="image", output_name="landmarks",
-        dim=2 * points, metric="none", threshold=0.0,
-        preprocess=Preprocess(height=0, width=0, color="GRAY", scale=1.0, mean=(0.0, 0.0, 0.0),
-                              std=(1.0, 1.0, 1.0), layout="HW", resize="none"),
+        name=NAME,
+        task="landmarks",
+        encoder_id=f"{NAME}@{weights_sha[:12]}",
+        onnx=path,
+        onnx_sha256=sha256_file(path),
+        input_name="image",
+        output_name="landmarks",
+        dim=2 * points,
+        metric="none",
+        threshold=0.0,
+        preprocess=Preprocess(
+            height=0,
+            width=0,
+            color="GRAY",
+            scale=1.0,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            layout="HW",
+            resize="none",
+        ),
         provenance=provenance,
-        extra={"format": "npz regression-tree cascade (not an ONNX graph)", "points": points,
-               "order": "dlib 5-point, in image terms: outer and inner corner of the eye on "
-                        "the image's right, outer and inner corner of the eye on the image's "
-                        "left, base of the nose",
-               "stages": int(arrays["split_thresh"].shape[0]),
-               "trees_per_stage": int(arrays["split_thresh"].shape[1])},
+        extra={
+            "format": "npz regression-tree cascade (not an ONNX graph)",
+            "points": points,
+            "order": "dlib 5-point, in image terms: outer and inner corner of the eye on "
+            "the image's right, outer and inner corner of the eye on the image's "
+            "left, base of the nose",
+            "stages": int(arrays["split_thresh"].shape[0]),
+            "trees_per_stage": int(arrays["split_thresh"].shape[1]),
+        },
     )
     detector = out_dir / DETECTOR_MANIFEST
     if not detector.is_file():
         path.unlink()
         msg = f"{detector}: export the SSD detector first (python -m export.res10_ssd)"
         raise RuntimeError(msg)
-    import dlib  # noqa: PLC0415
+    import dlib
 
     result = measure(ShapePredictor(manifest), store, photos, detector)
     if result["parity_max_abs_px"] > MAX_PARITY_PX:
         path.unlink()
-        msg = (f"parity failed: a landmark differs from dlib's by "
-               f"{result['parity_max_abs_px']:.4f} px > {MAX_PARITY_PX}")
+        msg = (
+            f"parity failed: a landmark differs from dlib's by "
+            f"{result['parity_max_abs_px']:.4f} px > {MAX_PARITY_PX}"
+        )
         raise RuntimeError(msg)
     bmap: BoxMap = result.pop("box_map")
     manifest = replace(
         manifest,
-        extra={**manifest.extra,
-               "box_maps": {load_manifest(detector).name: [round(v, 5) for v in bmap.to_list()]}},
-        parity={"reference": f"dlib.shape_predictor (dlib {dlib.__version__}) on dlib HOG boxes",
-                "runtime": "rap_edge.detect.ShapePredictor (numpy)",
-                "required_max_abs_px": MAX_PARITY_PX, **result},
+        extra={
+            **manifest.extra,
+            "box_maps": {load_manifest(detector).name: [round(v, 5) for v in bmap.to_list()]},
+        },
+        parity={
+            "reference": f"dlib.shape_predictor (dlib {dlib.__version__}) on dlib HOG boxes",
+            "runtime": "rap_edge.detect.ShapePredictor (numpy)",
+            "required_max_abs_px": MAX_PARITY_PX,
+            **result,
+        },
     )
     write_manifest(manifest, out_dir / "dlib_shape_5.json")
     return manifest

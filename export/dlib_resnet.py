@@ -65,10 +65,19 @@ THRESHOLD = round(1 - DLIB_DISTANCE**2 / (2 * TYPICAL_NORM**2), 4)
 # The network of dlib's dnn_face_recognition_ex.cpp, from the input outwards: residual blocks as
 # (filters, downsampling).
 _BLOCKS: tuple[tuple[int, bool], ...] = (
-    (32, False), (32, False), (32, False),
-    (64, True), (64, False), (64, False), (64, False),
-    (128, True), (128, False), (128, False),
-    (256, True), (256, False), (256, False),
+    (32, False),
+    (32, False),
+    (32, False),
+    (64, True),
+    (64, False),
+    (64, False),
+    (64, False),
+    (128, True),
+    (128, False),
+    (128, False),
+    (256, True),
+    (256, False),
+    (256, False),
     (256, True),
 )
 
@@ -86,12 +95,22 @@ class Layer:
 
 def layer_stack() -> list[Layer]:
     """The example network's layers from the input outwards (tags and skips included)."""
-    stack = [Layer("con", (32, 7, 7, 2)), Layer("affine"), Layer("relu"),
-             Layer("max_pool", (3, 3, 2))]
+    stack = [
+        Layer("con", (32, 7, 7, 2)),
+        Layer("affine"),
+        Layer("relu"),
+        Layer("max_pool", (3, 3, 2)),
+    ]
     for filters, down in _BLOCKS:
         stride = 2 if down else 1
-        stack += [Layer("tag", (1,)), Layer("con", (filters, 3, 3, stride)), Layer("affine"),
-                  Layer("relu"), Layer("con", (filters, 3, 3, 1)), Layer("affine")]
+        stack += [
+            Layer("tag", (1,)),
+            Layer("con", (filters, 3, 3, stride)),
+            Layer("affine"),
+            Layer("relu"),
+            Layer("con", (filters, 3, 3, 1)),
+            Layer("affine"),
+        ]
         if down:
             stack += [Layer("tag", (2,)), Layer("skip", (1,)), Layer("avg_pool", (2, 2, 2))]
         stack += [Layer("add_prev", (2 if down else 1,)), Layer("relu")]
@@ -139,7 +158,7 @@ class _Reader:
         if self.pos + n > len(self.data):
             msg = f"unexpected end of file at byte {self.pos} (wanted {n} more)"
             raise DlibFormatError(msg)
-        out = self.data[self.pos: self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -197,8 +216,14 @@ class _Reader:
 def _read_pool(r: _Reader, layer: Layer, name: str) -> None:
     r.expect_str(name)
     nr, nc, stride = layer.args
-    for want, what in ((nr, "pool rows"), (nc, "pool columns"), (stride, "pool stride y"),
-                       (stride, "pool stride x"), (0, "pool padding y"), (0, "pool padding x")):
+    for want, what in (
+        (nr, "pool rows"),
+        (nc, "pool columns"),
+        (stride, "pool stride y"),
+        (stride, "pool stride x"),
+        (0, "pool padding y"),
+        (0, "pool padding x"),
+    ):
         r.expect_int(want, what)
 
 
@@ -254,8 +279,11 @@ def _read_details(r: _Reader, layer: Layer, out: DlibResnetWeights) -> None:
         r.expect_int(1, "fc bias mode (FC_NO_BIAS)")
         for _ in range(4):  # learning-rate and weight-decay multipliers
             r.read_float()
-        if (params.size != inputs * layer.args[0] or wshape != (inputs, layer.args[0], 1, 1)
-                or bshape != (0, 0, 0, 0)):
+        if (
+            params.size != inputs * layer.args[0]
+            or wshape != (inputs, layer.args[0], 1, 1)
+            or bshape != (0, 0, 0, 0)
+        ):
             msg = f"fc_2 weights {wshape} / {params.shape} do not fit {inputs}x{layer.args[0]}"
             raise DlibFormatError(msg)
         out.fc = params.reshape(inputs, layer.args[0]).copy()
@@ -286,8 +314,11 @@ def parse_dat(path: Path) -> DlibResnetWeights:
         r.expect_int(want, f"wrapper version of {layer.kind} #{len(stack) - 1 - i}")
     r.expect_str("input_rgb_image_sized")
     mean = (r.read_float(), r.read_float(), r.read_float())
-    out.pixel_mean = (float(np.float32(mean[0])), float(np.float32(mean[1])),
-                      float(np.float32(mean[2])))
+    out.pixel_mean = (
+        float(np.float32(mean[0])),
+        float(np.float32(mean[1])),
+        float(np.float32(mean[2])),
+    )
     rows, cols = r.read_int(), r.read_int()
     if rows != cols:
         msg = f"input layer is {rows}x{cols}, expected a square chip"
@@ -357,8 +388,12 @@ def _add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _Block(nn.Module):
     """dlib's ``ares`` / ``ares_down``: relu(add_prev(block(x), x or avg_pool(x)))."""
 
-    def __init__(self, convs: Sequence[tuple[np.ndarray, np.ndarray]],
-                 affines: Sequence[tuple[np.ndarray, np.ndarray]], down: bool) -> None:
+    def __init__(
+        self,
+        convs: Sequence[tuple[np.ndarray, np.ndarray]],
+        affines: Sequence[tuple[np.ndarray, np.ndarray]],
+        down: bool,
+    ) -> None:
         super().__init__()
         stride = 2 if down else 1
         self.down = down
@@ -384,8 +419,9 @@ class DlibResnet(nn.Module):
         self.conv = _conv(*weights.convs[0], 2)
         self.bn = _Affine(*weights.affines[0])
         self.blocks = nn.ModuleList(
-            _Block(weights.convs[1 + 2 * i: 3 + 2 * i], weights.affines[1 + 2 * i: 3 + 2 * i],
-                   down)
+            _Block(
+                weights.convs[1 + 2 * i : 3 + 2 * i], weights.affines[1 + 2 * i : 3 + 2 * i], down
+            )
             for i, (_, down) in enumerate(_BLOCKS)
         )
         self.register_buffer("fc", torch.from_numpy(weights.fc))
@@ -413,8 +449,8 @@ def face_chips(photos: Sequence[Path], landmarks: Path) -> list[tuple[str, np.nd
     Each chip is also returned mirrored (another real input to compare on), named
     ``<photo stem>#<face>`` and ``<photo stem>#<face>m``.
     """
-    import cv2  # noqa: PLC0415
-    import dlib  # noqa: PLC0415
+    import cv2
+    import dlib
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(landmarks))
@@ -434,25 +470,26 @@ def face_chips(photos: Sequence[Path], landmarks: Path) -> list[tuple[str, np.nd
 
 def dlib_descriptors(weights: Path, chips: Sequence[np.ndarray]) -> np.ndarray:
     """Descriptors of RGB chips by dlib itself (``face_recognition_model_v1``)."""
-    import dlib  # noqa: PLC0415
+    import dlib
 
     model = dlib.face_recognition_model_v1(str(weights))
-    return np.array([np.asarray(model.compute_face_descriptor(c)) for c in chips],
-                    dtype=np.float32)
+    return np.array(
+        [np.asarray(model.compute_face_descriptor(c)) for c in chips], dtype=np.float32
+    )
 
 
 def preprocess_spec(pixel_mean: Sequence[float] = PIXEL_MEAN) -> Preprocess:
     """Rap-edge preprocessing equal to dlib's input: (pixel - mean) / 256 on RGB, 150x150."""
     mean = (pixel_mean[0] / 256, pixel_mean[1] / 256, pixel_mean[2] / 256)
-    return Preprocess(height=SIZE, width=SIZE, color="RGB", scale=1 / 256, mean=mean,
-                      std=(1.0, 1.0, 1.0))
+    return Preprocess(
+        height=SIZE, width=SIZE, color="RGB", scale=1 / 256, mean=mean, std=(1.0, 1.0, 1.0)
+    )
 
 
 # --------------------------------------------------------------------------- export
 
 
-def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
-          ) -> dict[str, Any]:
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]) -> dict[str, Any]:
     """Parity of the exported model with dlib itself on dlib's chips of the check photos.
 
     Raises:
@@ -465,16 +502,17 @@ def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
     chips = [c for _, c in named]
     want = dlib_descriptors(store.file(CARRIER, WEIGHTS), chips)
     # The Encoder takes BGR images; the chips are already 150x150, so its resize is identity.
-    got = Encoder(manifest, provider="cpu").embed([np.ascontiguousarray(c[:, :, ::-1])
-                                                   for c in chips])
+    got = Encoder(manifest, provider="cpu").embed(
+        [np.ascontiguousarray(c[:, :, ::-1]) for c in chips]
+    )
     cos = cosine_rows(got, want)
     return {
         "reference": "dlib face_recognition_model_v1.compute_face_descriptor "
-                     f"(dlib {_dlib_version()})",
+        f"(dlib {_dlib_version()})",
         "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
         "chips": len(chips),
         "chip_source": "dlib HOG detector, shape_predictor_5_face_landmarks, "
-                       f"get_face_chip(size={SIZE}, padding={CHIP_PADDING}), and mirrored",
+        f"get_face_chip(size={SIZE}, padding={CHIP_PADDING}), and mirrored",
         "min_cosine": float(cos.min()),
         "max_abs_diff": float(np.abs(got - want).max()),
         "mean_norm": float(np.linalg.norm(want, axis=1).mean()),
@@ -501,16 +539,26 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     digest = export_onnx(model, onnx_path, size=SIZE, output_names=["embedding"])
     weights_sha, provenance = weights_provenance(store, CARRIER, weights)
     manifest = ModelManifest(
-        name=NAME, task="embed", encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
-        onnx=onnx_path, onnx_sha256=digest, input_name="images", output_name="embedding",
-        dim=DIM, metric="cosine", threshold=THRESHOLD, preprocess=preprocess_spec(),
+        name=NAME,
+        task="embed",
+        encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
+        onnx=onnx_path,
+        onnx_sha256=digest,
+        input_name="images",
+        output_name="embedding",
+        dim=DIM,
+        metric="cosine",
+        threshold=THRESHOLD,
+        preprocess=preprocess_spec(),
         provenance=provenance,
     )
     parity = check(manifest, store, photos=photos)
     if not parity["ok"]:
         onnx_path.unlink()
-        msg = (f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
-               f"{parity['chips']} chips")
+        msg = (
+            f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
+            f"{parity['chips']} chips"
+        )
         raise RuntimeError(msg)
     manifest = replace(manifest, parity=parity)
     write_manifest(manifest, out_dir / "dlib_resnet.json")
@@ -518,7 +566,7 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
 
 
 def _dlib_version() -> str:
-    import dlib  # noqa: PLC0415
+    import dlib
 
     return str(getattr(dlib, "__version__", "unknown"))
 

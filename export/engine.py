@@ -65,9 +65,10 @@ QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 # -- pieces that need no TensorRT (tested on any machine) ---------------------------------------
 
+
 def has_qdq(onnx_path: Path) -> bool:
     """Whether the model is explicitly quantized (has Quantize/DequantizeLinear nodes)."""
-    import onnx  # noqa: PLC0415
+    import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     graphs = [model.graph]
@@ -80,8 +81,13 @@ def has_qdq(onnx_path: Path) -> bool:
     return False
 
 
-def write_wrapper(onnx_path: Path, folder: Path, *, engine_file: str = ENGINE_FILE,
-                  hardware_architecture: str | None = None) -> Path:
+def write_wrapper(
+    onnx_path: Path,
+    folder: Path,
+    *,
+    engine_file: str = ENGINE_FILE,
+    hardware_architecture: str | None = None,
+) -> Path:
     """Write ``folder/model_ctx.onnx``: one EPContext node that points at ``engine_file``.
 
     The node's inputs and outputs are the ONNX model's own graph inputs and outputs (names,
@@ -90,8 +96,8 @@ def write_wrapper(onnx_path: Path, folder: Path, *, engine_file: str = ENGINE_FI
     session on the model. ``embed_mode=0``: the engine stays a separate file, referenced by a
     relative path in the same folder, as ONNX Runtime requires.
     """
-    import onnx  # noqa: PLC0415
-    from onnx import helper  # noqa: PLC0415
+    import onnx
+    from onnx import helper
 
     if Path(engine_file).name != engine_file:
         msg = f"engine file {engine_file!r} must be a plain name inside {folder}"
@@ -100,16 +106,27 @@ def write_wrapper(onnx_path: Path, folder: Path, *, engine_file: str = ENGINE_FI
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     outputs = list(model.graph.output)
-    attrs: dict[str, Any] = {"embed_mode": 0, "ep_cache_context": engine_file,
-                             "source": "TensorrtExecutionProvider"}
+    attrs: dict[str, Any] = {
+        "embed_mode": 0,
+        "ep_cache_context": engine_file,
+        "source": "TensorrtExecutionProvider",
+    }
     if hardware_architecture:
         attrs["hardware_architecture"] = hardware_architecture
-    node = helper.make_node("EPContext", [i.name for i in inputs], [o.name for o in outputs],
-                            name="rap_edge_trt_engine", domain="com.microsoft", **attrs)
+    node = helper.make_node(
+        "EPContext",
+        [i.name for i in inputs],
+        [o.name for o in outputs],
+        name="rap_edge_trt_engine",
+        domain="com.microsoft",
+        **attrs,
+    )
     graph = helper.make_graph([node], "rap_edge_trt_engine_wrapper", inputs, outputs)
-    wrapper = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                      helper.make_opsetid("com.microsoft", 1)],
-                                producer_name="rap-edge export engine")
+    wrapper = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="rap-edge export engine",
+    )
     wrapper.ir_version = min(model.ir_version or 9, 10) if model.ir_version else 9
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / ENGINE_WRAPPER
@@ -127,9 +144,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def profile_shapes(name: str, shape: Sequence[int], *, batch: tuple[int, int, int],
-                   manifest: ModelManifest | None = None
-                   ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def profile_shapes(
+    name: str,
+    shape: Sequence[int],
+    *,
+    batch: tuple[int, int, int],
+    manifest: ModelManifest | None = None,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(min, opt, max) shapes of one input: dim 0 is the batch, other open dims from the manifest.
 
     Raises:
@@ -147,8 +168,10 @@ def profile_shapes(name: str, shape: Sequence[int], *, batch: tuple[int, int, in
     rest = dims[1:]
     if any(d < 0 for d in rest):
         if manifest is None or len(rest) != 3:  # noqa: PLR2004 - image inputs: C, H, W
-            msg = (f"input {name!r} has open dimensions {dims} besides the batch; pass "
-                   "--manifest so that its preprocess size fills them")
+            msg = (
+                f"input {name!r} has open dimensions {dims} besides the batch; pass "
+                "--manifest so that its preprocess size fills them"
+            )
             raise InvalidInputError(msg)
         p = manifest.preprocess
         full = [3, p.height, p.width] if p.layout == "NCHW" else [p.height, p.width, 3]
@@ -167,23 +190,25 @@ def set_digest(images: Sequence[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def calibration_batches(images: Sequence[np.ndarray], manifest: ModelManifest,
-                        batch: int) -> list[np.ndarray]:
+def calibration_batches(
+    images: Sequence[np.ndarray], manifest: ModelManifest, batch: int
+) -> list[np.ndarray]:
     """Preprocessed float32 batches of exactly ``batch`` images (the last padded by repeats)."""
-    from rap_edge.models import preprocess  # noqa: PLC0415
+    from rap_edge.models import preprocess
 
     if not images:
         msg = "the calibration set has no images"
         raise InvalidInputError(msg)
     out = []
     for start in range(0, len(images), batch):
-        chunk = list(images[start:start + batch])
+        chunk = list(images[start : start + batch])
         chunk += [chunk[i % len(chunk)] for i in range(batch - len(chunk))]
         out.append(np.ascontiguousarray(preprocess(chunk, manifest), dtype=np.float32))
     return out
 
 
 # -- CUDA memory without a hard dependency -----------------------------------------------------
+
 
 class _Device:
     """Device buffers and a stream through cuda-python, else torch.cuda (whichever imports)."""
@@ -193,17 +218,19 @@ class _Device:
         self._torch: Any = None
         try:
             try:
-                from cuda.bindings import runtime as cudart  # noqa: PLC0415
+                from cuda.bindings import runtime as cudart
             except ImportError:
-                from cuda import cudart  # type: ignore[no-redef]  # noqa: PLC0415
+                from cuda import cudart  # type: ignore[no-redef]
             self._cudart = cudart
             self.stream = int(self._check(cudart.cudaStreamCreate()))
         except ImportError:
             try:
-                import torch  # noqa: PLC0415
+                import torch
             except ImportError as err:
-                msg = ("device buffers need cuda-python (pip install cuda-python) or a CUDA "
-                       "build of torch")
+                msg = (
+                    "device buffers need cuda-python (pip install cuda-python) or a CUDA "
+                    "build of torch"
+                )
                 raise BackendError(msg) from err
             if not torch.cuda.is_available():
                 msg = "device buffers need cuda-python or a CUDA build of torch"
@@ -234,8 +261,9 @@ class _Device:
         host = np.ascontiguousarray(array)
         if self._cudart is not None:
             kind = self._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            self._check(self._cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind,
-                                                     self.stream))
+            self._check(
+                self._cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, self.stream)
+            )
             self.synchronize()  # host memory is pageable and may go away
             return
         src = self._torch.from_numpy(host.view(np.uint8).reshape(-1))
@@ -245,8 +273,9 @@ class _Device:
         out = np.empty(shape, dtype=dtype)
         if self._cudart is not None:
             kind = self._cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            self._check(self._cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind,
-                                                     self.stream))
+            self._check(
+                self._cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, kind, self.stream)
+            )
             self.synchronize()
             return out
         self.synchronize()
@@ -277,7 +306,7 @@ class EngineRunner:
     """
 
     def __init__(self, engine_path: Path) -> None:
-        import tensorrt as trt  # noqa: PLC0415
+        import tensorrt as trt
 
         self._trt = trt
         logger = trt.Logger(trt.Logger.WARNING)
@@ -302,8 +331,9 @@ class EngineRunner:
             self._buffers[name] = (ptr, nbytes)
         return ptr
 
-    def run(self, output_names: Sequence[str] | None,
-            feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(
+        self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]
+    ) -> list[np.ndarray]:
         trt = self._trt
         for name in self.inputs:
             if name not in feeds:
@@ -326,9 +356,14 @@ class EngineRunner:
             msg = "TensorRT execute_async_v3 failed"
             raise BackendError(msg)
         wanted = list(output_names) if output_names else self.outputs
-        return [self._device.download(self._buffers[n][0], shapes[n],
-                                      np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))))
-                for n in wanted]
+        return [
+            self._device.download(
+                self._buffers[n][0],
+                shapes[n],
+                np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))),
+            )
+            for n in wanted
+        ]
 
     def close(self) -> None:
         self._device.close()
@@ -368,20 +403,36 @@ def _calibrator(trt: Any, batches: list[np.ndarray], cache: Path, digest: str) -
         def write_calibration_cache(self, data: Any) -> None:  # noqa: ANN401 - IHostMemory
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_bytes(bytes(memoryview(data)))
-            cache.with_suffix(".calib.json").write_text(json.dumps(
-                {"set_digest": digest, "batches": len(batches),
-                 "batch": int(batches[0].shape[0])}) + "\n")
+            cache.with_suffix(".calib.json").write_text(
+                json.dumps(
+                    {
+                        "set_digest": digest,
+                        "batches": len(batches),
+                        "batch": int(batches[0].shape[0]),
+                    }
+                )
+                + "\n"
+            )
 
     return Calibrator()
 
 
 # -- the build ---------------------------------------------------------------------------------
 
-def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = None,
-          calib: str | None = None, workspace_mb: int = 1024,
-          batch: tuple[int, int, int] = (1, 4, 16), cache_root: Path | None = None,
-          calibration_cache: Path = CALIBRATION_CACHE, force: bool = False,
-          say: Callable[[str], object] = print) -> Path:
+
+def build(
+    onnx_path: Path,
+    *,
+    precision: str,
+    manifest: ModelManifest | None = None,
+    calib: str | None = None,
+    workspace_mb: int = 1024,
+    batch: tuple[int, int, int] = (1, 4, 16),
+    cache_root: Path | None = None,
+    calibration_cache: Path = CALIBRATION_CACHE,
+    force: bool = False,
+    say: Callable[[str], object] = print,
+) -> Path:
     """Build (or find) the engine of ``onnx_path`` at ``precision``; returns its cache folder.
 
     Raises:
@@ -391,7 +442,7 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
     ok, why = tensorrt_capability()
     if not ok:
         raise BackendError(f"TensorRT is not available here: {why}")
-    import tensorrt as trt  # noqa: PLC0415
+    import tensorrt as trt
 
     if not onnx_path.is_file():
         raise InvalidInputError(f"{onnx_path}: no such ONNX file")
@@ -399,9 +450,13 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
     if manifest is not None and manifest.onnx_sha256 and manifest.onnx_sha256 != digest:
         raise InvalidInputError(f"{onnx_path}: does not match the SHA-256 in {manifest.path}")
     version, gpu = trt.__version__, gpu_name()
-    folder = engine_cache_dir(digest, trt_version=version, gpu=gpu,
-                              precision=precision,  # type: ignore[arg-type]
-                              root=cache_root)
+    folder = engine_cache_dir(
+        digest,
+        trt_version=version,
+        gpu=gpu,
+        precision=precision,  # type: ignore[arg-type]
+        root=cache_root,
+    )
     if not force and (folder / ENGINE_FILE).is_file() and (folder / ENGINE_INFO).is_file():
         say(f"{folder}: engine already built (use --force to rebuild)")
         write_wrapper(onnx_path, folder)
@@ -426,8 +481,9 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
     shapes: dict[str, dict[str, list[int]]] = {}
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        lo, opt, hi = profile_shapes(tensor.name, tuple(tensor.shape), batch=batch,
-                                     manifest=manifest)
+        lo, opt, hi = profile_shapes(
+            tensor.name, tuple(tensor.shape), batch=batch, manifest=manifest
+        )
         profile.set_shape(tensor.name, lo, opt, hi)
         shapes[tensor.name] = {"min": list(lo), "opt": list(opt), "max": list(hi)}
     config.add_optimization_profile(profile)
@@ -447,28 +503,41 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
             if not calib:
                 raise InvalidInputError(
                     f"{onnx_path.name} has no QDQ nodes: an INT8 engine needs --calib SET (see "
-                    "`rap-edge calibrate collect`) or a QDQ model (`python -m export.quantize`)")
+                    "`rap-edge calibrate collect`) or a QDQ model (`python -m export.quantize`)"
+                )
             if manifest is None:
-                msg = ("INT8 calibration needs the model's manifest for preprocessing: pass "
-                       "--manifest, or keep MODEL.json beside MODEL.onnx")
+                msg = (
+                    "INT8 calibration needs the model's manifest for preprocessing: pass "
+                    "--manifest, or keep MODEL.json beside MODEL.onnx"
+                )
                 raise InvalidInputError(msg)
             if not hasattr(config, "int8_calibrator"):
-                raise BackendError(f"TensorRT {version} has no implicit INT8 calibration; "
-                                   "build from a QDQ model (python -m export.quantize)")
-            from rap_edge.calibsets import read_set  # noqa: PLC0415
+                raise BackendError(
+                    f"TensorRT {version} has no implicit INT8 calibration; "
+                    "build from a QDQ model (python -m export.quantize)"
+                )
+            from rap_edge.calibsets import read_set
 
             images = read_set(calib)
-            batches = calibration_batches(images, manifest, shapes[manifest.input_name]["opt"][0]
-                                          if manifest.input_name in shapes else batch[1])
+            batches = calibration_batches(
+                images,
+                manifest,
+                shapes[manifest.input_name]["opt"][0]
+                if manifest.input_name in shapes
+                else batch[1],
+            )
             cache = calibration_cache / f"{digest}.calib"
             calibrator = _calibrator(trt, batches, cache, set_digest(images))
             config.int8_calibrator = calibrator
             config.set_calibration_profile(profile)
             quantization = "calibrator"
             calibration = {"set": str(calib), "frames": len(images), "cache": str(cache)}
-    say(f"building {precision} engine of {onnx_path.name} with TensorRT {version} on {gpu} "
+    say(
+        f"building {precision} engine of {onnx_path.name} with TensorRT {version} on {gpu} "
         f"(workspace {workspace_mb} MiB, batch {batch[0]}/{batch[1]}/{batch[2]}"
-        + (f", INT8 by {quantization}" if quantization else "") + ") ...")
+        + (f", INT8 by {quantization}" if quantization else "")
+        + ") ..."
+    )
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -483,13 +552,23 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
     tmp.replace(engine)
     write_wrapper(onnx_path, folder)
     now = time.time()
-    info = {"onnx": str(onnx_path.resolve()), "onnx_sha256": digest, "trt_version": version,
-            "gpu": gpu, "precision": precision, "quantization": quantization,
-            "calibration": calibration, "profile": shapes, "workspace_mb": workspace_mb,
-            "built": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "built_unix": now, "build_seconds": round(seconds, 2),
-            "engine_sha256": _sha256(engine), "engine_bytes": engine.stat().st_size,
-            "wrapper": ENGINE_WRAPPER}
+    info = {
+        "onnx": str(onnx_path.resolve()),
+        "onnx_sha256": digest,
+        "trt_version": version,
+        "gpu": gpu,
+        "precision": precision,
+        "quantization": quantization,
+        "calibration": calibration,
+        "profile": shapes,
+        "workspace_mb": workspace_mb,
+        "built": datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "built_unix": now,
+        "build_seconds": round(seconds, 2),
+        "engine_sha256": _sha256(engine),
+        "engine_bytes": engine.stat().st_size,
+        "wrapper": ENGINE_WRAPPER,
+    }
     (folder / ENGINE_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     say(f"wrote {engine} ({engine.stat().st_size / 1e6:.1f} MB in {seconds:.1f} s)")
     return folder
@@ -497,25 +576,45 @@ def build(onnx_path: Path, *, precision: str, manifest: ModelManifest | None = N
 
 # -- command line ------------------------------------------------------------------------------
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m export.engine`` and ``rap-edge export engine``."""
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--onnx", type=Path, help="the ONNX model (its MODEL.json beside it, if "
-                     "any, gives preprocessing for --calib and open input sizes)")
+    src.add_argument(
+        "--onnx",
+        type=Path,
+        help="the ONNX model (its MODEL.json beside it, if "
+        "any, gives preprocessing for --calib and open input sizes)",
+    )
     src.add_argument("--manifest", type=Path, help="the model's manifest (instead of --onnx)")
-    parser.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"],
-                        help="engine precision (default fp16; int8 from QDQ nodes or --calib)")
-    parser.add_argument("--calib", metavar="SET",
-                        help="calibration set for INT8 of a model without QDQ nodes: a folder "
-                        "from `rap-edge calibrate collect`, or NAME for calibration/sets/NAME")
-    parser.add_argument("--workspace-mb", type=int, default=1024,
-                        help="TensorRT workspace limit in MiB (default 1024; less on a Jetson)")
+    parser.add_argument(
+        "--precision",
+        default="fp16",
+        choices=["fp32", "fp16", "int8"],
+        help="engine precision (default fp16; int8 from QDQ nodes or --calib)",
+    )
+    parser.add_argument(
+        "--calib",
+        metavar="SET",
+        help="calibration set for INT8 of a model without QDQ nodes: a folder "
+        "from `rap-edge calibrate collect`, or NAME for calibration/sets/NAME",
+    )
+    parser.add_argument(
+        "--workspace-mb",
+        type=int,
+        default=1024,
+        help="TensorRT workspace limit in MiB (default 1024; less on a Jetson)",
+    )
     parser.add_argument("--min-batch", type=int, default=1, help="smallest batch (default 1)")
-    parser.add_argument("--opt-batch", type=int, default=4,
-                        help="batch TensorRT tunes for (default 4)")
+    parser.add_argument(
+        "--opt-batch", type=int, default=4, help="batch TensorRT tunes for (default 4)"
+    )
     parser.add_argument("--max-batch", type=int, default=16, help="largest batch (default 16)")
-    parser.add_argument("--cache-dir", type=Path,
-                        help="engine cache root (default $RAP_EDGE_ENGINES, else the user cache)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="engine cache root (default $RAP_EDGE_ENGINES, else the user cache)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild an engine already cached")
 
 
@@ -527,10 +626,11 @@ def run(args: argparse.Namespace) -> int:
     """Build as ``args`` say; 0 built (or found), 1 bad input, 2 no TensorRT or a failed build."""
     ok, why = tensorrt_capability()
     if not ok:
-        print(f"rap-edge: error: TensorRT is not available here: {_one_line(why)}",
-              file=sys.stderr)
+        print(
+            f"rap-edge: error: TensorRT is not available here: {_one_line(why)}", file=sys.stderr
+        )
         return 2
-    from rap_edge.models import load_manifest  # noqa: PLC0415
+    from rap_edge.models import load_manifest
 
     try:
         manifest = None
@@ -544,10 +644,16 @@ def run(args: argparse.Namespace) -> int:
                 manifest = load_manifest(beside)
                 if manifest.onnx.resolve() != onnx_path.resolve():
                     manifest = None  # a JSON of something else
-        folder = build(onnx_path, precision=args.precision, manifest=manifest, calib=args.calib,
-                       workspace_mb=args.workspace_mb,
-                       batch=(args.min_batch, args.opt_batch, args.max_batch),
-                       cache_root=args.cache_dir, force=args.force)
+        folder = build(
+            onnx_path,
+            precision=args.precision,
+            manifest=manifest,
+            calib=args.calib,
+            workspace_mb=args.workspace_mb,
+            batch=(args.min_batch, args.opt_batch, args.max_batch),
+            cache_root=args.cache_dir,
+            force=args.force,
+        )
     except RapEdgeError as err:
         print(f"rap-edge: error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code

@@ -75,8 +75,11 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "tokenizer.m
 _IMAGE_THRESHOLD = 0.8
 _TEXT_THRESHOLD = 0.2
 SAMPLE_TEXTS = (
-    "a photo of a red mug", "my dog asleep on the sofa", "Bo, a Shiba Inu!",
-    "a person wearing glasses", "the kitchen table at night",
+    "a photo of a red mug",
+    "my dog asleep on the sofa",
+    "Bo, a Shiba Inu!",
+    "a person wearing glasses",
+    "the kitchen table at night",
     "a very long caption " + "that goes on and on " * 30,
 )
 
@@ -153,19 +156,25 @@ def inspect_folder(hf_dir: str | Path, *, kind: str = "auto") -> HfFolder:
     if not path.is_dir():
         msg = f"{path}: no such folder (--hf-dir must be a local Hugging Face model folder)"
         raise InvalidInputError(msg)
-    config = _read_json(path / "config.json",
-                        "not a Hugging Face model folder (save it with save_pretrained)")
+    config = _read_json(
+        path / "config.json", "not a Hugging Face model folder (save it with save_pretrained)"
+    )
     model_type = config.get("model_type")
     if model_type not in KINDS:
-        msg = (f"{path / 'config.json'}: model_type {model_type!r} is not supported; "
-               f"supported: {', '.join(KINDS)}")
+        msg = (
+            f"{path / 'config.json'}: model_type {model_type!r} is not supported; "
+            f"supported: {', '.join(KINDS)}"
+        )
         raise InvalidInputError(msg)
     if kind not in {"auto", model_type}:
         msg = f"--kind {kind} but {path / 'config.json'} says model_type {model_type!r}"
         raise InvalidInputError(msg)
     pre_path = path / "preprocessor_config.json"
-    _read_json(pre_path, "the image preprocessing must come from the folder (save the "
-               "model's image processor with save_pretrained)")
+    _read_json(
+        pre_path,
+        "the image preprocessing must come from the folder (save the "
+        "model's image processor with save_pretrained)",
+    )
     weights = sorted({p for pattern in _WEIGHTS for p in path.glob(pattern)})
     if not weights:
         msg = f"{path}: no weights (*.safetensors or *.bin)"
@@ -173,8 +182,13 @@ def inspect_folder(hf_dir: str | Path, *, kind: str = "auto") -> HfFolder:
     digest = hashlib.sha256()
     for p in [*weights, pre_path]:
         digest.update(f"{p.name}:{sha256_file(p)}\n".encode())
-    return HfFolder(path=path, kind=model_type, config=config, digest=digest.hexdigest(),
-                    weights=tuple(p.name for p in weights))
+    return HfFolder(
+        path=path,
+        kind=model_type,
+        config=config,
+        digest=digest.hexdigest(),
+        weights=tuple(p.name for p in weights),
+    )
 
 
 def _size(value: Any, key: str) -> int | None:  # noqa: ANN401 - SizeDict, dict or int
@@ -191,6 +205,7 @@ def preprocess_from_processor(processor: Any, where: Path) -> Preprocess:  # noq
         InvalidInputError: naming ``where`` if the processor does something the runtime cannot
             (no resize, a resize without a crop to a fixed size, an unknown resampling).
     """
+
     def unsupported(what: str) -> InvalidInputError:
         return InvalidInputError(f"{where}: unsupported preprocessing: {what}")
 
@@ -221,10 +236,18 @@ def preprocess_from_processor(processor: Any, where: Path) -> Preprocess:  # noq
     if len(mean) != 3 or len(std) != 3:  # noqa: PLR2004
         raise unsupported(f"image_mean {mean} / image_std {std} (three channels expected)")
     scale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
-    return Preprocess(height=height, width=width, color="RGB", scale=scale,
-                      mean=mean, std=std,  # type: ignore[arg-type]
-                      resize=resize, resize_shortest=shortest, interpolation=_RESAMPLE[resample],
-                      antialias=True)
+    return Preprocess(
+        height=height,
+        width=width,
+        color="RGB",
+        scale=scale,
+        mean=mean,
+        std=std,  # type: ignore[arg-type]
+        resize=resize,
+        resize_shortest=shortest,
+        interpolation=_RESAMPLE[resample],
+        antialias=True,
+    )
 
 
 def synthetic_images(n: int = 8, *, seed: int = 0) -> list[np.ndarray]:
@@ -245,8 +268,9 @@ def synthetic_images(n: int = 8, *, seed: int = 0) -> list[np.ndarray]:
 
 
 def _read_folder(path: Path) -> list[np.ndarray]:
-    files = sorted(p for p in path.iterdir()
-                   if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+    files = sorted(
+        p for p in path.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+    )
     images = []
     for p in files:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -267,7 +291,7 @@ def load_calibration(name: str, store: ModelStore | None = None) -> list[np.ndar
     folder of images, or the name of a set in ``calibration/sets/`` (e.g. ``check-photos``,
     pulled into ``store`` if needed).
     """
-    from export.quantize import load_set  # noqa: PLC0415
+    from export.quantize import load_set
 
     path = Path(name).expanduser()
     if path.is_dir() and not (path / "set.json").is_file():
@@ -281,13 +305,13 @@ def load_calibration(name: str, store: ModelStore | None = None) -> list[np.ndar
 
 def _features(out: Any) -> torch.Tensor:  # noqa: ANN401 - a tensor or a ModelOutput
     """``get_*_features`` returns a tensor in transformers 4 and a ModelOutput in 5."""
-    import torch  # noqa: PLC0415
+    import torch
 
     return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def _towers(model: Any, kind: str) -> tuple[torch.nn.Module, torch.nn.Module | None]:  # noqa: ANN401
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     class ImageTower(nn.Module):
         def __init__(self) -> None:
@@ -305,8 +329,9 @@ def _towers(model: Any, kind: str) -> tuple[torch.nn.Module, torch.nn.Module | N
             self.model = model
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return _features(self.model.get_text_features(input_ids=input_ids,
-                                                          attention_mask=attention_mask))
+            return _features(
+                self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+            )
 
     class SiglipText(nn.Module):
         def __init__(self) -> None:
@@ -320,27 +345,40 @@ def _towers(model: Any, kind: str) -> tuple[torch.nn.Module, torch.nn.Module | N
     return ImageTower().eval(), text().eval() if text else None
 
 
-def _export_onnx(module: torch.nn.Module, path: Path, example: dict[str, torch.Tensor],
-                 output: str, *, input_names: Sequence[str] | None = None) -> str:
+def _export_onnx(
+    module: torch.nn.Module,
+    path: Path,
+    example: dict[str, torch.Tensor],
+    output: str,
+    *,
+    input_names: Sequence[str] | None = None,
+) -> str:
     """Dynamo export, opset 18, batch dynamic in every input; return the file's SHA-256.
 
     ``example`` maps ``forward``'s argument names to example tensors (batch 2, as in
     ``export._common.export_onnx``); the ONNX inputs take ``input_names`` (default: the same).
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     batch = torch.export.Dim("batch", min=1, max=1024)
     torch.onnx.export(
-        module, tuple(example.values()), str(path), input_names=list(input_names or example),
-        output_names=[output], dynamic_shapes={k: {0: batch} for k in example},
-        opset_version=18, dynamo=True, external_data=False, verbose=False,
+        module,
+        tuple(example.values()),
+        str(path),
+        input_names=list(input_names or example),
+        output_names=[output],
+        dynamic_shapes={k: {0: batch} for k in example},
+        opset_version=18,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
     )
     return sha256_file(path)
 
 
 def _to_fp16(src: Path, dst: Path) -> str:
-    import onnx  # noqa: PLC0415
-    from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: PLC0415
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
@@ -349,27 +387,35 @@ def _to_fp16(src: Path, dst: Path) -> str:
 
 def _cosines(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     cos = cosine_rows(got, want)
-    return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
-            "max_abs_diff": float(np.abs(got - want).max())}
+    return {
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "max_abs_diff": float(np.abs(got - want).max()),
+    }
 
 
 def _torch_embed(module: torch.nn.Module, **inputs: np.ndarray) -> np.ndarray:
-    import torch  # noqa: PLC0415
+    import torch
 
     with torch.no_grad():
         out = module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()})
     return out.numpy().astype(np.float32)  # type: ignore[no-any-return]
 
 
-def _end_to_end(processor: Any, manifest: ModelManifest, image_tower: torch.nn.Module,  # noqa: ANN401 - any HF image processor
-                images: Sequence[np.ndarray]) -> dict[str, Any]:
+def _end_to_end(
+    processor: Any,  # noqa: ANN401
+    manifest: ModelManifest,
+    image_tower: torch.nn.Module,
+    images: Sequence[np.ndarray],
+) -> dict[str, Any]:
     """rap-edge's preprocessing + ONNX against the Hugging Face PIL processor + torch."""
     try:
-        from PIL import Image  # noqa: PLC0415
+        from PIL import Image
 
         rgb = [Image.fromarray(np.ascontiguousarray(img[:, :, ::-1])) for img in images]
-        pixels = np.asarray(processor(images=rgb, return_tensors="np")["pixel_values"],
-                            dtype=np.float32)
+        pixels = np.asarray(
+            processor(images=rgb, return_tensors="np")["pixel_values"], dtype=np.float32
+        )
     except Exception as err:  # noqa: BLE001 - any failure of the optional reference is reported
         return {"skipped": f"the Hugging Face image processor could not run: {err}"}
     ours = preprocess(list(images), manifest)
@@ -380,27 +426,37 @@ def _end_to_end(processor: Any, manifest: ModelManifest, image_tower: torch.nn.M
     return {
         "reference": f"Hugging Face {type(processor).__name__} (PIL) + torch eager",
         "runtime": "rap_edge.models.preprocess (OpenCV) + onnxruntime CPU",
-        "images": len(images), **_cosines(got, want),
+        "images": len(images),
+        **_cosines(got, want),
         "input_mean_abs_diff": float(np.abs(pixels - ours).mean()),
         "input_max_abs_diff": float(np.abs(pixels - ours).max()),
         "note": "reported, not required: OpenCV and PIL resample differently",
     }
 
 
-def _image_parity(manifest: ModelManifest, tower: torch.nn.Module, images: Sequence[np.ndarray],
-                  *, source: str, required: float) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+def _image_parity(
+    manifest: ModelManifest,
+    tower: torch.nn.Module,
+    images: Sequence[np.ndarray],
+    *,
+    source: str,
+    required: float,
+) -> dict[str, Any]:
+    import torch
+    import transformers
 
     want = _torch_embed(tower, x=preprocess(list(images), manifest))
     got = Encoder(manifest, provider="cpu").embed(list(images))
     result = _cosines(got, want)
     return {
         "reference": f"transformers {transformers.__version__}, torch {torch.__version__} "
-                     "eager fp32, same input tensors",
+        "eager fp32, same input tensors",
         "runtime": "onnxruntime CPU through rap_edge.models.Encoder",
-        "images": len(images), "inputs": source, **result,
-        "required_min_cosine": required, "ok": bool(result["min_cosine"] >= required),
+        "images": len(images),
+        "inputs": source,
+        **result,
+        "required_min_cosine": required,
+        "ok": bool(result["min_cosine"] >= required),
     }
 
 
@@ -409,33 +465,39 @@ def _tokenizer_facts(folder: HfFolder, out_dir: Path, name: str) -> tuple[Any, d
 
     Writes ``NAME.tokenizer.json`` (the ``tokenizers`` library's format) for the runtime.
     """
-    from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers import AutoTokenizer
 
     # transformers 5 builds an empty tokenizer (every word unknown) from a folder without one.
     if not any((folder.path / f).is_file() for f in _TOKENIZER_FILES):
-        msg = (f"{folder.path}: no tokenizer for the text tower (none of "
-               f"{', '.join(_TOKENIZER_FILES)}); use --no-text to export the image encoder "
-               "alone")
+        msg = (
+            f"{folder.path}: no tokenizer for the text tower (none of "
+            f"{', '.join(_TOKENIZER_FILES)}); use --no-text to export the image encoder "
+            "alone"
+        )
         raise ModelStoreError(msg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder.path)
     except Exception as err:
-        msg = (f"{folder.path}: no usable tokenizer for the text tower ({err}); "
-               "use --no-text to export the image encoder alone")
+        msg = (
+            f"{folder.path}: no usable tokenizer for the text tower ({err}); "
+            "use --no-text to export the image encoder alone"
+        )
         raise ModelStoreError(msg) from err
     backend = getattr(tokenizer, "backend_tokenizer", None)
     sentencepiece = backend is None
     if sentencepiece:
         # SigLIP's own tokenizer is SentencePiece; its model converts as T5's does.
         try:
-            from transformers.convert_slow_tokenizer import T5Converter  # noqa: PLC0415
+            from transformers.convert_slow_tokenizer import T5Converter
 
             backend = T5Converter(tokenizer).converted()
         except Exception as err:
-            msg = (f"{folder.path}: cannot convert the {type(tokenizer).__name__} tokenizer "
-                   f"to a tokenizer.json ({err}); use --no-text")
+            msg = (
+                f"{folder.path}: cannot convert the {type(tokenizer).__name__} tokenizer "
+                f"to a tokenizer.json ({err}); use --no-text"
+            )
             raise ModelStoreError(msg) from err
-    from tokenizers import Tokenizer  # noqa: PLC0415
+    from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(backend.to_str())
     backend.no_padding()
@@ -445,8 +507,9 @@ def _tokenizer_facts(folder: HfFolder, out_dir: Path, name: str) -> tuple[Any, d
     path.parent.mkdir(exist_ok=True)
     backend.save(str(path))
     text_config = folder.config.get("text_config") or {}
-    max_length = int(text_config.get("max_position_embeddings")
-                     or {"clip": 77, "siglip": 64}[folder.kind])
+    max_length = int(
+        text_config.get("max_position_embeddings") or {"clip": 77, "siglip": 64}[folder.kind]
+    )
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         pad_id = text_config.get("pad_token_id")
@@ -455,31 +518,50 @@ def _tokenizer_facts(folder: HfFolder, out_dir: Path, name: str) -> tuple[Any, d
         raise ModelStoreError(msg)
     siglip_canonical = sentencepiece and folder.kind == "siglip"
     return tokenizer, {
-        "tokenizer": f"{path.parent.name}/{path.name}", "tokenizer_sha256": sha256_file(path),
+        "tokenizer": f"{path.parent.name}/{path.name}",
+        "tokenizer_sha256": sha256_file(path),
         "tokenizer_class": type(tokenizer).__name__,
-        "max_length": max_length, "padding": "max_length", "truncation": True,
-        "pad_id": int(pad_id), "pad_token": backend.id_to_token(int(pad_id)),
-        "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id,
+        "max_length": max_length,
+        "padding": "max_length",
+        "truncation": True,
+        "pad_id": int(pad_id),
+        "pad_token": backend.id_to_token(int(pad_id)),
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
         "attention_mask": folder.kind == "clip",
-        "pooling": "first EOS token (CLIP)" if folder.kind == "clip"
+        "pooling": "first EOS token (CLIP)"
+        if folder.kind == "clip"
         else "last position, so padding to max_length is required (SigLIP)",
         "lowercase": bool(siglip_canonical and getattr(tokenizer, "do_lower_case", True)),
         "strip_punctuation": siglip_canonical,
     }
 
 
-def _text_parity(manifest: ModelManifest, tower: torch.nn.Module, tokenizer: Any,  # noqa: ANN401
-                 *, required: float | None) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+def _text_parity(
+    manifest: ModelManifest,
+    tower: torch.nn.Module,
+    tokenizer: Any,  # noqa: ANN401
+    *,
+    required: float | None,
+) -> dict[str, Any]:
+    import torch
+    import transformers
 
     max_length = int(manifest.extra["max_length"])
-    ref = tokenizer(list(SAMPLE_TEXTS), padding="max_length", max_length=max_length,
-                    truncation=True, return_tensors="np")
+    ref = tokenizer(
+        list(SAMPLE_TEXTS),
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        return_tensors="np",
+    )
     ids = np.asarray(ref["input_ids"], dtype=np.int64)
     mask = np.asarray(ref["attention_mask"], dtype=np.int64)
-    inputs = {"input_ids": ids, "attention_mask": mask} if manifest.extra[
-        "attention_mask"] else {"input_ids": ids}
+    inputs = (
+        {"input_ids": ids, "attention_mask": mask}
+        if manifest.extra["attention_mask"]
+        else {"input_ids": ids}
+    )
     want = _torch_embed(tower, **inputs)
     encoder = TextEncoder(manifest, provider="cpu")
     ours, _ = encoder.tokenize(list(SAMPLE_TEXTS))
@@ -488,24 +570,28 @@ def _text_parity(manifest: ModelManifest, tower: torch.nn.Module, tokenizer: Any
     ok = same_ids == len(SAMPLE_TEXTS) and (required is None or result["min_cosine"] >= required)
     return {
         "reference": f"transformers {transformers.__version__}, torch {torch.__version__} "
-                     f"eager fp32, ids from {type(tokenizer).__name__}",
+        f"eager fp32, ids from {type(tokenizer).__name__}",
         "runtime": "onnxruntime CPU through rap_edge.models.TextEncoder",
-        "texts": len(SAMPLE_TEXTS), **result,
-        "end_to_end_min_cosine": float(cosine_rows(encoder.embed(list(SAMPLE_TEXTS)),
-                                                   want).min()),
+        "texts": len(SAMPLE_TEXTS),
+        **result,
+        "end_to_end_min_cosine": float(cosine_rows(encoder.embed(list(SAMPLE_TEXTS)), want).min()),
         "tokenization_equal": f"{same_ids}/{len(SAMPLE_TEXTS)}",
-        "required_min_cosine": required, "ok": ok,
+        "required_min_cosine": required,
+        "ok": ok,
     }
 
 
 def _provenance(folder: HfFolder) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import torch
+    import transformers
 
     return {
-        "source": SOURCE, "hf_dir": str(folder.path),
-        "model_type": folder.kind, "architectures": folder.config.get("architectures"),
-        "weights": list(folder.weights), "weights_and_preprocessing_sha256": folder.digest,
+        "source": SOURCE,
+        "hf_dir": str(folder.path),
+        "model_type": folder.kind,
+        "architectures": folder.config.get("architectures"),
+        "weights": list(folder.weights),
+        "weights_and_preprocessing_sha256": folder.digest,
         "exported_with": f"transformers {transformers.__version__}, torch {torch.__version__}",
     }
 
@@ -518,18 +604,23 @@ def _remove(*paths: Path) -> None:
 def _require(parity: dict[str, Any], what: str, *paths: Path) -> None:
     if not parity["ok"]:
         _remove(*paths)
-        msg = (f"{what}: parity check failed (min cosine {parity['min_cosine']:.6f}, "
-               f"required {parity['required_min_cosine']}; tokenization equal "
-               f"{parity.get('tokenization_equal', 'n/a')}); nothing written")
+        msg = (
+            f"{what}: parity check failed (min cosine {parity['min_cosine']:.6f}, "
+            f"required {parity['required_min_cosine']}; tokenization equal "
+            f"{parity.get('tokenization_equal', 'n/a')}); nothing written"
+        )
         raise BackendError(msg)
 
 
 def _load_model(folder: HfFolder) -> Any:  # noqa: ANN401 - a transformers PreTrainedModel
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import torch
+    import transformers
 
-    cls = {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel,
-           "dinov2": transformers.Dinov2Model}[folder.kind]
+    cls = {
+        "clip": transformers.CLIPModel,
+        "siglip": transformers.SiglipModel,
+        "dinov2": transformers.Dinov2Model,
+    }[folder.kind]
     try:
         model = cls.from_pretrained(folder.path, local_files_only=True, dtype=torch.float32)
     except Exception as err:
@@ -538,12 +629,18 @@ def _load_model(folder: HfFolder) -> Any:  # noqa: ANN401 - a transformers PreTr
     return model.eval()
 
 
-def export(hf_dir: str | Path | HfFolder, out_dir: Path, *, kind: str = "auto",
-           precisions: Sequence[str] = ("fp32",), text: bool = True,
-           images: Sequence[np.ndarray] | None = None,
-           calibration: Sequence[np.ndarray] | None = None,
-           calibration_name: str | None = None,
-           say: Callable[[str], None] = print) -> list[Exported]:
+def export(
+    hf_dir: str | Path | HfFolder,
+    out_dir: Path,
+    *,
+    kind: str = "auto",
+    precisions: Sequence[str] = ("fp32",),
+    text: bool = True,
+    images: Sequence[np.ndarray] | None = None,
+    calibration: Sequence[np.ndarray] | None = None,
+    calibration_name: str | None = None,
+    say: Callable[[str], None] = print,
+) -> list[Exported]:
     """Export the image encoder (and text tower) in each precision; see the module docstring.
 
     Args:
@@ -568,7 +665,7 @@ def export(hf_dir: str | Path | HfFolder, out_dir: Path, *, kind: str = "auto",
         ModelStoreError: if a file the export needs is missing or unreadable.
         BackendError: if a parity check fails (that precision's files are deleted).
     """
-    from export.quantize import crops_of, quantize  # noqa: PLC0415
+    from export.quantize import crops_of, quantize
 
     unknown = set(precisions) - set(PRECISIONS)
     if unknown:
@@ -581,92 +678,148 @@ def export(hf_dir: str | Path | HfFolder, out_dir: Path, *, kind: str = "auto",
     name = folder.name
     if images is None:
         images = list(calibration[:16]) if calibration else synthetic_images()
-        source = (f"{len(images)} calibration images" if calibration
-                  else f"{len(images)} synthetic images (gradients, discs, noise; seed 0)")
+        source = (
+            f"{len(images)} calibration images"
+            if calibration
+            else f"{len(images)} synthetic images (gradients, discs, noise; seed 0)"
+        )
     else:
         source = f"{len(images)} given images"
     out_dir.mkdir(parents=True, exist_ok=True)
 
     say(f"[{name}] loading {folder.kind} from {folder.path}")
-    from transformers import AutoImageProcessor  # noqa: PLC0415
+    from transformers import AutoImageProcessor
 
     try:
         processor = AutoImageProcessor.from_pretrained(folder.path, backend="pil")
     except Exception as err:
-        msg = (f"{folder.path / 'preprocessor_config.json'}: cannot be read as an image "
-               f"processor ({err})")
+        msg = (
+            f"{folder.path / 'preprocessor_config.json'}: cannot be read as an image "
+            f"processor ({err})"
+        )
         raise ModelStoreError(msg) from err
     pre = preprocess_from_processor(processor, folder.path / "preprocessor_config.json")
     model = _load_model(folder)
     image_tower, text_tower = _towers(model, folder.kind)
     if not text:
         text_tower = None
-    tokenizer, facts = (_tokenizer_facts(folder, out_dir, name) if text_tower is not None
-                        else (None, {}))
+    tokenizer, facts = (
+        _tokenizer_facts(folder, out_dir, name) if text_tower is not None else (None, {})
+    )
     provenance = _provenance(folder)
     digest = folder.digest[:12]
-    import torch  # noqa: PLC0415
+    import torch
 
     with torch.no_grad():
         dim = int(image_tower(torch.zeros(1, 3, pre.height, pre.width)).shape[-1])
     image_id = f"{name}-{dim}-fp32@{digest}"
-    threshold_note = ("placeholder, not calibrated for this model: measure one with "
-                      "`rap-edge calibrate`")
+    threshold_note = (
+        "placeholder, not calibrated for this model: measure one with `rap-edge calibrate`"
+    )
 
-    say(f"[{name}] exporting the image encoder ({pre.height}x{pre.width}, {pre.resize}, "
-        f"{pre.interpolation}) -> {name}.onnx")
+    say(
+        f"[{name}] exporting the image encoder ({pre.height}x{pre.width}, {pre.resize}, "
+        f"{pre.interpolation}) -> {name}.onnx"
+    )
     image_path = out_dir / f"{name}.onnx"
     image = ModelManifest(
-        name=name, task="embed", encoder_id=image_id, onnx=image_path,
-        onnx_sha256=_export_onnx(image_tower, image_path,
-                                 {"x": torch.zeros(2, 3, pre.height, pre.width)},
-                                 "image_embeds", input_names=["images"]),
-        input_name="images", output_name="image_embeds", dim=dim, metric="cosine",
-        threshold=_IMAGE_THRESHOLD, preprocess=pre, provenance=provenance,
-        extra={"kind": folder.kind, "threshold_note": threshold_note,
-               "text_manifest": f"{name}.text.json" if text_tower else None},
+        name=name,
+        task="embed",
+        encoder_id=image_id,
+        onnx=image_path,
+        onnx_sha256=_export_onnx(
+            image_tower,
+            image_path,
+            {"x": torch.zeros(2, 3, pre.height, pre.width)},
+            "image_embeds",
+            input_names=["images"],
+        ),
+        input_name="images",
+        output_name="image_embeds",
+        dim=dim,
+        metric="cosine",
+        threshold=_IMAGE_THRESHOLD,
+        preprocess=pre,
+        provenance=provenance,
+        extra={
+            "kind": folder.kind,
+            "threshold_note": threshold_note,
+            "text_manifest": f"{name}.text.json" if text_tower else None,
+        },
     )
     say(f"[{name}] checking the image encoder against torch on {source}")
-    parity = _image_parity(image, image_tower, images, source=source,
-                           required=MIN_COSINE["fp32"])
+    parity = _image_parity(image, image_tower, images, source=source, required=MIN_COSINE["fp32"])
     _require(parity, f"{name}.onnx", image_path)
     parity["end_to_end"] = _end_to_end(processor, image, image_tower, images)
     image = replace(image, parity=parity, path=out_dir / f"{name}.json")
     write_manifest(image, out_dir / f"{name}.json")
-    say(f"[{name}] image fp32: min cosine {parity['min_cosine']:.7f} (ONNX vs torch); end to "
-        f"end vs the HF processor: {parity['end_to_end'].get('min_cosine', 'skipped')}")
+    say(
+        f"[{name}] image fp32: min cosine {parity['min_cosine']:.7f} (ONNX vs torch); end to "
+        f"end vs the HF processor: {parity['end_to_end'].get('min_cosine', 'skipped')}"
+    )
 
     text_manifest: ModelManifest | None = None
     if text_tower is not None:
         say(f"[{name}] exporting the text tower -> {name}.text.onnx")
-        example = tokenizer(list(SAMPLE_TEXTS[:2]), padding="max_length",
-                            max_length=facts["max_length"], truncation=True, return_tensors="pt")
+        example = tokenizer(
+            list(SAMPLE_TEXTS[:2]),
+            padding="max_length",
+            max_length=facts["max_length"],
+            truncation=True,
+            return_tensors="pt",
+        )
         inputs = {"input_ids": example["input_ids"].long()}
         if facts["attention_mask"]:
             inputs["attention_mask"] = example["attention_mask"].long()
         text_path = out_dir / f"{name}.text.onnx"
         text_manifest = ModelManifest(
-            name=f"{name}-text", task="embed_text", encoder_id=f"{name}-text-{dim}-fp32@{digest}",
-            onnx=text_path, onnx_sha256=_export_onnx(text_tower, text_path, inputs, "text_embeds"),
-            input_name="input_ids", output_name="text_embeds", dim=dim, metric="cosine",
+            name=f"{name}-text",
+            task="embed_text",
+            encoder_id=f"{name}-text-{dim}-fp32@{digest}",
+            onnx=text_path,
+            onnx_sha256=_export_onnx(text_tower, text_path, inputs, "text_embeds"),
+            input_name="input_ids",
+            output_name="text_embeds",
+            dim=dim,
+            metric="cosine",
             threshold=_TEXT_THRESHOLD,
             # Unused by text models (their input is token ids); kept for the manifest schema.
-            preprocess=Preprocess(height=1, width=1, color="RGB", scale=1.0,
-                                  mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+            preprocess=Preprocess(
+                height=1,
+                width=1,
+                color="RGB",
+                scale=1.0,
+                mean=(0.0, 0.0, 0.0),
+                std=(1.0, 1.0, 1.0),
+            ),
             provenance=provenance,
-            extra={**facts, "image_encoder_id": image_id, "image_manifest": f"{name}.json",
-                   "threshold_note": threshold_note + " (text-to-image cosines are lower than "
-                   "image-to-image ones)"},
+            extra={
+                **facts,
+                "image_encoder_id": image_id,
+                "image_manifest": f"{name}.json",
+                "threshold_note": threshold_note + " (text-to-image cosines are lower than "
+                "image-to-image ones)",
+            },
         )
-        text_parity = _text_parity(text_manifest, text_tower, tokenizer,
-                                   required=MIN_COSINE["fp32"])
-        _require(text_parity, f"{name}.text.onnx", text_path,
-                 out_dir / facts["tokenizer"], out_dir / f"{name}.json", image_path)
-        text_manifest = replace(text_manifest, parity=text_parity,
-                                path=out_dir / f"{name}.text.json")
+        text_parity = _text_parity(
+            text_manifest, text_tower, tokenizer, required=MIN_COSINE["fp32"]
+        )
+        _require(
+            text_parity,
+            f"{name}.text.onnx",
+            text_path,
+            out_dir / facts["tokenizer"],
+            out_dir / f"{name}.json",
+            image_path,
+        )
+        text_manifest = replace(
+            text_manifest, parity=text_parity, path=out_dir / f"{name}.text.json"
+        )
         write_manifest(text_manifest, out_dir / f"{name}.text.json")
-        say(f"[{name}] text fp32: min cosine {text_parity['min_cosine']:.7f}, tokenization "
-            f"equal {text_parity['tokenization_equal']}")
+        say(
+            f"[{name}] text fp32: min cosine {text_parity['min_cosine']:.7f}, tokenization "
+            f"equal {text_parity['tokenization_equal']}"
+        )
 
     results: list[Exported] = []
     for precision in precisions:
@@ -678,54 +831,96 @@ def export(hf_dir: str | Path | HfFolder, out_dir: Path, *, kind: str = "auto",
             variant = _fp16_image(image, image_tower, images, source=source)
         else:
             crops = crops_of(calibration or [])
-            say(f"[{name}] INT8 QDQ: calibrating on {len(crops[::2])} crops of "
-                f"{len(calibration or [])} images, evaluating on {len(crops)}")
-            (variant,) = quantize(out_dir / f"{name}.json", calibration=crops[::2],
-                                  evaluation=crops, variants=("qdq",))
-            variant = replace(variant, path=variant.onnx.with_suffix(".json"),
-                              parity={**variant.parity, "evaluation_set": calibration_name})
+            say(
+                f"[{name}] INT8 QDQ: calibrating on {len(crops[::2])} crops of "
+                f"{len(calibration or [])} images, evaluating on {len(crops)}"
+            )
+            (variant,) = quantize(
+                out_dir / f"{name}.json",
+                calibration=crops[::2],
+                evaluation=crops,
+                variants=("qdq",),
+            )
+            variant = replace(
+                variant,
+                path=variant.onnx.with_suffix(".json"),
+                parity={**variant.parity, "evaluation_set": calibration_name},
+            )
             if text_manifest is not None:
-                variant = replace(variant, extra={
-                    **variant.extra, "text_manifest": f"{name}.text.int8-dynamic.json"})
+                variant = replace(
+                    variant,
+                    extra={**variant.extra, "text_manifest": f"{name}.text.int8-dynamic.json"},
+                )
             write_manifest(variant, variant.onnx.with_suffix(".json"))
         variant_text = None
         if text_manifest is not None:
-            variant_text = _text_variant(text_manifest, text_tower, tokenizer, precision,
-                                         image_encoder_id=variant.encoder_id,
-                                         image_manifest=variant.path)
-        say(f"[{name}] image {precision}: {_summary(variant.parity)}"
-            + (f"; text: {_summary(variant_text.parity)}" if variant_text else ""))
+            variant_text = _text_variant(
+                text_manifest,
+                text_tower,
+                tokenizer,
+                precision,
+                image_encoder_id=variant.encoder_id,
+                image_manifest=variant.path,
+            )
+        say(
+            f"[{name}] image {precision}: {_summary(variant.parity)}"
+            + (f"; text: {_summary(variant_text.parity)}" if variant_text else "")
+        )
         results.append(Exported(precision, variant, variant_text))
     return results
 
 
 def _summary(parity: dict[str, Any]) -> str:
     if "min_cosine_to_fp32" in parity:
-        return (f"min cosine to fp32 {parity['min_cosine_to_fp32']:.5f}, mean "
-                f"{parity['mean_cosine_to_fp32']:.5f}, nearest-neighbour changes "
-                f"{parity['nearest_neighbour_changes']}/{parity['crops']}")
+        return (
+            f"min cosine to fp32 {parity['min_cosine_to_fp32']:.5f}, mean "
+            f"{parity['mean_cosine_to_fp32']:.5f}, nearest-neighbour changes "
+            f"{parity['nearest_neighbour_changes']}/{parity['crops']}"
+        )
     return f"min cosine to torch fp32 {parity['min_cosine']:.6f}"
 
 
-def _fp16_image(fp32: ModelManifest, tower: torch.nn.Module, images: Sequence[np.ndarray],
-                *, source: str) -> ModelManifest:
+def _fp16_image(
+    fp32: ModelManifest, tower: torch.nn.Module, images: Sequence[np.ndarray], *, source: str
+) -> ModelManifest:
     path = fp32.onnx.with_name(f"{fp32.name}.fp16.onnx")
-    manifest = replace(fp32, name=f"{fp32.name}-fp16", onnx=path, onnx_sha256=_to_fp16(
-        fp32.onnx, path), encoder_id=fp32.encoder_id.replace("-fp32@", "-fp16@"), parity={},
-        extra={**fp32.extra, "text_manifest": f"{fp32.name}.text.fp16.json"
-               if fp32.extra.get("text_manifest") else None})
+    manifest = replace(
+        fp32,
+        name=f"{fp32.name}-fp16",
+        onnx=path,
+        onnx_sha256=_to_fp16(fp32.onnx, path),
+        encoder_id=fp32.encoder_id.replace("-fp32@", "-fp16@"),
+        parity={},
+        extra={
+            **fp32.extra,
+            "text_manifest": f"{fp32.name}.text.fp16.json"
+            if fp32.extra.get("text_manifest")
+            else None,
+        },
+    )
     parity = _image_parity(manifest, tower, images, source=source, required=MIN_COSINE["fp16"])
     _require(parity, path.name, path)
-    manifest = replace(manifest, parity={**parity, "conversion": "onnxruntime.transformers."
-                                         "float16, inputs and outputs kept fp32"})
+    manifest = replace(
+        manifest,
+        parity={
+            **parity,
+            "conversion": "onnxruntime.transformers.float16, inputs and outputs kept fp32",
+        },
+    )
     json_path = path.with_suffix(".json")
     write_manifest(manifest, json_path)
     return replace(manifest, path=json_path)
 
 
-def _text_variant(fp32: ModelManifest, tower: torch.nn.Module | None, tokenizer: Any,  # noqa: ANN401
-                  precision: str, *, image_encoder_id: str,
-                  image_manifest: Path | None) -> ModelManifest:
+def _text_variant(
+    fp32: ModelManifest,
+    tower: torch.nn.Module | None,
+    tokenizer: Any,  # noqa: ANN401
+    precision: str,
+    *,
+    image_encoder_id: str,
+    image_manifest: Path | None,
+) -> ModelManifest:
     base = fp32.onnx.with_suffix("")
     if precision == "fp16":
         path = base.with_name(f"{base.name}.fp16.onnx")
@@ -733,7 +928,7 @@ def _text_variant(fp32: ModelManifest, tower: torch.nn.Module | None, tokenizer:
         how = "onnxruntime.transformers.float16, inputs and outputs kept fp32"
         required: float | None = MIN_COSINE["fp16"]
     else:
-        from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
         path = base.with_name(f"{base.name}.int8-dynamic.onnx")
         quantize_dynamic(fp32.onnx, path, weight_type=QuantType.QInt8)
@@ -742,10 +937,17 @@ def _text_variant(fp32: ModelManifest, tower: torch.nn.Module | None, tokenizer:
         required = None
     tag = "fp16" if precision == "fp16" else "int8dynamic"
     manifest = replace(
-        fp32, name=f"{fp32.name}-{tag}", onnx=path, onnx_sha256=digest, parity={},
+        fp32,
+        name=f"{fp32.name}-{tag}",
+        onnx=path,
+        onnx_sha256=digest,
+        parity={},
         encoder_id=fp32.encoder_id.replace("-fp32@", f"-{tag}@"),
-        extra={**fp32.extra, "image_encoder_id": image_encoder_id,
-               "image_manifest": image_manifest.name if image_manifest else None},
+        extra={
+            **fp32.extra,
+            "image_encoder_id": image_encoder_id,
+            "image_manifest": image_manifest.name if image_manifest else None,
+        },
     )
     if tower is None:
         msg = "internal: text variant without a text tower"
@@ -765,7 +967,7 @@ def check(manifest: ModelManifest) -> dict[str, Any]:
     :data:`SAMPLE_TEXTS`, each against the bar recorded at export. INT8 image variants are
     checked against their fp32 model by ``export.quantize.check`` instead.
     """
-    from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers import AutoTokenizer
 
     hf_dir = manifest.provenance.get("hf_dir")
     if manifest.provenance.get("source") != SOURCE or not hf_dir:
@@ -775,43 +977,74 @@ def check(manifest: ModelManifest) -> dict[str, Any]:
     except RapEdgeError as err:
         return {"ok": False, "error": str(err)}
     if folder.digest != manifest.provenance.get("weights_and_preprocessing_sha256"):
-        return {"ok": False, "error": f"{folder.path}: weights or preprocessing changed since "
-                "the export"}
+        return {
+            "ok": False,
+            "error": f"{folder.path}: weights or preprocessing changed since the export",
+        }
     image_tower, text_tower = _towers(_load_model(folder), folder.kind)
     required = manifest.parity.get("required_min_cosine")
     recorded = manifest.parity.get("min_cosine")
     if required is None and isinstance(recorded, float):  # an INT8 text tower: no bar at
         required = recorded - 1e-3  # export, so it must reproduce what was recorded
     if manifest.task == "embed_text" and text_tower is not None:
-        return _text_parity(manifest, text_tower, AutoTokenizer.from_pretrained(folder.path),
-                            required=required)
+        return _text_parity(
+            manifest, text_tower, AutoTokenizer.from_pretrained(folder.path), required=required
+        )
     if manifest.task != "embed" or not isinstance(required, float):
-        return {"ok": False, "error": f"no torch check for {manifest.name!r} (task "
-                f"{manifest.task}, parity {sorted(manifest.parity)})"}
-    return _image_parity(manifest, image_tower, synthetic_images(), required=required,
-                         source="8 synthetic images (gradients, discs, noise; seed 0)")
+        return {
+            "ok": False,
+            "error": f"no torch check for {manifest.name!r} (task "
+            f"{manifest.task}, parity {sorted(manifest.parity)})",
+        }
+    return _image_parity(
+        manifest,
+        image_tower,
+        synthetic_images(),
+        required=required,
+        source="8 synthetic images (gradients, discs, noise; seed 0)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rap-edge export encoder`` (and ``python -m export.hf_encoder``)."""
-    parser.add_argument("--hf-dir", required=True, metavar="DIR",
-                        help="local Hugging Face model folder (config.json, weights, "
-                        "preprocessor_config.json; a tokenizer for the text tower)")
-    parser.add_argument("--kind", choices=["auto", *KINDS], default="auto",
-                        help="model family (default: config.json's model_type)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32 (default), fp16 (converted, I/O fp32) or int8 (static QDQ "
-                        "calibrated on --calib); fp32 is always written as the reference")
-    parser.add_argument("--calib", metavar="SET", default=None,
-                        help="calibration set for int8 (and the parity images): a folder from "
-                        "`rap-edge calibrate collect`, any folder of images, or a set name in "
-                        "calibration/sets/ (default for int8: check-photos)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="folder for the ONNX files and manifests (default: <store>/onnx)")
-    parser.add_argument("--no-text", action="store_true",
-                        help="skip the CLIP/SigLIP text tower")
-    parser.add_argument("--store", metavar="DIR",
-                        help="model store (default: as `rap-edge models pull`)")
+    parser.add_argument(
+        "--hf-dir",
+        required=True,
+        metavar="DIR",
+        help="local Hugging Face model folder (config.json, weights, "
+        "preprocessor_config.json; a tokenizer for the text tower)",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=["auto", *KINDS],
+        default="auto",
+        help="model family (default: config.json's model_type)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default), fp16 (converted, I/O fp32) or int8 (static QDQ "
+        "calibrated on --calib); fp32 is always written as the reference",
+    )
+    parser.add_argument(
+        "--calib",
+        metavar="SET",
+        default=None,
+        help="calibration set for int8 (and the parity images): a folder from "
+        "`rap-edge calibrate collect`, any folder of images, or a set name in "
+        "calibration/sets/ (default for int8: check-photos)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for the ONNX files and manifests (default: <store>/onnx)",
+    )
+    parser.add_argument("--no-text", action="store_true", help="skip the CLIP/SigLIP text tower")
+    parser.add_argument(
+        "--store", metavar="DIR", help="model store (default: as `rap-edge models pull`)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -824,10 +1057,15 @@ def run(args: argparse.Namespace) -> int:
     if calib_name:
         print(f"[{folder.name}] reading calibration set {calib_name}")
         calibration = load_calibration(calib_name, store)
-    results = export(folder, out, precisions=("fp32", args.precision)
-                     if args.precision != "fp32" else ("fp32",),
-                     text=not args.no_text, calibration=calibration,
-                     calibration_name=calib_name, say=print)
+    results = export(
+        folder,
+        out,
+        precisions=("fp32", args.precision) if args.precision != "fp32" else ("fp32",),
+        text=not args.no_text,
+        calibration=calibration,
+        calibration_name=calib_name,
+        say=print,
+    )
     for r in results:
         for m in (r.image, r.text):
             if m is not None:

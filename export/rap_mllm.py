@@ -82,17 +82,35 @@ FAMILIES = {
     "llava_phi3": ("phi3", "Phi3ForCausalLM", "phi3_instruct"),
     "llava_phi": ("phi3", "Phi3ForCausalLM", "phi3_instruct"),
 }
-ARCHITECTURES = {"LlavaLlamaForCausalLM": "llava_llama",
-                 "LlavaMistralForCausalLM": "llava_mistral",
-                 "LlavaPhiForCausalLM": "llava_phi3", "LlavaPhi3ForCausalLM": "llava_phi3"}
+ARCHITECTURES = {
+    "LlavaLlamaForCausalLM": "llava_llama",
+    "LlavaMistralForCausalLM": "llava_mistral",
+    "LlavaPhiForCausalLM": "llava_phi3",
+    "LlavaPhi3ForCausalLM": "llava_phi3",
+}
 # Config keys of the LLaVA training code that a plain causal-LM config does not carry.
-_LLAVA_KEYS = ("image_aspect_ratio", "image_grid_pinpoints", "tune_mm_mlp_adapter",
-               "freeze_mm_mlp_adapter", "use_mm_proj", "tokenizer_model_max_length",
-               "tokenizer_padding_side", "unfreeze_mm_vision_tower", "mm_projector_lr",
-               "mm_vision_tower_lr")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
-                    "special_tokens_map.json", "added_tokens.json", "generation_config.json",
-                    "chat_template.json", "chat_template.jinja")
+_LLAVA_KEYS = (
+    "image_aspect_ratio",
+    "image_grid_pinpoints",
+    "tune_mm_mlp_adapter",
+    "freeze_mm_mlp_adapter",
+    "use_mm_proj",
+    "tokenizer_model_max_length",
+    "tokenizer_padding_side",
+    "unfreeze_mm_vision_tower",
+    "mm_projector_lr",
+    "mm_vision_tower_lr",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "generation_config.json",
+    "chat_template.json",
+    "chat_template.jinja",
+)
 _PROJECTOR = "model.mm_projector."
 _DROPPED_PREFIXES = ("model.vision_tower.", "model.image_newline")
 
@@ -131,15 +149,15 @@ def _weight_files(src: Path) -> list[Path]:
             shards = sorted(set(_read_json(index).get("weight_map", {}).values()))
             missing = [s for s in shards if not (src / s).is_file()]
             if not shards or missing:
-                raise InvalidInputError(f"{index}: shard {missing[0] if missing else '?'} is "
-                                        "missing")
+                raise InvalidInputError(
+                    f"{index}: shard {missing[0] if missing else '?'} is missing"
+                )
             return [src / s for s in shards]
     for pattern in ("*.safetensors", "pytorch_model*.bin"):
         files = sorted(src.glob(pattern))
         if files:
             return files
-    raise InvalidInputError(f"{src} holds no weights (model*.safetensors or "
-                            "pytorch_model*.bin)")
+    raise InvalidInputError(f"{src} holds no weights (model*.safetensors or pytorch_model*.bin)")
 
 
 def read_layout(src: Path) -> Layout:
@@ -154,52 +172,70 @@ def read_layout(src: Path) -> Layout:
         raise InvalidInputError(
             f"{path}: this is the Hugging Face llava-hf layout (text_config + vision_config), "
             "not the original LLaVA repository layout; use `rap-edge export vision-tower` and "
-            "the transformers backend for it")
+            "the transformers backend for it"
+        )
     if "mm_vision_tower" not in config and "mm_hidden_size" not in config:
-        raise InvalidInputError(f"{path}: not a LLaVA layout (no mm_vision_tower / "
-                                "mm_hidden_size)")
+        raise InvalidInputError(
+            f"{path}: not a LLaVA layout (no mm_vision_tower / mm_hidden_size)"
+        )
     kind = str(config.get("model_type", ""))
     arch = (config.get("architectures") or [""])[0]
     family = kind if kind in FAMILIES else ARCHITECTURES.get(arch, "")
     if not family:
         raise InvalidInputError(
             f"{path}: language model model_type {kind!r} / architecture {arch!r} is not "
-            f"supported (supported: {', '.join(sorted(FAMILIES))})")
+            f"supported (supported: {', '.join(sorted(FAMILIES))})"
+        )
     projector = str(config.get("mm_projector_type", "linear"))
     match = re.fullmatch(r"mlp(\d+)x_gelu", projector)
     if projector != "linear" and match is None:
-        raise InvalidInputError(f"{path}: mm_projector_type {projector!r} is not supported "
-                                "(linear or mlpNx_gelu)")
+        raise InvalidInputError(
+            f"{path}: mm_projector_type {projector!r} is not supported (linear or mlpNx_gelu)"
+        )
     depth = 1 if match is None else int(match.group(1))
     feature = str(config.get("mm_vision_select_feature", "patch"))
     if feature not in {"patch", "cls_patch"}:
-        raise InvalidInputError(f"{path}: mm_vision_select_feature {feature!r} is not "
-                                "supported (patch or cls_patch)")
+        raise InvalidInputError(
+            f"{path}: mm_vision_select_feature {feature!r} is not supported (patch or cls_patch)"
+        )
     aspect = str(config.get("image_aspect_ratio") or "square")
     if aspect not in {"pad", "square"}:
-        raise InvalidInputError(f"{path}: image_aspect_ratio {aspect!r} is not supported (pad "
-                                "or square; anyres tiling is LLaVA-NeXT)")
+        raise InvalidInputError(
+            f"{path}: image_aspect_ratio {aspect!r} is not supported (pad "
+            "or square; anyres tiling is LLaVA-NeXT)"
+        )
     if str(config.get("mm_patch_merge_type", "flat")) != "flat":
-        raise InvalidInputError(f"{path}: mm_patch_merge_type "
-                                f"{config['mm_patch_merge_type']!r} is not supported (flat)")
+        raise InvalidInputError(
+            f"{path}: mm_patch_merge_type "
+            f"{config['mm_patch_merge_type']!r} is not supported (flat)"
+        )
     try:
         hidden, mm_hidden = int(config["hidden_size"]), int(config["mm_hidden_size"])
         select_layer = int(config.get("mm_vision_select_layer", -2))
     except (KeyError, TypeError, ValueError) as err:
         raise InvalidInputError(f"{path}: field {err} is missing or not a number") from err
-    return Layout(src=src, config=config, family=family, hidden=hidden, mm_hidden=mm_hidden,
-                  projector=projector, depth=depth, select_layer=select_layer,
-                  select_feature=feature, aspect=aspect,
-                  im_start_end=bool(config.get("mm_use_im_start_end", False)),
-                  weights=_weight_files(src))
+    return Layout(
+        src=src,
+        config=config,
+        family=family,
+        hidden=hidden,
+        mm_hidden=mm_hidden,
+        projector=projector,
+        depth=depth,
+        select_layer=select_layer,
+        select_feature=feature,
+        aspect=aspect,
+        im_start_end=bool(config.get("mm_use_im_start_end", False)),
+        weights=_weight_files(src),
+    )
 
 
 def _load_shard(path: Path) -> dict[str, Any]:
-    import torch  # noqa: PLC0415
+    import torch
 
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file  # noqa: PLC0415
+            from safetensors.torch import load_file
 
             return dict(load_file(str(path)))
         state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -215,7 +251,7 @@ def split_weights(layout: Layout, lm_dir: Path, *, say: Any = print) -> dict[str
 
     One shard is in memory at a time; every shard is written as safetensors.
     """
-    from safetensors.torch import save_file  # noqa: PLC0415
+    from safetensors.torch import save_file
 
     lm_dir.mkdir(parents=True, exist_ok=True)
     projector: dict[str, Any] = {}
@@ -229,7 +265,7 @@ def split_weights(layout: Layout, lm_dir: Path, *, say: Any = print) -> dict[str
         seen: set[int] = set()
         for key, tensor in state.items():
             if key.startswith(_PROJECTOR):
-                projector[key[len(_PROJECTOR):]] = tensor.float().clone()
+                projector[key[len(_PROJECTOR) :]] = tensor.float().clone()
             elif key.startswith(_DROPPED_PREFIXES):
                 dropped += 1
             else:
@@ -243,35 +279,38 @@ def split_weights(layout: Layout, lm_dir: Path, *, say: Any = print) -> dict[str
         weight_map.update(dict.fromkeys(keep, name))
         del state, keep
     if n > 1:
-        (lm_dir / "model.safetensors.index.json").write_text(json.dumps(
-            {"metadata": {}, "weight_map": weight_map}, indent=1) + "\n")
+        (lm_dir / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1) + "\n"
+        )
     if dropped:
         say(f"  dropped {dropped} vision-tower tensors stored in the checkpoint")
     if not projector:
-        raise InvalidInputError(f"{layout.src}: no {_PROJECTOR}* weights in "
-                                f"{', '.join(p.name for p in layout.weights)}: not a LLaVA "
-                                "checkpoint with its projector")
+        raise InvalidInputError(
+            f"{layout.src}: no {_PROJECTOR}* weights in "
+            f"{', '.join(p.name for p in layout.weights)}: not a LLaVA "
+            "checkpoint with its projector"
+        )
     return projector
 
 
 def write_lm_config(layout: Layout, lm_dir: Path) -> None:
     """A plain causal-LM config (no ``mm_*`` keys) and the tokenizer files into ``lm_dir``."""
     model_type, arch, _ = FAMILIES[layout.family]
-    config = {k: v for k, v in layout.config.items()
-              if not k.startswith("mm_") and k not in _LLAVA_KEYS}
+    config = {
+        k: v for k, v in layout.config.items() if not k.startswith("mm_") and k not in _LLAVA_KEYS
+    }
     config.update(model_type=model_type, architectures=[arch])
     (lm_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     copied = [n for n in _TOKENIZER_FILES if (layout.src / n).is_file()]
     if not {"tokenizer.json", "tokenizer.model"} & set(copied):
-        raise InvalidInputError(f"{layout.src}: no tokenizer (tokenizer.json or "
-                                "tokenizer.model)")
+        raise InvalidInputError(f"{layout.src}: no tokenizer (tokenizer.json or tokenizer.model)")
     for name in copied:
         shutil.copy2(layout.src / name, lm_dir / name)
 
 
 def projector_module(layout: Layout, state: dict[str, Any]) -> Any:  # noqa: ANN401 - torch
     """The projector as ``torch.nn.Sequential`` (LLaVA's indices: Linear, GELU, Linear, ...)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     layers: list[Any] = [torch.nn.Linear(layout.mm_hidden, layout.hidden)]
     for _ in range(1, layout.depth):
@@ -283,15 +322,16 @@ def projector_module(layout: Layout, state: dict[str, Any]) -> Any:  # noqa: ANN
         raise InvalidInputError(
             f"{layout.src}: the {_PROJECTOR}* weights {have} do not fit mm_projector_type "
             f"{layout.projector!r} from mm_hidden_size {layout.mm_hidden} to hidden_size "
-            f"{layout.hidden} (expected {want})")
+            f"{layout.hidden} (expected {want})"
+        )
     module.load_state_dict(state)
     return module.eval()
 
 
 def vision_tower(folder: Path, layout: Layout) -> tuple[Any, dict[str, Any]]:
     """The local CLIP vision tower and its preprocessing record."""
-    import torch  # noqa: PLC0415
-    from transformers import CLIPVisionModel  # noqa: PLC0415
+    import torch
+    from transformers import CLIPVisionModel
 
     if not folder.is_dir():
         raise InvalidInputError(f"--vision-tower {folder} is not a folder")
@@ -299,32 +339,46 @@ def vision_tower(folder: Path, layout: Layout) -> tuple[Any, dict[str, Any]]:
     vcfg = config.get("vision_config", config) if isinstance(config, dict) else {}
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind not in {"clip", "clip_vision_model"}:
-        raise InvalidInputError(f"{folder / 'config.json'}: model_type {kind!r} is not a CLIP "
-                                "vision tower (clip or clip_vision_model)")
+        raise InvalidInputError(
+            f"{folder / 'config.json'}: model_type {kind!r} is not a CLIP "
+            "vision tower (clip or clip_vision_model)"
+        )
     if int(vcfg.get("hidden_size", -1)) != layout.mm_hidden:
         raise InvalidInputError(
             f"{folder / 'config.json'}: vision hidden_size {vcfg.get('hidden_size')} != "
             f"mm_hidden_size {layout.mm_hidden} of {layout.src / 'config.json'}: not the tower "
-            f"this checkpoint was trained with ({layout.config.get('mm_vision_tower')})")
+            f"this checkpoint was trained with ({layout.config.get('mm_vision_tower')})"
+        )
     proc = _read_json(folder / "preprocessor_config.json")
-    model = CLIPVisionModel.from_pretrained(folder, dtype=torch.float32,
-                                            attn_implementation="eager",
-                                            local_files_only=True).eval()
+    model = CLIPVisionModel.from_pretrained(
+        folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True
+    ).eval()
     size = int(model.config.image_size)
     crop = proc.get("crop_size", size)
     crop = int(crop["height"]) if isinstance(crop, dict) else int(crop)
     short = proc.get("size", size)
-    short = int(short.get("shortest_edge", short.get("height", size))) if isinstance(
-        short, dict) else int(short)
+    short = (
+        int(short.get("shortest_edge", short.get("height", size)))
+        if isinstance(short, dict)
+        else int(short)
+    )
     mean = [float(x) for x in proc.get("image_mean", [0.48145466, 0.4578275, 0.40821073])]
     std = [float(x) for x in proc.get("image_std", [0.26862954, 0.26130258, 0.27577711])]
     if crop != size:
-        raise InvalidInputError(f"{folder / 'preprocessor_config.json'}: crop_size {crop} != "
-                                f"the tower's image_size {size}")
+        raise InvalidInputError(
+            f"{folder / 'preprocessor_config.json'}: crop_size {crop} != "
+            f"the tower's image_size {size}"
+        )
     pre = {
-        "image_size": size, "resize_shortest_edge": short, "center_crop": crop,
-        "resample": "bicubic", "rescale": 1 / 255, "mean": mean, "std": std,
-        "channels": "RGB", "layout": "NCHW",
+        "image_size": size,
+        "resize_shortest_edge": short,
+        "center_crop": crop,
+        "resample": "bicubic",
+        "rescale": 1 / 255,
+        "mean": mean,
+        "std": std,
+        "channels": "RGB",
+        "layout": "NCHW",
         "pad_to_square": layout.aspect == "pad",
         # LLaVA's expand2square fills with the mean colour, tuple(int(x * 255) for x in mean)
         "pad_color": [int(x * 255) for x in mean],
@@ -334,14 +388,19 @@ def vision_tower(folder: Path, layout: Layout) -> tuple[Any, dict[str, Any]]:
 
 def vision_module(clip: Any, projector: Any, layout: Layout) -> Any:  # noqa: ANN401
     """CLIP cut after the feature layer, feature selection and projector, as one module."""
-    import torch  # noqa: PLC0415
+    import torch
 
     n_layers = int(clip.config.num_hidden_layers)
     index = layout.select_layer % (n_layers + 1)  # hidden_states[0] is the embeddings
-    if not 0 <= layout.select_layer + (n_layers + 1 if layout.select_layer < 0 else 0) <= (
-            n_layers):
-        raise InvalidInputError(f"mm_vision_select_layer {layout.select_layer} is outside the "
-                                f"tower's {n_layers} layers")
+    if (
+        not 0
+        <= layout.select_layer + (n_layers + 1 if layout.select_layer < 0 else 0)
+        <= (n_layers)
+    ):
+        raise InvalidInputError(
+            f"mm_vision_select_layer {layout.select_layer} is outside the "
+            f"tower's {n_layers} layers"
+        )
     vm = getattr(clip, "vision_model", clip)  # transformers 5.2x flattened it
     layers = list(vm.encoder.layers)[:index]
     skip_cls = layout.select_feature == "patch"
@@ -372,16 +431,24 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def export_vision(module: Any, out: Path, size: int) -> dict[str, Any]:  # noqa: ANN401
     """``module`` as ONNX (dynamic batch), checked against torch; returns shapes and parity."""
-    import onnxruntime as ort  # noqa: PLC0415
-    import torch  # noqa: PLC0415
+    import onnxruntime as ort
+    import torch
 
     path = out / VISION_ONNX
     batch = torch.export.Dim("batch", min=1, max=64)
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    torch.onnx.export(module, (example,), str(path), input_names=["pixel_values"],
-                      output_names=["image_features"],
-                      dynamic_shapes={"pixel_values": {0: batch}}, opset_version=18,
-                      dynamo=True, external_data=False, verbose=False)
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["image_features"],
+        dynamic_shapes={"pixel_values": {0: batch}},
+        opset_version=18,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     check = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = module(check).numpy()
@@ -390,20 +457,28 @@ def export_vision(module: Any, out: Path, size: int) -> dict[str, Any]:  # noqa:
     cos = min(_cosine(w, g) for w, g in zip(want, got, strict=True))
     if cos < MIN_VISION_COSINE:
         raise ModelStoreError(f"{path}: the vision ONNX does not match torch (cosine {cos})")
-    return {"tokens": int(want.shape[1]), "hidden": int(want.shape[2]),
-            "parity": {"min_cosine_to_torch": round(cos, 7),
-                       "max_abs_diff": float(np.abs(want - got).max()), "images": 3}}
+    return {
+        "tokens": int(want.shape[1]),
+        "hidden": int(want.shape[2]),
+        "parity": {
+            "min_cosine_to_torch": round(cos, 7),
+            "max_abs_diff": float(np.abs(want - got).max()),
+            "images": 3,
+        },
+    }
 
 
 def _dtype_of_input(model_path: Path, name: str) -> int:
-    import onnx  # noqa: PLC0415
+    import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     for i in graph.input:
         if i.name == name:
             return int(i.type.tensor_type.elem_type)
-    raise ModelStoreError(f"{model_path}: the decoder has no {name} input (the builder did not "
-                          "honour exclude_embeds)")
+    raise ModelStoreError(
+        f"{model_path}: the decoder has no {name} input (the builder did not "
+        "honour exclude_embeds)"
+    )
 
 
 def write_embedding(table: np.ndarray, out: Path, dtype: int) -> None:
@@ -414,8 +489,8 @@ def write_embedding(table: np.ndarray, out: Path, dtype: int) -> None:
     k-th ``-200`` takes the k-th feature row. With no image rows (generated tokens) it is a
     plain lookup.
     """
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
     hidden = int(table.shape[1])
     np_dtype = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16}.get(dtype)
@@ -455,35 +530,57 @@ def write_embedding(table: np.ndarray, out: Path, dtype: int) -> None:
         n("Where", ["is_image3", "image_embeds", "text_embeds"], ["inputs_embeds"]),
     ]
     graph = helper.make_graph(
-        nodes, "rap_edge_embedding",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64,
-                                       ["batch_size", "sequence_length"]),
-         # any rank: ORT GenAI passes [N, T, H] with images, an empty rank-2 tensor without
-         helper.make_tensor_value_info("image_features", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("inputs_embeds", dtype,
-                                       ["batch_size", "sequence_length", hidden])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
-                              producer_name="rap-edge")
+        nodes,
+        "rap_edge_embedding",
+        [
+            helper.make_tensor_value_info(
+                "input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]
+            ),
+            # any rank: ORT GenAI passes [N, T, H] with images, an empty rank-2 tensor without
+            helper.make_tensor_value_info("image_features", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "inputs_embeds", dtype, ["batch_size", "sequence_length", hidden]
+            )
+        ],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rap-edge"
+    )
     model.ir_version = 9
     big = table.size * np.dtype(np_dtype).itemsize > 1_500_000_000  # noqa: PLR2004
-    onnx.save_model(model, str(out / EMBEDDING_ONNX), save_as_external_data=big,
-                    location=EMBEDDING_ONNX + ".data")
+    onnx.save_model(
+        model,
+        str(out / EMBEDDING_ONNX),
+        save_as_external_data=big,
+        location=EMBEDDING_ONNX + ".data",
+    )
 
 
 def write_features(out: Path, hidden: int) -> None:
     """``features.onnx``: identity; ORT GenAI's image input is the vision ONNX's output."""
-    import onnx  # noqa: PLC0415
-    from onnx import TensorProto, helper  # noqa: PLC0415
+    import onnx
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["pixel_values"], ["image_features"])], "rap_edge_features",
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT,
-                                       ["num_images", "image_tokens", hidden])],
-        [helper.make_tensor_value_info("image_features", TensorProto.FLOAT,
-                                       ["num_images", "image_tokens", hidden])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
-                              producer_name="rap-edge")
+        [helper.make_node("Identity", ["pixel_values"], ["image_features"])],
+        "rap_edge_features",
+        [
+            helper.make_tensor_value_info(
+                "pixel_values", TensorProto.FLOAT, ["num_images", "image_tokens", hidden]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                "image_features", TensorProto.FLOAT, ["num_images", "image_tokens", hidden]
+            )
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="rap-edge"
+    )
     model.ir_version = 9
     onnx.save_model(model, str(out / FEATURES_ONNX))
 
@@ -491,9 +588,23 @@ def write_features(out: Path, hidden: int) -> None:
 def build_decoder(lm_dir: Path, out: Path, *, precision: str, target: str) -> None:
     """The ORT GenAI model builder with ``exclude_embeds=true`` (in a child process)."""
     with tempfile.TemporaryDirectory(prefix="rap-edge-builder-") as cache:
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(lm_dir),
-               "-o", str(out), "-p", precision, "-e", target, "-c", cache,
-               "--extra_options", "exclude_embeds=true"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-i",
+            str(lm_dir),
+            "-o",
+            str(out),
+            "-p",
+            precision,
+            "-e",
+            target,
+            "-c",
+            cache,
+            "--extra_options",
+            "exclude_embeds=true",
+        ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if proc.returncode != 0 or not (out / "genai_config.json").is_file():
@@ -517,34 +628,42 @@ def write_genai_config(out: Path) -> None:
     model["type"] = "gemma3"
     model["image_token_id"] = IMAGE_TOKEN_ID
     options = model["decoder"].get("session_options", {})
-    model["vision"] = {"filename": FEATURES_ONNX, "session_options": options,
-                       "inputs": {"pixel_values": "pixel_values"},
-                       "outputs": {"image_features": "image_features"}}
-    model["embedding"] = {"filename": EMBEDDING_ONNX, "session_options": options,
-                          "inputs": {"input_ids": "input_ids",
-                                     "image_features": "image_features"},
-                          "outputs": {"inputs_embeds": "inputs_embeds"}}
+    model["vision"] = {
+        "filename": FEATURES_ONNX,
+        "session_options": options,
+        "inputs": {"pixel_values": "pixel_values"},
+        "outputs": {"image_features": "image_features"},
+    }
+    model["embedding"] = {
+        "filename": EMBEDDING_ONNX,
+        "session_options": options,
+        "inputs": {"input_ids": "input_ids", "image_features": "image_features"},
+        "outputs": {"inputs_embeds": "inputs_embeds"},
+    }
     path.write_text(json.dumps(config, indent=4) + "\n")
 
 
 def _tokenizer_facts(lm_dir: Path) -> dict[str, Any]:
-    from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(lm_dir, local_files_only=True)
     probe = tok("a").input_ids
     bos = tok.bos_token_id
-    return {"bos_token_id": bos, "add_bos": bool(bos is not None and probe[:1] == [bos]),
-            "eos_token": tok.eos_token}
+    return {
+        "bos_token_id": bos,
+        "add_bos": bool(bos is not None and probe[:1] == [bos]),
+        "eos_token": tok.eos_token,
+    }
 
 
 def check(out: Path, lm_dir: Path, vision: Any, precision: str) -> dict[str, Any]:  # noqa: ANN401
     """Split pipeline against the unsplit model in torch fp32 (last-token logits)."""
-    import cv2  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+    import cv2
+    import torch
+    from transformers import AutoModelForCausalLM
 
-    from rap_edge.generate._prompt import Prompt  # noqa: PLC0415
-    from rap_edge.generate._split import SplitVLMBackend  # noqa: PLC0415
+    from rap_edge.generate._prompt import Prompt
+    from rap_edge.generate._split import SplitVLMBackend
 
     backend = SplitVLMBackend(out, provider="cpu")
     rng = np.random.default_rng(0)
@@ -554,13 +673,17 @@ def check(out: Path, lm_dir: Path, vision: Any, precision: str) -> dict[str, Any
             p = Path(tmp) / f"img{i}.png"
             cv2.imwrite(str(p), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
             images.append(p)
-        prompt = Prompt(text="<image> This is the current view.\n1. <image> Name: Ana | "
-                        "Category: person\n\nQuestion: Who is here?", images=images)
+        prompt = Prompt(
+            text="<image> This is the current view.\n1. <image> Name: Ana | "
+            "Category: person\n\nQuestion: Who is here?",
+            images=images,
+        )
         ids = backend.input_ids(prompt)
         pixels = np.stack([backend.preprocess(p) for p in images])
         got = backend.prefill_logits(prompt)
-    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32,
-                                              local_files_only=True).eval()
+    lm = AutoModelForCausalLM.from_pretrained(
+        lm_dir, dtype=torch.float32, local_files_only=True
+    ).eval()
     with torch.no_grad():
         feats = vision(torch.from_numpy(pixels)).reshape(-1, lm.config.hidden_size)
         ids_t = torch.tensor(ids)
@@ -569,19 +692,32 @@ def check(out: Path, lm_dir: Path, vision: Any, precision: str) -> dict[str, Any
         want = lm(inputs_embeds=embeds[None]).logits[0, -1].numpy()
     cos = _cosine(want, got)
     floor = MIN_COSINE[precision]
-    return {"ok": cos >= floor, "last_token_logit_cosine_to_torch_fp32": round(cos, 6),
-            "same_argmax": bool(int(want.argmax()) == int(got.argmax())),
-            "required_cosine": floor, "prompt_tokens": len(ids), "images": 2}
+    return {
+        "ok": cos >= floor,
+        "last_token_logit_cosine_to_torch_fp32": round(cos, 6),
+        "same_argmax": bool(int(want.argmax()) == int(got.argmax())),
+        "required_cosine": floor,
+        "prompt_tokens": len(ids),
+        "images": 2,
+    }
 
 
-def export(src: Path, vision_dir: Path, out: Path, *, precision: str = "int4",
-           target: str = "cpu", chat: str = "auto", run_check: bool = True,
-           say: Any = print) -> dict[str, Any]:  # noqa: ANN401
+def export(
+    src: Path,
+    vision_dir: Path,
+    out: Path,
+    *,
+    precision: str = "int4",
+    target: str = "cpu",
+    chat: str = "auto",
+    run_check: bool = True,
+    say: Any = print,  # noqa: ANN401
+) -> dict[str, Any]:
     """Split ``src`` into ``out`` (vision ONNX, ORT GenAI decoder, embedding, manifest)."""
-    import onnxruntime as ort  # noqa: PLC0415
-    import onnxruntime_genai as og  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import onnxruntime as ort
+    import onnxruntime_genai as og
+    import torch
+    import transformers
 
     start = time.perf_counter()
     say(f"[1/6] reading {src} ...")
@@ -589,9 +725,11 @@ def export(src: Path, vision_dir: Path, out: Path, *, precision: str = "int4",
     chat_format = FAMILIES[layout.family][2] if chat == "auto" else chat
     if chat_format not in CHAT_FORMATS:
         raise InvalidInputError(f"unknown chat format {chat!r}")
-    say(f"  {layout.family}, projector {layout.projector}, feature layer "
+    say(
+        f"  {layout.family}, projector {layout.projector}, feature layer "
         f"{layout.select_layer} ({layout.select_feature}), images {layout.aspect}, "
-        f"{len(layout.weights)} weight file(s)")
+        f"{len(layout.weights)} weight file(s)"
+    )
     clip, pre = vision_tower(vision_dir, layout)
     tmp = out.with_name(out.name + ".partial")
     lm_dir = out.with_name(out.name + ".lm-hf")
@@ -606,13 +744,15 @@ def export(src: Path, vision_dir: Path, out: Path, *, precision: str = "int4",
         say("[3/6] vision tower + projector -> ONNX, checked against torch ...")
         vision = vision_module(clip, projector, layout)
         vinfo = export_vision(vision, tmp, pre["image_size"])
-        say(f"  {vinfo['tokens']} tokens per image, cosine "
-            f"{vinfo['parity']['min_cosine_to_torch']}")
+        say(
+            f"  {vinfo['tokens']} tokens per image, cosine "
+            f"{vinfo['parity']['min_cosine_to_torch']}"
+        )
         say(f"[4/6] ORT GenAI {precision} ({target}) decoder with exclude_embeds ...")
         build_decoder(lm_dir, tmp, precision=precision, target=target)
         dtype = _dtype_of_input(tmp / "model.onnx", "inputs_embeds")
         say("[5/6] token embeddings + image splice -> embedding.onnx ...")
-        from safetensors import safe_open  # noqa: PLC0415
+        from safetensors import safe_open
 
         table = None
         for f in sorted(lm_dir.glob("*.safetensors")):
@@ -626,49 +766,72 @@ def export(src: Path, vision_dir: Path, out: Path, *, precision: str = "int4",
         write_genai_config(tmp)
         facts = _tokenizer_facts(lm_dir)
         manifest: dict[str, Any] = {
-            "name": out.name, "task": "vlm", "format": "rap-edge-split-vlm", "version": 1,
-            "family": layout.family, "precision": precision, "target": target,
-            "source": {"src": str(src), "config_sha256": sha256_file(src / "config.json"),
-                       "weights": {p.name: sha256_file(p) for p in layout.weights},
-                       "vision_tower": str(vision_dir),
-                       "mm_vision_tower": layout.config.get("mm_vision_tower")},
-            "vision": {"file": VISION_ONNX, "input": "pixel_values",
-                       "output": "image_features", "tokens_per_image": vinfo["tokens"],
-                       "hidden": vinfo["hidden"], "select_layer": layout.select_layer,
-                       "select_feature": layout.select_feature,
-                       "projector": layout.projector, "parity": vinfo["parity"]},
+            "name": out.name,
+            "task": "vlm",
+            "format": "rap-edge-split-vlm",
+            "version": 1,
+            "family": layout.family,
+            "precision": precision,
+            "target": target,
+            "source": {
+                "src": str(src),
+                "config_sha256": sha256_file(src / "config.json"),
+                "weights": {p.name: sha256_file(p) for p in layout.weights},
+                "vision_tower": str(vision_dir),
+                "mm_vision_tower": layout.config.get("mm_vision_tower"),
+            },
+            "vision": {
+                "file": VISION_ONNX,
+                "input": "pixel_values",
+                "output": "image_features",
+                "tokens_per_image": vinfo["tokens"],
+                "hidden": vinfo["hidden"],
+                "select_layer": layout.select_layer,
+                "select_feature": layout.select_feature,
+                "projector": layout.projector,
+                "parity": vinfo["parity"],
+            },
             "preprocess": pre,
             "splice": {
-                "placeholder": "<image>", "image_token_id": IMAGE_TOKEN_ID,
+                "placeholder": "<image>",
+                "image_token_id": IMAGE_TOKEN_ID,
                 "tokens_per_image": vinfo["tokens"],
                 "order": "images in the order of the prompt's <image> slots: the query image "
-                         "first, then each kept concept's reference image",
+                "first, then each kept concept's reference image",
                 "im_start_end": layout.im_start_end,
                 "im_start": "<im_start>" if layout.im_start_end else None,
                 "im_end": "<im_end>" if layout.im_start_end else None,
                 "tokenize": "each text chunk between image slots is tokenized on its own "
-                            "(LLaVA's tokenizer_image_token); one BOS at the start",
+                "(LLaVA's tokenizer_image_token); one BOS at the start",
             },
             "chat": {"format": chat_format, **CHAT_FORMATS[chat_format], **facts},
             "files": {},
-            "tools": {"onnxruntime_genai": og.__version__, "onnxruntime": ort.__version__,
-                      "transformers": transformers.__version__, "torch": torch.__version__},
+            "tools": {
+                "onnxruntime_genai": og.__version__,
+                "onnxruntime": ort.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         parity: dict[str, Any] = {"ok": None, "note": f"not checked here (target {target})"}
         if run_check and target == "cpu":
             say("[6/6] split pipeline against the unsplit model in torch fp32 ...")
             parity = check(tmp, lm_dir, vision, precision)
-            say(f"  last-token logits cosine {parity['last_token_logit_cosine_to_torch_fp32']}"
-                f" (required {parity['required_cosine']})")
+            say(
+                f"  last-token logits cosine {parity['last_token_logit_cosine_to_torch_fp32']}"
+                f" (required {parity['required_cosine']})"
+            )
             if not parity["ok"]:
-                raise ModelStoreError(f"the split {precision} pipeline does not match the "
-                                      f"checkpoint: {parity}")
+                raise ModelStoreError(
+                    f"the split {precision} pipeline does not match the checkpoint: {parity}"
+                )
         elif not run_check:
             parity["note"] = "not checked (--no-check)"
         manifest["parity"] = parity
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())
-                             if p.suffix in {".onnx", ".data"}}
+        manifest["files"] = {
+            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.suffix in {".onnx", ".data"}
+        }
         manifest["build_seconds"] = round(time.perf_counter() - start, 1)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(out, ignore_errors=True)
@@ -680,18 +843,33 @@ def export(src: Path, vision_dir: Path, out: Path, *, precision: str = "int4",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--src", type=Path, required=True,
-                        help="LLaVA-layout checkpoint folder (config.json with mm_*, weights "
-                        "with model.mm_projector.*, tokenizer)")
-    parser.add_argument("--vision-tower", type=Path, required=True,
-                        help="local CLIP vision folder (e.g. clip-vit-large-patch14-336)")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        required=True,
+        help="LLaVA-layout checkpoint folder (config.json with mm_*, weights "
+        "with model.mm_projector.*, tokenizer)",
+    )
+    parser.add_argument(
+        "--vision-tower",
+        type=Path,
+        required=True,
+        help="local CLIP vision folder (e.g. clip-vit-large-patch14-336)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--precision", default="int4", choices=["int4", "int8", "fp16", "fp32"])
     parser.add_argument("--target", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--chat", default="auto", choices=["auto", *CHAT_FORMATS],
-                        help="conversation format (auto: llava_v1, phi3_instruct for Phi-3)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="skip the logits check against torch fp32 (it loads the LM in fp32)")
+    parser.add_argument(
+        "--chat",
+        default="auto",
+        choices=["auto", *CHAT_FORMATS],
+        help="conversation format (auto: llava_v1, phi3_instruct for Phi-3)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the logits check against torch fp32 (it loads the LM in fp32)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -699,13 +877,22 @@ def run(args: argparse.Namespace) -> int:
         msg = "fp16 needs --target cuda (the CPU builds int4, int8 or fp32)"
         raise InvalidInputError(msg)
     try:
-        m = export(args.src, args.vision_tower, args.out, precision=args.precision,
-                   target=args.target, chat=args.chat, run_check=not args.no_check)
+        m = export(
+            args.src,
+            args.vision_tower,
+            args.out,
+            precision=args.precision,
+            target=args.target,
+            chat=args.chat,
+            run_check=not args.no_check,
+        )
     except ImportError as err:
         msg = f"the split export needs the `export` extra (torch, transformers, onnx): {err}"
         raise BackendError(msg) from err
-    print(f"wrote {args.out}: {m['family']} {m['precision']} for {m['target']}, "
-          f"{m['vision']['tokens_per_image']} tokens per image, parity {m['parity']}")
+    print(
+        f"wrote {args.out}: {m['family']} {m['precision']} for {m['target']}, "
+        f"{m['vision']['tokens_per_image']} tokens per image, parity {m['parity']}"
+    )
     return 0
 
 

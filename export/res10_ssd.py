@@ -69,11 +69,18 @@ _BLOCKS = (
     ("layer_64_1", None, None, "conv1_h", "bn2_h", "scale2_h", "conv2_h", None),
     ("layer_128_1", "bn1_h", "scale1_h", "conv1_h", "bn2", "scale2", "conv2", "conv_expand_h"),
     ("layer_256_1", "bn1", "scale1", "conv1", "bn2", "scale2", "conv2", "conv_expand"),
-    ("layer_512_1", "bn1", "scale1", "conv1_h", "bn2_h", "scale2_h", "conv2_h",
-     "conv_expand_h"),
+    ("layer_512_1", "bn1", "scale1", "conv1_h", "bn2_h", "scale2_h", "conv2_h", "conv_expand_h"),
 )
-_EXTRAS = ("conv6_1_h", "conv6_2_h", "conv7_1_h", "conv7_2_h", "conv8_1_h", "conv8_2_h",
-           "conv9_1_h", "conv9_2_h")
+_EXTRAS = (
+    "conv6_1_h",
+    "conv6_2_h",
+    "conv7_1_h",
+    "conv7_2_h",
+    "conv8_1_h",
+    "conv8_2_h",
+    "conv9_1_h",
+    "conv9_2_h",
+)
 # Detection heads: (Caffe head prefix, the feature map it reads).
 _HEADS = ("conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2")
 
@@ -85,8 +92,9 @@ def parse_prototxt(text: str) -> Prototxt:
 
     Handles ``# comments`` (also after a value), quoted strings, bare enums and numbers.
     """
-    tokens = re.findall(r'"[^"]*"|[{}]|[^\s{}:"]+(?=\s*:)|:|[^\s{}:"]+',
-                        re.sub(r"#[^\n]*", "", text))
+    tokens = re.findall(
+        r'"[^"]*"|[{}]|[^\s{}:"]+(?=\s*:)|:|[^\s{}:"]+', re.sub(r"#[^\n]*", "", text)
+    )
     stack: list[Prototxt] = [{}]
     key: str | None = None
     for tok in tokens:
@@ -146,8 +154,9 @@ class Res10Ssd(nn.Module):
     Output: ``loc`` [N, P*4] and ``conf`` [N, P*2] (background, face per prior).
     """
 
-    def __init__(self, layers: dict[str, Prototxt], blob_shapes: dict[str, list[tuple[int, ...]]]
-                 ) -> None:
+    def __init__(
+        self, layers: dict[str, Prototxt], blob_shapes: dict[str, list[tuple[int, ...]]]
+    ) -> None:
         super().__init__()
         self.m = nn.ModuleDict()
         for name, layer in layers.items():
@@ -156,9 +165,13 @@ class Res10Ssd(nn.Module):
                 p = layer["convolution_param"][0]
                 shape = blob_shapes[name][0]
                 self.m[name] = nn.Conv2d(
-                    shape[1], int(_one(p, "num_output")), int(_one(p, "kernel_size")),
-                    int(_one(p, "stride", 1)), int(_one(p, "pad", 0)),
-                    dilation=int(_one(p, "dilation", 1)), bias=len(blob_shapes[name]) > 1,
+                    shape[1],
+                    int(_one(p, "num_output")),
+                    int(_one(p, "kernel_size")),
+                    int(_one(p, "stride", 1)),
+                    int(_one(p, "pad", 0)),
+                    dilation=int(_one(p, "dilation", 1)),
+                    bias=len(blob_shapes[name]) > 1,
                 )
             elif kind == "BatchNorm":
                 self.m[name] = nn.BatchNorm2d(blob_shapes[name][0][0], eps=BN_EPS)
@@ -256,17 +269,19 @@ def prior_config(layers: dict[str, Prototxt], model: Res10Ssd) -> dict[str, Any]
     for head, fmap in zip(_HEADS, maps, strict=True):
         p = layers[f"{head}_mbox_priorbox"]["prior_box_param"][0]
         variances = [float(v) for v in p["variance"]]
-        heads.append({
-            "name": head,
-            "feature_map": [int(fmap.shape[2]), int(fmap.shape[3])],
-            "min_sizes": [float(v) for v in p["min_size"]],
-            "max_sizes": [float(v) for v in p.get("max_size", [])],
-            "aspect_ratios": [float(v) for v in p.get("aspect_ratio", [])],
-            "flip": bool(_one(p, "flip", default=True)),
-            "clip": bool(_one(p, "clip", default=False)),
-            "step": float(_one(p, "step")),
-            "offset": float(_one(p, "offset", 0.5)),
-        })
+        heads.append(
+            {
+                "name": head,
+                "feature_map": [int(fmap.shape[2]), int(fmap.shape[3])],
+                "min_sizes": [float(v) for v in p["min_size"]],
+                "max_sizes": [float(v) for v in p.get("max_size", [])],
+                "aspect_ratios": [float(v) for v in p.get("aspect_ratio", [])],
+                "flip": bool(_one(p, "flip", default=True)),
+                "clip": bool(_one(p, "clip", default=False)),
+                "step": float(_one(p, "step")),
+                "offset": float(_one(p, "offset", 0.5)),
+            }
+        )
     det = layers["detection_out"]["detection_output_param"][0]
     nms = det["nms_param"][0]
     return {
@@ -298,29 +313,39 @@ def check_images(photos: Sequence[Path]) -> list[np.ndarray]:
             raise RuntimeError(msg)
         loaded.append(img)
         h, w = img.shape[:2]
-        images += [img, cv2.resize(img, (w // 3, h // 3)), img[h // 4: 3 * h // 4, w // 4:],
-                   img[: h // 2, : w // 2], img[:, ::-1].copy(),
-                   cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_CONSTANT, value=(90, 90, 90))]
+        images += [
+            img,
+            cv2.resize(img, (w // 3, h // 3)),
+            img[h // 4 : 3 * h // 4, w // 4 :],
+            img[: h // 2, : w // 2],
+            img[:, ::-1].copy(),
+            cv2.copyMakeBorder(img, h, h, w, w, cv2.BORDER_CONSTANT, value=(90, 90, 90)),
+        ]
     tiles = [cv2.resize(img, (320, 320)) for img in loaded[:4]]
     while len(tiles) < 4:  # noqa: PLR2004
         tiles.append(tiles[-1][:, ::-1].copy())
     images.append(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])]))
     rng = np.random.default_rng(0)
-    images += [np.full((240, 320, 3), 127, np.uint8),
-               rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)]
+    images += [
+        np.full((240, 320, 3), 127, np.uint8),
+        rng.integers(0, 256, (300, 400, 3), dtype=np.uint8),
+    ]
     return images
 
 
-def reference_outputs(net: Any, image: np.ndarray  # noqa: ANN401
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_outputs(
+    net: Any,  # noqa: ANN401
+    image: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """OpenCV DNN on the Caffe files: ``mbox_loc``, ``mbox_conf_flatten``, ``detection_out``."""
     net.setInput(cv2.dnn.blobFromImage(image, 1.0, (SIZE, SIZE), MEAN))
     loc, conf, rows = net.forward(["mbox_loc", "mbox_conf_flatten", "detection_out"])
     return loc, conf, rows.reshape(-1, 7)
 
 
-def reference_faces(rows: np.ndarray, width: int, height: int, threshold: float
-                    ) -> list[tuple[np.ndarray, float]]:
+def reference_faces(
+    rows: np.ndarray, width: int, height: int, threshold: float
+) -> list[tuple[np.ndarray, float]]:
     """``detection_out`` rows above ``threshold`` as (box x1,y1,x2,y2 in pixels, score)."""
     rows = rows[rows[:, 2] > threshold]
     scale = np.array([width, height, width, height], np.float32)
@@ -336,8 +361,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def compare(want: list[tuple[np.ndarray, float]], got: list[Detection]
-            ) -> tuple[int, list[float], list[float]]:
+def compare(
+    want: list[tuple[np.ndarray, float]], got: list[Detection]
+) -> tuple[int, list[float], list[float]]:
     """Greedy one-to-one match by IoU: (unmatched count, IoUs, score differences)."""
     free = list(range(len(got)))
     ious, diffs = [], []
@@ -353,8 +379,7 @@ def compare(want: list[tuple[np.ndarray, float]], got: list[Detection]
     return unmatched + len(free), ious, diffs
 
 
-def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
-          ) -> dict[str, Any]:
+def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]) -> dict[str, Any]:
     """Parity of the exported detector with OpenCV DNN's Caffe importer on the check images."""
     prototxt = store.file(CARRIER, PROTOTXT)
     caffemodel = store.file(CARRIER, CAFFEMODEL)
@@ -392,18 +417,29 @@ def check(manifest: ModelManifest, store: ModelStore, *, photos: Sequence[Path]
             mismatched += bad
             ious += iou
             diffs += diff
-        results.append({
-            "score_threshold": threshold, "reference_faces": n_ref, "faces": n_got,
-            "unmatched": mismatched, "min_iou": min(ious, default=1.0),
-            "max_score_diff": max(diffs, default=0.0),
-        })
+        results.append(
+            {
+                "score_threshold": threshold,
+                "reference_faces": n_ref,
+                "faces": n_got,
+                "unmatched": mismatched,
+                "min_iou": min(ious, default=1.0),
+                "max_score_diff": max(diffs, default=0.0),
+            }
+        )
     parity.update({k: v for k, v in results[0].items() if k != "score_threshold"})
     parity["score_threshold"] = SCORE_THRESHOLD
     parity["thresholds"] = results
     parity["max_abs_diff_loc"] = raw["loc"]
     parity["max_abs_diff_conf"] = raw["conf"]
-    failed = [r for r in results if r["unmatched"] or not r["reference_faces"]
-              or r["min_iou"] < MIN_IOU or r["max_score_diff"] > MAX_SCORE_DIFF]
+    failed = [
+        r
+        for r in results
+        if r["unmatched"]
+        or not r["reference_faces"]
+        or r["min_iou"] < MIN_IOU
+        or r["max_score_diff"] > MAX_SCORE_DIFF
+    ]
     parity["ok"] = not failed and max(raw.values()) <= MAX_RAW_DIFF
     return parity
 
@@ -429,11 +465,19 @@ def export(store: ModelStore, out_dir: Path, *, photos: Sequence[Path]) -> Model
     extra["num_priors"] = num_priors
     # dim: the number of prior boxes P (``conf`` is [N, P*2], ``loc`` is [N, P*4]).
     manifest = ModelManifest(
-        name=NAME, task="detect", encoder_id=f"{NAME}-fp32@{weights_sha[:12]}",
-        onnx=onnx_path, onnx_sha256=digest, input_name="images",
-        output_name="conf", dim=num_priors, metric="score", threshold=SCORE_THRESHOLD,
-        preprocess=Preprocess(height=SIZE, width=SIZE, color="BGR", scale=1.0, mean=MEAN,
-                              std=(1.0, 1.0, 1.0)),
+        name=NAME,
+        task="detect",
+        encoder_id=f"{NAME}-fp32@{weights_sha[:12]}",
+        onnx=onnx_path,
+        onnx_sha256=digest,
+        input_name="images",
+        output_name="conf",
+        dim=num_priors,
+        metric="score",
+        threshold=SCORE_THRESHOLD,
+        preprocess=Preprocess(
+            height=SIZE, width=SIZE, color="BGR", scale=1.0, mean=MEAN, std=(1.0, 1.0, 1.0)
+        ),
         provenance={**provenance, "prototxt_sha256": sha256_file(prototxt)},
         extra=extra,
     )

@@ -30,9 +30,10 @@ from rap_edge.errors import RapEdgeError
 from rap_edge.models import ModelManifest, ModelStore, load_manifest, sha256_file
 
 
-def _check_one(m: ModelManifest, store: ModelStore, photos: list[Path],
-               fp32: dict[str, ModelManifest]) -> dict[str, Any]:
-    from export import (  # noqa: PLC0415
+def _check_one(
+    m: ModelManifest, store: ModelStore, photos: list[Path], fp32: dict[str, ModelManifest]
+) -> dict[str, Any]:
+    from export import (
         dlib_landmarks,
         dlib_resnet,
         hf_encoder,
@@ -67,17 +68,22 @@ def _summary(r: dict[str, Any]) -> str:
     if "min_cosine_to_fp32" in r:
         rec = r["recorded_min_cosine_to_fp32"]
         rec_s = f"{rec:.7f}" if isinstance(rec, (int, float)) else "none"
-        return (f"min cosine to fp32 {r['min_cosine_to_fp32']:.7f} (recorded at export "
-                f"{rec_s}), nearest-neighbour changes "
-                f"{r['nearest_neighbour_changes']}/{r['crops']}")
+        return (
+            f"min cosine to fp32 {r['min_cosine_to_fp32']:.7f} (recorded at export "
+            f"{rec_s}), nearest-neighbour changes "
+            f"{r['nearest_neighbour_changes']}/{r['crops']}"
+        )
     if "min_cosine" in r:
         return f"min cosine {r['min_cosine']:.7f} (need >= {r.get('required_min_cosine')})"
     if "min_iou" in r:
-        return (f"{r['faces']}/{r['reference_faces']} faces, min IoU {r['min_iou']:.5f}, max "
-                f"score diff {r['max_score_diff']:.2g}")
+        return (
+            f"{r['faces']}/{r['reference_faces']} faces, min IoU {r['min_iou']:.5f}, max "
+            f"score diff {r['max_score_diff']:.2g}"
+        )
     if "parity_exact_faces" in r:
-        return (f"landmarks equal on {r['parity_exact_faces']} faces "
-                f"(max {r['parity_max_abs_px']} px)")
+        return (
+            f"landmarks equal on {r['parity_exact_faces']} faces (max {r['parity_max_abs_px']} px)"
+        )
     return str(r.get("error", ""))
 
 
@@ -96,8 +102,11 @@ def verify(store_dir: str | None) -> list[dict[str, Any]]:
             loaded.append(load_manifest(path))
         except RapEdgeError as err:
             loaded.append((path, str(err)))
-    fp32 = {m.name: m for m in loaded if isinstance(m, ModelManifest)
-            and not m.parity.get("quantization")}
+    fp32 = {
+        m.name: m
+        for m in loaded
+        if isinstance(m, ModelManifest) and not m.parity.get("quantization")
+    }
     rows = []
     for m in loaded:
         if isinstance(m, tuple):
@@ -110,8 +119,7 @@ def verify(store_dir: str | None) -> list[dict[str, Any]]:
             row.update(hash="DIFFERS", ok=False, check="file does not match its manifest")
         else:
             result = _check_one(m, store, photos, fp32)
-            row.update(hash="ok", ok=bool(result.get("ok")), check=_summary(result),
-                       result=result)
+            row.update(hash="ok", ok=bool(result.get("ok")), check=_summary(result), result=result)
         rows.append(row)
     return rows
 
@@ -128,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {'model':<34} | hash | {'result':<6} | check |")
         print(f"|{'-' * 36}|------|--------|-------|")
         for r in rows:
-            print(f"| {r['model']:<34} | {r['hash']} | {'ok' if r['ok'] else 'FAILED':<6} | "
-                  f"{r['check']} |")
+            print(
+                f"| {r['model']:<34} | {r['hash']} | {'ok' if r['ok'] else 'FAILED':<6} | "
+                f"{r['check']} |"
+            )
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -47,21 +47,23 @@ def _config(folder: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise InvalidInputError(f"{folder} has no config.json: not a Hugging Face model "
-                                "folder") from err
+        raise InvalidInputError(
+            f"{folder} has no config.json: not a Hugging Face model folder"
+        ) from err
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise InvalidInputError(f"{path}: not readable JSON ({err})") from err
     kind = config.get("model_type") if isinstance(config, dict) else None
     if kind not in SUPPORTED:
         raise InvalidInputError(
             f"{path}: model_type {kind!r} has no vision-tower export here (supported: "
-            f"{', '.join(SUPPORTED)}; Qwen2-VL's tower takes variable-length patch sequences)")
+            f"{', '.join(SUPPORTED)}; Qwen2-VL's tower takes variable-length patch sequences)"
+        )
     return config
 
 
 def vision_module(model: Any, kind: str) -> Any:  # noqa: ANN401 - torch modules, lazily typed
     """The image side of a loaded VLM as one module: pixel values to image features."""
-    import torch  # noqa: PLC0415
+    import torch
 
     inner = model.model
     cfg = model.config
@@ -94,8 +96,9 @@ def vision_module(model: Any, kind: str) -> Any:  # noqa: ANN401 - torch modules
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
             n, _, h, w = pixel_values.shape
             mask = torch.ones((n, h // self.patch, w // self.patch), dtype=torch.bool)
-            hidden = self.tower(pixel_values=pixel_values,
-                                patch_attention_mask=mask).last_hidden_state
+            hidden = self.tower(
+                pixel_values=pixel_values, patch_attention_mask=mask
+            ).last_hidden_state
             return self.connector(hidden)
 
     module = LlavaVision() if kind == "llava" else Idefics3Vision()
@@ -103,24 +106,33 @@ def vision_module(model: Any, kind: str) -> Any:  # noqa: ANN401 - torch modules
 
 
 def _load(folder: Path, kind: str) -> Any:  # noqa: ANN401
-    import torch  # noqa: PLC0415
-    import transformers as tf  # noqa: PLC0415
+    import torch
+    import transformers as tf
 
-    cls = tf.LlavaForConditionalGeneration if kind == "llava" else (
-        tf.Idefics3ForConditionalGeneration if kind == "idefics3" else
-        tf.SmolVLMForConditionalGeneration)
+    cls = (
+        tf.LlavaForConditionalGeneration
+        if kind == "llava"
+        else (
+            tf.Idefics3ForConditionalGeneration
+            if kind == "idefics3"
+            else tf.SmolVLMForConditionalGeneration
+        )
+    )
     try:
         return cls.from_pretrained(folder, dtype=torch.float32, local_files_only=True).eval()
     except (OSError, ValueError) as err:
-        raise ModelStoreError(f"{folder}: transformers cannot load the {kind} model "
-                              f"({str(err).splitlines()[0][:200]})") from err
+        raise ModelStoreError(
+            f"{folder}: transformers cannot load the {kind} model "
+            f"({str(err).splitlines()[0][:200]})"
+        ) from err
 
 
 def _image_size(config: dict[str, Any]) -> int:
     size = (config.get("vision_config") or {}).get("image_size")
     if not isinstance(size, int) or not 0 < size <= 4096:  # noqa: PLR2004
-        raise InvalidInputError(f"config.json: vision_config.image_size is missing or absurd "
-                                f"({size!r})")
+        raise InvalidInputError(
+            f"config.json: vision_config.image_size is missing or absurd ({size!r})"
+        )
     return size
 
 
@@ -128,16 +140,18 @@ def _compare(expected: np.ndarray, got: np.ndarray) -> dict[str, float]:
     """Per-token cosine and largest absolute difference of two feature batches."""
     a = expected.reshape(-1, expected.shape[-1])
     b = got.reshape(-1, got.shape[-1])
-    return {"min_cosine": float(cosine_rows(a, b).min()),
-            "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max())}
+    return {
+        "min_cosine": float(cosine_rows(a, b).min()),
+        "max_abs_diff": float(np.abs(a.astype(np.float64) - b).max()),
+    }
 
 
 def export(folder: Path, out: Path, *, say: Any = print) -> dict[str, Any]:  # noqa: ANN401
     """Export, check and write the vision ONNX and its manifest; returns the manifest."""
-    import torch  # noqa: PLC0415
-    import transformers as tf  # noqa: PLC0415
+    import torch
+    import transformers as tf
 
-    from rap_edge.runtime import create_session  # noqa: PLC0415
+    from rap_edge.runtime import create_session
 
     config = _config(folder)
     kind = str(config["model_type"])
@@ -151,36 +165,55 @@ def export(folder: Path, out: Path, *, say: Any = print) -> dict[str, Any]:  # n
     start = time.perf_counter()
     batch = torch.export.Dim("batch", min=1, max=64)
     with torch.no_grad():
-        torch.onnx.export(module, (torch.zeros(2, 3, size, size),), str(partial),
-                          input_names=["pixel_values"], output_names=["image_features"],
-                          dynamic_shapes={"pixel_values": {0: batch}}, opset_version=18,
-                          dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(
+            module,
+            (torch.zeros(2, 3, size, size),),
+            str(partial),
+            input_names=["pixel_values"],
+            output_names=["image_features"],
+            dynamic_shapes={"pixel_values": {0: batch}},
+            opset_version=18,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
     export_s = time.perf_counter() - start
     say("checking ONNX Runtime (CPU) against torch ...")
     session, _ = create_session(partial, provider="cpu")
     # Pixel values as the processor makes them are roughly unit-scaled; three seeded images,
     # so the batch dimension is exercised at a size other than the export example's.
-    pixels = torch.from_numpy(np.random.default_rng(0).standard_normal(
-        (3, 3, size, size)).astype(np.float32))
+    pixels = torch.from_numpy(
+        np.random.default_rng(0).standard_normal((3, 3, size, size)).astype(np.float32)
+    )
     with torch.no_grad():
         expected = module(pixels).numpy()
     (got,) = session.run(["image_features"], {"pixel_values": pixels.numpy()})
-    parity = {"reference": f"torch fp32 (transformers {tf.__version__})", "images": 3,
-              **_compare(expected, np.asarray(got))}
+    parity = {
+        "reference": f"torch fp32 (transformers {tf.__version__})",
+        "images": 3,
+        **_compare(expected, np.asarray(got)),
+    }
     if parity["min_cosine"] < MIN_COSINE:
         partial.unlink(missing_ok=True)
         raise ModelStoreError(f"the exported vision tower does not match torch: {parity}")
     partial.replace(onnx_path)
     manifest = {
-        "task": "vlm_vision", "model_type": kind, "source": str(folder.resolve()),
+        "task": "vlm_vision",
+        "model_type": kind,
+        "source": str(folder.resolve()),
         "source_config_sha256": sha256_file(folder / "config.json"),
-        "onnx": ONNX_NAME, "onnx_sha256": sha256_file(onnx_path),
+        "onnx": ONNX_NAME,
+        "onnx_sha256": sha256_file(onnx_path),
         "input": {"name": "pixel_values", "shape": ["batch", 3, size, size]},
-        "output": {"name": "image_features", "tokens_per_image": int(expected.shape[1]),
-                   "hidden": int(expected.shape[2])},
+        "output": {
+            "name": "image_features",
+            "tokens_per_image": int(expected.shape[1]),
+            "hidden": int(expected.shape[2]),
+        },
         "vision_feature_layer": config.get("vision_feature_layer"),
         "vision_feature_select_strategy": config.get("vision_feature_select_strategy"),
-        "parity": parity, "export_seconds": round(export_s, 1),
+        "parity": parity,
+        "export_seconds": round(export_s, 1),
         "tools": {"torch": torch.__version__, "transformers": tf.__version__},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -189,10 +222,15 @@ def export(folder: Path, out: Path, *, say: Any = print) -> dict[str, Any]:  # n
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m export.vlm_vision`` and ``rap-edge export vision-tower``."""
-    parser.add_argument("--hf-dir", type=Path, required=True,
-                        help="a local Hugging Face LLaVA or Idefics3/SmolVLM folder")
-    parser.add_argument("--out", type=Path,
-                        help="output folder (default: <hf-dir>-vision beside the model)")
+    parser.add_argument(
+        "--hf-dir",
+        type=Path,
+        required=True,
+        help="a local Hugging Face LLaVA or Idefics3/SmolVLM folder",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: <hf-dir>-vision beside the model)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,9 +238,11 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.hf_dir).expanduser()
     out = Path(args.out).expanduser() if args.out else folder.with_name(folder.name + "-vision")
     m = export(folder, out)
-    print(f"wrote {out / ONNX_NAME}: {m['output']['tokens_per_image']} tokens x "
-          f"{m['output']['hidden']} per image; parity vs torch: min cosine "
-          f"{m['parity']['min_cosine']:.7f}, max abs diff {m['parity']['max_abs_diff']:.2e}")
+    print(
+        f"wrote {out / ONNX_NAME}: {m['output']['tokens_per_image']} tokens x "
+        f"{m['output']['hidden']} per image; parity vs torch: min cosine "
+        f"{m['parity']['min_cosine']:.7f}, max abs diff {m['parity']['max_abs_diff']:.2e}"
+    )
     return 0
 
 

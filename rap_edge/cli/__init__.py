@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    from rap_edge.cli import _ask, _demo, _eval, _export, _memory, _models, _run  # noqa: PLC0415
+    from rap_edge.cli import _ask, _demo, _eval, _export, _memory, _models, _run
 
     parser = argparse.ArgumentParser(
         prog="rap-edge",

@@ -24,12 +24,12 @@ __all__ = ["register"]
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
-    from rap_edge.errors import InvalidInputError  # noqa: PLC0415
-    from rap_edge.generate import frame_prompt  # noqa: PLC0415
-    from rap_edge.pipeline import Pipeline, PipelineConfig  # noqa: PLC0415
+    from rap_edge.errors import InvalidInputError
+    from rap_edge.generate import frame_prompt
+    from rap_edge.pipeline import Pipeline, PipelineConfig
 
     img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if img is None:
@@ -38,10 +38,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     models = load_models(args)
     thresholds = load_thresholds(args, models)
     memory, _ = open_optional_memory(args, readonly=True)
-    pipe = Pipeline(models, memory, thresholds=thresholds,
-                    config=PipelineConfig(track=False, tiles=args.tiles or 1,
-                                          margin=thresholds.margin),
-                    objects=load_objects(args) if args.objects else None)
+    pipe = Pipeline(
+        models,
+        memory,
+        thresholds=thresholds,
+        config=PipelineConfig(track=False, tiles=args.tiles or 1, margin=thresholds.margin),
+        objects=load_objects(args) if args.objects else None,
+    )
     result = pipe.process(np.asarray(img, dtype=np.uint8))
     prompt = frame_prompt(result, memory, args.question, max_concepts=args.max_concepts)
     generator, note = load_generator(args, memory)
@@ -56,13 +59,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     answer = generator.answer(prompt, stream if args.stream and not args.json else None)
     if args.json:
-        print(json.dumps({"answer": answer.text, "backend": answer.backend, "llm": note,
-                          "regenerated": answer.regenerated, "fell_back": answer.fell_back,
-                          "unfaithful": answer.unfaithful, "rejected": answer.rejected,
-                          "recognitions": [r.to_json() for r in result.recognitions],
-                          "dropped": prompt.dropped, "timings_ms": result.timings_ms,
-                          "first_token_ms": answer.first_token_ms,
-                          "generate_ms": answer.total_ms}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "answer": answer.text,
+                    "backend": answer.backend,
+                    "llm": note,
+                    "regenerated": answer.regenerated,
+                    "fell_back": answer.fell_back,
+                    "unfaithful": answer.unfaithful,
+                    "rejected": answer.rejected,
+                    "recognitions": [r.to_json() for r in result.recognitions],
+                    "dropped": prompt.dropped,
+                    "timings_ms": result.timings_ms,
+                    "first_token_ms": answer.first_token_ms,
+                    "generate_ms": answer.total_ms,
+                },
+                indent=1,
+            )
+        )
         return 0
     if args.stream:
         print()
@@ -70,16 +85,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"final ({answer.backend}): {answer.text}")
     else:
         print(answer.text)
-    print(f"[{answer.backend}; first token {answer.first_token_ms or 0:.0f} ms, "
-          f"total {answer.total_ms:.0f} ms{'; regenerated' if answer.regenerated else ''}"
-          f"{'; template fallback' if answer.fell_back else ''}]", file=sys.stderr)
+    print(
+        f"[{answer.backend}; first token {answer.first_token_ms or 0:.0f} ms, "
+        f"total {answer.total_ms:.0f} ms{'; regenerated' if answer.regenerated else ''}"
+        f"{'; template fallback' if answer.fell_back else ''}]",
+        file=sys.stderr,
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``ask``."""
     p = sub.add_parser(
-        "ask", help="answer a question about a photo with the memory's concepts (RAP)",
+        "ask",
+        help="answer a question about a photo with the memory's concepts (RAP)",
         description="Recognises the faces (and with --objects the objects) in IMAGE, "
         "retrieves their concepts and any concept the question names, builds the RAP prompt "
         "and answers with the chosen backend behind the faithful-name guard (an answer naming "

@@ -34,8 +34,8 @@ _VECTORS = {"mug": (1.0, 0.1, 0.0, 0.0), "rex": (0.0, 1.0, 0.2, 0.0), "fern": (0
 
 
 def _draw(color: tuple[int, int, int], seed: int) -> npt.NDArray[np.uint8]:
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     rng = np.random.default_rng(seed)
     img = np.full((96, 96, 3), 235, dtype=np.uint8)
@@ -45,9 +45,9 @@ def _draw(color: tuple[int, int, int], seed: int) -> npt.NDArray[np.uint8]:
 
 
 def _write_rap_folder(root: Path) -> Path:
-    import json  # noqa: PLC0415
+    import json
 
-    import cv2  # noqa: PLC0415
+    import cv2
 
     folder = root / "example_database"
     folder.mkdir(parents=True)
@@ -58,8 +58,9 @@ def _write_rap_folder(root: Path) -> Path:
         concept_dict[token] = {"name": name, "image": rel, "info": info, "category": category}
         path_to_concept[rel] = token
     db = folder / "database.json"
-    db.write_text(json.dumps({"concept_dict": concept_dict, "path_to_concept": path_to_concept},
-                             indent=2))
+    db.write_text(
+        json.dumps({"concept_dict": concept_dict, "path_to_concept": path_to_concept}, indent=2)
+    )
     return db
 
 
@@ -71,7 +72,7 @@ def _search(memory: Memory, label: str, vector: tuple[float, ...], threshold: fl
 
 def run_demo(workdir: Path) -> int:
     """Run the demo in ``workdir`` (created if needed); return the exit code."""
-    from rap_edge.memory import Memory, export_rap, import_rap  # noqa: PLC0415
+    from rap_edge.memory import Memory, export_rap, import_rap
 
     print(f"rap-edge memory demo in {workdir}\n")
     db = _write_rap_folder(workdir / "rap")
@@ -110,12 +111,12 @@ def run_demo(workdir: Path) -> int:
 
 def _real_faces(memory: Memory) -> bool:
     """Step 7: the real face models on real photos, when `make models` has exported them."""
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
-    from rap_edge.errors import ModelStoreError  # noqa: PLC0415
-    from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir  # noqa: PLC0415
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.errors import ModelStoreError
+    from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
+    from rap_edge.pipeline import (
         FaceEmbedder,
         FaceModels,
         Pipeline,
@@ -134,8 +135,9 @@ def _real_faces(memory: Memory) -> bool:
         print("  skipped: the check photos are not pulled (run `make models`)")
         return True
     photo = {f.name: photos.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files}
-    memory.add("Barack", images=[photo["obama.jpg"]], category="person",
-               info="enrolled from one photo")
+    memory.add(
+        "Barack", images=[photo["obama.jpg"]], category="person", info="enrolled from one photo"
+    )
     embed_faces_in_memory(memory, FaceEmbedder(models))
     pipe = Pipeline(models, memory, config=PipelineConfig(track=False))
     print(f"  enrolled Barack from obama.jpg; threshold {pipe.face_threshold:.4f} (manifest)")
@@ -145,8 +147,10 @@ def _real_faces(memory: Memory) -> bool:
         res = pipe.process(np.asarray(cv2.imread(str(photo[name])), dtype=np.uint8))
         for r in res.recognitions:
             said = r.name if r.decision == "known" else r.decision
-            print(f"  {name:<11} -> {said:<8} score {r.score or 0:.3f}  "
-                  f"({res.timings_ms['total']:.0f} ms)")
+            print(
+                f"  {name:<11} -> {said:<8} score {r.score or 0:.3f}  "
+                f"({res.timings_ms['total']:.0f} ms)"
+            )
         got = {r.name for r in res.recognitions if r.decision == "known"}
         ok &= got == ({want} if want else set())
     print("  (Biden was never enrolled: unknown, not a forced match.)")
@@ -155,8 +159,8 @@ def _real_faces(memory: Memory) -> bool:
 
 def _tile(*images: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     """Photos side by side on a 640x480 frame (a stand-in for a camera view)."""
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     frame = np.zeros((480, 640, 3), dtype=np.uint8)
     w = 640 // len(images)
@@ -164,25 +168,25 @@ def _tile(*images: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         s = min(w / img.shape[1], 480 / img.shape[0])
         small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)))
         y, x = (480 - small.shape[0]) // 2, i * w + (w - small.shape[1]) // 2
-        frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+        frame[y : y + small.shape[0], x : x + small.shape[1]] = small
     return frame
 
 
 def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -> bool:
     """Step 8: a short camera-like sequence with personalised descriptions off the frame path."""
-    import threading  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import threading
+    import time
 
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
-    from rap_edge.generate import (  # noqa: PLC0415
+    from rap_edge.generate import (
         Describer,
         Generator,
         memory_names,
         open_backend,
     )
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.pipeline import (
         FaceEmbedder,
         Pipeline,
         PipelineConfig,
@@ -193,39 +197,51 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
     # thread: on a small CPU the other core stays with the camera loop.
     backend, note = open_backend(threads=1, isolate=True)
     print(f"\n8. a short sequence at 10 FPS with descriptions ({note}):")
-    memory.update("Barack", info="Barack is the owner's neighbour; he plays basketball on "
-                  "Sundays.")
-    img = {k: np.asarray(cv2.imread(str(p)), dtype=np.uint8) for k, p in photo.items()
-           if k.endswith(".jpg")}
-    segments = [("Barack alone", _tile(img["obama2.jpg"])),
-                ("a stranger", _tile(img["biden.jpg"])),
-                ("Barack and the stranger", _tile(img["obama3.jpg"], img["biden.jpg"])),
-                ("after enrolling Joe", _tile(img["obama3.jpg"], img["biden.jpg"]))]
+    memory.update(
+        "Barack", info="Barack is the owner's neighbour; he plays basketball on Sundays."
+    )
+    img = {
+        k: np.asarray(cv2.imread(str(p)), dtype=np.uint8)
+        for k, p in photo.items()
+        if k.endswith(".jpg")
+    }
+    segments = [
+        ("Barack alone", _tile(img["obama2.jpg"])),
+        ("a stranger", _tile(img["biden.jpg"])),
+        ("Barack and the stranger", _tile(img["obama3.jpg"], img["biden.jpg"])),
+        ("after enrolling Joe", _tile(img["obama3.jpg"], img["biden.jpg"])),
+    ]
     lock = threading.Lock()
     described: list[int] = []
 
     def done(frame: int | None, r: object) -> None:
-        from rap_edge.generate import GenerationResult  # noqa: PLC0415
+        from rap_edge.generate import GenerationResult
 
         assert isinstance(r, GenerationResult)  # noqa: S101 - for the type checker
         tags = "; regenerated" if r.regenerated else ""
         tags += f"; template fallback (rejected {', '.join(r.rejected)})" if r.fell_back else ""
         with lock:
             described.append(frame or 0)
-            print(f"     >> frame {frame} [{r.backend}, first token "
-                  f"{r.first_token_ms or 0:.0f} ms, {r.total_ms:.0f} ms{tags}]: {r.text}",
-                  flush=True)
+            print(
+                f"     >> frame {frame} [{r.backend}, first token "
+                f"{r.first_token_ms or 0:.0f} ms, {r.total_ms:.0f} ms{tags}]: {r.text}",
+                flush=True,
+            )
 
-    describer = Describer(Generator(backend, known_names=memory_names(memory), max_tokens=48),
-                          memory,
-                          on_result=done)
+    describer = Describer(
+        Generator(backend, known_names=memory_names(memory), max_tokens=48), memory, on_result=done
+    )
     pipe = Pipeline(models, memory, config=PipelineConfig())  # type: ignore[arg-type]
     index = 0
     try:
         for label, frame in segments:
             if label == "after enrolling Joe":
-                memory.add("Joe", images=[photo["biden.jpg"]], category="person",
-                           info="Joe is the owner's uncle; he likes ice cream.")
+                memory.add(
+                    "Joe",
+                    images=[photo["biden.jpg"]],
+                    category="person",
+                    info="Joe is the owner's uncle; he likes ice cream.",
+                )
                 embed_faces_in_memory(memory, FaceEmbedder(models))  # type: ignore[arg-type]
                 describer.generator.known_names.append("Joe")
                 with lock:
@@ -233,22 +249,32 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
             for _ in range(8):
                 start = time.perf_counter()
                 res = pipe.process(frame, index=index, timestamp=time.time())
-                said = ", ".join((r.name or "?") if r.decision == "known" else r.decision
-                                 for r in res.recognitions) or "nobody"
+                said = (
+                    ", ".join(
+                        (r.name or "?") if r.decision == "known" else r.decision
+                        for r in res.recognitions
+                    )
+                    or "nobody"
+                )
                 asked = describer.offer(res) is not None
                 with lock:
-                    print(f"  frame {index:>2} {label:<24} {said:<18} "
-                          f"{res.timings_ms['total']:5.0f} ms"
-                          f"{'  -> description requested' if asked else ''}", flush=True)
+                    print(
+                        f"  frame {index:>2} {label:<24} {said:<18} "
+                        f"{res.timings_ms['total']:5.0f} ms"
+                        f"{'  -> description requested' if asked else ''}",
+                        flush=True,
+                    )
                 index += 1
                 time.sleep(max(0.0, 0.1 - (time.perf_counter() - start)))
     finally:
         describer.close(120)
     w = describer.worker
     stats = describer.generator.stats
-    print(f"  descriptions: {w.done} written, {w.replaced} replaced by newer requests while "
-          f"queued; regenerated {stats['regenerated']}, template fallback "
-          f"{stats['fell_back']}. The frame loop never waited for them.")
+    print(
+        f"  descriptions: {w.done} written, {w.replaced} replaced by newer requests while "
+        f"queued; regenerated {stats['regenerated']}, template fallback "
+        f"{stats['fell_back']}. The frame loop never waited for them."
+    )
     return bool(described)
 
 
@@ -256,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.workdir:
         workdir = Path(args.workdir).expanduser().resolve()
         if workdir.exists() and any(workdir.iterdir()):
-            from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+            from rap_edge.errors import InvalidInputError
 
             msg = f"{workdir} is not empty; give a new folder"
             raise InvalidInputError(msg)
@@ -280,6 +306,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "else the template). It downloads nothing."
         ),
     )
-    p.add_argument("--workdir", help="keep the demo's files in this new folder "
-                   "(default: a temporary folder, deleted afterwards)")
+    p.add_argument(
+        "--workdir",
+        help="keep the demo's files in this new folder "
+        "(default: a temporary folder, deleted afterwards)",
+    )
     p.set_defaults(func=cmd_demo)

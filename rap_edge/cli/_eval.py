@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = ["format_report", "register"]
 
-_FOLDER_HELP = ("labelled folder: DIR/<identity>/*.jpg (first photo(s) enrolled, the rest "
-                "tested), DIR/_distractors/*.jpg (never enrolled), optional "
-                "DIR/conditions/<name>/ degraded copies (see calibration/README.md; "
-                "`python -m calibration.labelled` builds one from real photos)")
+_FOLDER_HELP = (
+    "labelled folder: DIR/<identity>/*.jpg (first photo(s) enrolled, the rest "
+    "tested), DIR/_distractors/*.jpg (never enrolled), optional "
+    "DIR/conditions/<name>/ degraded copies (see calibration/README.md; "
+    "`python -m calibration.labelled` builds one from real photos)"
+)
 
 
 def _f(v: float | None) -> str:
@@ -38,14 +40,18 @@ def _f(v: float | None) -> str:
 
 def format_report(name: str, rep: EvalReport, *, confusion: bool = True) -> str:
     """A human-readable report: totals, per identity, confusion table."""
-    lines = [f"== {name}: {rep.tests} test photo(s), {rep.distractors} distractor(s); "
-             f"precision {_f(rep.precision)}, recall {_f(rep.recall)}, distractors rejected "
-             f"{_f(rep.distractor_rejection)}; no face found in {rep.no_face}"
-             + (f", unreadable {rep.unreadable}" if rep.unreadable else "")]
+    lines = [
+        f"== {name}: {rep.tests} test photo(s), {rep.distractors} distractor(s); "
+        f"precision {_f(rep.precision)}, recall {_f(rep.recall)}, distractors rejected "
+        f"{_f(rep.distractor_rejection)}; no face found in {rep.no_face}"
+        + (f", unreadable {rep.unreadable}" if rep.unreadable else "")
+    ]
     lines.append(f"  {'identity':<22} {'tests':>5} {'TP':>4} {'FP':>4} {'prec':>6} {'recall':>6}")
     for ident, m in rep.per_identity.items():
-        lines.append(f"  {ident:<22} {int(m['tests']):>5} {int(m['true_pos']):>4} "
-                     f"{int(m['false_pos']):>4} {_f(m['precision']):>6} {_f(m['recall']):>6}")
+        lines.append(
+            f"  {ident:<22} {int(m['tests']):>5} {int(m['true_pos']):>4} "
+            f"{int(m['false_pos']):>4} {_f(m['precision']):>6} {_f(m['recall']):>6}"
+        )
     if confusion:
         cols = sorted({c for row in rep.confusion.values() for c in row})
         lines.append("  confusion (rows: truth, columns: outcome per photo)")
@@ -67,9 +73,9 @@ def _no_nan(value: Any) -> Any:  # noqa: ANN401 - any JSON tree
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.pipeline import (
         LabelledSet,
         PipelineConfig,
         PipelineRecognizer,
@@ -80,34 +86,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
     models = load_models(args)
     thresholds = load_thresholds(args, models)
     enc = models.encoder_id
-    print(f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-          f"{thresholds.margin}, {models.encoder_id} on {models.encoder.provider}",
-          file=sys.stderr)
-    recognizer = PipelineRecognizer(models, thresholds=thresholds,
-                                    config=PipelineConfig(margin=thresholds.margin,
-                                                          tiles=args.tiles or 1))
+    print(
+        f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
+        f"{thresholds.margin}, {models.encoder_id} on {models.encoder.provider}",
+        file=sys.stderr,
+    )
+    recognizer = PipelineRecognizer(
+        models,
+        thresholds=thresholds,
+        config=PipelineConfig(margin=thresholds.margin, tiles=args.tiles or 1),
+    )
 
     def bar(desc: str) -> Any:  # noqa: ANN401
         return lambda it: tqdm(it, desc=desc, unit="photo", disable=None, file=sys.stderr)
 
-    reports = {"clean": evaluate(recognizer, labelled,
-                                 enroll_per_identity=args.enroll_per_identity,
-                                 progress=bar("clean"))}
+    reports = {
+        "clean": evaluate(
+            recognizer,
+            labelled,
+            enroll_per_identity=args.enroll_per_identity,
+            progress=bar("clean"),
+        )
+    }
     conditions = labelled.conditions()
     wanted = None if args.conditions == "all" else set(args.conditions.split(","))
     if args.conditions != "none":
         for name, cond in conditions.items():
             if wanted is None or name in wanted:
                 tests = cond.tests_like(labelled, args.enroll_per_identity)
-                reports[name] = evaluate(recognizer, labelled, tests=tests,
-                                         enroll_per_identity=args.enroll_per_identity,
-                                         progress=bar(name))
+                reports[name] = evaluate(
+                    recognizer,
+                    labelled,
+                    tests=tests,
+                    enroll_per_identity=args.enroll_per_identity,
+                    progress=bar(name),
+                )
     if args.json:
-        print(json.dumps(_no_nan({"labelled": str(labelled.root), "encoder": enc,
-                          "threshold": thresholds.get(enc), "margin": thresholds.margin,
-                          "enroll_per_identity": args.enroll_per_identity,
-                          "conditions": {k: v.to_json() for k, v in reports.items()}}),
-                         indent=1, allow_nan=False))
+        print(
+            json.dumps(
+                _no_nan(
+                    {
+                        "labelled": str(labelled.root),
+                        "encoder": enc,
+                        "threshold": thresholds.get(enc),
+                        "margin": thresholds.margin,
+                        "enroll_per_identity": args.enroll_per_identity,
+                        "conditions": {k: v.to_json() for k, v in reports.items()},
+                    }
+                ),
+                indent=1,
+                allow_nan=False,
+            )
+        )
     else:
         for name, rep in reports.items():
             print(format_report(name, rep, confusion=name == "clean" or args.confusion))
@@ -115,27 +145,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from rap_edge.pipeline import LabelledSet, calibrate_threshold, face_vectors  # noqa: PLC0415
+    from rap_edge.pipeline import LabelledSet, calibrate_threshold, face_vectors
 
     labelled = LabelledSet.load(args.labelled)
     models = load_models(args)
     photos = [p for v in labelled.identities.values() for p in v] + labelled.distractors
     labels: list[str | None] = [k for k, v in labelled.identities.items() for _ in v]
     labels += [None] * len(labelled.distractors)
-    vectors, found = face_vectors(models, photos, progress=lambda it: tqdm(
-        it, desc="embedding", unit="photo", disable=None, file=sys.stderr))
+    vectors, found = face_vectors(
+        models,
+        photos,
+        progress=lambda it: tqdm(
+            it, desc="embedding", unit="photo", disable=None, file=sys.stderr
+        ),
+    )
     keep = [i for i, ok in enumerate(found) if ok]
     result = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=args.far)
-    result.update({"command": "rap-edge calibrate thresholds --labelled DIR --far "
-                   f"{args.far}" + (f" --tiles {args.tiles}" if args.tiles else "")
-                   + (" --no-flip" if args.no_flip else ""),
-                   "labelled": str(labelled.root), "photos": len(photos),
-                   "photos_without_face": len(photos) - len(keep),
-                   "identities": len(labelled.identities),
-                   "distractors": len(labelled.distractors),
-                   "manifest_threshold": models.encoder.manifest.threshold})
+    result.update(
+        {
+            "command": "rap-edge calibrate thresholds --labelled DIR --far "
+            f"{args.far}"
+            + (f" --tiles {args.tiles}" if args.tiles else "")
+            + (" --no-flip" if args.no_flip else ""),
+            "labelled": str(labelled.root),
+            "photos": len(photos),
+            "photos_without_face": len(photos) - len(keep),
+            "identities": len(labelled.identities),
+            "distractors": len(labelled.distractors),
+            "manifest_threshold": models.encoder.manifest.threshold,
+        }
+    )
     out = Path(args.out)
     data: dict[str, Any] = {"version": 1, "encoders": {}}
     if out.is_file():
@@ -150,65 +191,98 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     tmp.replace(out)
-    print(f"{models.encoder_id}: threshold {result['threshold']:.4f} for FAR <= {args.far} "
-          f"(measured FAR {result['far']:.4f}, FRR {result['frr']:.4f}; "
-          f"{result['genuine_pairs']} genuine / {result['impostor_pairs']} impostor pairs; "
-          f"EER {result['eer']:.4f} at {result['eer_threshold']}); "
-          f"{result['photos_without_face']} photo(s) without a face skipped; wrote {out}")
+    print(
+        f"{models.encoder_id}: threshold {result['threshold']:.4f} for FAR <= {args.far} "
+        f"(measured FAR {result['far']:.4f}, FRR {result['frr']:.4f}; "
+        f"{result['genuine_pairs']} genuine / {result['impostor_pairs']} impostor pairs; "
+        f"EER {result['eer']:.4f} at {result['eer_threshold']}); "
+        f"{result['photos_without_face']} photo(s) without a face skipped; wrote {out}"
+    )
     return 0
 
 
 def cmd_calibrate_collect(args: argparse.Namespace) -> int:
-    from rap_edge.calibsets import collect  # noqa: PLC0415
+    from rap_edge.calibsets import collect
 
-    manifest = collect(args.source, Path(args.out), frames=args.frames,
-                       min_change=args.min_change, force=args.force, topic=args.topic,
-                       max_seconds=args.max_seconds)
-    print(f"wrote {Path(args.out) / 'set.json'}: {manifest['summary']['kept']} frame(s) from "
-          f"{manifest['source']}")
+    manifest = collect(
+        args.source,
+        Path(args.out),
+        frames=args.frames,
+        min_change=args.min_change,
+        force=args.force,
+        topic=args.topic,
+        max_seconds=args.max_seconds,
+    )
+    print(
+        f"wrote {Path(args.out) / 'set.json'}: {manifest['summary']['kept']} frame(s) from "
+        f"{manifest['source']}"
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``eval`` and ``calibrate``."""
     p = sub.add_parser(
-        "eval", help="enroll the first photo(s) per identity, recognise the rest, report",
+        "eval",
+        help="enroll the first photo(s) per identity, recognise the rest, report",
         description="Precision and recall per identity, distractor rejection and a confusion "
         "table, on a labelled folder and its degraded conditions. " + _FOLDER_HELP,
     )
     p.add_argument("--labelled", required=True, metavar="DIR", help=_FOLDER_HELP)
-    p.add_argument("--enroll-per-identity", type=int, default=1,
-                   help="photos enrolled per identity (default 1)")
-    p.add_argument("--conditions", default="all",
-                   help="degraded conditions to run: all, none, or a comma list (default all)")
-    p.add_argument("--confusion", action="store_true",
-                   help="print the confusion table for every condition, not just clean")
+    p.add_argument(
+        "--enroll-per-identity",
+        type=int,
+        default=1,
+        help="photos enrolled per identity (default 1)",
+    )
+    p.add_argument(
+        "--conditions",
+        default="all",
+        help="degraded conditions to run: all, none, or a comma list (default all)",
+    )
+    p.add_argument(
+        "--confusion",
+        action="store_true",
+        help="print the confusion table for every condition, not just clean",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_options(p)
     p.set_defaults(func=cmd_eval)
 
-    cal = sub.add_parser("calibrate", help="calibrate recognition thresholds",
-                         description="Calibration from labelled data.")
+    cal = sub.add_parser(
+        "calibrate",
+        help="calibrate recognition thresholds",
+        description="Calibration from labelled data.",
+    )
     cmds = cal.add_subparsers(dest="calibrate_command", metavar="ACTION", required=True)
     p = cmds.add_parser(
-        "thresholds", help="per-encoder threshold for a target false-accept rate",
+        "thresholds",
+        help="per-encoder threshold for a target false-accept rate",
         description="Embeds the largest face of every photo, scores all genuine pairs (same "
         "identity) and impostor pairs (different identities, distractor vs identity), and "
         "writes the least threshold whose false-accept rate is at most --far, with the pair "
         "counts and the FAR/FRR curve. " + _FOLDER_HELP,
     )
     p.add_argument("--labelled", required=True, metavar="DIR", help=_FOLDER_HELP)
-    p.add_argument("--far", type=float, default=0.001,
-                   help="target false-accept rate on impostor pairs (default 0.001)")
-    p.add_argument("--out", default=str(REPO_THRESHOLDS),
-                   help=f"threshold file to write or update (default {REPO_THRESHOLDS})")
+    p.add_argument(
+        "--far",
+        type=float,
+        default=0.001,
+        help="target false-accept rate on impostor pairs (default 0.001)",
+    )
+    p.add_argument(
+        "--out",
+        default=str(REPO_THRESHOLDS),
+        help=f"threshold file to write or update (default {REPO_THRESHOLDS})",
+    )
     add_model_options(p, thresholds=False)
     p.set_defaults(func=cmd_calibrate_thresholds)
 
-    from rap_edge.calibsets import DEFAULT_FRAMES, DEFAULT_MIN_CHANGE  # noqa: PLC0415
+    from rap_edge.calibsets import DEFAULT_FRAMES, DEFAULT_MIN_CHANGE
 
     p = cmds.add_parser(
-        "collect", help="sample an INT8 calibration set from a video, recording or camera",
+        "collect",
+        help="sample an INT8 calibration set from a video, recording or camera",
         description="Reads the source and keeps up to --frames diverse frames (near-duplicates "
         "skipped, spread over the stream when its length is known) as JPEG files with a "
         "manifest, set.json (file hashes, frame indices and times). `python -m "
@@ -216,21 +290,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "a bare name means calibration/sets/NAME. A camera stops at --frames, --max-seconds or "
         "Ctrl-C (the set is written with what was kept).",
     )
-    p.add_argument("--source", required=True,
-                   help="video file, image folder, rosbag2 recording, camera index, /dev/video*, "
-                   "stream URL or GStreamer pipeline (as `rap-edge run --source`)")
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="set folder to write, e.g. calibration/sets/kitchen")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                   help=f"most frames to keep (default {DEFAULT_FRAMES})")
-    p.add_argument("--min-change", type=float, default=DEFAULT_MIN_CHANGE,
-                   help="near-duplicate threshold: mean absolute difference of 32x24 grey "
-                   "thumbnails, 0..1 of the grey range, against the last and every kept frame "
-                   f"(default {DEFAULT_MIN_CHANGE}; 0 keeps every frame)")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="video file, image folder, rosbag2 recording, camera index, /dev/video*, "
+        "stream URL or GStreamer pipeline (as `rap-edge run --source`)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="set folder to write, e.g. calibration/sets/kitchen",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=DEFAULT_FRAMES,
+        help=f"most frames to keep (default {DEFAULT_FRAMES})",
+    )
+    p.add_argument(
+        "--min-change",
+        type=float,
+        default=DEFAULT_MIN_CHANGE,
+        help="near-duplicate threshold: mean absolute difference of 32x24 grey "
+        "thumbnails, 0..1 of the grey range, against the last and every kept frame "
+        f"(default {DEFAULT_MIN_CHANGE}; 0 keeps every frame)",
+    )
     p.add_argument("--topic", help="image topic of a rosbag2 recording (default: picked)")
-    p.add_argument("--max-seconds", type=float,
-                   help="stop reading after this many seconds (cameras)")
-    p.add_argument("--force", action="store_true",
-                   help="replace the set in a non-empty --out (removes only its set.json and "
-                   "*.jpg files)")
+    p.add_argument(
+        "--max-seconds", type=float, help="stop reading after this many seconds (cameras)"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the set in a non-empty --out (removes only its set.json and *.jpg files)",
+    )
     p.set_defaults(func=cmd_calibrate_collect)

@@ -43,16 +43,20 @@ def _converter(name: str) -> ModuleType | None:
 
 
 def _missing(args: argparse.Namespace) -> int:
-    print(f"rap-edge: error: `rap-edge export {args.export_command}` needs the repository's "
-          f"export/ folder ({_REPO / 'export'} is missing): run it from a clone installed with "
-          "`pip install -e '.[export]'`", file=sys.stderr)
+    print(
+        f"rap-edge: error: `rap-edge export {args.export_command}` needs the repository's "
+        f"export/ folder ({_REPO / 'export'} is missing): run it from a clone installed with "
+        "`pip install -e '.[export]'`",
+        file=sys.stderr,
+    )
     return 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``export`` and its subcommands."""
     p = sub.add_parser(
-        "export", help="convert models for the device: encoders, VLM parts, LLMs, TensorRT",
+        "export",
+        help="convert models for the device: encoders, VLM parts, LLMs, TensorRT",
         description="Convert local Hugging Face folders and ONNX files into what the runtime "
         "loads: ONNX image/text encoders with manifests, VLM vision towers, quantized LLMs, "
         "split RAP checkpoints, TensorRT engines. Needs the `export` extra.",
@@ -68,7 +72,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             continue
         doc = (module.__doc__ or command).strip()
         summary = doc.split("\n\n", 1)[0].replace("\n", " ")
-        c = cmds.add_parser(command, help=summary[0].lower() + summary[1:].rstrip("."),
-                            description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        c = cmds.add_parser(
+            command,
+            help=summary[0].lower() + summary[1:].rstrip("."),
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(c)
         c.set_defaults(func=module.run)

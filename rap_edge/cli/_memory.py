@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 
 
 def _memory_dir(args: argparse.Namespace) -> Path:
-    from rap_edge.memory import default_memory_dir  # noqa: PLC0415
+    from rap_edge.memory import default_memory_dir
 
     return Path(args.memory).expanduser() if args.memory else default_memory_dir()
 
 
 def _open(args: argparse.Namespace, *, readonly: bool = False) -> Memory:
-    from rap_edge.memory import Memory  # noqa: PLC0415
+    from rap_edge.memory import Memory
 
     return Memory(_memory_dir(args), readonly=readonly, lock_timeout_s=args.lock_timeout)
 
@@ -59,7 +59,7 @@ def _show(c: Concept) -> None:
 
 
 def _load_vectors(path: str) -> Any:  # noqa: ANN401 - a numpy array
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     try:
         return np.load(path, allow_pickle=False)
@@ -84,14 +84,15 @@ def _read_info(args: argparse.Namespace) -> str | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from rap_edge.memory import Memory  # noqa: PLC0415
+    from rap_edge.memory import Memory
 
     path = Path(args.dir).expanduser() if args.dir else _memory_dir(args)
     existed = (path / "memory.db").exists()
     with Memory.init(path, index_dtype=args.index_dtype) as memory:
         state = "already exists" if existed else "created"
-        print(f"memory {state} at {memory.path} ({len(memory)} concepts, "
-              f"index {memory.index_dtype})")
+        print(
+            f"memory {state} at {memory.path} ({len(memory)} concepts, index {memory.index_dtype})"
+        )
     return 0
 
 
@@ -169,8 +170,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
         for ref in args.concept:
             concept = memory.get(ref)
             memory.remove(concept.id)
-            print(f"removed {concept.name} ({concept.id}): its images, vectors and index "
-                  "entries are deleted")
+            print(
+                f"removed {concept.name} ({concept.id}): its images, vectors and index "
+                "entries are deleted"
+            )
     return 0
 
 
@@ -180,7 +183,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not args.text_encoder:
             msg = "--text needs --text-encoder MANIFEST (an exported CLIP/SigLIP text tower)"
             raise InvalidInputError(msg)
-        from rap_edge.models import TextEncoder  # noqa: PLC0415
+        from rap_edge.models import TextEncoder
 
         text = TextEncoder(args.text_encoder, provider=args.provider)
         queries = text.embed(args.text)
@@ -203,7 +206,7 @@ def _hits_text(hits: list[SearchHit]) -> str:
 
 
 def cmd_import_rap(args: argparse.Namespace) -> int:
-    from rap_edge.memory import import_rap  # noqa: PLC0415
+    from rap_edge.memory import import_rap
 
     with _open(args) as memory:
         added = import_rap(
@@ -219,13 +222,15 @@ def cmd_import_rap(args: argparse.Namespace) -> int:
     else:
         for c in added:
             print(f"imported {_concept_line(c)}")
-        print(f"{len(added)} concept(s) imported; {pending} image(s) wait for an encoder "
-              "(`rap-edge memory rebuild-index` embeds them once one is installed)")
+        print(
+            f"{len(added)} concept(s) imported; {pending} image(s) wait for an encoder "
+            "(`rap-edge memory rebuild-index` embeds them once one is installed)"
+        )
     return 0
 
 
 def cmd_export_rap(args: argparse.Namespace) -> int:
-    from rap_edge.memory import export_rap  # noqa: PLC0415
+    from rap_edge.memory import export_rap
 
     with _open(args, readonly=True) as memory:
         result = export_rap(memory, args.out, prefix=args.prefix)
@@ -238,7 +243,7 @@ def cmd_export_rap(args: argparse.Namespace) -> int:
 def cmd_rebuild_index(args: argparse.Namespace) -> int:
     with _open(args) as memory:
         if args.manifest:
-            from rap_edge.models import Encoder  # noqa: PLC0415
+            from rap_edge.models import Encoder
 
             encoder = Encoder(args.manifest, provider=args.provider)
             n = memory.embed_pending(encoder)
@@ -252,41 +257,47 @@ def cmd_rebuild_index(args: argparse.Namespace) -> int:
         print("no encoder has vectors yet; nothing to index")
     if pending:
         # Image encoders arrive with `rap-edge models`; until then vectors come from the API.
-        print(f"{len(pending)} image(s) have no vector for {active or 'any encoder'}; embed "
-              "them with `--manifest MODEL.json` (an exported encoder, see `make models`) or "
-              "supply vectors with `memory add --vectors`")
+        print(
+            f"{len(pending)} image(s) have no vector for {active or 'any encoder'}; embed "
+            "them with `--manifest MODEL.json` (an exported encoder, see `make models`) or "
+            "supply vectors with `memory add --vectors`"
+        )
     return 0
 
 
 def cmd_embed_faces(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_models  # noqa: PLC0415
-    from rap_edge.pipeline import FaceEmbedder, embed_faces_in_memory  # noqa: PLC0415
+    from rap_edge.cli._face_opts import load_models
+    from rap_edge.pipeline import FaceEmbedder, embed_faces_in_memory
 
     models = load_models(args)
     embedder = FaceEmbedder(models)
     with _open(args) as memory:
         n = embed_faces_in_memory(memory, embedder)
-    print(f"embedded {n} face image(s) with {models.encoder_id} on {models.encoder.provider}"
-          + (f" ({embedder.fallbacks} without a detected face: used whole, as a face crop)"
-             if embedder.fallbacks else ""))
+    print(
+        f"embedded {n} face image(s) with {models.encoder_id} on {models.encoder.provider}"
+        + (
+            f" ({embedder.fallbacks} without a detected face: used whole, as a face crop)"
+            if embedder.fallbacks
+            else ""
+        )
+    )
     return 0
 
 
 def cmd_embed_objects(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_objects  # noqa: PLC0415
-    from rap_edge.pipeline import embed_objects_in_memory  # noqa: PLC0415
+    from rap_edge.cli._face_opts import load_objects
+    from rap_edge.pipeline import embed_objects_in_memory
 
     objects = load_objects(args)
     with _open(args) as memory:
         n = embed_objects_in_memory(memory, objects.encoder)
-    print(f"embedded {n} object image(s) with {objects.encoder_id} on "
-          f"{objects.encoder.provider}")
+    print(f"embedded {n} object image(s) with {objects.encoder_id} on {objects.encoder.provider}")
     return 0
 
 
 def cmd_enroll_unknown(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_models  # noqa: PLC0415
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.cli._face_opts import load_models
+    from rap_edge.pipeline import (
         FaceEmbedder,
         UnknownClusters,
         embed_faces_in_memory,
@@ -297,12 +308,13 @@ def cmd_enroll_unknown(args: argparse.Namespace) -> int:
     crops = clusters.crop_paths(args.cluster)
     models = load_models(args)
     with _open(args) as memory:
-        concept = memory.add(args.name, images=crops, category=args.category,
-                             info=args.info or "")
+        concept = memory.add(args.name, images=crops, category=args.category, info=args.info or "")
         n = embed_faces_in_memory(memory, FaceEmbedder(models))
     clusters.forget(args.cluster)
-    print(f"enrolled {_concept_line(concept)} from cluster {args.cluster} ({len(crops)} "
-          f"crop(s)); embedded {n} face image(s)")
+    print(
+        f"enrolled {_concept_line(concept)} from cluster {args.cluster} ({len(crops)} "
+        f"crop(s)); embedded {n} face image(s)"
+    )
     return 0
 
 
@@ -326,8 +338,10 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         before = _size(memory.path)
         result = memory.vacuum()
         after = _size(memory.path)
-    print(f"removed {result['orphan_files_removed']} orphan file(s), re-indexed "
-          f"{result['vectors_indexed']} vector(s); {before} -> {after} bytes on disk")
+    print(
+        f"removed {result['orphan_files_removed']} orphan file(s), re-indexed "
+        f"{result['vectors_indexed']} vector(s); {before} -> {after} bytes on disk"
+    )
     return 0
 
 
@@ -342,24 +356,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``memory`` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--memory", metavar="DIR", default=None,
+        "--memory",
+        metavar="DIR",
+        default=None,
         help="memory folder (default: $RAP_EDGE_MEMORY, else the user data folder)",
     )
     common.add_argument(
-        "--lock-timeout", type=float, default=10.0, metavar="S",
+        "--lock-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
         help="seconds to wait for another writer (default: 10)",
     )
     with_json = argparse.ArgumentParser(add_help=False)
     with_json.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     memory = sub.add_parser(
-        "memory", help="create, edit and inspect the concept memory",
+        "memory",
+        help="create, edit and inspect the concept memory",
         description="The concept memory: people, pets and objects the device should know.",
     )
     cmds = memory.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
-    def add(name: str, func: Any, help_text: str, *, json_out: bool = False  # noqa: ANN401
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        func: Any,  # noqa: ANN401
+        help_text: str,
+        *,
+        json_out: bool = False,
+    ) -> argparse.ArgumentParser:
         parents = [common, with_json] if json_out else [common]
         p = cmds.add_parser(name, parents=parents, help=help_text, description=help_text)
         p.set_defaults(func=func)
@@ -368,21 +393,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("init", cmd_init, "create a memory folder (no-op if one exists)")
     p.add_argument("dir", nargs="?", help="folder to create (default: as --memory)")
     p.add_argument(
-        "--index-dtype", choices=["f16", "i8", "f32"], default="f16",
+        "--index-dtype",
+        choices=["f16", "i8", "f32"],
+        default="f16",
         help="scalar kind of the vector indexes (default f16; i8 is smaller, f32 exact)",
     )
 
     p = add("add", cmd_add, "add a concept with its reference images", json_out=True)
     p.add_argument("name", help="display name, unique in the memory")
-    p.add_argument("--image", action="append", default=[], metavar="PATH",
-                   help="reference image (repeat for several)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="reference image (repeat for several)",
+    )
     p.add_argument("--category", default="object", help="person, dog, mug, ... (default object)")
     info = p.add_mutually_exclusive_group()
     info.add_argument("--info", help="free-text information about the concept")
     info.add_argument("--info-file", metavar="FILE", help="read the info from a UTF-8 file")
     p.add_argument("--alias", action="append", default=[], help="another name (repeatable)")
-    p.add_argument("--vectors", metavar="FILE.npy",
-                   help="float32 [n_images, dim] vectors of the images, from --encoder")
+    p.add_argument(
+        "--vectors",
+        metavar="FILE.npy",
+        help="float32 [n_images, dim] vectors of the images, from --encoder",
+    )
     p.add_argument("--encoder", metavar="ID", help="id of the encoder that made --vectors")
 
     p = add("list", cmd_list, "list the concepts", json_out=True)
@@ -391,8 +426,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("show", cmd_show, "show one concept with its images", json_out=True)
     p.add_argument("concept", help="concept id or name")
 
-    p = add("update", cmd_update, "rename a concept or change its info, category, aliases "
-            "or images", json_out=True)
+    p = add(
+        "update",
+        cmd_update,
+        "rename a concept or change its info, category, aliases or images",
+        json_out=True,
+    )
     p.add_argument("concept", help="concept id or name")
     p.add_argument("--name", help="new name")
     p.add_argument("--category", help="new category")
@@ -407,74 +446,137 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = add("remove", cmd_remove, "forget concepts: rows, images, vectors (then compact)")
     p.add_argument("concept", nargs="+", help="concept ids or names")
 
-    p = add("search", cmd_search, "find the concepts closest to query vectors or text",
-            json_out=True)
+    p = add(
+        "search", cmd_search, "find the concepts closest to query vectors or text", json_out=True
+    )
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--vectors", metavar="FILE.npy", help="query vectors, [dim] or [n, dim]")
-    query.add_argument("--text", action="append", metavar="TEXT",
-                       help="text query, e.g. 'a red mug' (repeatable; needs --text-encoder)")
-    p.add_argument("--text-encoder", metavar="MANIFEST",
-                   help="text tower manifest (`rap-edge export encoder`); searches the index "
-                   "of the image encoder it pairs with unless --encoder is given")
-    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
-                   help="execution provider for --text-encoder (default auto)")
+    query.add_argument(
+        "--text",
+        action="append",
+        metavar="TEXT",
+        help="text query, e.g. 'a red mug' (repeatable; needs --text-encoder)",
+    )
+    p.add_argument(
+        "--text-encoder",
+        metavar="MANIFEST",
+        help="text tower manifest (`rap-edge export encoder`); searches the index "
+        "of the image encoder it pairs with unless --encoder is given",
+    )
+    p.add_argument(
+        "--provider",
+        choices=["auto", "tensorrt", "cuda", "cpu"],
+        default="auto",
+        help="execution provider for --text-encoder (default auto)",
+    )
     p.add_argument("-k", type=int, default=3, help="concepts per query (default 3)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="minimum cosine similarity; below it a query is unknown")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="minimum cosine similarity; below it a query is unknown",
+    )
     p.add_argument("--encoder", help="encoder index to search (default: the active one)")
 
-    p = add("import-rap", cmd_import_rap, "import a RAP database.json (all or nothing)",
-            json_out=True)
+    p = add(
+        "import-rap", cmd_import_rap, "import a RAP database.json (all or nothing)", json_out=True
+    )
     p.add_argument("database", help="path of RAP's database.json")
-    p.add_argument("--root", help="folder image paths are relative to (default: the JSON's "
-                   "folder, then its parent)")
-    p.add_argument("--skip-existing", action="store_true",
-                   help="leave concepts whose name exists alone instead of failing")
+    p.add_argument(
+        "--root",
+        help="folder image paths are relative to (default: the JSON's folder, then its parent)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave concepts whose name exists alone instead of failing",
+    )
 
     p = add("export-rap", cmd_export_rap, "write the memory as a RAP database folder")
     p.add_argument("out", help="new (or empty) folder to write")
-    p.add_argument("--prefix", help="path prefix of images in the JSON (default: the folder "
-                   "name, as RAP expects when run from its parent)")
+    p.add_argument(
+        "--prefix",
+        help="path prefix of images in the JSON (default: the folder "
+        "name, as RAP expects when run from its parent)",
+    )
 
-    p = add("rebuild-index", cmd_rebuild_index,
-            "embed pending images (with --manifest) and rebuild the vector indexes")
+    p = add(
+        "rebuild-index",
+        cmd_rebuild_index,
+        "embed pending images (with --manifest) and rebuild the vector indexes",
+    )
     p.add_argument("--encoder", help="only this encoder")
-    p.add_argument("--manifest", metavar="MODEL.json",
-                   help="exported image encoder: embed every pending image with it first "
-                   "(it becomes the active encoder)")
-    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
-                   help="execution provider for --manifest (default auto)")
+    p.add_argument(
+        "--manifest",
+        metavar="MODEL.json",
+        help="exported image encoder: embed every pending image with it first "
+        "(it becomes the active encoder)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=["auto", "tensorrt", "cuda", "cpu"],
+        default="auto",
+        help="execution provider for --manifest (default auto)",
+    )
 
-    from rap_edge.cli._face_opts import add_model_options  # noqa: PLC0415
+    from rap_edge.cli._face_opts import add_model_options
 
-    p = add("embed-faces", cmd_embed_faces,
-            "embed the face images of person concepts with the face pipeline (detector, "
-            "landmarks, aligned chip, face embedder)")
+    p = add(
+        "embed-faces",
+        cmd_embed_faces,
+        "embed the face images of person concepts with the face pipeline (detector, "
+        "landmarks, aligned chip, face embedder)",
+    )
     add_model_options(p, thresholds=False)
 
-    p = add("embed-objects", cmd_embed_objects,
-            "embed the images of object and pet concepts (every category but person) with "
-            "the object embedder (whole reference image)")
-    p.add_argument("--models", metavar="DIR", default=None,
-                   help="folder of exported models (default: <model store>/onnx)")
-    p.add_argument("--object-encoder", metavar="MANIFEST", default="mobilenetv2.json",
-                   help="object embedder manifest in --models (default mobilenetv2.json)")
-    p.add_argument("--provider", choices=["auto", "tensorrt", "cuda", "cpu"], default="auto",
-                   help="ONNX Runtime execution provider (default auto)")
+    p = add(
+        "embed-objects",
+        cmd_embed_objects,
+        "embed the images of object and pet concepts (every category but person) with "
+        "the object embedder (whole reference image)",
+    )
+    p.add_argument(
+        "--models",
+        metavar="DIR",
+        default=None,
+        help="folder of exported models (default: <model store>/onnx)",
+    )
+    p.add_argument(
+        "--object-encoder",
+        metavar="MANIFEST",
+        default="mobilenetv2.json",
+        help="object embedder manifest in --models (default mobilenetv2.json)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=["auto", "tensorrt", "cuda", "cpu"],
+        default="auto",
+        help="ONNX Runtime execution provider (default auto)",
+    )
     p.set_defaults(object_detector=None)
 
-    p = add("enroll-unknown", cmd_enroll_unknown,
-            "add a concept from an unknown-face cluster's best crops (clusters come from "
-            "`rap-edge run`)")
+    p = add(
+        "enroll-unknown",
+        cmd_enroll_unknown,
+        "add a concept from an unknown-face cluster's best crops (clusters come from "
+        "`rap-edge run`)",
+    )
     p.add_argument("cluster", help="cluster id printed by `run`, e.g. u0001")
     p.add_argument("--name", required=True, help="name of the new concept")
     p.add_argument("--category", default="person", help="category (default person)")
     p.add_argument("--info", help="free-text information about the concept")
-    p.add_argument("--unknown-dir", metavar="DIR", default=None,
-                   help="cluster folder (default: <memory>/unknown, as `run` writes it)")
+    p.add_argument(
+        "--unknown-dir",
+        metavar="DIR",
+        default=None,
+        help="cluster folder (default: <memory>/unknown, as `run` writes it)",
+    )
     add_model_options(p, thresholds=False)
 
-    add("verify", cmd_verify, "check database, files, vectors and indexes (exit 2 on damage)",
-        json_out=True)
+    add(
+        "verify",
+        cmd_verify,
+        "check database, files, vectors and indexes (exit 2 on damage)",
+        json_out=True,
+    )
     add("vacuum", cmd_vacuum, "compact: drop orphan files, VACUUM, truncate WAL, rebuild indexes")
-

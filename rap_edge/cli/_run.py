@@ -29,11 +29,16 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-def _describer(args: argparse.Namespace, memory: Any, lock: threading.Lock,  # noqa: ANN401
-               jsonl: Any) -> Any:  # noqa: ANN401 - a Describer
+
+def _describer(
+    args: argparse.Namespace,
+    memory: Any,  # noqa: ANN401
+    lock: threading.Lock,
+    jsonl: Any,  # noqa: ANN401
+) -> Any:  # noqa: ANN401 - a Describer
     """Descriptions off the frame path, printed and written to the JSONL as they finish."""
-    from rap_edge.errors import InvalidInputError  # noqa: PLC0415
-    from rap_edge.generate import Describer  # noqa: PLC0415
+    from rap_edge.errors import InvalidInputError
+    from rap_edge.generate import Describer
 
     if args.describe_every < 0:
         msg = f"--describe-every must be >= 0, got {args.describe_every}"
@@ -44,20 +49,38 @@ def _describer(args: argparse.Namespace, memory: Any, lock: threading.Lock,  # n
     def done(frame: int | None, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
         tags = "; regenerated" if answer.regenerated else ""
         tags += "; template fallback" if answer.fell_back else ""
-        print(f"[frame {frame}] {answer.text} ({answer.backend}, "
-              f"{answer.total_ms:.0f} ms{tags})", file=sys.stderr, flush=True)
+        print(
+            f"[frame {frame}] {answer.text} ({answer.backend}, {answer.total_ms:.0f} ms{tags})",
+            file=sys.stderr,
+            flush=True,
+        )
         if jsonl is not None:
             with lock:
-                jsonl.write(json.dumps({
-                    "description": answer.text, "frame": frame, "backend": answer.backend,
-                    "regenerated": answer.regenerated, "fell_back": answer.fell_back,
-                    "first_token_ms": None if answer.first_token_ms is None
-                    else round(answer.first_token_ms, 2),
-                    "generate_ms": round(answer.total_ms, 2)}) + "\n")
+                jsonl.write(
+                    json.dumps(
+                        {
+                            "description": answer.text,
+                            "frame": frame,
+                            "backend": answer.backend,
+                            "regenerated": answer.regenerated,
+                            "fell_back": answer.fell_back,
+                            "first_token_ms": None
+                            if answer.first_token_ms is None
+                            else round(answer.first_token_ms, 2),
+                            "generate_ms": round(answer.total_ms, 2),
+                        }
+                    )
+                    + "\n"
+                )
                 jsonl.flush()
 
-    return Describer(generator, memory, every=args.describe_every, on_result=done,
-                     max_concepts=args.max_concepts)
+    return Describer(
+        generator,
+        memory,
+        every=args.describe_every,
+        on_result=done,
+        max_concepts=args.max_concepts,
+    )
 
 
 class _Writer:
@@ -70,15 +93,16 @@ class _Writer:
         self._size: tuple[int, int] | None = None
 
     def write(self, image: npt.NDArray[np.uint8]) -> None:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         if self._writer is None:
             self._size = (image.shape[1], image.shape[0])
-            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.suffix.lower() == ".avi"
-                                              else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(
+                *("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
+            )
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                from rap_edge.errors import InvalidInputError  # noqa: PLC0415
+                from rap_edge.errors import InvalidInputError
 
                 msg = f"{self.path}: cannot write a video here (use .mp4 or .avi)"
                 raise InvalidInputError(msg)
@@ -98,7 +122,7 @@ def _embed_pending(memory: Any, models: Any, objects: Any) -> None:  # noqa: ANN
     A concept added without embedding, or a memory made with another encoder (a changed
     ``--face-encoder``, ``--no-flip``, ``--object-encoder``), would otherwise never match.
     """
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.pipeline import (
         FaceEmbedder,
         embed_faces_in_memory,
         embed_objects_in_memory,
@@ -107,22 +131,25 @@ def _embed_pending(memory: Any, models: Any, objects: Any) -> None:  # noqa: ANN
     faces = embed_faces_in_memory(memory, FaceEmbedder(models))
     things = embed_objects_in_memory(memory, objects.encoder) if objects is not None else 0
     if faces or things:
-        print(f"memory: embedded {faces} face and {things} object reference image(s) with the "
-              "encoders of this run", file=sys.stderr)
+        print(
+            f"memory: embedded {faces} face and {things} object reference image(s) with the "
+            "encoders of this run",
+            file=sys.stderr,
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    import numpy as np
+    from tqdm import tqdm
 
-    from rap_edge.errors import InvalidInputError, RapEdgeError  # noqa: PLC0415
-    from rap_edge.pipeline import (  # noqa: PLC0415
+    from rap_edge.errors import InvalidInputError, RapEdgeError
+    from rap_edge.pipeline import (
         Pipeline,
         PipelineConfig,
         UnknownClusters,
         annotate,
     )
-    from rap_edge.sources import open_source  # noqa: PLC0415
+    from rap_edge.sources import open_source
 
     if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004
         msg = f"--max-fps must be in (0, 1000], got {args.max_fps}"
@@ -132,31 +159,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory, mem_path = open_optional_memory(args)
     unknown = None
     if not args.no_cluster:
-        folder = Path(args.unknown_dir) if args.unknown_dir else (
-            mem_path / "unknown" if memory is not None else None)
+        folder = (
+            Path(args.unknown_dir)
+            if args.unknown_dir
+            else (mem_path / "unknown" if memory is not None else None)
+        )
         unknown = UnknownClusters(folder, threshold=thresholds.get(models.encoder_id))
-    config = PipelineConfig(track=not args.no_track, embed_every=args.embed_every,
-                            margin=thresholds.margin, tiles=args.tiles or 1)
+    config = PipelineConfig(
+        track=not args.no_track,
+        embed_every=args.embed_every,
+        margin=thresholds.margin,
+        tiles=args.tiles or 1,
+    )
     objects = load_objects(args) if args.objects else None
     if memory is not None:
         _embed_pending(memory, models, objects)
     jsonl_lock = threading.Lock()  # the describer's thread writes to the JSONL too
     jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
     describer = _describer(args, memory, jsonl_lock, jsonl) if args.describe else None
-    pipe = Pipeline(models, memory, thresholds=thresholds, config=config, unknown=unknown,
-                    objects=objects)
+    pipe = Pipeline(
+        models, memory, thresholds=thresholds, config=config, unknown=unknown, objects=objects
+    )
     if objects is not None:
-        how = (objects.detector.manifest.name if objects.detector is not None
-               else "multi-scale windows")
-        print(f"objects: {objects.encoder_id} over {how}, threshold "
-              f"{thresholds.get(objects.encoder_id):.4f} "
-              f"({thresholds.source(objects.encoder_id)})", file=sys.stderr)
+        how = (
+            objects.detector.manifest.name
+            if objects.detector is not None
+            else "multi-scale windows"
+        )
+        print(
+            f"objects: {objects.encoder_id} over {how}, threshold "
+            f"{thresholds.get(objects.encoder_id):.4f} "
+            f"({thresholds.source(objects.encoder_id)})",
+            file=sys.stderr,
+        )
     enc = models.encoder_id
-    print(f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "
-          f"{enc} on {models.encoder.provider}", file=sys.stderr)
-    print(f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-          f"{thresholds.margin}; memory: {memory.path if memory else 'none (all unknown)'}",
-          file=sys.stderr)
+    print(
+        f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "
+        f"{enc} on {models.encoder.provider}",
+        file=sys.stderr,
+    )
+    print(
+        f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
+        f"{thresholds.margin}; memory: {memory.path if memory else 'none (all unknown)'}",
+        file=sys.stderr,
+    )
     writer = None
     processed = 0
     stages: dict[str, list[float]] = {}
@@ -169,8 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             live = source.kind == "camera"
             if args.out:
                 writer = _Writer(Path(args.out), args.max_fps or 15.0)
-            bar = tqdm(total=source.total, unit="frame", desc="run", disable=None,
-                       file=sys.stderr)
+            bar = tqdm(total=source.total, unit="frame", desc="run", disable=None, file=sys.stderr)
             for frame in source:
                 bar.update(1)
                 if args.max_frames and processed >= args.max_frames:
@@ -183,9 +228,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                         time.sleep(wait)
                 last = time.perf_counter()
                 try:
-                    result = pipe.process(frame.image, index=frame.index,
-                                          timestamp=frame.timestamp if frame.timestamp
-                                          is not None else time.time(), source=frame.source)
+                    result = pipe.process(
+                        frame.image,
+                        index=frame.index,
+                        timestamp=frame.timestamp if frame.timestamp is not None else time.time(),
+                        source=frame.source,
+                    )
                 except RapEdgeError as err:  # one bad frame never ends the run
                     source.skipped += 1
                     source.errors.append(f"frame {frame.index} ({frame.source}): {err}")
@@ -217,57 +265,96 @@ def cmd_run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     wall = time.perf_counter() - t0
-    print(f"processed {processed} frame(s) in {wall:.1f} s ({processed / max(wall, 1e-9):.1f} "
-          f"FPS), skipped {skipped}", file=sys.stderr)
+    print(
+        f"processed {processed} frame(s) in {wall:.1f} s ({processed / max(wall, 1e-9):.1f} "
+        f"FPS), skipped {skipped}",
+        file=sys.stderr,
+    )
     for msg in errors[-5:]:
         print(f"  skipped: {msg}", file=sys.stderr)
     if stages:
         p50 = ", ".join(f"{k} {float(np.median(v)):.1f}" for k, v in stages.items())
         print(f"per-stage p50 ms: {p50}", file=sys.stderr)
     if unknown is not None and unknown.clusters:
-        print(f"unknown faces: {len(unknown.clusters)} cluster(s) in {unknown.folder}; enroll "
-              "one with `rap-edge memory enroll-unknown CLUSTER --name NAME`", file=sys.stderr)
+        print(
+            f"unknown faces: {len(unknown.clusters)} cluster(s) in {unknown.folder}; enroll "
+            "one with `rap-edge memory enroll-unknown CLUSTER --name NAME`",
+            file=sys.stderr,
+        )
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run``."""
     p = sub.add_parser(
-        "run", help="recognise the memory's people in a video, camera, image folder or rosbag2",
+        "run",
+        help="recognise the memory's people in a video, camera, image folder or rosbag2",
         description="Detects faces in every frame, tracks them, embeds each track every few "
         "frames, searches the memory and decides known / unknown / uncertain. Writes one JSON "
         "line per frame (--jsonl) and an annotated video (--out); shows a progress bar with "
         "live FPS. Bad frames are skipped and counted, never fatal.",
     )
-    p.add_argument("--source", required=True,
-                   help="video file, camera index (0) or stream URL, image folder, single "
-                   "image, or rosbag2 (folder or .db3/.mcap file)")
-    p.add_argument("--topic", default=None, help="rosbag2 image topic (default: the only/first "
-                   "sensor_msgs Image or CompressedImage topic)")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="video file, camera index (0) or stream URL, image folder, single "
+        "image, or rosbag2 (folder or .db3/.mcap file)",
+    )
+    p.add_argument(
+        "--topic",
+        default=None,
+        help="rosbag2 image topic (default: the only/first "
+        "sensor_msgs Image or CompressedImage topic)",
+    )
     add_memory_option(p)
-    p.add_argument("--out", metavar="VIDEO", default=None,
-                   help="write an annotated video (.mp4 or .avi)")
-    p.add_argument("--jsonl", metavar="FILE", default=None,
-                   help="write one JSON line per frame: source, timestamp, recognitions")
-    p.add_argument("--max-fps", type=float, default=None,
-                   help="process at most this many frames per second (cameras drop frames, "
-                   "files wait)")
+    p.add_argument(
+        "--out", metavar="VIDEO", default=None, help="write an annotated video (.mp4 or .avi)"
+    )
+    p.add_argument(
+        "--jsonl",
+        metavar="FILE",
+        default=None,
+        help="write one JSON line per frame: source, timestamp, recognitions",
+    )
+    p.add_argument(
+        "--max-fps",
+        type=float,
+        default=None,
+        help="process at most this many frames per second (cameras drop frames, files wait)",
+    )
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
-    p.add_argument("--embed-every", type=int, default=10,
-                   help="re-embed a tracked face at least every N frames (default 10; 1: "
-                   "every frame)")
-    p.add_argument("--no-track", action="store_true",
-                   help="treat every frame on its own (no tracks, no reuse, no vote)")
-    p.add_argument("--unknown-dir", metavar="DIR", default=None,
-                   help="where unknown-face clusters and crops go (default: <memory>/unknown)")
+    p.add_argument(
+        "--embed-every",
+        type=int,
+        default=10,
+        help="re-embed a tracked face at least every N frames (default 10; 1: every frame)",
+    )
+    p.add_argument(
+        "--no-track",
+        action="store_true",
+        help="treat every frame on its own (no tracks, no reuse, no vote)",
+    )
+    p.add_argument(
+        "--unknown-dir",
+        metavar="DIR",
+        default=None,
+        help="where unknown-face clusters and crops go (default: <memory>/unknown)",
+    )
     p.add_argument("--no-cluster", action="store_true", help="do not cluster unknown faces")
-    p.add_argument("--describe", action="store_true",
-                   help="describe the scene in words whenever the recognised set changes, on a "
-                   "worker thread the frame loop never waits for (a newer request replaces a "
-                   "queued one); lines go to stderr and the JSONL")
-    p.add_argument("--describe-every", type=float, default=0.0, metavar="S",
-                   help="with --describe, also describe every S seconds (default 0: only on "
-                   "changes)")
+    p.add_argument(
+        "--describe",
+        action="store_true",
+        help="describe the scene in words whenever the recognised set changes, on a "
+        "worker thread the frame loop never waits for (a newer request replaces a "
+        "queued one); lines go to stderr and the JSONL",
+    )
+    p.add_argument(
+        "--describe-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --describe, also describe every S seconds (default 0: only on changes)",
+    )
     add_generation_options(p)
     add_model_options(p)
     add_object_options(p)

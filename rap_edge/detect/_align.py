@@ -75,8 +75,9 @@ def _check_landmarks(landmarks: npt.ArrayLike) -> np.ndarray:
     return pts
 
 
-def chip_transform(landmarks: npt.ArrayLike, *, size: int = 150,
-                   padding: float = 0.25) -> np.ndarray:
+def chip_transform(
+    landmarks: npt.ArrayLike, *, size: int = 150, padding: float = 0.25
+) -> np.ndarray:
     """Affine matrix mapping chip pixels to image pixels, as dlib's ``get_face_chip_details``.
 
     Args:
@@ -113,8 +114,9 @@ def chip_transform(landmarks: npt.ArrayLike, *, size: int = 150,
     return np.array([[a * step, -b * step, tx], [b * step, a * step, ty]], dtype=np.float64)
 
 
-def align_face(image_bgr: np.ndarray, landmarks: npt.ArrayLike, *, size: int = 150,
-               padding: float = 0.25) -> np.ndarray:
+def align_face(
+    image_bgr: np.ndarray, landmarks: npt.ArrayLike, *, size: int = 150, padding: float = 0.25
+) -> np.ndarray:
     """Cut the aligned face chip that ``dlib.get_face_chip`` cuts, from 5 landmark points.
 
     Args:
@@ -140,12 +142,17 @@ def align_face(image_bgr: np.ndarray, landmarks: npt.ArrayLike, *, size: int = 1
         msg = f"image must be HxWx3, got shape {image_bgr.shape}"
         raise InvalidInputError(msg)
     matrix = chip_transform(landmarks, size=size, padding=padding)
-    import cv2  # noqa: PLC0415 - OpenCV loads on first use, not with the package
+    import cv2
 
     # Warp only the part of the image the chip samples (its corners' bounding box plus a pixel
     # for bilinear taps): converting a whole large frame to float32 costs more than the warp.
-    corners = matrix @ np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1],
-                                 [size - 1, size - 1, 1]], dtype=np.float64).T
+    corners = (
+        matrix
+        @ np.array(
+            [[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]],
+            dtype=np.float64,
+        ).T
+    )
     h, w = image_bgr.shape[:2]
     x0 = int(np.clip(np.floor(corners[0].min()) - 1, 0, w - 1))
     y0 = int(np.clip(np.floor(corners[1].min()) - 1, 0, h - 1))

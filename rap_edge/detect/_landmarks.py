@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 
 __all__ = ["BoxMap", "ShapePredictor"]
 
-_ARRAYS = ("initial_shape", "split_idx1", "split_idx2", "split_thresh", "leaf_values",
-           "anchor_idx", "deltas")
+_ARRAYS = (
+    "initial_shape",
+    "split_idx1",
+    "split_idx2",
+    "split_thresh",
+    "leaf_values",
+    "anchor_idx",
+    "deltas",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +86,9 @@ class BoxMap:
         return [self.dx, self.dy, self.sw, self.sh]
 
 
-def _similarity_2x2(src: npt.NDArray[np.float64], dst: npt.NDArray[np.float64]
-                    ) -> npt.NDArray[np.float64]:
+def _similarity_2x2(
+    src: npt.NDArray[np.float64], dst: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Linear part (c * R) of the least-squares similarity src -> dst.
 
     dlib solves it with Umeyama's SVD; in 2-D without reflection that is the closed form
@@ -138,11 +146,15 @@ class ShapePredictor:
         stages, trees, splits = self._th.shape
         points = len(self._init)
         depth = int(np.log2(splits + 1))
-        if (2**depth - 1 != splits or self._i1.shape != self._th.shape
-                or self._i2.shape != self._th.shape
-                or self._leaves.shape != (stages, trees, splits + 1, 2 * points)
-                or self._anchor.shape[0] != stages or self._deltas.shape[:2] != self._anchor.shape
-                or self._anchor.max() >= points):
+        if (
+            2**depth - 1 != splits
+            or self._i1.shape != self._th.shape
+            or self._i2.shape != self._th.shape
+            or self._leaves.shape != (stages, trees, splits + 1, 2 * points)
+            or self._anchor.shape[0] != stages
+            or self._deltas.shape[:2] != self._anchor.shape
+            or self._anchor.max() >= points
+        ):
             msg = f"{path}: landmark arrays have inconsistent shapes"
             raise ModelStoreError(msg)
         self._depth = depth
@@ -170,12 +182,15 @@ class ShapePredictor:
         try:
             return self.box_maps[detector]
         except KeyError:
-            msg = (f"{self.manifest.path}: no box map for detector {detector!r} "
-                   f"(have: {sorted(self.box_maps)})")
+            msg = (
+                f"{self.manifest.path}: no box map for detector {detector!r} "
+                f"(have: {sorted(self.box_maps)})"
+            )
             raise ModelStoreError(msg) from None
 
-    def predict(self, image: npt.NDArray[np.uint8], box: npt.ArrayLike, *,
-                detector: str | None = None) -> npt.NDArray[np.float32]:
+    def predict(
+        self, image: npt.NDArray[np.uint8], box: npt.ArrayLike, *, detector: str | None = None
+    ) -> npt.NDArray[np.float32]:
         """Landmarks [points, 2] (x, y in pixels) of the face in ``box``.
 
         Args:
@@ -191,26 +206,38 @@ class ShapePredictor:
         out: npt.NDArray[np.float32] = self.predict_many(image, [box], detector=detector)[0]
         return out
 
-    def predict_many(self, image: npt.NDArray[np.uint8], boxes: Sequence[npt.ArrayLike], *,
-                     detector: str | None = None) -> npt.NDArray[np.float32]:
+    def predict_many(
+        self,
+        image: npt.NDArray[np.uint8],
+        boxes: Sequence[npt.ArrayLike],
+        *,
+        detector: str | None = None,
+    ) -> npt.NDArray[np.float32]:
         """Landmarks [len(boxes), points, 2] for several faces of one image."""
-        if image.dtype != np.uint8 or not (image.ndim == 2 or (  # noqa: PLR2004
-                image.ndim == 3 and image.shape[2] == 3)) or 0 in image.shape:  # noqa: PLR2004
+        if (
+            image.dtype != np.uint8
+            or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3))  # noqa: PLR2004
+            or 0 in image.shape
+        ):
             msg = f"image must be HxW or HxWx3 uint8, got {image.dtype} {image.shape}"
             raise InvalidInputError(msg)
         out = np.zeros((len(boxes), self.num_points, 2), dtype=np.float32)
         bmap = self.box_map(detector)
         for i, raw in enumerate(boxes):
             box = np.asarray(raw, dtype=np.float64).reshape(-1)
-            if box.shape != (4,) or not np.isfinite(box).all() or not (
-                    box[2] > box[0] and box[3] > box[1]):
+            if (
+                box.shape != (4,)
+                or not np.isfinite(box).all()
+                or not (box[2] > box[0] and box[3] > box[1])
+            ):
                 msg = f"box must be 4 finite numbers x1 < x2, y1 < y2, got {raw!r}"
                 raise InvalidInputError(msg)
             out[i] = self._run(image, bmap.apply(box) if detector is not None else box)
         return out
 
-    def _run(self, image: npt.NDArray[np.uint8], box: npt.NDArray[np.float64]
-             ) -> npt.NDArray[np.float32]:
+    def _run(
+        self, image: npt.NDArray[np.uint8], box: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float32]:
         h, w = image.shape[:2]
         x1, y1, x2, y2 = box
         origin = np.array([x1, y1])
@@ -238,12 +265,16 @@ class ShapePredictor:
             stacked = np.concatenate([shape.reshape(1, -1), leaves], axis=0)
             shape = np.cumsum(stacked, axis=0, dtype=np.float32)[-1].reshape(-1, 2)
         points: npt.NDArray[np.float32] = (origin + shape.astype(np.float64) * extent).astype(
-            np.float32)
+            np.float32
+        )
         return points
 
 
 def _intensity(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """Dlib's intensity of sampled pixels: grey as is, colour as (r + g + b) // 3."""
-    out: npt.NDArray[np.float32] = (pixels.astype(np.float32) if pixels.ndim == 1 else (
-        pixels.astype(np.int32).sum(axis=1) // 3).astype(np.float32))
+    out: npt.NDArray[np.float32] = (
+        pixels.astype(np.float32)
+        if pixels.ndim == 1
+        else (pixels.astype(np.int32).sum(axis=1) // 3).astype(np.float32)
+    )
     return out

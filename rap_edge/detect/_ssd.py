@@ -94,8 +94,9 @@ def prior_boxes(extra: Mapping[str, Any]) -> npt.NDArray[np.float32]:
             step_w = float(step) if step else image_w / fw
             offset = float(head.get("offset", 0.5))
             sizes = np.array(_head_boxes(head), dtype=np.float64)
-            cy, cx = np.meshgrid((np.arange(fh) + offset) * step_h,
-                                 (np.arange(fw) + offset) * step_w, indexing="ij")
+            cy, cx = np.meshgrid(
+                (np.arange(fh) + offset) * step_h, (np.arange(fw) + offset) * step_w, indexing="ij"
+            )
             centres = np.stack([cx, cy], axis=-1).reshape(-1, 1, 2)
             half = sizes.reshape(1, -1, 2) / 2
             scale = np.array([image_w, image_h], dtype=np.float64)
@@ -110,8 +111,9 @@ def prior_boxes(extra: Mapping[str, Any]) -> npt.NDArray[np.float32]:
     return np.concatenate(out).astype(np.float32)
 
 
-def decode_boxes(loc: npt.NDArray[np.float32], priors: npt.NDArray[np.float32],
-                 variances: Sequence[float]) -> npt.NDArray[np.float32]:
+def decode_boxes(
+    loc: npt.NDArray[np.float32], priors: npt.NDArray[np.float32], variances: Sequence[float]
+) -> npt.NDArray[np.float32]:
     """Apply CENTER_SIZE regressions [P, 4] to priors [P, 4]; normalized xmin, ymin, xmax, ymax."""
     v = np.asarray(variances, dtype=np.float32)
     pw = priors[:, 2] - priors[:, 0]
@@ -131,8 +133,9 @@ def _area(boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.where((w < 0) | (h < 0), np.float32(0), w * h).astype(np.float32)
 
 
-def nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou: float,
-        top_k: int = 0) -> npt.NDArray[np.intp]:
+def nms(
+    boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou: float, top_k: int = 0
+) -> npt.NDArray[np.intp]:
     """Greedy non-maximum suppression; indices kept, best score first.
 
     Candidates are taken by descending score (at most ``top_k`` of them when it is positive);
@@ -159,8 +162,14 @@ def nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou: fl
 class SsdFaceDetector:
     """A face detector from an exported SSD model (task ``detect``, decoder ``ssd``)."""
 
-    def __init__(self, manifest: ModelManifest | str | Path, *, provider: Provider = "auto",
-                 score_threshold: float | None = None, check_hash: bool = True) -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest | str | Path,
+        *,
+        provider: Provider = "auto",
+        score_threshold: float | None = None,
+        check_hash: bool = True,
+    ) -> None:
         """Load the model a manifest describes.
 
         Args:
@@ -173,16 +182,18 @@ class SsdFaceDetector:
             ModelStoreError: if the model file is missing, damaged or does not match.
             InvalidInputError: if ``score_threshold`` is outside 0..1.
         """
-        self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(
-            manifest
+        self.manifest = (
+            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
         )
         m = self.manifest
         extra = m.extra
         if m.task != "detect" or extra.get("decoder") != "ssd":
             msg = f"{m.path}: task {m.task!r} is not an SSD detector"
             raise ModelStoreError(msg)
-        threshold = extra.get("score_threshold", m.threshold) if score_threshold is None else (
-            score_threshold
+        threshold = (
+            extra.get("score_threshold", m.threshold)
+            if score_threshold is None
+            else (score_threshold)
         )
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             msg = f"score_threshold must be in 0..1, got {threshold!r}"
@@ -206,7 +217,9 @@ class SsdFaceDetector:
             msg = f"{m.path}: SSD decoder needs 4 variances and code_type CENTER_SIZE"
             raise ModelStoreError(msg)
         self._session, self.provider, outputs = open_session(
-            m, provider=provider, check_hash=check_hash,
+            m,
+            provider=provider,
+            check_hash=check_hash,
             outputs=[self._loc_name, self._conf_name],
         )
         last = outputs[self._loc_name][-1]
@@ -240,15 +253,19 @@ class SsdFaceDetector:
         if not len(images):
             return []
         batch = preprocess(images, self.manifest)
-        loc, conf = self._session.run([self._loc_name, self._conf_name],
-                                      {self.manifest.input_name: batch})
+        loc, conf = self._session.run(
+            [self._loc_name, self._conf_name], {self.manifest.input_name: batch}
+        )
         loc = np.asarray(loc, dtype=np.float32).reshape(len(images), -1, 4)
         conf = np.asarray(conf, dtype=np.float32).reshape(len(images), -1, self._classes)
-        return [self._decode(loc[i], conf[i], img.shape[1], img.shape[0])
-                for i, img in enumerate(images)]
+        return [
+            self._decode(loc[i], conf[i], img.shape[1], img.shape[0])
+            for i, img in enumerate(images)
+        ]
 
-    def _decode(self, loc: npt.NDArray[np.float32], conf: npt.NDArray[np.float32], width: int,
-                height: int) -> list[Detection]:
+    def _decode(
+        self, loc: npt.NDArray[np.float32], conf: npt.NDArray[np.float32], width: int, height: int
+    ) -> list[Detection]:
         boxes = decode_boxes(loc, self._priors, self._variances)
         found: list[tuple[float, int, int]] = []  # (score, class, prior index)
         for c in range(self._classes):

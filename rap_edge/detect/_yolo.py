@@ -66,15 +66,16 @@ def check_image(image: object, what: str = "image") -> npt.NDArray[np.uint8]:
     return image
 
 
-def letterbox(image: npt.NDArray[np.uint8], width: int, height: int
-              ) -> tuple[npt.NDArray[np.uint8], float, int, int]:
+def letterbox(
+    image: npt.NDArray[np.uint8], width: int, height: int
+) -> tuple[npt.NDArray[np.uint8], float, int, int]:
     """Resize keeping the aspect ratio, pad with grey 114 to ``width`` x ``height``, centred.
 
     Same arithmetic as Ultralytics' ``LetterBox`` (scale-up allowed, padding split around the
     centre). Returns the padded image, the scale and the left and top padding: an input pixel
     ``x`` is original pixel ``(x - left) / scale``.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = image.shape[:2]
     scale = min(height / h, width / w)
@@ -82,10 +83,20 @@ def letterbox(image: npt.NDArray[np.uint8], width: int, height: int
     dw, dh = (width - new_w) / 2, (height - new_h) / 2
     left, right = round(dw - 0.1), round(dw + 0.1)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
-    resized = image if (new_w, new_h) == (w, h) else cv2.resize(
-        image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    padded = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                                value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    resized = (
+        image
+        if (new_w, new_h) == (w, h)
+        else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
+    padded = cv2.copyMakeBorder(
+        resized,
+        top,
+        bottom,
+        left,
+        right,
+        cv2.BORDER_CONSTANT,
+        value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )
     return np.asarray(padded, dtype=np.uint8), scale, left, top
 
 
@@ -101,15 +112,24 @@ def _labels(value: object, where: object) -> list[str]:
             msg = f"{where}: manifest extra 'labels' must number the classes 0..C-1"
             raise ModelStoreError(msg)
         value = [v for _, v in pairs]
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, str) and v for v in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v for v in value)
+    ):
         msg = f"{where}: manifest extra 'labels' must be a non-empty list of class names"
         raise ModelStoreError(msg)
     return list(value)
 
 
-def _number(extra: Mapping[str, Any], key: str, default: float, where: object, *,
-            bounds: tuple[float, float]) -> float:
+def _number(
+    extra: Mapping[str, Any],
+    key: str,
+    default: float,
+    where: object,
+    *,
+    bounds: tuple[float, float],
+) -> float:
     lo, hi = bounds
     value = extra.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -129,8 +149,14 @@ def _flag(extra: Mapping[str, Any], key: str, default: bool, where: object) -> b
 class YoloDetector:
     """An object detector from an exported YOLO model (task ``detect``, decoder ``yolo``)."""
 
-    def __init__(self, manifest: ModelManifest | str | Path, *, provider: Provider = "auto",
-                 score_threshold: float | None = None, check_hash: bool = True) -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest | str | Path,
+        *,
+        provider: Provider = "auto",
+        score_threshold: float | None = None,
+        check_hash: bool = True,
+    ) -> None:
         """Load the model a manifest describes.
 
         Args:
@@ -146,15 +172,17 @@ class YoloDetector:
                 file is missing, damaged or does not match.
             InvalidInputError: if ``score_threshold`` is outside 0..1.
         """
-        self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(
-            manifest
+        self.manifest = (
+            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
         )
         m = self.manifest
         where = m.path or m.onnx
         extra = m.extra
         if m.task != "detect" or extra.get("decoder") != "yolo":
-            msg = (f"{where}: task {m.task!r} with decoder {extra.get('decoder')!r} is not a "
-                   "YOLO detector (task 'detect', decoder 'yolo')")
+            msg = (
+                f"{where}: task {m.task!r} with decoder {extra.get('decoder')!r} is not a "
+                "YOLO detector (task 'detect', decoder 'yolo')"
+            )
             raise ModelStoreError(msg)
         fmt = extra.get("format")
         if fmt not in YOLO_FORMATS:
@@ -163,29 +191,37 @@ class YoloDetector:
         self.format: str = str(fmt)
         self.labels = _labels(extra.get("labels"), where)
         if score_threshold is None:
-            self.score_threshold = _number(extra, "score_threshold", m.threshold, where,
-                                          bounds=(0, 1))
-        elif (isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float))
-              or not 0.0 <= score_threshold <= 1.0):
+            self.score_threshold = _number(
+                extra, "score_threshold", m.threshold, where, bounds=(0, 1)
+            )
+        elif (
+            isinstance(score_threshold, bool)
+            or not isinstance(score_threshold, (int, float))
+            or not 0.0 <= score_threshold <= 1.0
+        ):
             msg = f"score_threshold must be in 0..1, got {score_threshold!r}"
             raise InvalidInputError(msg)
         else:
             self.score_threshold = float(score_threshold)
         self.nms_iou = _number(extra, "nms_iou", DEFAULT_NMS_IOU, where, bounds=(0, 1))
-        self.max_detections = int(_number(extra, "max_detections", DEFAULT_MAX_DETECTIONS,
-                                          where, bounds=(1, 100_000)))
+        self.max_detections = int(
+            _number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, bounds=(1, 100_000))
+        )
         self.letterbox = _flag(extra, "letterbox", True, where)  # noqa: FBT003
         self.normalized = _flag(extra, "normalized", False, where)  # noqa: FBT003
         self._session, self.provider, outputs = open_session(
-            m, provider=provider, check_hash=check_hash, outputs=[m.output_name])
+            m, provider=provider, check_hash=check_hash, outputs=[m.output_name]
+        )
         self._check_output_shape(outputs[m.output_name])
         shape = next(i.shape for i in self._session.get_inputs() if i.name == m.input_name)
         self._batch = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else 0
         size = (m.preprocess.height, m.preprocess.width)
         dims = tuple(shape[2:4] if m.preprocess.layout == "NCHW" else shape[1:3])
         if len(shape) == 4 and all(isinstance(d, int) for d in dims) and dims != size:  # noqa: PLR2004
-            msg = (f"{where}: manifest input size {size[0]}x{size[1]} (HxW) does not match the "
-                   f"model's {dims[0]}x{dims[1]}")
+            msg = (
+                f"{where}: manifest input size {size[0]}x{size[1]} (HxW) does not match the "
+                f"model's {dims[0]}x{dims[1]}"
+            )
             raise ModelStoreError(msg)
 
     @property
@@ -208,8 +244,10 @@ class YoloDetector:
         axis, extra = (1, 4) if self.format == "yolov8" else (2, 5)
         size = shape[axis]
         if isinstance(size, int) and size != extra + self.num_classes:
-            msg = (f"{where}: manifest lists {self.num_classes} labels, but the model's "
-                   f"{self.format} output has {size - extra} classes (output shape {shape})")
+            msg = (
+                f"{where}: manifest lists {self.num_classes} labels, but the model's "
+                f"{self.format} output has {size - extra} classes (output shape {shape})"
+            )
             raise ModelStoreError(msg)
 
     def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
@@ -245,21 +283,25 @@ class YoloDetector:
         step = self._batch or len(inputs)
         out: list[list[Detection]] = []
         for start in range(0, len(inputs), step):
-            chunk = inputs[start:start + step]
-            (raw,) = self._session.run([self.manifest.output_name],
-                                       {self.manifest.input_name: preprocess(chunk,
-                                                                             self.manifest)})
+            chunk = inputs[start : start + step]
+            (raw,) = self._session.run(
+                [self.manifest.output_name],
+                {self.manifest.input_name: preprocess(chunk, self.manifest)},
+            )
             arr = np.asarray(raw, dtype=np.float32)
             self._check_output_shape(arr.shape)
             if arr.shape[0] != len(chunk):
-                msg = (f"{self.manifest.path}: the model returned {arr.shape[0]} results for "
-                       f"{len(chunk)} images")
+                msg = (
+                    f"{self.manifest.path}: the model returned {arr.shape[0]} results for "
+                    f"{len(chunk)} images"
+                )
                 raise ModelStoreError(msg)
             out += [self._decode(arr[j], maps[start + j]) for j in range(len(chunk))]
         return out
 
-    def _decode(self, raw: npt.NDArray[np.float32],
-                mapping: tuple[float, float, float, float, int, int]) -> list[Detection]:
+    def _decode(
+        self, raw: npt.NDArray[np.float32], mapping: tuple[float, float, float, float, int, int]
+    ) -> list[Detection]:
         """Boxes of one image's raw output, NMS per class, mapped to the original pixels."""
         rows = raw.T if self.format == "yolov8" else raw  # [A, 4 + C] or [A, 5 + C]
         if self.format == "yolov8":
@@ -276,8 +318,15 @@ class YoloDetector:
         if self.normalized:
             pre = self.manifest.preprocess
             xywh *= np.array([pre.width, pre.height, pre.width, pre.height], dtype=np.float64)
-        boxes = np.stack([xywh[:, 0] - xywh[:, 2] / 2, xywh[:, 1] - xywh[:, 3] / 2,
-                          xywh[:, 0] + xywh[:, 2] / 2, xywh[:, 1] + xywh[:, 3] / 2], axis=1)
+        boxes = np.stack(
+            [
+                xywh[:, 0] - xywh[:, 2] / 2,
+                xywh[:, 1] - xywh[:, 3] / 2,
+                xywh[:, 0] + xywh[:, 2] / 2,
+                xywh[:, 1] + xywh[:, 3] / 2,
+            ],
+            axis=1,
+        )
         scores, best = scores[idx], best[idx]
         found: list[int] = []
         for c in np.unique(best):
@@ -295,6 +344,14 @@ class YoloDetector:
             y1, y2 = (min(max((v - dy) / sy, 0.0), float(h)) for v in (y1, y2))
             if x2 <= x1 or y2 <= y1:
                 continue  # entirely in the padding
-            out.append(Detection(float(x1), float(y1), float(x2), float(y2), float(scores[k]),
-                                 self.labels[int(best[k])]))
+            out.append(
+                Detection(
+                    float(x1),
+                    float(y1),
+                    float(x2),
+                    float(y2),
+                    float(scores[k]),
+                    self.labels[int(best[k])],
+                )
+            )
         return out

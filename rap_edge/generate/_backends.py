@@ -23,16 +23,22 @@ _DEFAULT = {"ortgenai": "smollm2-135m-int4", "transformers": "smollm2-135m-hf"}
 
 def default_llm_dir(backend: str, store: str | Path | None = None) -> Path:
     """Where ``python -m export.llm`` puts the default model for ``backend``."""
-    from rap_edge.models import default_store_dir  # noqa: PLC0415
+    from rap_edge.models import default_store_dir
 
     root = Path(store) if store is not None else default_store_dir()
     return root / "llm" / _DEFAULT[backend]
 
 
-def open_backend(name: str | None = None, model: str | Path | None = None, *,  # noqa: PLR0913
-                 provider: str = "auto", store: str | Path | None = None,
-                 threads: int | None = None, isolate: bool = False,
-                 vision_onnx: str | Path | None = None) -> tuple[Backend, str]:
+def open_backend(  # noqa: PLR0913
+    name: str | None = None,
+    model: str | Path | None = None,
+    *,
+    provider: str = "auto",
+    store: str | Path | None = None,
+    threads: int | None = None,
+    isolate: bool = False,
+    vision_onnx: str | Path | None = None,
+) -> tuple[Backend, str]:
     """The backend called ``name`` (default ``$RAP_EDGE_BACKEND`` or ``auto``) and a note.
 
     Args:
@@ -55,7 +61,7 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
         InvalidInputError: an unknown name.
         ModelStoreError: a named model backend that cannot load (never silently replaced).
     """
-    from rap_edge.generate._template import TemplateBackend  # noqa: PLC0415
+    from rap_edge.generate._template import TemplateBackend
 
     name = name or os.environ.get("RAP_EDGE_BACKEND") or "auto"
     if name not in BACKENDS:
@@ -66,19 +72,27 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
     if name == "auto":
         folder = Path(model) if model is not None else default_llm_dir("ortgenai", store)
         try:
-            backend, note = open_backend("ortgenai", folder, provider=provider, store=store,
-                                         threads=threads, isolate=isolate)
+            backend, note = open_backend(
+                "ortgenai",
+                folder,
+                provider=provider,
+                store=store,
+                threads=threads,
+                isolate=isolate,
+            )
         except ModelStoreError as err:
             first = str(err).splitlines()[0]
             return TemplateBackend(), f"template (no LLM: {first}; run `make models`)"
         return backend, note
     folder = Path(model) if model is not None else default_llm_dir(name, store)
     if vision_onnx is not None and name != "transformers":
-        msg = ("--vision-onnx is for the transformers backend (a split ortgenai folder "
-               "carries its own vision ONNX)")
+        msg = (
+            "--vision-onnx is for the transformers backend (a split ortgenai folder "
+            "carries its own vision ONNX)"
+        )
         raise InvalidInputError(msg)
     if isolate:
-        from rap_edge.generate._process import ProcessBackend  # noqa: PLC0415
+        from rap_edge.generate._process import ProcessBackend
 
         if name == "ortgenai" and not (folder / "genai_config.json").is_file():  # fail fast
             msg = f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json)"
@@ -87,17 +101,18 @@ def open_backend(name: str | None = None, model: str | Path | None = None, *,  #
         proc = ProcessBackend(name, folder, provider=provider, threads=threads, **extra)
         return proc, proc.note
     if name == "ortgenai" and (folder / "rap_edge_mllm.json").is_file():  # a split VLM
-        from rap_edge.generate._split import SplitVLMBackend  # noqa: PLC0415
+        from rap_edge.generate._split import SplitVLMBackend
 
         split = SplitVLMBackend(folder, provider=provider, threads=threads)
-        return split, (f"ortgenai: {folder} ({split.model_type}; vision ONNX on "
-                       f"{split.vision_provider})")
+        return split, (
+            f"ortgenai: {folder} ({split.model_type}; vision ONNX on {split.vision_provider})"
+        )
     if name == "ortgenai":
-        from rap_edge.generate._ortgenai import OrtGenAIBackend  # noqa: PLC0415
+        from rap_edge.generate._ortgenai import OrtGenAIBackend
 
         og_backend = OrtGenAIBackend(folder, provider=provider, threads=threads)
         return og_backend, f"ortgenai: {folder} ({og_backend.model_type})"
-    from rap_edge.generate._hf import TransformersBackend  # noqa: PLC0415
+    from rap_edge.generate._hf import TransformersBackend
 
     device = "auto" if provider == "auto" else provider
     hf = TransformersBackend(folder, device=device, vision_onnx=vision_onnx)

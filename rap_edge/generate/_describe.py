@@ -28,9 +28,16 @@ __all__ = ["DESCRIBE", "Describer", "frame_prompt"]
 DESCRIBE = "Describe what you see."
 
 
-def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,  # noqa: PLR0913
-                 max_concepts: int = 5, names_from_question: bool = True,
-                 multimodal: bool = False, query_image: object = None) -> Prompt:
+def frame_prompt(  # noqa: PLR0913
+    result: FrameResult,
+    memory: Memory | None,
+    question: str,
+    *,
+    max_concepts: int = 5,
+    names_from_question: bool = True,
+    multimodal: bool = False,
+    query_image: object = None,
+) -> Prompt:
     """The RAP prompt for a processed frame.
 
     Args:
@@ -43,10 +50,10 @@ def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,  
         multimodal: The vision-language layout (query image, then reference images).
         query_image: Path of the frame as an image file (vision-language layout).
     """
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from rap_edge.generate._prompt import ConceptRef, build_prompt, where  # noqa: PLC0415
-    from rap_edge.pipeline import mentioned_concepts  # noqa: PLC0415
+    from rap_edge.generate._prompt import ConceptRef, build_prompt, where
+    from rap_edge.pipeline import mentioned_concepts
 
     refs: dict[str, ConceptRef] = {}
     unknown = 0
@@ -62,15 +69,30 @@ def frame_prompt(result: FrameResult, memory: Memory | None, question: str, *,  
                 continue
             info, category = c.info, c.category
             image = c.images[0].path if c.images else None
-        ref = ConceptRef(r.name or "", category, info, r.score or 0.0,
-                         where(r.box, result.width, result.height), image)
+        ref = ConceptRef(
+            r.name or "",
+            category,
+            info,
+            r.score or 0.0,
+            where(r.box, result.width, result.height),
+            image,
+        )
         if r.concept_id not in refs or ref.score > refs[r.concept_id].score:
             refs[r.concept_id] = ref
-    asked = ([c.name for c in mentioned_concepts(question, memory)]
-             if memory and names_from_question else [])
-    return build_prompt(question, list(refs.values()), max_concepts=max_concepts,
-                        unknown=unknown, asked=asked, multimodal=multimodal,
-                        query_image=Path(str(query_image)) if query_image else None)
+    asked = (
+        [c.name for c in mentioned_concepts(question, memory)]
+        if memory and names_from_question
+        else []
+    )
+    return build_prompt(
+        question,
+        list(refs.values()),
+        max_concepts=max_concepts,
+        unknown=unknown,
+        asked=asked,
+        multimodal=multimodal,
+        query_image=Path(str(query_image)) if query_image else None,
+    )
 
 
 class Describer:
@@ -86,10 +108,16 @@ class Describer:
         max_concepts: K for the prompt.
     """
 
-    def __init__(self, generator: Generator, memory: Memory | None, *,  # noqa: PLR0913
-                 every: float = 0.0,
-                 on_result: Callable[[Any, GenerationResult], None] | None = None,
-                 on_event: Event | None = None, max_concepts: int = 5) -> None:
+    def __init__(  # noqa: PLR0913
+        self,
+        generator: Generator,
+        memory: Memory | None,
+        *,
+        every: float = 0.0,
+        on_result: Callable[[Any, GenerationResult], None] | None = None,
+        on_event: Event | None = None,
+        max_concepts: int = 5,
+    ) -> None:
         self.generator = generator
         self.memory = memory
         self.every = every
@@ -126,16 +154,23 @@ class Describer:
                 return None
             self._seen[source] = (key, now)
         # On the frame thread: no text retrieval (it would scan every concept for names).
-        return self._submit(frame_prompt(result, self.memory, DESCRIBE,
-                                         max_concepts=self.max_concepts,
-                                         names_from_question=False),
-                            result.index if tag is None else tag)
+        return self._submit(
+            frame_prompt(
+                result,
+                self.memory,
+                DESCRIBE,
+                max_concepts=self.max_concepts,
+                names_from_question=False,
+            ),
+            result.index if tag is None else tag,
+        )
 
     def ask(self, result: FrameResult, question: str, *, tag: Any = None) -> int:  # noqa: ANN401
         """Request an answer to ``question`` about ``result`` (always submitted)."""
-        return self._submit(frame_prompt(result, self.memory, question,
-                                         max_concepts=self.max_concepts),
-                            result.index if tag is None else tag)
+        return self._submit(
+            frame_prompt(result, self.memory, question, max_concepts=self.max_concepts),
+            result.index if tag is None else tag,
+        )
 
     def _submit(self, prompt: Prompt, tag: Any) -> int:  # noqa: ANN401
         with self._lock:  # the worker may finish before submit returns

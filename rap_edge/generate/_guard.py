@@ -25,23 +25,144 @@ if TYPE_CHECKING:
 __all__ = ["memory_names", "unfaithful_names"]
 
 # Capitalised words that are not names (after the first word of a sentence).
-_OPENERS = frozenset({
-    "The", "A", "An", "This", "That", "These", "Those", "There", "Here", "It", "Its", "He",
-    "She", "They", "We", "You", "Your", "My", "Our", "His", "Her", "Their", "In", "On", "At",
-    "By", "With", "Without", "For", "From", "To", "Of", "And", "But", "Or", "So", "Also",
-    "Then", "Now", "Next", "Both", "Each", "All", "No", "Nobody", "Nothing", "Someone",
-    "Something", "Somebody", "Anyone", "One", "Two", "Three", "Yes", "Sure", "Sorry", "As",
-    "If", "When", "While", "Who", "What", "Where", "Which", "How", "Why", "Is", "Are", "Do",
-    "Does", "Can", "I", "Not", "Only", "Maybe", "Perhaps", "Behind", "Near", "Left",
-    "Right", "Above", "Below", "Under", "Over", "Currently", "Today", "Please", "Hello", "Hi",
-})
-_COMMON = frozenset({
-    "I", "I'm", "I've", "I'd", "I'll", "OK", "Yes", "No", "Mr", "Mrs", "Ms", "Dr", "Monday",
-    "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January", "February",
-    "March", "April", "May", "June", "July", "August", "September", "October", "November",
-    "December", "English", "TV", "Info", "Name", "Category", "Where", "Question", "Answer",
-    "Someone", "Something",
-})
+_OPENERS = frozenset(
+    {
+        "The",
+        "A",
+        "An",
+        "This",
+        "That",
+        "These",
+        "Those",
+        "There",
+        "Here",
+        "It",
+        "Its",
+        "He",
+        "She",
+        "They",
+        "We",
+        "You",
+        "Your",
+        "My",
+        "Our",
+        "His",
+        "Her",
+        "Their",
+        "In",
+        "On",
+        "At",
+        "By",
+        "With",
+        "Without",
+        "For",
+        "From",
+        "To",
+        "Of",
+        "And",
+        "But",
+        "Or",
+        "So",
+        "Also",
+        "Then",
+        "Now",
+        "Next",
+        "Both",
+        "Each",
+        "All",
+        "No",
+        "Nobody",
+        "Nothing",
+        "Someone",
+        "Something",
+        "Somebody",
+        "Anyone",
+        "One",
+        "Two",
+        "Three",
+        "Yes",
+        "Sure",
+        "Sorry",
+        "As",
+        "If",
+        "When",
+        "While",
+        "Who",
+        "What",
+        "Where",
+        "Which",
+        "How",
+        "Why",
+        "Is",
+        "Are",
+        "Do",
+        "Does",
+        "Can",
+        "I",
+        "Not",
+        "Only",
+        "Maybe",
+        "Perhaps",
+        "Behind",
+        "Near",
+        "Left",
+        "Right",
+        "Above",
+        "Below",
+        "Under",
+        "Over",
+        "Currently",
+        "Today",
+        "Please",
+        "Hello",
+        "Hi",
+    }
+)
+_COMMON = frozenset(
+    {
+        "I",
+        "I'm",
+        "I've",
+        "I'd",
+        "I'll",
+        "OK",
+        "Yes",
+        "No",
+        "Mr",
+        "Mrs",
+        "Ms",
+        "Dr",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+        "English",
+        "TV",
+        "Info",
+        "Name",
+        "Category",
+        "Where",
+        "Question",
+        "Answer",
+        "Someone",
+        "Something",
+    }
+)
 
 
 def memory_names(memory: Memory | None) -> list[str]:
@@ -55,12 +176,18 @@ def _mentions(text: str, term: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
 
 
-_NEGATION = re.compile(r"\b(?:not|no|nobody|none|neither|nor|never|cannot|without)\b|n't\b",
-                       re.IGNORECASE)
+_NEGATION = re.compile(
+    r"\b(?:not|no|nobody|none|neither|nor|never|cannot|without)\b|n't\b", re.IGNORECASE
+)
 
 
-def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (),
-                     context: str = "", absent: Iterable[str] = ()) -> list[str]:
+def unfaithful_names(
+    text: str,
+    allowed: Iterable[str],
+    known: Iterable[str] = (),
+    context: str = "",
+    absent: Iterable[str] = (),
+) -> list[str]:
     """Names in ``text`` that the retriever did not return, in order of first appearance.
 
     Args:
@@ -75,8 +202,7 @@ def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (
     allowed_l = {a.lower() for a in allowed if a}
     allowed_words = {w.lower() for a in allowed for w in re.findall(r"[\w'-]+", a)}
     allowed_words |= {w.lower() for w in re.findall(r"[\w'-]+", context)}
-    bad: list[str] = [k for k in known if k and k.lower() not in allowed_l
-                      and _mentions(text, k)]
+    bad: list[str] = [k for k in known if k and k.lower() not in allowed_l and _mentions(text, k)]
     sentences = re.split(r"(?<=[.!?:;])\s+|\n+", text)
     for name in absent:
         if name and any(_mentions(s, name) and not _NEGATION.search(s) for s in sentences):
@@ -84,8 +210,13 @@ def unfaithful_names(text: str, allowed: Iterable[str], known: Iterable[str] = (
     for sentence in sentences:
         words = re.findall(r"[A-Za-z][\w'-]*", sentence)
         for i, w in enumerate(words):
-            if (w[0].isupper() and w.lower() not in allowed_words and w not in _COMMON
-                    and not (i == 0 and w in _OPENERS) and w not in bad
-                    and not any(w.lower() == b.lower() for b in bad)):
+            if (
+                w[0].isupper()
+                and w.lower() not in allowed_words
+                and w not in _COMMON
+                and not (i == 0 and w in _OPENERS)
+                and w not in bad
+                and not any(w.lower() == b.lower() for b in bad)
+            ):
                 bad.append(w)
     return bad

@@ -32,8 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TransformersBackend"]
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
 
 
 class TransformersBackend:
@@ -59,29 +65,40 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model_dir: str | Path, *, device: str = "auto",  # noqa: PLR0913
-                 dtype: str = "auto", int8: bool = False, max_image_side: int = 448,
-                 vision_onnx: str | Path | None = None, vision_provider: str = "auto") -> None:
+    def __init__(  # noqa: PLR0913
+        self,
+        model_dir: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        int8: bool = False,
+        max_image_side: int = 448,
+        vision_onnx: str | Path | None = None,
+        vision_provider: str = "auto",
+    ) -> None:
         folder = Path(model_dir)
         if not folder.is_dir():
             raise InvalidInputError(f"model folder {folder} does not exist")
         if not (folder / "config.json").is_file():
-            raise InvalidInputError(f"{folder} has no config.json: not a Hugging Face model "
-                                    "folder")
+            raise InvalidInputError(
+                f"{folder} has no config.json: not a Hugging Face model folder"
+            )
         if max_image_side < 1:
             raise InvalidInputError(f"max_image_side must be positive, got {max_image_side}")
         try:
-            import torch  # noqa: PLC0415 - torch and transformers load with the backend only
-            import transformers as tf  # noqa: PLC0415
+            import torch
+            import transformers as tf
         except ImportError as err:
-            msg = ("the transformers backend needs torch and transformers: "
-                   "pip install 'rap-edge[hf]'")
+            msg = (
+                "the transformers backend needs torch and transformers: pip install 'rap-edge[hf]'"
+            )
             raise BackendError(msg) from err
 
         dev = _device(device)
         if int8 and dev.type != "cpu":
-            raise InvalidInputError(f"int8 (dynamic INT8 Linear layers) runs on the CPU only, "
-                                    f"not on {dev}")
+            raise InvalidInputError(
+                f"int8 (dynamic INT8 Linear layers) runs on the CPU only, not on {dev}"
+            )
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {device!r} asked for, but CUDA is not available to torch")
         self.dtype = _dtype(dtype, dev)
@@ -90,23 +107,31 @@ class TransformersBackend:
         try:
             config = tf.AutoConfig.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError, KeyError) as err:
-            raise InvalidInputError(f"{folder}: unsupported or unreadable config.json: {err}"
-                                    ) from err
+            raise InvalidInputError(
+                f"{folder}: unsupported or unreadable config.json: {err}"
+            ) from err
         self.multimodal = getattr(config, "vision_config", None) is not None
-        mapping = (tf.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING if self.multimodal
-                   else tf.MODEL_FOR_CAUSAL_LM_MAPPING)
+        mapping = (
+            tf.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+            if self.multimodal
+            else tf.MODEL_FOR_CAUSAL_LM_MAPPING
+        )
         if type(config) not in mapping:
             kind = "vision-language" if self.multimodal else "causal language"
-            raise InvalidInputError(f"{folder}: {config.model_type!r} is not a supported {kind} "
-                                    "model architecture")
+            raise InvalidInputError(
+                f"{folder}: {config.model_type!r} is not a supported {kind} model architecture"
+            )
         auto = tf.AutoModelForImageTextToText if self.multimodal else tf.AutoModelForCausalLM
         try:
             self.processor = _processor(folder, config.model_type) if self.multimodal else None
             self.tokenizer: PreTrainedTokenizerBase = (
-                self.processor.tokenizer if self.processor is not None
-                else tf.AutoTokenizer.from_pretrained(folder, local_files_only=True))
-            self.model: PreTrainedModel = auto.from_pretrained(folder, dtype=self.dtype,
-                                                               local_files_only=True)
+                self.processor.tokenizer
+                if self.processor is not None
+                else tf.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            )
+            self.model: PreTrainedModel = auto.from_pretrained(
+                folder, dtype=self.dtype, local_files_only=True
+            )
         except ImportError as err:
             raise BackendError(f"cannot load the model in {folder}: {err}") from err
         except (OSError, ValueError) as err:
@@ -116,25 +141,31 @@ class TransformersBackend:
             with warnings.catch_warnings():  # torch.ao.quantization is deprecated, still works
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-                from torch.ao.quantization import quantize_dynamic  # noqa: PLC0415
+                from torch.ao.quantization import quantize_dynamic
 
-                quantize_dynamic(self.model, {torch.nn.Linear},  # type: ignore[no-untyped-call]
-                                 dtype=torch.qint8, inplace=True)
+                quantize_dynamic(
+                    self.model,
+                    {torch.nn.Linear},  # type: ignore[no-untyped-call]
+                    dtype=torch.qint8,
+                    inplace=True,
+                )
         self.vision: OnnxVisionTower | None = None
         if vision_onnx is not None:
             if not self.multimodal:
-                raise InvalidInputError(f"{folder} is a text model: it has no vision tower to "
-                                        "replace with --vision-onnx")
-            self.vision = OnnxVisionTower(vision_onnx, model_dir=folder,
-                                          provider=vision_provider)  # type: ignore[arg-type]
+                raise InvalidInputError(
+                    f"{folder} is a text model: it has no vision tower to "
+                    "replace with --vision-onnx"
+                )
+            self.vision = OnnxVisionTower(vision_onnx, model_dir=folder, provider=vision_provider)  # type: ignore[arg-type]
             route_images(self.model, self.vision)
         self.device = dev
         self.folder = folder
         self.max_image_side = max_image_side
         # A processor without a template of its own may share its tokenizer's.
         template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
-        self.chat_template: str | None = (template.get("default") if isinstance(template, dict)
-                                          else template)
+        self.chat_template: str | None = (
+            template.get("default") if isinstance(template, dict) else template
+        )
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the greedy answer to ``prompt``, at most ``max_tokens`` new tokens.
@@ -146,26 +177,35 @@ class TransformersBackend:
         if max_tokens < 1:
             raise InvalidInputError(f"max_tokens must be positive, got {max_tokens}")
         inputs = self.inputs(prompt)
-        from transformers import StoppingCriteria, TextIteratorStreamer  # noqa: PLC0415
+        from transformers import StoppingCriteria, TextIteratorStreamer
 
         stop = threading.Event()  # set when the caller stops reading: generation ends early
 
         class _Stop(StoppingCriteria):
-            def __call__(self, input_ids: torch.LongTensor, *_: object, **__: object
-                         ) -> torch.BoolTensor:
-                import torch  # noqa: PLC0415
+            def __call__(
+                self, input_ids: torch.LongTensor, *_: object, **__: object
+            ) -> torch.BoolTensor:
+                import torch
 
-                return torch.full((input_ids.shape[0],), stop.is_set(),  # type: ignore[return-value]
-                                  dtype=torch.bool, device=input_ids.device)
+                return torch.full(
+                    (input_ids.shape[0],),
+                    stop.is_set(),  # type: ignore[return-value]
+                    dtype=torch.bool,
+                    device=input_ids.device,
+                )
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True,
-                                        skip_special_tokens=True)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failed: list[BaseException] = []
 
         def run() -> None:
             try:
-                self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,  # type: ignore[operator]
-                                    streamer=streamer, stopping_criteria=[_Stop()])
+                self.model.generate(
+                    **inputs,
+                    max_new_tokens=max_tokens,
+                    do_sample=False,  # type: ignore[operator]
+                    streamer=streamer,
+                    stopping_criteria=[_Stop()],
+                )
             except BaseException as err:  # re-raised in the caller's thread  # noqa: BLE001
                 failed.append(err)
                 streamer.end()  # type: ignore[no-untyped-call]  # unblocks the reader
@@ -185,20 +225,26 @@ class TransformersBackend:
     def inputs(self, prompt: Prompt) -> Mapping[str, Any]:
         """The model inputs for ``prompt`` (token ids, and pixel values for a VLM), on device."""
         if prompt.text.count(IMAGE) != len(prompt.images):
-            raise InvalidInputError(f"the prompt has {prompt.text.count(IMAGE)} {IMAGE} "
-                                    f"placeholders but {len(prompt.images)} images")
+            raise InvalidInputError(
+                f"the prompt has {prompt.text.count(IMAGE)} {IMAGE} "
+                f"placeholders but {len(prompt.images)} images"
+            )
         system, user = chat_parts(prompt)
         batch: Mapping[str, Any]
         if self.processor is None:  # a text-only model: the text, without image placeholders
             text = self._render(system, re.sub(re.escape(IMAGE) + " ?", "", user))
-            batch = self.tokenizer(text, return_tensors="pt",
-                                   add_special_tokens=self._add_special(text)).to(self.device)
+            batch = self.tokenizer(
+                text, return_tensors="pt", add_special_tokens=self._add_special(text)
+            ).to(self.device)
         else:
             images = [_image(p, self.max_image_side) for p in prompt.images]
             text = self._render(system, user)
-            batch = self.processor(text=text, images=images or None, return_tensors="pt",
-                                   add_special_tokens=self._add_special(text)
-                                   ).to(device=self.device, dtype=self.dtype)
+            batch = self.processor(
+                text=text,
+                images=images or None,
+                return_tensors="pt",
+                add_special_tokens=self._add_special(text),
+            ).to(device=self.device, dtype=self.dtype)
         return batch
 
     def _add_special(self, text: str) -> bool:
@@ -210,12 +256,13 @@ class TransformersBackend:
         if self.chat_template is None:
             image_token = getattr(self.processor, "image_token", IMAGE)
             return (f"{system}\n\n{user}" if system else user).replace(IMAGE, image_token)
-        from jinja2 import TemplateError  # noqa: PLC0415 - a transformers dependency
+        from jinja2 import TemplateError
 
         messages = [self._message("user", user)]
         try:
-            return self._apply([self._message("system", system), *messages] if system
-                               else messages)
+            return self._apply(
+                [self._message("system", system), *messages] if system else messages
+            )
         except TemplateError:
             if not system:
                 raise
@@ -235,12 +282,18 @@ class TransformersBackend:
 
     def _apply(self, messages: list[dict[str, Any]]) -> str:
         owner = self.processor if self.processor is not None else self.tokenizer
-        return str(owner.apply_chat_template(messages, chat_template=self.chat_template,
-                                             tokenize=False, add_generation_prompt=True))
+        return str(
+            owner.apply_chat_template(
+                messages,
+                chat_template=self.chat_template,
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        )
 
 
 def _device(device: str) -> torch.device:
-    import torch  # noqa: PLC0415
+    import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -251,22 +304,23 @@ def _device(device: str) -> torch.device:
 
 
 def _dtype(dtype: str, dev: torch.device) -> torch.dtype:
-    import torch  # noqa: PLC0415
+    import torch
 
     if dtype == "auto":
         if dev.type != "cuda":
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if dtype not in _DTYPES:
-        raise InvalidInputError(f"dtype must be auto or one of {', '.join(_DTYPES)}, "
-                                f"got {dtype!r}")
+        raise InvalidInputError(
+            f"dtype must be auto or one of {', '.join(_DTYPES)}, got {dtype!r}"
+        )
     dt: torch.dtype = getattr(torch, _DTYPES[dtype])
     return dt
 
 
 def _processor(folder: Path, model_type: str) -> ProcessorMixin:
-    import transformers as tf  # noqa: PLC0415
-    from transformers.models.auto.processing_auto import (  # type: ignore[attr-defined]  # noqa: PLC0415
+    import transformers as tf
+    from transformers.models.auto.processing_auto import (  # type: ignore[attr-defined]
         PROCESSOR_MAPPING_NAMES,
     )
 
@@ -275,17 +329,25 @@ def _processor(folder: Path, model_type: str) -> ProcessorMixin:
     if "video_processor" in attrs and not tf.is_torchvision_available():
         # transformers 5 builds an image+video processor (Qwen2-VL) with its video part, which
         # needs torchvision; images do not. Load it without the video part.
-        image_only: Any = type(cls.__name__, (cls,), {"get_attributes": classmethod(
-            lambda _cls: [a for a in attrs if a != "video_processor"])})
+        image_only: Any = type(
+            cls.__name__,
+            (cls,),
+            {
+                "get_attributes": classmethod(
+                    lambda _cls: [a for a in attrs if a != "video_processor"]
+                )
+            },
+        )
         processor: ProcessorMixin = image_only.from_pretrained(folder, local_files_only=True)
     else:
         processor = tf.AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            folder, local_files_only=True)
+            folder, local_files_only=True
+        )
     return processor
 
 
 def _image(path: Path, max_side: int) -> Image.Image:
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     try:
         with Image.open(path) as img:

@@ -40,30 +40,35 @@ _IMAGE_TAGS = {
 
 def _import_og() -> Any:  # noqa: ANN401 - the onnxruntime_genai module
     try:
-        import onnxruntime_genai as og  # noqa: PLC0415
+        import onnxruntime_genai as og
     except ImportError as err:
-        msg = ("the ortgenai backend needs ONNX Runtime GenAI: pip install 'rap-edge[llm]' "
-               "(onnxruntime-genai-cuda on a Jetson)")
+        msg = (
+            "the ortgenai backend needs ONNX Runtime GenAI: pip install 'rap-edge[llm]' "
+            "(onnxruntime-genai-cuda on a Jetson)"
+        )
         raise ModelStoreError(msg) from err
     return og
 
 
-def genai_config(folder: str | Path, *, provider: str = "auto",
-                 threads: int | None = None) -> Any:  # noqa: ANN401 - an og.Config
+def genai_config(folder: str | Path, *, provider: str = "auto", threads: int | None = None) -> Any:  # noqa: ANN401 - an og.Config
     """The folder's ORT GenAI configuration with the provider and thread count applied."""
     og = _import_og()
     if provider not in {"auto", "cpu", "cuda"}:
         msg = f"provider must be auto, cpu or cuda, got {provider!r}"
         raise InvalidInputError(msg)
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+        threads = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
     if not 1 <= threads <= 256:  # noqa: PLR2004
         msg = f"threads must be 1..256, got {threads}"
         raise InvalidInputError(msg)
     config = og.Config(str(folder))
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-        "intra_op_num_threads": threads}}}}))
+    config.overlay(
+        json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
+    )
     if provider != "auto":
         config.clear_providers()
         if provider == "cuda":
@@ -88,14 +93,22 @@ class OrtGenAIBackend:
 
     name = "ortgenai"
 
-    def __init__(self, model_dir: str | Path, *, provider: str = "auto",
-                 max_length: int = 4096, repetition_penalty: float = 1.0,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        provider: str = "auto",
+        max_length: int = 4096,
+        repetition_penalty: float = 1.0,
+        threads: int | None = None,
+    ) -> None:
         folder = Path(model_dir)
         config_path = folder / "genai_config.json"
         if not config_path.is_file():
-            msg = (f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json);"
-                   " build one with `python -m export.llm`")
+            msg = (
+                f"{folder} is not an ONNX Runtime GenAI model folder (no genai_config.json);"
+                " build one with `python -m export.llm`"
+            )
             raise ModelStoreError(msg)
         try:
             self.model_type = str(json.loads(config_path.read_text())["model"]["type"])
@@ -118,8 +131,10 @@ class OrtGenAIBackend:
         system, user = chat_parts(prompt)
         if self.multimodal:
             if user.count(IMAGE) != len(prompt.images):
-                msg = (f"the prompt has {user.count(IMAGE)} image slots but "
-                       f"{len(prompt.images)} images")
+                msg = (
+                    f"the prompt has {user.count(IMAGE)} image slots but "
+                    f"{len(prompt.images)} images"
+                )
                 raise InvalidInputError(msg)
             tag = _IMAGE_TAGS[self.model_type]
             pieces = user.split(IMAGE)
@@ -127,9 +142,11 @@ class OrtGenAIBackend:
         else:  # a text model reads the scene; the image slots go
             user = user.replace(f"{IMAGE} ", "").replace(IMAGE, "")
         messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": user}]
-        return str(self.tokenizer.apply_chat_template(json.dumps(messages),
-                                                      add_generation_prompt=True))
+            {"role": "user", "content": user}
+        ]
+        return str(
+            self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+        )
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the greedy answer to ``prompt``, piece by piece."""
@@ -142,22 +159,27 @@ class OrtGenAIBackend:
                 if missing:
                     msg = f"image not found: {missing[0]}"
                     raise InvalidInputError(msg)
-                inputs = self.processor(text, images=og.Images.open(
-                    *[str(p) for p in prompt.images]))
+                inputs = self.processor(
+                    text, images=og.Images.open(*[str(p) for p in prompt.images])
+                )
                 n_prompt = int(inputs["input_ids"].shape()[-1])
                 params.set_search_options(
-                    max_length=min(self.max_length, n_prompt + max_tokens), **self.search)
+                    max_length=min(self.max_length, n_prompt + max_tokens), **self.search
+                )
                 generator = og.Generator(self.model, params)
                 generator.set_inputs(inputs)
                 stream = self.processor.create_stream()
             else:
                 ids = self.tokenizer.encode(text)
                 if len(ids) >= self.max_length:
-                    msg = (f"the prompt is {len(ids)} tokens; this model takes at most "
-                           f"{self.max_length}")
+                    msg = (
+                        f"the prompt is {len(ids)} tokens; this model takes at most "
+                        f"{self.max_length}"
+                    )
                     raise InvalidInputError(msg)
                 params.set_search_options(
-                    max_length=min(self.max_length, len(ids) + max_tokens), **self.search)
+                    max_length=min(self.max_length, len(ids) + max_tokens), **self.search
+                )
                 generator = og.Generator(self.model, params)
                 generator.append_tokens(ids)
                 stream = self.tokenizer.create_stream()

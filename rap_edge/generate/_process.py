@@ -29,7 +29,7 @@ __all__ = ["ProcessBackend"]
 
 def _serve(conn: Connection, name: str, model: str | None, options: dict[str, Any]) -> None:
     """The child: open the backend, then answer ``("generate", prompt, max_tokens)``."""
-    from rap_edge.generate._backends import open_backend  # noqa: PLC0415
+    from rap_edge.generate._backends import open_backend
 
     try:
         backend, note = open_backend(name, model, **options)
@@ -63,14 +63,23 @@ class ProcessBackend:
         **options: ``provider``, ``store``, ``threads`` for :func:`open_backend`.
     """
 
-    def __init__(self, name: str, model: str | Path | None = None, *,
-                 start_timeout: float = 300.0, token_timeout: float = 120.0,
-                 **options: Any) -> None:  # noqa: ANN401
+    def __init__(
+        self,
+        name: str,
+        model: str | Path | None = None,
+        *,
+        start_timeout: float = 300.0,
+        token_timeout: float = 120.0,
+        **options: Any,  # noqa: ANN401
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, name="rap-edge-llm", daemon=True,
-                                 args=(child, name, None if model is None else str(model),
-                                       options))
+        self._proc = ctx.Process(
+            target=_serve,
+            name="rap-edge-llm",
+            daemon=True,
+            args=(child, name, None if model is None else str(model), options),
+        )
         self._proc.start()
         child.close()
         self.token_timeout = token_timeout
@@ -85,21 +94,24 @@ class ProcessBackend:
     def _recv(self, timeout: float) -> tuple[Any, ...]:
         if not self._conn.poll(timeout):
             self._proc.kill()
-            raise ModelStoreError(f"the model process sent nothing for {timeout:.0f} s; "
-                                  "stopped it")
+            raise ModelStoreError(
+                f"the model process sent nothing for {timeout:.0f} s; stopped it"
+            )
         try:
             msg: tuple[Any, ...] = self._conn.recv()
         except (EOFError, OSError) as err:
-            raise ModelStoreError(f"the model process died (exit code "
-                                  f"{self._proc.exitcode})") from err
+            raise ModelStoreError(
+                f"the model process died (exit code {self._proc.exitcode})"
+            ) from err
         return msg
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the answer from the child process."""
         with self._lock:
             if not self._proc.is_alive():
-                raise ModelStoreError(f"the model process has stopped (exit code "
-                                      f"{self._proc.exitcode})")
+                raise ModelStoreError(
+                    f"the model process has stopped (exit code {self._proc.exitcode})"
+                )
             self._conn.send(("generate", prompt, max_tokens))
             finished = False
             try:

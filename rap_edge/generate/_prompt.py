@@ -24,8 +24,16 @@ from rap_edge.errors import InvalidInputError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["IMAGE", "MAX_INFO_CHARS", "ConceptRef", "Prompt", "build_prompt", "chat_parts",
-           "sanitize_info", "where"]
+__all__ = [
+    "IMAGE",
+    "MAX_INFO_CHARS",
+    "ConceptRef",
+    "Prompt",
+    "build_prompt",
+    "chat_parts",
+    "sanitize_info",
+    "where",
+]
 
 MAX_INFO_CHARS = 300
 OPEN, CLOSE = "<<<", ">>>"
@@ -128,11 +136,18 @@ def _tokens(text: str) -> int:
     return (len(text) + 3) // 4  # a rough, tokenizer-free estimate
 
 
-def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 - prompt knobs
-                 query_image: Path | None = None,
-                 multimodal: bool = False, max_concepts: int = 5, token_budget: int = 1024,
-                 image_tokens: int = 256, unknown: int = 0, asked: list[str] | None = None
-                 ) -> Prompt:
+def build_prompt(  # noqa: PLR0913
+    question: str,
+    concepts: list[ConceptRef],
+    *,
+    query_image: Path | None = None,
+    multimodal: bool = False,
+    max_concepts: int = 5,
+    token_budget: int = 1024,
+    image_tokens: int = 256,
+    unknown: int = 0,
+    asked: list[str] | None = None,
+) -> Prompt:
     """The RAP prompt for ``question`` about a frame with the retrieved ``concepts``.
 
     Concepts are ordered by score; beyond ``max_concepts``, or when the estimate would exceed
@@ -147,8 +162,10 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
         msg = "the question is empty"
         raise InvalidInputError(msg)
     if not 0 <= max_concepts <= 50 or not 64 <= token_budget <= 1_000_000:  # noqa: PLR2004
-        msg = (f"max_concepts must be 0..50 and token_budget 64..1e6, got {max_concepts}, "
-               f"{token_budget}")
+        msg = (
+            f"max_concepts must be 0..50 and token_budget 64..1e6, got {max_concepts}, "
+            f"{token_budget}"
+        )
         raise InvalidInputError(msg)
     ranked = sorted(concepts, key=lambda c: -c.score)
     in_view = {c.name.lower() for c in concepts}
@@ -156,8 +173,9 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
     absent = [sanitize_info(a, 80) for a in (asked or []) if a.lower() not in in_view]
     kept, dropped = ranked[:max_concepts], [c.name for c in ranked[max_concepts:]]
     while True:
-        prompt = _render(q, kept, query_image=query_image, multimodal=multimodal,
-                         unknown=unknown, absent=absent)
+        prompt = _render(
+            q, kept, query_image=query_image, multimodal=multimodal, unknown=unknown, absent=absent
+        )
         cost = _tokens(prompt.text) + image_tokens * len(prompt.images)
         if cost <= token_budget or not kept:
             break
@@ -173,11 +191,17 @@ def build_prompt(question: str, concepts: list[ConceptRef], *,  # noqa: PLR0913 
     return prompt
 
 
-def _render(question: str, kept: list[ConceptRef], *, query_image: Path | None,  # noqa: PLR0913
-            multimodal: bool, unknown: int, absent: list[str]) -> Prompt:
+def _render(  # noqa: PLR0913
+    question: str,
+    kept: list[ConceptRef],
+    *,
+    query_image: Path | None,
+    multimodal: bool,
+    unknown: int,
+    absent: list[str],
+) -> Prompt:
     if multimodal:
-        return _render_vlm(question, kept, query_image=query_image, unknown=unknown,
-                           absent=absent)
+        return _render_vlm(question, kept, query_image=query_image, unknown=unknown, absent=absent)
     # Text scene: one plain sentence per concept, its info delimited. (Plain sentences gave
     # SmolLM2-135M far more usable answers than a "Name: | Category:" table did.)
     lines = [SYSTEM, ""]
@@ -186,40 +210,56 @@ def _render(question: str, kept: list[ConceptRef], *, query_image: Path | None, 
     for c in kept:
         name = sanitize_info(c.name, 80)
         place = f" is on the {c.where} of the picture" if c.where else " is in the picture"
-        lines.append(f"{name} ({sanitize_info(c.category, 40) or 'concept'}){place}. "
-                     f"About {name}: {OPEN}{sanitize_info(c.info)}{CLOSE}")
+        lines.append(
+            f"{name} ({sanitize_info(c.category, 40) or 'concept'}){place}. "
+            f"About {name}: {OPEN}{sanitize_info(c.info)}{CLOSE}"
+        )
     if unknown:
         lines.append(f"Also in the picture: {unknown} person(s) nobody recognised.")
     if absent:
         lines.append(f"Not in the picture: {', '.join(absent)}.")
     lines += ["", f"{QUESTION}{question}"]
-    return Prompt(text="\n".join(lines), concepts=list(kept),
-                  allowed_names=[c.name for c in kept])
+    return Prompt(text="\n".join(lines), concepts=list(kept), allowed_names=[c.name for c in kept])
 
 
-def _render_vlm(question: str, kept: list[ConceptRef], *, query_image: Path | None,
-                unknown: int, absent: list[str]) -> Prompt:
+def _render_vlm(
+    question: str,
+    kept: list[ConceptRef],
+    *,
+    query_image: Path | None,
+    unknown: int,
+    absent: list[str],
+) -> Prompt:
     # RAP's layout: the query image, then each concept as its reference image plus its record.
     lines = [SYSTEM, ""]
     images: list[Path] = []
     if query_image is not None:
         lines.append(f"{IMAGE} This is the current view.")
         images.append(query_image)
-    lines.append("Concepts recognised in this view:" if kept else
-                 "No known concept is recognised in this view.")
+    lines.append(
+        "Concepts recognised in this view:"
+        if kept
+        else "No known concept is recognised in this view."
+    )
     for i, c in enumerate(kept, 1):
         slot = ""
         if c.image is not None:
             slot = f"{IMAGE} "
             images.append(c.image)
         place = f" | Where: {c.where}" if c.where else ""
-        lines.append(f"{i}. {slot}Name: {sanitize_info(c.name, 80)} | Category: "
-                     f"{sanitize_info(c.category, 40)}{place} | Info: "
-                     f"{OPEN}{sanitize_info(c.info)}{CLOSE}")
+        lines.append(
+            f"{i}. {slot}Name: {sanitize_info(c.name, 80)} | Category: "
+            f"{sanitize_info(c.category, 40)}{place} | Info: "
+            f"{OPEN}{sanitize_info(c.info)}{CLOSE}"
+        )
     if unknown:
         lines.append(f"Also in view: {unknown} person(s) nobody recognised.")
     if absent:
         lines.append(f"Not in view: {', '.join(absent)}.")
     lines += ["", f"{QUESTION}{question}"]
-    return Prompt(text="\n".join(lines), images=images, concepts=list(kept),
-                  allowed_names=[c.name for c in kept])
+    return Prompt(
+        text="\n".join(lines),
+        images=images,
+        concepts=list(kept),
+        allowed_names=[c.name for c in kept],
+    )

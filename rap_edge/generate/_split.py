@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 
     from rap_edge.generate._prompt import Prompt
 
-__all__ = ["CHAT_FORMATS", "FEATURES_ONNX", "IMAGE_TOKEN_ID", "MANIFEST", "VISION_ONNX",
-           "SplitVLMBackend", "is_split_model"]
+__all__ = [
+    "CHAT_FORMATS",
+    "FEATURES_ONNX",
+    "IMAGE_TOKEN_ID",
+    "MANIFEST",
+    "VISION_ONNX",
+    "SplitVLMBackend",
+    "is_split_model",
+]
 
 MANIFEST = "rap_edge_mllm.json"
 VISION_ONNX = "vision_projector.onnx"
@@ -49,8 +56,8 @@ CHAT_FORMATS: dict[str, dict[str, str]] = {
     "llava_v1": {
         "template": "{system} USER: {user} ASSISTANT:",
         "default_system": "A chat between a curious human and an artificial intelligence "
-                          "assistant. The assistant gives helpful, detailed, and polite "
-                          "answers to the human's questions.",
+        "assistant. The assistant gives helpful, detailed, and polite "
+        "answers to the human's questions.",
     },
     "phi3_instruct": {
         "template": "<|system|>\n{system}<|end|>\n<|user|>\n{user}<|end|>\n<|assistant|>\n",
@@ -89,7 +96,7 @@ def _manifest(folder: Path) -> dict[str, Any]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     if not Path(path).is_file():
         msg = f"image not found: {path}"
@@ -115,9 +122,15 @@ class SplitVLMBackend:
 
     name = "ortgenai"
 
-    def __init__(self, model_dir: str | Path, *, provider: str = "auto",
-                 max_length: int = 4096, threads: int | None = None) -> None:
-        from rap_edge.runtime import create_session  # noqa: PLC0415
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        provider: str = "auto",
+        max_length: int = 4096,
+        threads: int | None = None,
+    ) -> None:
+        from rap_edge.runtime import create_session
 
         folder = Path(model_dir)
         self.manifest = m = _manifest(folder)
@@ -129,16 +142,20 @@ class SplitVLMBackend:
         self.folder = folder
         self.model_type = f"split {m.get('family', 'vlm')}"
         try:
-            context = int(json.loads((folder / "genai_config.json").read_text())["model"][
-                "context_length"])
+            context = int(
+                json.loads((folder / "genai_config.json").read_text())["model"]["context_length"]
+            )
         except (OSError, ValueError, KeyError, TypeError):
             context = max_length
         self.max_length = min(max_length, context)
         self.tokens_per_image = int(m["splice"]["tokens_per_image"])
         self.session, self.vision_provider = create_session(
-            folder / str(m["vision"]["file"]), provider="cpu" if provider == "cpu" else "auto",
-            threads=threads or 0, model_sha256=m.get("files", {}).get(m["vision"]["file"]),
-            precision="fp16")
+            folder / str(m["vision"]["file"]),
+            provider="cpu" if provider == "cpu" else "auto",
+            threads=threads or 0,
+            model_sha256=m.get("files", {}).get(m["vision"]["file"]),
+            precision="fp16",
+        )
         pre = m["preprocess"]
         self._mean = np.asarray(pre["mean"], np.float32)
         self._std = np.asarray(pre["std"], np.float32)
@@ -151,8 +168,10 @@ class SplitVLMBackend:
         system, user = chat_parts(prompt)
         chat = self.manifest["chat"]
         if user.count(IMAGE) + system.count(IMAGE) != len(prompt.images):
-            msg = (f"the prompt has {prompt.text.count(IMAGE)} image slots but "
-                   f"{len(prompt.images)} images")
+            msg = (
+                f"the prompt has {prompt.text.count(IMAGE)} image slots but "
+                f"{len(prompt.images)} images"
+            )
             raise InvalidInputError(msg)
         before, _, after = str(chat["template"]).partition("{user}")
         text = before.replace("{system}", system or str(chat["default_system"])) + user + after
@@ -183,7 +202,7 @@ class SplitVLMBackend:
         The resize is OpenCV's (cubic up, area down), close to but not bit-exact with the CLIP
         processor's PIL bicubic.
         """
-        import cv2  # noqa: PLC0415
+        import cv2
 
         pre = self.manifest["preprocess"]
         image = _read_image(path)
@@ -193,21 +212,22 @@ class SplitVLMBackend:
             canvas = np.empty((side, side, 3), np.uint8)
             canvas[:] = np.asarray(pre["pad_color"], np.uint8)
             top, left = (side - h) // 2, (side - w) // 2
-            canvas[top:top + h, left:left + w] = image
+            canvas[top : top + h, left : left + w] = image
             image, h, w = canvas, side, side
         short = int(pre["resize_shortest_edge"])
         if min(h, w) != short:
             scale = short / min(h, w)
             nh, nw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
-            image = cv2.resize(image, (nw, nh), interpolation=(
-                cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA))
+            image = cv2.resize(
+                image, (nw, nh), interpolation=(cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+            )
             h, w = nh, nw
         crop = int(pre["center_crop"])
         if h < crop or w < crop:
             msg = f"image {path} is smaller than the crop ({crop}) after resizing"
             raise InvalidInputError(msg)
         top, left = (h - crop) // 2, (w - crop) // 2
-        image = image[top:top + crop, left:left + crop]
+        image = image[top : top + crop, left : left + crop]
         x = image.astype(np.float32) * np.float32(pre.get("rescale", 1 / 255))
         x = (x - self._mean) / self._std
         return np.ascontiguousarray(x.transpose(2, 0, 1))
@@ -216,8 +236,9 @@ class SplitVLMBackend:
         """``[N, tokens, hidden]`` features of ``images`` (vision tower plus projector)."""
         batch = np.stack([self.preprocess(p) for p in images]).astype(np.float32)
         vision = self.manifest["vision"]
-        out = self.session.run([vision.get("output", "image_features")],
-                               {vision.get("input", "pixel_values"): batch})[0]
+        out = self.session.run(
+            [vision.get("output", "image_features")], {vision.get("input", "pixel_values"): batch}
+        )[0]
         return np.ascontiguousarray(np.asarray(out, dtype=np.float32))
 
     # -- decoding ---------------------------------------------------------------------------
@@ -230,8 +251,9 @@ class SplitVLMBackend:
             raise InvalidInputError(msg)
         features = self.image_features(list(prompt.images)) if prompt.images else None
         params = og.GeneratorParams(self.model)
-        params.set_search_options(max_length=min(self.max_length, len(ids) + max_tokens),
-                                  do_sample=False)
+        params.set_search_options(
+            max_length=min(self.max_length, len(ids) + max_tokens), do_sample=False
+        )
         generator = og.Generator(self.model, params)
         inputs = og.NamedTensors()
         inputs["input_ids"] = np.asarray([ids], dtype=np.int32)

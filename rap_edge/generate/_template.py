@@ -43,13 +43,16 @@ class TemplateBackend:
                 place = f" ({c.where})" if c.where else ""
                 parts.append(f"Yes, {c.name} is here{place}.")
         if prompt.concepts:
-            listed = [c.name + ("" if c.category in _PEOPLE or not c.category
-                                else f", your {c.category}")
-                      + (f", on the {c.where}" if c.where else "") for c in prompt.concepts]
+            listed = [
+                c.name
+                + ("" if c.category in _PEOPLE or not c.category else f", your {c.category}")
+                + (f", on the {c.where}" if c.where else "")
+                for c in prompt.concepts
+            ]
             parts.append("I can see " + "; ".join(listed) + ".")
             for c in prompt.concepts:
                 if c.info:
-                    from rap_edge.generate._prompt import sanitize_info  # noqa: PLC0415
+                    from rap_edge.generate._prompt import sanitize_info
 
                     info = sanitize_info(c.info, 160)
                     end = "" if info.endswith((".", "!", "?", "…")) else "."
@@ -57,7 +60,9 @@ class TemplateBackend:
         else:
             parts.append("I do not recognise anyone or anything I know here.")
         if prompt.unknown:
-            parts.append(f"There {'is' if prompt.unknown == 1 else 'are'} also "
-                         f"{prompt.unknown} person{'s' if prompt.unknown != 1 else ''} "
-                         "I do not know.")
+            parts.append(
+                f"There {'is' if prompt.unknown == 1 else 'are'} also "
+                f"{prompt.unknown} person{'s' if prompt.unknown != 1 else ''} "
+                "I do not know."
+            )
         return " ".join(parts)

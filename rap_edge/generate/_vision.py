@@ -45,10 +45,11 @@ class OnnxVisionTower:
             or it was exported from a different model.
     """
 
-    def __init__(self, folder: str | Path, *, model_dir: str | Path,
-                 provider: Provider = "auto") -> None:
-        from rap_edge.models import sha256_file  # noqa: PLC0415
-        from rap_edge.runtime import create_session  # noqa: PLC0415
+    def __init__(
+        self, folder: str | Path, *, model_dir: str | Path, provider: Provider = "auto"
+    ) -> None:
+        from rap_edge.models import sha256_file
+        from rap_edge.runtime import create_session
 
         self.folder = Path(folder)
         path = self.folder / MANIFEST
@@ -59,28 +60,35 @@ class OnnxVisionTower:
             self.model_type = str(m["model_type"])
             expected_config, expected_onnx = str(m["source_config_sha256"]), str(m["onnx_sha256"])
         except FileNotFoundError as err:
-            msg = (f"{self.folder} is not a vision-tower export (no {MANIFEST}); make one with "
-                   "`rap-edge export vision-tower --hf-dir MODEL`")
+            msg = (
+                f"{self.folder} is not a vision-tower export (no {MANIFEST}); make one with "
+                "`rap-edge export vision-tower --hf-dir MODEL`"
+            )
             raise ModelStoreError(msg) from err
         except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
             raise ModelStoreError(f"{path}: malformed vision-tower manifest ({err})") from err
         config = Path(model_dir) / "config.json"
         if not config.is_file() or sha256_file(config) != expected_config:
-            msg = (f"{self.folder} was exported from another model than {model_dir} (its "
-                   "config.json differs); export the vision tower of this model")
+            msg = (
+                f"{self.folder} was exported from another model than {model_dir} (its "
+                "config.json differs); export the vision tower of this model"
+            )
             raise ModelStoreError(msg)
         if not onnx.is_file() or sha256_file(onnx) != expected_onnx:
             raise ModelStoreError(f"{onnx}: missing or does not match the hash in {path}")
-        self._session, self.provider = create_session(onnx, provider=provider,
-                                                      model_sha256=expected_onnx)
+        self._session, self.provider = create_session(
+            onnx, provider=provider, model_sha256=expected_onnx
+        )
         self.calls = 0
 
     def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
         """Image features of a batch of processed images (float32)."""
         pixels = np.ascontiguousarray(pixel_values, dtype=np.float32)
         if pixels.ndim != 4 or pixels.shape[1:] != (3, self.size, self.size):  # noqa: PLR2004
-            msg = (f"the vision tower takes pixel values [N, 3, {self.size}, {self.size}], "
-                   f"got {list(pixels.shape)}")
+            msg = (
+                f"the vision tower takes pixel values [N, 3, {self.size}, {self.size}], "
+                f"got {list(pixels.shape)}"
+            )
             raise InvalidInputError(msg)
         (out,) = self._session.run(["image_features"], {"pixel_values": pixels})
         self.calls += 1
@@ -93,14 +101,16 @@ def route_images(model: Any, tower: OnnxVisionTower) -> None:  # noqa: ANN401 - 
     Idefics3 images whose pixel mask is not all ones (padded regions) or whose size differs
     from the export's go through the model's own modules, as before.
     """
-    import torch  # noqa: PLC0415
-    from transformers.modeling_outputs import BaseModelOutputWithPooling  # noqa: PLC0415
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     inner = model.model
     original = inner.get_image_features
     if tower.model_type != model.config.model_type:
-        msg = (f"the vision tower is for {tower.model_type!r}, the model is "
-               f"{model.config.model_type!r}")
+        msg = (
+            f"the vision tower is for {tower.model_type!r}, the model is "
+            f"{model.config.model_type!r}"
+        )
         raise ModelStoreError(msg)
 
     def features(pixels: torch.Tensor) -> torch.Tensor:
@@ -113,23 +123,33 @@ def route_images(model: Any, tower: OnnxVisionTower) -> None:  # noqa: ANN401 - 
         if args or kwargs.get("image_sizes") is not None:
             return original(pixel_values, *args, **kwargs)
         # A list of per-image tensors, as the model's own method returns.
-        return BaseModelOutputWithPooling(
-            pooler_output=list(features(pixel_values)))  # type: ignore[arg-type]
+        return BaseModelOutputWithPooling(pooler_output=list(features(pixel_values)))  # type: ignore[arg-type]
 
     @functools.wraps(original)
-    def idefics3(pixel_values: torch.Tensor, pixel_attention_mask: torch.Tensor | None = None,
-                 **kwargs: Any) -> Any:  # noqa: ANN401
+    def idefics3(
+        pixel_values: torch.Tensor,
+        pixel_attention_mask: torch.Tensor | None = None,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Any:  # noqa: ANN401
         batch, images = pixel_values.shape[:2]
         flat = pixel_values.reshape(batch * images, *pixel_values.shape[2:])
         real = (flat != 0).flatten(1).any(1)  # the processor pads with all-zero images
-        mask = None if pixel_attention_mask is None else pixel_attention_mask.reshape(
-            batch * images, *pixel_attention_mask.shape[2:])[real]
+        mask = (
+            None
+            if pixel_attention_mask is None
+            else pixel_attention_mask.reshape(batch * images, *pixel_attention_mask.shape[2:])[
+                real
+            ]
+        )
         if flat.shape[-2:] != (tower.size, tower.size) or (mask is not None and not mask.all()):
             return original(pixel_values, pixel_attention_mask, **kwargs)
         feats = features(flat[real])
         per_sample = real.reshape(batch, images).sum(1).tolist()
         return BaseModelOutputWithPooling(
-            pooler_output=[f.reshape(-1, f.shape[-1])  # type: ignore[arg-type]
-                           for f in feats.split(per_sample)])  # type: ignore[no-untyped-call]
+            pooler_output=[
+                f.reshape(-1, f.shape[-1])  # type: ignore[arg-type]
+                for f in feats.split(per_sample)
+            ]
+        )  # type: ignore[no-untyped-call]
 
     inner.get_image_features = llava if tower.model_type == "llava" else idefics3

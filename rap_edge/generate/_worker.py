@@ -57,16 +57,23 @@ class GenerationResult:
 class Generator:
     """A backend behind the faithful-name guard, with the template as the last resort."""
 
-    def __init__(self, backend: Backend, *, known_names: Iterable[str] = (),
-                 max_tokens: int = 128) -> None:
+    def __init__(
+        self, backend: Backend, *, known_names: Iterable[str] = (), max_tokens: int = 128
+    ) -> None:
         self.backend = backend
         self.fallback = TemplateBackend()
         self.known_names = list(known_names)
         self.max_tokens = max_tokens
         self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0, "failed": 0}
 
-    def _run(self, backend: Backend, prompt: Prompt, on_event: Event | None,
-             result: GenerationResult, start: float) -> str:
+    def _run(
+        self,
+        backend: Backend,
+        prompt: Prompt,
+        on_event: Event | None,
+        result: GenerationResult,
+        start: float,
+    ) -> str:
         pieces = []
         for piece in backend.generate(prompt, max_tokens=self.max_tokens):
             if piece.strip() and not piece.strip().strip("<>"):
@@ -91,8 +98,7 @@ class Generator:
             text = self._run(self.backend, prompt, on_event, result, start)
         except Exception as err:  # noqa: BLE001 - a failing model must not end the stream
             return self._failed(prompt, on_event, result, start, err)
-        bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
-                               absent)
+        bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context, absent)
         if bad and not isinstance(self.backend, TemplateBackend):
             self.stats["regenerated"] += 1
             result.regenerated = True
@@ -105,8 +111,7 @@ class Generator:
                 text = self._run(self.backend, strict, on_event, result, start)
             except Exception as err:  # noqa: BLE001
                 return self._failed(prompt, on_event, result, start, err)
-            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
-                               absent)
+            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context, absent)
             if bad:
                 self.stats["fell_back"] += 1
                 result.fell_back = True
@@ -115,8 +120,9 @@ class Generator:
                 if on_event is not None:
                     on_event("reset", f"names not retrieved: {', '.join(bad)}; template")
                 text = self._run(self.fallback, prompt, on_event, result, start)
-                bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context,
-                               absent)
+                bad = unfaithful_names(
+                    text, prompt.allowed_names, self.known_names, context, absent
+                )
         result.unfaithful = bad
         result.text = text
         result.total_ms = (time.perf_counter() - start) * 1000
@@ -124,8 +130,14 @@ class Generator:
             on_event("done", text)
         return result
 
-    def _failed(self, prompt: Prompt, on_event: Event | None, result: GenerationResult,
-                start: float, err: Exception) -> GenerationResult:
+    def _failed(
+        self,
+        prompt: Prompt,
+        on_event: Event | None,
+        result: GenerationResult,
+        start: float,
+        err: Exception,
+    ) -> GenerationResult:
         """The model failed: say why, answer with the template."""
         self.stats["failed"] += 1
         result.error = f"{type(err).__name__}: {err}"
@@ -143,8 +155,11 @@ class Generator:
 class GenerationWorker:
     """Runs a :class:`Generator` on a thread; the caller never waits."""
 
-    def __init__(self, generator: Generator,
-                 on_result: Callable[[int, GenerationResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        on_result: Callable[[int, GenerationResult], None] | None = None,
+    ) -> None:
         self.generator = generator
         self.on_result = on_result
         self.replaced = 0
@@ -154,8 +169,7 @@ class GenerationWorker:
         self._cond = threading.Condition()
         self._closed = False
         self._busy = False
-        self._thread = threading.Thread(target=self._loop, name="rap-edge-generate",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="rap-edge-generate", daemon=True)
         self._thread.start()
 
     def submit(self, prompt: Prompt, on_event: Event | None = None) -> int:

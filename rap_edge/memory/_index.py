@@ -44,6 +44,8 @@ _LARGE_INDEX = 200_000
 def expansion_search(count: int) -> int:
     """Search breadth (HNSW ef) for an index of ``count`` vectors."""
     return 64 if count < _LARGE_INDEX else 128
+
+
 _HEADER_LEN = struct.Struct("<I")
 
 
@@ -70,7 +72,7 @@ class IndexHeader:
 
 def new_index(*, dim: int, dtype: str) -> Index:
     """Create an empty cosine index."""
-    from usearch.index import Index  # noqa: PLC0415 - keep `import rap_edge` light
+    from usearch.index import Index
 
     return Index(
         ndim=dim,
@@ -91,7 +93,7 @@ def build_index(
     desc: str,
 ) -> Index:
     """Build an index from all vectors, showing a progress bar on a terminal."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     index = new_index(dim=dim, dtype=dtype)
     if len(keys):
@@ -171,7 +173,7 @@ def load_index(
     Returns:
         ``(index, "")`` when usable, else ``(None, reason)``.
     """
-    from usearch.index import Index  # noqa: PLC0415
+    from usearch.index import Index
 
     if not path.exists():
         return None, "missing"

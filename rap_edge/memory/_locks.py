@@ -98,8 +98,10 @@ class FileLock:
             MemoryLockedError: if another writer keeps it longer than the timeout.
         """
         deadline = time.monotonic() + self._timeout_s
-        got = self._mutex.acquire(timeout=self._timeout_s) if blocking else self._mutex.acquire(
-            blocking=False
+        got = (
+            self._mutex.acquire(timeout=self._timeout_s)
+            if blocking
+            else self._mutex.acquire(blocking=False)
         )
         if not got:
             if not blocking:

@@ -111,8 +111,9 @@ def _text(entry: dict[str, object], key: str, *, where: str, default: str | None
     return value
 
 
-def read_rap(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
-             ) -> list[NewConcept]:
+def read_rap(
+    path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> list[NewConcept]:
     """Parse and check a RAP ``database.json``; every problem raises before anything is added.
 
     Args:

@@ -128,9 +128,7 @@ def migrate(conn: sqlite3.Connection, *, version: int, path: str) -> int:
             step(conn)
             version += 1
             conn.execute(f"PRAGMA user_version = {version}")
-            conn.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),)
-            )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -148,8 +146,9 @@ def _statements(script: str) -> list[str]:
             continue
         buf.append(line)
         text = "\n".join(buf)
-        if text.endswith(";") and (not text.lstrip().startswith("CREATE TRIGGER")
-                                   or text.endswith("END;")):
+        if text.endswith(";") and (
+            not text.lstrip().startswith("CREATE TRIGGER") or text.endswith("END;")
+        ):
             out.append(text)
             buf = []
     return out

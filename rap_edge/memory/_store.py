@@ -67,7 +67,7 @@ def default_memory_dir() -> Path:
     env = os.environ.get("RAP_EDGE_MEMORY")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_data_dir  # noqa: PLC0415
+    from platformdirs import user_data_dir
 
     return Path(user_data_dir("rap-edge")) / "memory"
 
@@ -273,9 +273,7 @@ class Memory:
             uri = f"file:{quote(str(self._db_path))}?mode=ro"
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
-            conn = sqlite3.connect(
-                self._db_path, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA trusted_schema = OFF")
@@ -617,18 +615,21 @@ class Memory:
 
     def _save(self, encoder: str, state: _IndexState) -> None:
         _index.save_index(
-            self._index_path(encoder), state.index, encoder_id=encoder,
+            self._index_path(encoder),
+            state.index,
+            encoder_id=encoder,
             generation=state.generation,
         )
 
-    def _load_or_build(
-        self, conn: sqlite3.Connection, encoder: str
-    ) -> tuple[_IndexState, bool]:
+    def _load_or_build(self, conn: sqlite3.Connection, encoder: str) -> tuple[_IndexState, bool]:
         """The saved index if it is current, else one built from SQLite; and whether built."""
         generation = self._generation(conn, encoder)
         dim = self._encoder_dim(conn, encoder)
         index, _reason = _index.load_index(
-            self._index_path(encoder), encoder_id=encoder, generation=generation, dim=dim,
+            self._index_path(encoder),
+            encoder_id=encoder,
+            generation=generation,
+            dim=dim,
             dtype=self.index_dtype,
         )
         if index is not None:
@@ -694,18 +695,14 @@ class Memory:
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    self._delete_unreferenced(
-                        conn, {(p.stem, p.suffix[1:]) for p in tx.new_files}
-                    )
+                    self._delete_unreferenced(conn, {(p.stem, p.suffix[1:]) for p in tx.new_files})
                     raise
                 to_save, to_build = self._patch_live_indexes(tx, before)
             finally:
                 self._writer_active = False
             self._finish(tx, to_save, to_build)
 
-    def _patch_live_indexes(
-        self, tx: _Tx, before: dict[str, int]
-    ) -> tuple[set[str], set[str]]:
+    def _patch_live_indexes(self, tx: _Tx, before: dict[str, int]) -> tuple[set[str], set[str]]:
         """Apply a committed edit to the in-memory indexes; say which to save or rebuild."""
         conn = tx.conn
         to_save: set[str] = set()
@@ -717,7 +714,10 @@ class Memory:
                 # before this edit plus the edit avoids a full rebuild.
                 dim = self._encoder_dim(conn, enc)
                 index, _ = _index.load_index(
-                    self._index_path(enc), encoder_id=enc, generation=before[enc], dim=dim,
+                    self._index_path(enc),
+                    encoder_id=enc,
+                    generation=before[enc],
+                    dim=dim,
                     dtype=self.index_dtype,
                 )
                 if index is not None:
@@ -822,15 +822,26 @@ class Memory:
         tx.added.setdefault(encoder, []).append((int(cur.lastrowid or 0), vector))
 
     def _insert_image(
-        self, tx: _Tx, concept_id: str, image: CheckedImage,
-        vector: npt.NDArray[np.float32] | None, encoder: str | None,
+        self,
+        tx: _Tx,
+        concept_id: str,
+        image: CheckedImage,
+        vector: npt.NDArray[np.float32] | None,
+        encoder: str | None,
     ) -> int:
         self._store_file(tx, image)
         cur = tx.conn.execute(
             "INSERT INTO images(concept_id, sha256, ext, width, height, source_name, added_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(concept_id, sha256) DO NOTHING",
-            (concept_id, image.sha256, image.ext, image.width, image.height,
-             image.source_name, tx.now),
+            (
+                concept_id,
+                image.sha256,
+                image.ext,
+                image.width,
+                image.height,
+                image.source_name,
+                tx.now,
+            ),
         )
         if cur.rowcount == 0:
             msg = f"{image.source_name}: this concept already has that image"
@@ -930,17 +941,31 @@ class Memory:
             ConflictError: if the name is taken.
         """
         item = NewConcept(
-            name=name, images=images, category=category, info=info, aliases=aliases,
-            vectors=vectors, encoder=encoder,
+            name=name,
+            images=images,
+            category=category,
+            info=info,
+            aliases=aliases,
+            vectors=vectors,
+            encoder=encoder,
         )
         return self.add_many([item])[0]
 
     def add_many(self, items: Sequence[NewConcept], *, progress: bool = False) -> list[Concept]:
         """Add several concepts in one transaction: all of them, or (on any error) none."""
-        from tqdm import tqdm  # noqa: PLC0415
+        from tqdm import tqdm
 
-        checked: list[tuple[str, str, str, tuple[str, ...], list[CheckedImage],
-                            npt.NDArray[np.float32] | None, str | None]] = []
+        checked: list[
+            tuple[
+                str,
+                str,
+                str,
+                tuple[str, ...],
+                list[CheckedImage],
+                npt.NDArray[np.float32] | None,
+                str | None,
+            ]
+        ] = []
         names: set[str] = set()
         for item in tqdm(items, desc="checking", unit="concept", disable=not progress or None):
             name = clean_name(item.name)
@@ -949,20 +974,28 @@ class Memory:
                 raise ConflictError(msg)
             names.add(name.casefold())
             images = self._checked_images(item.images)
-            checked.append((
-                name,
-                clean_category(item.category),
-                clean_info(item.info),
-                clean_aliases(item.aliases, name=name),
-                images,
-                self._checked_vectors(item.vectors, item.encoder, len(images)),
-                item.encoder,
-            ))
+            checked.append(
+                (
+                    name,
+                    clean_category(item.category),
+                    clean_info(item.info),
+                    clean_aliases(item.aliases, name=name),
+                    images,
+                    self._checked_vectors(item.vectors, item.encoder, len(images)),
+                    item.encoder,
+                )
+            )
         with self._writing() as tx:
             ids = [
                 self._insert_concept(
-                    tx, name=name, category=category, info=info, aliases=aliases,
-                    images=images, vectors=vecs, encoder=encoder,
+                    tx,
+                    name=name,
+                    category=category,
+                    info=info,
+                    aliases=aliases,
+                    images=images,
+                    vectors=vecs,
+                    encoder=encoder,
                 )
                 for name, category, info, aliases, images, vecs, encoder in checked
             ]
@@ -1076,9 +1109,15 @@ class Memory:
                 (encoder,),
             )
 
-    def embed_pending(self, embedder: Embedder, *, batch_size: int = 16,
-                      concepts: Collection[str] | None = None, activate: bool = True,
-                      desc: str = "embedding") -> int:
+    def embed_pending(
+        self,
+        embedder: Embedder,
+        *,
+        batch_size: int = 16,
+        concepts: Collection[str] | None = None,
+        activate: bool = True,
+        desc: str = "embedding",
+    ) -> int:
         """Embed pending images with ``embedder``; return how many.
 
         Args:
@@ -1093,17 +1132,23 @@ class Memory:
             InvalidInputError: on a bad ``batch_size``.
             StoreError: if a stored image is missing or corrupt.
         """
-        import cv2  # noqa: PLC0415
-        from tqdm import tqdm  # noqa: PLC0415
+        import cv2
+        from tqdm import tqdm
 
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
-                1 <= batch_size <= 1024):  # noqa: PLR2004
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not (1 <= batch_size <= 1024)  # noqa: PLR2004
+        ):
             msg = f"batch_size must be in 1..1024, got {batch_size!r}"
             raise InvalidInputError(msg)
         if activate:
             self.set_active_encoder(embedder.encoder_id, dim=embedder.dim)
-        todo = [r for r in self.pending(embedder.encoder_id)
-                if concepts is None or r.concept_id in concepts]
+        todo = [
+            r
+            for r in self.pending(embedder.encoder_id)
+            if concepts is None or r.concept_id in concepts
+        ]
         with tqdm(total=len(todo), desc=desc, unit="img", disable=None) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
@@ -1152,7 +1197,8 @@ class Memory:
             ):
                 tx.removed.setdefault(str(enc), []).append(int(key))
             tx.maybe_orphaned.update(
-                (str(r[0]), str(r[1])) for r in tx.conn.execute(
+                (str(r[0]), str(r[1]))
+                for r in tx.conn.execute(
                     "SELECT sha256, ext FROM images WHERE concept_id = ?", (concept_id,)
                 )
             )
@@ -1195,8 +1241,11 @@ class Memory:
             for enc in dims:
                 generation = self._generation(conn, enc)
                 _idx, reason = _index.load_index(
-                    self._index_path(enc), encoder_id=enc, generation=generation,
-                    dim=dims[enc], dtype=self.index_dtype,
+                    self._index_path(enc),
+                    encoder_id=enc,
+                    generation=generation,
+                    dim=dims[enc],
+                    dtype=self.index_dtype,
                 )
                 if reason:
                     warnings.append(f"index of {enc!r} is {reason}; it is rebuilt on next use")
@@ -1234,4 +1283,3 @@ class Memory:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             vectors = sum(self.rebuild_index().values())
         return {"orphan_files_removed": removed, "vectors_indexed": vectors}
-

@@ -141,7 +141,7 @@ def _sniff_ext(data: bytes) -> str | None:
 
 def check_image_bytes(data: bytes, *, source: str) -> CheckedImage:
     """Check that ``data`` is a decodable image; ``source`` names it in errors."""
-    import cv2  # noqa: PLC0415 - OpenCV is only needed when images are added
+    import cv2
 
     if not data:
         msg = f"{source}: file is empty"

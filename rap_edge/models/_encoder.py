@@ -24,7 +24,7 @@ __all__ = ["Encoder", "preprocess"]
 
 def _resize(img: npt.NDArray[np.uint8], pre: Preprocess) -> npt.NDArray[np.uint8]:
     """Resize (and centre-crop) one image to the model's height x width."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     h, w = img.shape[:2]
     if pre.resize == "stretch":
@@ -41,11 +41,12 @@ def _resize(img: npt.NDArray[np.uint8], pre: Preprocess) -> npt.NDArray[np.uint8
     if pre.resize == "stretch":
         return resized
     top, left = (new_h - pre.height) // 2, (new_w - pre.width) // 2
-    return resized[top:top + pre.height, left:left + pre.width]
+    return resized[top : top + pre.height, left : left + pre.width]
 
 
-def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
-               ) -> npt.NDArray[np.float32]:
+def preprocess(
+    images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
+) -> npt.NDArray[np.float32]:
     """Turn BGR uint8 images [H, W, 3] into the model's input batch, as the manifest says.
 
     Resizing uses OpenCV (``INTER_LINEAR`` or ``INTER_CUBIC``), which does not antialias like
@@ -79,8 +80,14 @@ def preprocess(images: Sequence[npt.NDArray[np.uint8]], manifest: ModelManifest
 class Encoder:
     """An image embedder from an exported model (implements the memory's ``Embedder``)."""
 
-    def __init__(self, manifest: ModelManifest | str | Path, *, provider: Provider = "auto",
-                 batch_size: int = 8, check_hash: bool = True) -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest | str | Path,
+        *,
+        provider: Provider = "auto",
+        batch_size: int = 8,
+        check_hash: bool = True,
+    ) -> None:
         """Load the model a manifest describes.
 
         Args:
@@ -92,8 +99,8 @@ class Encoder:
         Raises:
             ModelStoreError: if the model file is missing, damaged or does not match.
         """
-        self.manifest = manifest if isinstance(manifest, ModelManifest) else load_manifest(
-            manifest
+        self.manifest = (
+            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
         )
         m = self.manifest
         if not 1 <= batch_size <= 256:  # noqa: PLR2004
@@ -123,8 +130,9 @@ class Encoder:
             return np.empty((0, self.dim), dtype=np.float32)
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = preprocess(images[start:start + self.batch_size], self.manifest)
-            (out,) = self._session.run([self.manifest.output_name],
-                                       {self.manifest.input_name: batch})
+            batch = preprocess(images[start : start + self.batch_size], self.manifest)
+            (out,) = self._session.run(
+                [self.manifest.output_name], {self.manifest.input_name: batch}
+            )
             chunks.append(np.asarray(out, dtype=np.float32).reshape(len(batch), -1))
         return np.concatenate(chunks)

@@ -126,19 +126,29 @@ def _flag(value: object, path: Path) -> bool:
 
 def _check_preprocess(pre: Preprocess, raw: dict[str, Any], path: Path) -> None:
     problem = ""
-    if (pre.color not in {"RGB", "BGR"} or pre.layout not in {"NCHW", "NHWC"}
-            or len(pre.mean) != 3 or len(pre.std) != 3 or 0 in pre.std  # noqa: PLR2004
-            or not 0 < pre.height <= 4096 or not 0 < pre.width <= 4096):  # noqa: PLR2004
+    if (
+        pre.color not in {"RGB", "BGR"}
+        or pre.layout not in {"NCHW", "NHWC"}
+        or len(pre.mean) != 3  # noqa: PLR2004
+        or len(pre.std) != 3  # noqa: PLR2004
+        or 0 in pre.std
+        or not 0 < pre.height <= 4096  # noqa: PLR2004
+        or not 0 < pre.width <= 4096  # noqa: PLR2004
+    ):
         problem = "value"
     elif pre.resize not in RESIZES:
         problem = f"resize {pre.resize!r} (expected one of {', '.join(RESIZES)})"
     elif pre.interpolation not in INTERPOLATIONS:
-        problem = (f"interpolation {pre.interpolation!r} (expected one of "
-                   f"{', '.join(INTERPOLATIONS)})")
+        problem = (
+            f"interpolation {pre.interpolation!r} (expected one of {', '.join(INTERPOLATIONS)})"
+        )
     elif pre.resize == "shortest_center_crop" and not (
-            max(pre.height, pre.width) <= pre.resize_shortest <= 8192):  # noqa: PLR2004
-        problem = (f"resize_shortest {pre.resize_shortest} (shortest_center_crop needs at "
-                   f"least the crop size {pre.height}x{pre.width})")
+        max(pre.height, pre.width) <= pre.resize_shortest <= 8192  # noqa: PLR2004
+    ):
+        problem = (
+            f"resize_shortest {pre.resize_shortest} (shortest_center_crop needs at "
+            f"least the crop size {pre.height}x{pre.width})"
+        )
     if problem:
         msg = f"{path}: manifest field 'preprocess' has an unsupported {problem}: {raw}"
         raise ModelStoreError(msg)
@@ -169,10 +179,14 @@ def load_manifest(path: str | Path) -> ModelManifest:
     pre = _field(data, "preprocess", dict, p)
     try:
         preprocess = Preprocess(
-            height=int(pre["height"]), width=int(pre["width"]), color=str(pre["color"]),
-            scale=float(pre["scale"]), mean=tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
+            height=int(pre["height"]),
+            width=int(pre["width"]),
+            color=str(pre["color"]),
+            scale=float(pre["scale"]),
+            mean=tuple(float(v) for v in pre["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
-            layout=str(pre.get("layout", "NCHW")), resize=str(pre.get("resize", "stretch")),
+            layout=str(pre.get("layout", "NCHW")),
+            resize=str(pre.get("resize", "stretch")),
             resize_shortest=int(pre.get("resize_shortest", 0)),
             interpolation=str(pre.get("interpolation", "bilinear")),
             antialias=_flag(pre.get("antialias", False), p),

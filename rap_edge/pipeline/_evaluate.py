@@ -69,19 +69,25 @@ class LabelledSet:
         Raises:
             InvalidInputError: if the folder is missing or holds fewer than two identities.
         """
-        from rap_edge.sources import list_images  # noqa: PLC0415
+        from rap_edge.sources import list_images
 
         base = Path(root).expanduser()
         if not base.is_dir():
             msg = f"{base}: labelled folder not found (format: DIR/<identity>/*.jpg)"
             raise InvalidInputError(msg)
-        identities = {p.name: list_images(p) for p in sorted(base.iterdir())
-                      if p.is_dir() and p.name not in {DISTRACTORS, CONDITIONS}
-                      and not p.name.startswith(".")}
+        identities = {
+            p.name: list_images(p)
+            for p in sorted(base.iterdir())
+            if p.is_dir()
+            and p.name not in {DISTRACTORS, CONDITIONS}
+            and not p.name.startswith(".")
+        }
         identities = {k: v for k, v in identities.items() if v}
         if len(identities) < 2:  # noqa: PLR2004
-            msg = (f"{base}: needs at least two identity folders with photos "
-                   f"(found {len(identities)}); format DIR/<identity>/*.jpg")
+            msg = (
+                f"{base}: needs at least two identity folders with photos "
+                f"(found {len(identities)}); format DIR/<identity>/*.jpg"
+            )
             raise InvalidInputError(msg)
         d = base / DISTRACTORS
         return cls(base, identities, list_images(d) if d.is_dir() else [])
@@ -93,8 +99,9 @@ class LabelledSet:
             return {}
         return {p.name: LabelledSet.load(p) for p in sorted(folder.iterdir()) if p.is_dir()}
 
-    def split(self, enroll_per_identity: int) -> tuple[dict[str, list[Path]],
-                                                       list[tuple[Path, str | None]]]:
+    def split(
+        self, enroll_per_identity: int
+    ) -> tuple[dict[str, list[Path]], list[tuple[Path, str | None]]]:
         """(photos to enroll per identity, test photos with their identity; None: distractor).
 
         Raises:
@@ -105,21 +112,28 @@ class LabelledSet:
             raise InvalidInputError(msg)
         enroll = {k: v[:enroll_per_identity] for k, v in self.identities.items()}
         tests: list[tuple[Path, str | None]] = [
-            (p, k) for k, v in self.identities.items() for p in v[enroll_per_identity:]]
+            (p, k) for k, v in self.identities.items() for p in v[enroll_per_identity:]
+        ]
         tests += [(p, None) for p in self.distractors]
         return enroll, tests
 
-    def tests_like(self, clean: LabelledSet, enroll_per_identity: int
-                   ) -> list[tuple[Path, str | None]]:
+    def tests_like(
+        self, clean: LabelledSet, enroll_per_identity: int
+    ) -> list[tuple[Path, str | None]]:
         """This (degraded) set's test photos, minus the copies of ``clean``'s enrolled ones.
 
         Photos whose identity ``clean`` does not enroll are skipped.
         """
-        enrolled = {(k, p.stem) for k, v in clean.identities.items()
-                    for p in v[:enroll_per_identity]}
+        enrolled = {
+            (k, p.stem) for k, v in clean.identities.items() for p in v[:enroll_per_identity]
+        }
         tests: list[tuple[Path, str | None]] = [
-            (p, k) for k, v in self.identities.items() if k in clean.identities
-            for p in v if (k, p.stem) not in enrolled]
+            (p, k)
+            for k, v in self.identities.items()
+            if k in clean.identities
+            for p in v
+            if (k, p.stem) not in enrolled
+        ]
         return tests + [(p, None) for p in self.distractors]
 
 
@@ -151,15 +165,24 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"precision": self.precision, "recall": self.recall,
-                "distractor_rejection": self.distractor_rejection, "tests": self.tests,
-                "distractors": self.distractors, "no_face": self.no_face,
-                "unreadable": self.unreadable, "per_identity": self.per_identity,
-                "confusion": self.confusion}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "distractor_rejection": self.distractor_rejection,
+            "tests": self.tests,
+            "distractors": self.distractors,
+            "no_face": self.no_face,
+            "unreadable": self.unreadable,
+            "per_identity": self.per_identity,
+            "confusion": self.confusion,
+        }
 
 
-def score(tests: Sequence[tuple[Path, str | None]], predictions: Sequence[list[str] | None],
-          identities: Iterable[str]) -> EvalReport:
+def score(
+    tests: Sequence[tuple[Path, str | None]],
+    predictions: Sequence[list[str] | None],
+    identities: Iterable[str],
+) -> EvalReport:
     """Metrics from each test photo's labels (None: the photo could not be read)."""
     names = list(identities)
     tp: Counter[str] = Counter()
@@ -197,8 +220,13 @@ def score(tests: Sequence[tuple[Path, str | None]], predictions: Sequence[list[s
     for n in names:
         prec = tp[n] / (tp[n] + fp[n]) if tp[n] + fp[n] else float("nan")
         rec = tp[n] / total[n] if total[n] else float("nan")
-        rep.per_identity[n] = {"tests": total[n], "true_pos": tp[n], "false_pos": fp[n],
-                               "precision": prec, "recall": rec}
+        rep.per_identity[n] = {
+            "tests": total[n],
+            "true_pos": tp[n],
+            "false_pos": fp[n],
+            "precision": prec,
+            "recall": rec,
+        }
     all_tp, all_fp, all_n = sum(tp.values()), sum(fp.values()), sum(total.values())
     rep.precision = all_tp / (all_tp + all_fp) if all_tp + all_fp else float("nan")
     rep.recall = all_tp / all_n if all_n else float("nan")
@@ -207,9 +235,14 @@ def score(tests: Sequence[tuple[Path, str | None]], predictions: Sequence[list[s
     return rep
 
 
-def evaluate(recognizer: Recognizer, labelled: LabelledSet, *, enroll_per_identity: int = 1,
-             tests: Sequence[tuple[Path, str | None]] | None = None,
-             progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> EvalReport:
+def evaluate(
+    recognizer: Recognizer,
+    labelled: LabelledSet,
+    *,
+    enroll_per_identity: int = 1,
+    tests: Sequence[tuple[Path, str | None]] | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> EvalReport:
     """Enroll the first photo(s) of each identity, recognise the rest and the distractors.
 
     ``tests`` replaces the clean set's test photos (a degraded condition's); the enrollment is
@@ -229,7 +262,7 @@ def evaluate(recognizer: Recognizer, labelled: LabelledSet, *, enroll_per_identi
 
 
 def _read(path: Path) -> npt.NDArray[np.uint8]:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -241,11 +274,16 @@ def _read(path: Path) -> npt.NDArray[np.uint8]:
 class PipelineRecognizer:
     """rap-edge's face pipeline as a :class:`Recognizer` (a fresh memory in a temp folder)."""
 
-    def __init__(self, models: FaceModels, *, thresholds: Thresholds | None = None,
-                 config: PipelineConfig | None = None) -> None:
-        from dataclasses import replace  # noqa: PLC0415
+    def __init__(
+        self,
+        models: FaceModels,
+        *,
+        thresholds: Thresholds | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        from dataclasses import replace
 
-        from rap_edge.pipeline._pipeline import PipelineConfig  # noqa: PLC0415
+        from rap_edge.pipeline._pipeline import PipelineConfig
 
         self.models = models
         self.thresholds = thresholds
@@ -254,32 +292,37 @@ class PipelineRecognizer:
         self.pipeline: Any = None
 
     def enroll(self, identities: dict[str, list[Path]]) -> None:
-        from rap_edge.memory import Memory  # noqa: PLC0415
-        from rap_edge.pipeline._faces import FaceEmbedder, embed_faces_in_memory  # noqa: PLC0415
-        from rap_edge.pipeline._pipeline import Pipeline  # noqa: PLC0415
+        from rap_edge.memory import Memory
+        from rap_edge.pipeline._faces import FaceEmbedder, embed_faces_in_memory
+        from rap_edge.pipeline._pipeline import Pipeline
 
         folder = Path(self._tmp.name) / f"mem{len(list(Path(self._tmp.name).iterdir()))}"
         memory = Memory.init(folder)
         for name, photos in identities.items():
             memory.add(name, images=photos, category="person")
         embed_faces_in_memory(memory, FaceEmbedder(self.models))
-        self.pipeline = Pipeline(self.models, memory, thresholds=self.thresholds,
-                                 config=self.config)
+        self.pipeline = Pipeline(
+            self.models, memory, thresholds=self.thresholds, config=self.config
+        )
 
     def recognize(self, photo: Path) -> list[str]:
         res = self.pipeline.process(_read(photo))
-        return [r.name if r.decision == "known" and r.name else r.decision
-                for r in res.recognitions]
+        return [
+            r.name if r.decision == "known" and r.name else r.decision for r in res.recognitions
+        ]
 
 
-def face_vectors(models: FaceModels, photos: Sequence[Path], *,
-                 progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None
-                 ) -> tuple[npt.NDArray[np.float32], list[bool]]:
+def face_vectors(
+    models: FaceModels,
+    photos: Sequence[Path],
+    *,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> tuple[npt.NDArray[np.float32], list[bool]]:
     """The embedding of each photo's largest detected face, and whether one was found.
 
     Photos without a detected face (or unreadable) get a zero row and ``False``.
     """
-    from rap_edge.pipeline._faces import largest  # noqa: PLC0415
+    from rap_edge.pipeline._faces import largest
 
     out = np.zeros((len(photos), models.encoder.dim), dtype=np.float32)
     found = [False] * len(photos)
@@ -298,8 +341,9 @@ def face_vectors(models: FaceModels, photos: Sequence[Path], *,
     return out, found
 
 
-def calibrate_threshold(vectors: npt.NDArray[np.float32], labels: Sequence[str | None], *,
-                        far: float) -> dict[str, Any]:
+def calibrate_threshold(
+    vectors: npt.NDArray[np.float32], labels: Sequence[str | None], *, far: float
+) -> dict[str, Any]:
     """The least cosine threshold whose false-accept rate on impostor pairs is at most ``far``.
 
     Genuine pairs: two photos of one identity. Impostor pairs: photos of two identities, and
@@ -322,8 +366,10 @@ def calibrate_threshold(vectors: npt.NDArray[np.float32], labels: Sequence[str |
     genuine = np.sort(sims[iu][same])
     impostor = np.sort(sims[iu][~same & ~both_distractor])
     if not len(genuine) or not len(impostor):
-        msg = (f"need genuine and impostor pairs, got {len(genuine)} and {len(impostor)} "
-               "(at least two photos of one identity, and two identities)")
+        msg = (
+            f"need genuine and impostor pairs, got {len(genuine)} and {len(impostor)} "
+            "(at least two photos of one identity, and two identities)"
+        )
         raise InvalidInputError(msg)
     # Accept when score >= t. FAR(t) = share of impostors >= t; pick the least such t.
     allowed = int(np.floor(far * len(impostor)))
@@ -341,8 +387,16 @@ def calibrate_threshold(vectors: npt.NDArray[np.float32], labels: Sequence[str |
     diffs = [abs(c["far"] - c["frr"]) for c in curve]
     eer_at = curve[int(np.argmin(diffs))]
     far_at, frr_at = rates(threshold)
-    return {"threshold": threshold, "target_far": far, "far": far_at,
-            "frr": frr_at, "genuine_pairs": len(genuine), "impostor_pairs": len(impostor),
-            "genuine_min": float(genuine[0]), "impostor_max": float(impostor[-1]),
-            "eer": (eer_at["far"] + eer_at["frr"]) / 2, "eer_threshold": eer_at["threshold"],
-            "curve": curve}
+    return {
+        "threshold": threshold,
+        "target_far": far,
+        "far": far_at,
+        "frr": frr_at,
+        "genuine_pairs": len(genuine),
+        "impostor_pairs": len(impostor),
+        "genuine_min": float(genuine[0]),
+        "impostor_max": float(impostor[-1]),
+        "eer": (eer_at["far"] + eer_at["frr"]) / 2,
+        "eer_threshold": eer_at["threshold"],
+        "curve": curve,
+    }

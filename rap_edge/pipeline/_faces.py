@@ -56,8 +56,14 @@ class FaceModels:
     flip: bool = True
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, encoder: str = EMBEDDER,
-             provider: Provider = "auto", flip: bool = True) -> FaceModels:
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        encoder: str = EMBEDDER,
+        provider: Provider = "auto",
+        flip: bool = True,
+    ) -> FaceModels:
         """Load ``res10_ssd.json``, ``dlib_shape_5.json`` and ``encoder`` from ``model_dir``.
 
         Args:
@@ -70,8 +76,8 @@ class FaceModels:
         Raises:
             ModelStoreError: naming the file when a model is missing, damaged or mismatched.
         """
-        from rap_edge.detect import ShapePredictor, SsdFaceDetector  # noqa: PLC0415
-        from rap_edge.models import Encoder  # noqa: PLC0415
+        from rap_edge.detect import ShapePredictor, SsdFaceDetector
+        from rap_edge.models import Encoder
 
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
@@ -87,9 +93,16 @@ class FaceModels:
         models.landmarks.box_map(models.detector.manifest.name)  # fail now if not fitted
         return models
 
-    def detect(self, image: npt.NDArray[np.uint8], *, max_side: int = 1280,  # noqa: PLR0913
-               min_inside: float = MIN_INSIDE, min_px: int = 8, tiles: int = 1,
-               nms_iou: float = 0.4) -> list[Detection]:
+    def detect(  # noqa: PLR0913
+        self,
+        image: npt.NDArray[np.uint8],
+        *,
+        max_side: int = 1280,
+        min_inside: float = MIN_INSIDE,
+        min_px: int = 8,
+        tiles: int = 1,
+        nms_iou: float = 0.4,
+    ) -> list[Detection]:
         """Faces in a BGR frame, boxes clipped to it, in full-resolution pixels.
 
         A frame larger than ``max_side`` is detected on a downscaled copy. Boxes with less than
@@ -104,27 +117,45 @@ class FaceModels:
         an inner tile edge (cut faces) are dropped; the rest merge with the whole-frame boxes by
         NMS at ``nms_iou``.
         """
-        import cv2  # noqa: PLC0415
+        import cv2
 
-        from rap_edge.detect import Detection, nms  # noqa: PLC0415
+        from rap_edge.detect import Detection, nms
 
         h, w = image.shape[:2]
         scale = min(1.0, max_side / max(h, w))
-        small = image if scale == 1.0 else np.asarray(cv2.resize(
-            image, (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        views: list[tuple[npt.NDArray[np.uint8], int, int,
-                          tuple[bool, bool, bool, bool] | None]] = [(small, 0, 0, None)]
+        small = (
+            image
+            if scale == 1.0
+            else np.asarray(
+                cv2.resize(
+                    image,
+                    (max(1, round(w * scale)), max(1, round(h * scale))),
+                    interpolation=cv2.INTER_AREA,
+                ),
+                dtype=np.uint8,
+            )
+        )
+        views: list[
+            tuple[npt.NDArray[np.uint8], int, int, tuple[bool, bool, bool, bool] | None]
+        ] = [(small, 0, 0, None)]
         if tiles > 1:
             sh, sw = small.shape[:2]
-            tw, th = int(sw / (tiles - (tiles - 1) * TILE_OVERLAP)), int(
-                sh / (tiles - (tiles - 1) * TILE_OVERLAP))
+            tw, th = (
+                int(sw / (tiles - (tiles - 1) * TILE_OVERLAP)),
+                int(sh / (tiles - (tiles - 1) * TILE_OVERLAP)),
+            )
             for r in range(tiles):
                 for c in range(tiles):
                     x0 = round(c * (sw - tw) / (tiles - 1))
                     y0 = round(r * (sh - th) / (tiles - 1))
-                    views.append((np.ascontiguousarray(small[y0:y0 + th, x0:x0 + tw]), x0, y0,
-                                  (x0 > 0, y0 > 0, x0 + tw < sw, y0 + th < sh)))
+                    views.append(
+                        (
+                            np.ascontiguousarray(small[y0 : y0 + th, x0 : x0 + tw]),
+                            x0,
+                            y0,
+                            (x0 > 0, y0 > 0, x0 + tw < sw, y0 + th < sh),
+                        )
+                    )
         found = self.detector.detect_batch([v[0] for v in views])
         boxes: list[list[float]] = []
         scores: list[float] = []
@@ -132,23 +163,34 @@ class FaceModels:
         for (view, x0, y0, inner), dets in zip(views, found, strict=True):
             vh, vw = view.shape[:2]
             for d in dets:
-                if inner is not None and ((inner[0] and d.x1 <= EDGE_PX)
-                                          or (inner[1] and d.y1 <= EDGE_PX)
-                                          or (inner[2] and d.x2 >= vw - 1 - EDGE_PX)
-                                          or (inner[3] and d.y2 >= vh - 1 - EDGE_PX)
-                                          or d.x2 - d.x1 > TILE_MAX_FACE * vw):
+                if inner is not None and (
+                    (inner[0] and d.x1 <= EDGE_PX)
+                    or (inner[1] and d.y1 <= EDGE_PX)
+                    or (inner[2] and d.x2 >= vw - 1 - EDGE_PX)
+                    or (inner[3] and d.y2 >= vh - 1 - EDGE_PX)
+                    or d.x2 - d.x1 > TILE_MAX_FACE * vw
+                ):
                     continue
                 box = np.array([d.x1 + x0, d.y1 + y0, d.x2 + x0, d.y2 + y0])
                 if inner is not None and _covered(box, boxes[:whole], scale):
                     continue  # a part of a face the whole-frame pass found (eye, chin)
-                boxes.append([(d.x1 + x0) / scale, (d.y1 + y0) / scale,
-                              (d.x2 + x0) / scale, (d.y2 + y0) / scale])
+                boxes.append(
+                    [
+                        (d.x1 + x0) / scale,
+                        (d.y1 + y0) / scale,
+                        (d.x2 + x0) / scale,
+                        (d.y2 + y0) / scale,
+                    ]
+                )
                 scores.append(d.score)
         if not boxes:
             return []
         arr = np.asarray(boxes, dtype=np.float32)
-        keep = nms(arr, np.asarray(scores, dtype=np.float32), nms_iou) if tiles > 1 else range(
-            len(arr))
+        keep = (
+            nms(arr, np.asarray(scores, dtype=np.float32), nms_iou)
+            if tiles > 1
+            else range(len(arr))
+        )
         out = []
         for i in keep:
             x1, y1, x2, y2 = (float(v) for v in arr[i])
@@ -175,21 +217,23 @@ class FaceModels:
         out: npt.NDArray[np.float32] = ((both[:n] + both[n:]) / 2).astype(np.float32)
         return out
 
-    def landmarks_for(self, image: npt.NDArray[np.uint8], boxes: Sequence[npt.ArrayLike]
-                      ) -> npt.NDArray[np.float32]:
+    def landmarks_for(
+        self, image: npt.NDArray[np.uint8], boxes: Sequence[npt.ArrayLike]
+    ) -> npt.NDArray[np.float32]:
         """5 landmarks per detector box, [len(boxes), 5, 2]."""
         return self.landmarks.predict_many(image, boxes, detector=self.detector.manifest.name)
 
     @staticmethod
     def chip(image: npt.NDArray[np.uint8], landmarks: npt.ArrayLike) -> npt.NDArray[np.uint8]:
         """The aligned 150x150 chip the embedder expects."""
-        from rap_edge.detect import align_face  # noqa: PLC0415
+        from rap_edge.detect import align_face
 
         return align_face(image, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
 
 
-def _covered(box: npt.NDArray[np.float64], others: Sequence[Sequence[float]], scale: float
-             ) -> bool:
+def _covered(
+    box: npt.NDArray[np.float64], others: Sequence[Sequence[float]], scale: float
+) -> bool:
     """Whether half of ``box`` (detector pixels) lies inside one of ``others`` (frame pixels)."""
     area = (box[2] - box[0]) * (box[3] - box[1])
     for o in others:
@@ -244,13 +288,13 @@ class FaceEmbedder:
         return self.models.embed_chips(self.chips(images))
 
 
-def embed_faces_in_memory(memory: Memory, embedder: FaceEmbedder, *, batch_size: int = 16
-                          ) -> int:
+def embed_faces_in_memory(memory: Memory, embedder: FaceEmbedder, *, batch_size: int = 16) -> int:
     """Embed the pending images of face concepts (categories in :data:`FACE_CATEGORIES`).
 
     Only those concepts get face vectors: a mug's photo never enters the face index. Returns
     the number of images embedded.
     """
     faces = {c.id for c in memory.list_concepts() if c.category in FACE_CATEGORIES}
-    return memory.embed_pending(embedder, batch_size=batch_size, concepts=faces,
-                                activate=False, desc="embedding faces")
+    return memory.embed_pending(
+        embedder, batch_size=batch_size, concepts=faces, activate=False, desc="embedding faces"
+    )

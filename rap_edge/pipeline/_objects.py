@@ -79,8 +79,9 @@ def _positions(length: int, side: int, overlap: float) -> list[int]:
     return [round(i * (length - side) / (n - 1)) for i in range(n)]
 
 
-def proposal_windows(width: int, height: int, *, scales: Sequence[float] = DEFAULT_SCALES,
-                     overlap: float = 0.0) -> list[Box]:
+def proposal_windows(
+    width: int, height: int, *, scales: Sequence[float] = DEFAULT_SCALES, overlap: float = 0.0
+) -> list[Box]:
     """The whole frame, then square sliding windows at each scale; (x1, y1, x2, y2) in pixels.
 
     A window's side is ``round(scale * min(width, height))``. Along each axis the windows are
@@ -108,15 +109,21 @@ def proposal_windows(width: int, height: int, *, scales: Sequence[float] = DEFAU
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             msg = f"{name} must be a positive integer, got {value!r}"
             raise InvalidInputError(msg)
-    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)) or not (
-            0.0 <= overlap <= 0.9):  # noqa: PLR2004
+    if (
+        isinstance(overlap, bool)
+        or not isinstance(overlap, (int, float))
+        or not (0.0 <= overlap <= 0.9)  # noqa: PLR2004
+    ):
         msg = f"overlap must be a number in 0..0.9, got {overlap!r}"
         raise InvalidInputError(msg)
     out: list[Box] = [(0.0, 0.0, float(width), float(height))]
     seen = set(out)
     for scale in scales:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
-                0.05 <= scale <= 1.0):  # noqa: PLR2004
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not (0.05 <= scale <= 1.0)  # noqa: PLR2004
+        ):
             msg = f"scales must be numbers in 0.05..1, got {scale!r}"
             raise InvalidInputError(msg)
         side = max(1, round(scale * min(width, height)))
@@ -127,14 +134,16 @@ def proposal_windows(width: int, height: int, *, scales: Sequence[float] = DEFAU
                     seen.add(box)
                     out.append(box)
                 if len(out) > MAX_WINDOWS:
-                    msg = (f"{len(scales)} scales at overlap {overlap} make more than "
-                           f"{MAX_WINDOWS} windows for {width}x{height}")
+                    msg = (
+                        f"{len(scales)} scales at overlap {overlap} make more than "
+                        f"{MAX_WINDOWS} windows for {width}x{height}"
+                    )
                     raise InvalidInputError(msg)
     return out
 
 
 def _as_box(box: Detection | Sequence[float] | npt.NDArray[np.floating], i: int) -> Box:
-    from rap_edge.detect import Detection  # noqa: PLC0415
+    from rap_edge.detect import Detection
 
     values = (box.x1, box.y1, box.x2, box.y2) if isinstance(box, Detection) else box
     try:
@@ -168,8 +177,14 @@ class ObjectModels:
     overlap: float = 0.0
 
     @classmethod
-    def load(cls, model_dir: str | Path, *, encoder: str = OBJECT_EMBEDDER,
-             detector: str | None = None, provider: Provider = "auto") -> ObjectModels:
+    def load(
+        cls,
+        model_dir: str | Path,
+        *,
+        encoder: str = OBJECT_EMBEDDER,
+        detector: str | None = None,
+        provider: Provider = "auto",
+    ) -> ObjectModels:
         """Load the embedder (and optionally a detector) from ``model_dir``.
 
         Args:
@@ -183,8 +198,8 @@ class ObjectModels:
         Raises:
             ModelStoreError: naming the file when a model is missing, damaged or mismatched.
         """
-        from rap_edge.detect._yolo import YoloDetector  # noqa: PLC0415
-        from rap_edge.models import Encoder  # noqa: PLC0415
+        from rap_edge.detect._yolo import YoloDetector
+        from rap_edge.models import Encoder
 
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
@@ -221,8 +236,9 @@ class ObjectModels:
         known = {label.lower() for label in self.detector.labels}
         return {c for c in categories if c.strip().lower() not in known}
 
-    def propose(self, image: npt.NDArray[np.uint8], categories: Collection[str] | None = None
-                ) -> list[Detection]:
+    def propose(
+        self, image: npt.NDArray[np.uint8], categories: Collection[str] | None = None
+    ) -> list[Detection]:
         """Where to look for objects in a BGR frame, in its pixels.
 
         Args:
@@ -240,8 +256,8 @@ class ObjectModels:
         Raises:
             InvalidInputError: if ``image`` is not a BGR uint8 array.
         """
-        from rap_edge.detect import Detection  # noqa: PLC0415
-        from rap_edge.detect._yolo import check_image  # noqa: PLC0415
+        from rap_edge.detect import Detection
+        from rap_edge.detect._yolo import check_image
 
         check_image(image)
         wanted = None if categories is None else {c.strip().lower() for c in categories}
@@ -249,8 +265,10 @@ class ObjectModels:
             return []
         h, w = image.shape[:2]
         if self.detector is None:
-            return [Detection(*box, 1.0, PROPOSAL_LABEL) for box in proposal_windows(
-                w, h, scales=self.scales, overlap=self.overlap)]
+            return [
+                Detection(*box, 1.0, PROPOSAL_LABEL)
+                for box in proposal_windows(w, h, scales=self.scales, overlap=self.overlap)
+            ]
         out = []
         for d in self.detector.detect(image):
             if wanted is not None and d.label.lower() not in wanted:
@@ -263,9 +281,12 @@ class ObjectModels:
         return out
 
     @staticmethod
-    def crops(image: npt.NDArray[np.uint8],
-              boxes: Sequence[Detection | Sequence[float] | npt.NDArray[np.floating]], *,
-              margin: float = 0.0) -> list[npt.NDArray[np.uint8]]:
+    def crops(
+        image: npt.NDArray[np.uint8],
+        boxes: Sequence[Detection | Sequence[float] | npt.NDArray[np.floating]],
+        *,
+        margin: float = 0.0,
+    ) -> list[npt.NDArray[np.uint8]]:
         """Copies of the image under each box, at full resolution.
 
         Args:
@@ -278,11 +299,14 @@ class ObjectModels:
             InvalidInputError: if the image is not a BGR uint8 array, the margin is not in
                 0..2, or a box is malformed or lies entirely outside the image.
         """
-        from rap_edge.detect._yolo import check_image  # noqa: PLC0415
+        from rap_edge.detect._yolo import check_image
 
         check_image(image)
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
-                0.0 <= margin <= 2.0):  # noqa: PLR2004
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, (int, float))
+            or not (0.0 <= margin <= 2.0)  # noqa: PLR2004
+        ):
             msg = f"margin must be a number in 0..2, got {margin!r}"
             raise InvalidInputError(msg)
         h, w = image.shape[:2]
@@ -325,8 +349,9 @@ class ObjectEmbedder:
         return self.encoder.embed(images)
 
 
-def embed_objects_in_memory(memory: Memory, encoder: Encoder | ObjectEmbedder, *,
-                            batch_size: int = 16) -> int:
+def embed_objects_in_memory(
+    memory: Memory, encoder: Encoder | ObjectEmbedder, *, batch_size: int = 16
+) -> int:
     """Embed the pending images of object and pet concepts (categories not for faces).
 
     Each reference image is embedded whole (it is a photo of the object); a person's photo
@@ -338,5 +363,6 @@ def embed_objects_in_memory(memory: Memory, encoder: Encoder | ObjectEmbedder, *
         StoreError: if a stored image is missing or corrupt.
     """
     objects = {c.id for c in memory.list_concepts() if is_object_category(c.category)}
-    return memory.embed_pending(encoder, batch_size=batch_size, concepts=objects,
-                                activate=False, desc="embedding objects")
+    return memory.embed_pending(
+        encoder, batch_size=batch_size, concepts=objects, activate=False, desc="embedding objects"
+    )

@@ -84,9 +84,16 @@ class PipelineConfig:
         Raises:
             InvalidInputError: on a value out of range.
         """
-        rules = {"k": (1, 100), "embed_every": (1, 10_000), "max_missed": (0, 10_000),
-                 "vote_window": (1, 1000), "detect_max_side": (64, 16_384),
-                 "min_face_px": (0, 10_000), "tiles": (1, 4), "object_every": (1, 10_000)}
+        rules = {
+            "k": (1, 100),
+            "embed_every": (1, 10_000),
+            "max_missed": (0, 10_000),
+            "vote_window": (1, 1000),
+            "detect_max_side": (64, 16_384),
+            "min_face_px": (0, 10_000),
+            "tiles": (1, 4),
+            "object_every": (1, 10_000),
+        }
         for name, (lo, hi) in rules.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -94,8 +101,11 @@ class PipelineConfig:
                 raise InvalidInputError(msg)
         for name in ("margin", "reembed_iou", "track_iou"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    0 <= value <= 1):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (0 <= value <= 1)
+            ):
                 msg = f"{name} must be a number in 0..1, got {value!r}"
                 raise InvalidInputError(msg)
 
@@ -105,8 +115,10 @@ def _check_frame(frame: object) -> npt.NDArray[np.uint8]:
         msg = f"frame must be a numpy image, got {type(frame).__name__}"
         raise InvalidInputError(msg)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:  # noqa: PLR2004
-        msg = (f"frame must be BGR uint8 [H, W, 3], got {frame.dtype} {frame.shape} "
-               "(rap_edge.sources.normalize_frame converts other formats)")
+        msg = (
+            f"frame must be BGR uint8 [H, W, 3], got {frame.dtype} {frame.shape} "
+            "(rap_edge.sources.normalize_frame converts other formats)"
+        )
         raise InvalidInputError(msg)
     return frame
 
@@ -114,10 +126,16 @@ def _check_frame(frame: object) -> npt.NDArray[np.uint8]:
 class Pipeline:
     """The retrieval pipeline for one stream (it holds the stream's tracks)."""
 
-    def __init__(self, faces: FaceModels, memory: Memory | None = None, *,  # noqa: PLR0913
-                 thresholds: Thresholds | None = None, config: PipelineConfig | None = None,
-                 unknown: UnknownClusters | None = None, objects: ObjectModels | None = None
-                 ) -> None:
+    def __init__(  # noqa: PLR0913
+        self,
+        faces: FaceModels,
+        memory: Memory | None = None,
+        *,
+        thresholds: Thresholds | None = None,
+        config: PipelineConfig | None = None,
+        unknown: UnknownClusters | None = None,
+        objects: ObjectModels | None = None,
+    ) -> None:
         """Set up a stream.
 
         Args:
@@ -139,8 +157,11 @@ class Pipeline:
         if objects is not None:
             self.thresholds.set_default(objects.encoder_id, objects.encoder.manifest.threshold)
         self._last_objects: list[Recognition] = []
-        self.tracker = Tracker(min_iou=self.config.track_iou, max_missed=self.config.max_missed,
-                               window=self.config.vote_window)
+        self.tracker = Tracker(
+            min_iou=self.config.track_iou,
+            max_missed=self.config.max_missed,
+            window=self.config.vote_window,
+        )
         self._frame = -1
 
     @property
@@ -164,8 +185,14 @@ class Pipeline:
             track.votes.clear()
         self._last_objects = []
 
-    def process(self, frame: npt.NDArray[np.uint8], *, index: int | None = None,
-                timestamp: float | None = None, source: str = "") -> FrameResult:
+    def process(
+        self,
+        frame: npt.NDArray[np.uint8],
+        *,
+        index: int | None = None,
+        timestamp: float | None = None,
+        source: str = "",
+    ) -> FrameResult:
         """Recognitions in one BGR frame.
 
         Args:
@@ -182,9 +209,12 @@ class Pipeline:
         self._frame = self._frame + 1 if index is None else index
         if not self.config.track:
             self.tracker.reset()
-        result = FrameResult(index=self._frame,
-                             timestamp=time.time() if timestamp is None else timestamp,
-                             width=image.shape[1], height=image.shape[0])
+        result = FrameResult(
+            index=self._frame,
+            timestamp=time.time() if timestamp is None else timestamp,
+            width=image.shape[1],
+            height=image.shape[0],
+        )
         timings = result.timings_ms
         t = time.perf_counter()
         detections = self._detect(image)
@@ -192,13 +222,22 @@ class Pipeline:
         t = time.perf_counter()
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
         tracks = self.tracker.update(self._frame, "face", boxes)
-        todo = [i for i, tr in enumerate(tracks) if tr.needs_embedding(
-            self._frame, self.config.embed_every if self.config.track else 1,
-            self.config.reembed_iou)]
+        todo = [
+            i
+            for i, tr in enumerate(tracks)
+            if tr.needs_embedding(
+                self._frame,
+                self.config.embed_every if self.config.track else 1,
+                self.config.reembed_iou,
+            )
+        ]
         timings["track"] = _ms(t)
         t = time.perf_counter()
-        points = (self.faces.landmarks_for(image, [detections[i].box for i in todo])
-                  if todo else np.zeros((0, 5, 2), np.float32))
+        points = (
+            self.faces.landmarks_for(image, [detections[i].box for i in todo])
+            if todo
+            else np.zeros((0, 5, 2), np.float32)
+        )
         timings["landmarks"] = _ms(t)
         t = time.perf_counter()
         chips = [self.faces.chip(image, p) for p in points]
@@ -209,7 +248,10 @@ class Pipeline:
             for j, i in enumerate(todo):
                 tr = tracks[i]
                 tr.embedding, tr.embedded_box, tr.embedded_frame = (
-                    vectors[j], boxes[i], self._frame)
+                    vectors[j],
+                    boxes[i],
+                    self._frame,
+                )
                 tr.extra["landmarks"] = points[j]
         timings["embed"] = _ms(t)
         t = time.perf_counter()
@@ -218,9 +260,12 @@ class Pipeline:
         fresh = set(todo)
         for i, (det, tr) in enumerate(zip(detections, tracks, strict=True)):
             decision, best = decide(found[i], self.face_threshold, self.thresholds.margin)
-            obs = Observation(decision, best.concept_id if best else None,
-                              best.score if best else (found[i][0].score if found[i] else None),
-                              tuple(found[i]))
+            obs = Observation(
+                decision,
+                best.concept_id if best else None,
+                best.score if best else (found[i][0].score if found[i] else None),
+                tuple(found[i]),
+            )
             if i in fresh or not tr.votes:
                 tr.votes.append(obs)
             else:  # a reused embedding searched again: refresh its vote, do not add one
@@ -249,7 +294,7 @@ class Pipeline:
         windows are searched among all object concepts and only matches are kept, the best
         window per concept (a window that matches nothing is not an object).
         """
-        from rap_edge.pipeline._objects import (  # noqa: PLC0415
+        from rap_edge.pipeline._objects import (
             PROPOSAL_LABEL,
             is_object_category,
             object_categories,
@@ -271,10 +316,13 @@ class Pipeline:
         found: list[tuple[Detection, Decision, Candidate | None, list[Candidate]]] = []
         for det, row in zip(dets, hits, strict=True):
             label = det.label.lower()
-            cands = [Candidate(h.concept_id, h.name, h.category, h.score) for h in row
-                     if is_object_category(h.category)
-                     and (label == PROPOSAL_LABEL or h.category.lower() == label)]
-            cands = cands[:self.config.k]
+            cands = [
+                Candidate(h.concept_id, h.name, h.category, h.score)
+                for h in row
+                if is_object_category(h.category)
+                and (label == PROPOSAL_LABEL or h.category.lower() == label)
+            ]
+            cands = cands[: self.config.k]
             decision, best = decide(cands, threshold, self.thresholds.margin)
             found.append((det, decision, best, cands))
         if dets[0].label == PROPOSAL_LABEL:
@@ -282,30 +330,46 @@ class Pipeline:
             best_per = {}
             for item in found:
                 b = item[2]
-                if item[1] == "known" and b is not None and (
+                if (
+                    item[1] == "known"
+                    and b is not None
+                    and (
                         b.concept_id not in best_per
-                        or b.score > (best_per[b.concept_id][2] or b).score):
+                        or b.score > (best_per[b.concept_id][2] or b).score
+                    )
+                ):
                     best_per[b.concept_id] = item
             found = list(best_per.values())
-        tracks = self.tracker.update(self._frame, "object",
-                                     [(d.x1, d.y1, d.x2, d.y2) for d, _, _, _ in found])
+        tracks = self.tracker.update(
+            self._frame, "object", [(d.x1, d.y1, d.x2, d.y2) for d, _, _, _ in found]
+        )
         out = []
         for (det, decision, best, cands), tr in zip(found, tracks, strict=True):
-            out.append(Recognition(
-                box=(det.x1, det.y1, det.x2, det.y2), kind="object", detector_score=det.score,
-                track_id=tr.id, decision=decision,
-                concept_id=best.concept_id if decision == "known" and best else None,
-                name=best.name if decision == "known" and best else None,
-                score=best.score if best else (cands[0].score if cands else None),
-                candidates=tuple(cands), embedded=True))
+            out.append(
+                Recognition(
+                    box=(det.x1, det.y1, det.x2, det.y2),
+                    kind="object",
+                    detector_score=det.score,
+                    track_id=tr.id,
+                    decision=decision,
+                    concept_id=best.concept_id if decision == "known" and best else None,
+                    name=best.name if decision == "known" and best else None,
+                    score=best.score if best else (cands[0].score if cands else None),
+                    candidates=tuple(cands),
+                    embedded=True,
+                )
+            )
         return out
 
     def _detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        return self.faces.detect(image, max_side=self.config.detect_max_side,
-                                 min_px=self.config.min_face_px, tiles=self.config.tiles)
+        return self.faces.detect(
+            image,
+            max_side=self.config.detect_max_side,
+            min_px=self.config.min_face_px,
+            tiles=self.config.tiles,
+        )
 
-    def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]
-                ) -> list[list[Candidate]]:
+    def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]) -> list[list[Candidate]]:
         """Face concepts for each vector, best first, at most ``k`` after the category filter."""
         enc = self.faces.encoder_id
         if not vectors or self.memory is None or enc not in self.memory.encoders():
@@ -319,13 +383,17 @@ class Pipeline:
             if v is None:
                 out.append([])
                 continue
-            cands = [Candidate(h.concept_id, h.name, h.category, h.score) for h in next(per)
-                     if h.category in FACE_CATEGORIES]
-            out.append(cands[:self.config.k])
+            cands = [
+                Candidate(h.concept_id, h.name, h.category, h.score)
+                for h in next(per)
+                if h.category in FACE_CATEGORIES
+            ]
+            out.append(cands[: self.config.k])
         return out
 
-    def _cluster(self, image: npt.NDArray[np.uint8], det: Detection, tr: Track,
-                 source: str) -> None:
+    def _cluster(
+        self, image: npt.NDArray[np.uint8], det: Detection, tr: Track, source: str
+    ) -> None:
         assert self.unknown is not None  # noqa: S101 - checked by the caller
         if tr.embedding is None:
             return
@@ -338,25 +406,36 @@ class Pipeline:
         x1, y1 = max(0, int(det.x1 - w)), max(0, int(det.y1 - h))
         x2 = min(image.shape[1], int(det.x2 + w))
         y2 = min(image.shape[0], int(det.y2 + h))
-        self.unknown.offer_crop(tr.cluster, np.ascontiguousarray(image[y1:y2, x1:x2]),
-                                quality, source)
+        self.unknown.offer_crop(
+            tr.cluster, np.ascontiguousarray(image[y1:y2, x1:x2]), quality, source
+        )
 
     @staticmethod
-    def _recognition(det: Detection, tr: Track, voted: Observation, *, embedded: bool
-                     ) -> Recognition:
+    def _recognition(
+        det: Detection, tr: Track, voted: Observation, *, embedded: bool
+    ) -> Recognition:
         pts = tr.extra.get("landmarks")
-        landmarks = None if pts is None else tuple(
-            (float(x), float(y)) for x, y in np.asarray(pts))
+        landmarks = (
+            None if pts is None else tuple((float(x), float(y)) for x, y in np.asarray(pts))
+        )
         name = None
         if voted.decision == "known":
-            name = next((c.name for c in voted.candidates if c.concept_id == voted.concept_id),
-                        None)
+            name = next(
+                (c.name for c in voted.candidates if c.concept_id == voted.concept_id), None
+            )
         return Recognition(
-            box=(det.x1, det.y1, det.x2, det.y2), kind="face", detector_score=det.score,
-            track_id=tr.id, decision=voted.decision,
+            box=(det.x1, det.y1, det.x2, det.y2),
+            kind="face",
+            detector_score=det.score,
+            track_id=tr.id,
+            decision=voted.decision,
             concept_id=voted.concept_id if voted.decision == "known" else None,
-            name=name, score=voted.score, candidates=voted.candidates, landmarks=landmarks,
-            embedded=embedded, cluster=tr.cluster if voted.decision == "unknown" else None,
+            name=name,
+            score=voted.score,
+            candidates=voted.candidates,
+            landmarks=landmarks,
+            embedded=embedded,
+            cluster=tr.cluster if voted.decision == "unknown" else None,
         )
 
 

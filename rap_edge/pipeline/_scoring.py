@@ -26,8 +26,14 @@ if TYPE_CHECKING:
 
     from rap_edge.pipeline._types import Candidate, Decision
 
-__all__ = ["DEFAULT_MARGIN", "REPO_THRESHOLDS", "THRESHOLDS_ENV", "Thresholds", "decide",
-           "default_thresholds_path"]
+__all__ = [
+    "DEFAULT_MARGIN",
+    "REPO_THRESHOLDS",
+    "THRESHOLDS_ENV",
+    "Thresholds",
+    "decide",
+    "default_thresholds_path",
+]
 
 # Best-vs-second-best margin (cosine) under which two concepts are too close to call. dlib's
 # descriptors put different people 0.1-0.2 apart and the same person within ~0.05.
@@ -39,7 +45,7 @@ REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
 
 def default_thresholds_path() -> Path | None:
     """``$RAP_EDGE_THRESHOLDS``, else ``./calibration/thresholds.json`` when it exists."""
-    import os  # noqa: PLC0415
+    import os
 
     env = os.environ.get(THRESHOLDS_ENV)
     if env:
@@ -90,8 +96,11 @@ class Thresholds:
             raise ConfigError(msg)
         for enc, rec in encoders.items():
             value = rec.get("threshold") if isinstance(rec, dict) else None
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    -1.0 <= value <= 1.0):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (-1.0 <= value <= 1.0)
+            ):
                 msg = f"{p}: encoder {enc!r}: threshold must be a number in [-1, 1]"
                 raise ConfigError(msg)
             out.values[enc] = float(value)
@@ -129,8 +138,9 @@ def _check_margin(margin: float) -> float:
     return float(margin)
 
 
-def decide(candidates: Sequence[Candidate], threshold: float, margin: float
-           ) -> tuple[Decision, Candidate | None]:
+def decide(
+    candidates: Sequence[Candidate], threshold: float, margin: float
+) -> tuple[Decision, Candidate | None]:
     """The decision for one observation's candidates (best first, one per concept)."""
     if not candidates or candidates[0].score < threshold:
         return "unknown", None

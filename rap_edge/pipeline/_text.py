@@ -25,8 +25,10 @@ def mentioned_concepts(text: str, memory: Memory) -> list[Concept]:
     """
     found: list[tuple[int, Concept]] = []
     taken: list[tuple[int, int]] = []
-    terms = sorted(((t, c) for c in memory.list_concepts() for t in (c.name, *c.aliases) if t),
-                   key=lambda tc: -len(tc[0]))
+    terms = sorted(
+        ((t, c) for c in memory.list_concepts() for t in (c.name, *c.aliases) if t),
+        key=lambda tc: -len(tc[0]),
+    )
     seen: set[str] = set()
     for term, concept in terms:
         for m in _pattern(term).finditer(text):

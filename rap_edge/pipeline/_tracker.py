@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["Observation", "Track", "Tracker", "box_iou"]
 
 
-def box_iou(a: Sequence[float] | npt.NDArray[np.floating], b: Sequence[float] | npt.NDArray[
-        np.floating]) -> float:
+def box_iou(
+    a: Sequence[float] | npt.NDArray[np.floating], b: Sequence[float] | npt.NDArray[np.floating]
+) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes."""
     iw = min(a[2], b[2]) - max(a[0], b[0])
     ih = min(a[3], b[3]) - max(a[1], b[1])
@@ -93,13 +94,17 @@ class Track:
             best = max(self.votes, key=lambda o: o.score or -1.0)
             return Observation("uncertain", best.concept_id, best.score, latest.candidates)
         if label == "unknown":
-            scores = [o.score for o in self.votes
-                      if o.decision == "unknown" and o.score is not None]
+            scores = [
+                o.score for o in self.votes if o.decision == "unknown" and o.score is not None
+            ]
             return Observation("unknown", None, max(scores) if scores else None, latest.candidates)
         if label == "uncertain":
             return Observation("uncertain", latest.concept_id, latest.score, latest.candidates)
-        scores = [o.score for o in self.votes if o.concept_id == label and o.decision == "known"
-                  and o.score is not None]
+        scores = [
+            o.score
+            for o in self.votes
+            if o.concept_id == label and o.decision == "known" and o.score is not None
+        ]
         return Observation("known", label, float(np.mean(scores)), latest.candidates)
 
 
@@ -120,12 +125,19 @@ class Tracker:
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
-    def update(self, frame: int, kind: str, boxes: Sequence[tuple[float, float, float, float]]
-               ) -> list[Track]:
+    def update(
+        self, frame: int, kind: str, boxes: Sequence[tuple[float, float, float, float]]
+    ) -> list[Track]:
         """Match this frame's boxes of ``kind``; return the track of each box, in order."""
         live = [t for t in self.tracks.values() if t.kind == kind]
-        pairs = sorted(((box_iou(t.box, b), ti, bi) for ti, t in enumerate(live)
-                        for bi, b in enumerate(boxes)), reverse=True)
+        pairs = sorted(
+            (
+                (box_iou(t.box, b), ti, bi)
+                for ti, t in enumerate(live)
+                for bi, b in enumerate(boxes)
+            ),
+            reverse=True,
+        )
         out: list[Track | None] = [None] * len(boxes)
         used: set[int] = set()
         for iou, ti, bi in pairs:

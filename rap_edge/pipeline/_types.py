@@ -68,8 +68,10 @@ class Recognition:
             "concept_id": self.concept_id,
             "name": self.name,
             "score": None if self.score is None else round(self.score, 4),
-            "candidates": [{"concept_id": c.concept_id, "name": c.name,
-                            "score": round(c.score, 4)} for c in self.candidates],
+            "candidates": [
+                {"concept_id": c.concept_id, "name": c.name, "score": round(c.score, 4)}
+                for c in self.candidates
+            ],
             "embedded": self.embedded,
             "cluster": self.cluster,
         }

@@ -41,17 +41,21 @@ class Cluster:
     sources: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "count": self.count, "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "centroid": [float(v) for v in self.centroid],
-                "crops": [{"quality": q, "file": f} for q, f in self.crops],
-                "sources": self.sources[-5:]}
+        return {
+            "id": self.id,
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "centroid": [float(v) for v in self.centroid],
+            "crops": [{"quality": q, "file": f} for q, f in self.crops],
+            "sources": self.sources[-5:],
+        }
 
 
 class UnknownClusters:
     """Online clustering of unknown face embeddings, persisted in ``folder``."""
 
-    def __init__(self, folder: str | Path | None, *, threshold: float, max_crops: int = 5
-                 ) -> None:
+    def __init__(self, folder: str | Path | None, *, threshold: float, max_crops: int = 5) -> None:
         """Open (or start) the clusters in ``folder`` (None: in memory only, no crops kept)."""
         self.folder = None if folder is None else Path(folder).expanduser()
         self.threshold = float(threshold)
@@ -68,11 +72,14 @@ class UnknownClusters:
             data = json.loads(path.read_text(encoding="utf-8"))
             for rec in data["clusters"]:
                 self.clusters[str(rec["id"])] = Cluster(
-                    id=str(rec["id"]), centroid=np.asarray(rec["centroid"], dtype=np.float32),
-                    count=int(rec["count"]), first_seen=float(rec["first_seen"]),
+                    id=str(rec["id"]),
+                    centroid=np.asarray(rec["centroid"], dtype=np.float32),
+                    count=int(rec["count"]),
+                    first_seen=float(rec["first_seen"]),
                     last_seen=float(rec["last_seen"]),
                     crops=[(float(c["quality"]), str(c["file"])) for c in rec["crops"]],
-                    sources=[str(s) for s in rec.get("sources", [])])
+                    sources=[str(s) for s in rec.get("sources", [])],
+                )
         except (OSError, ValueError, KeyError, TypeError) as err:
             msg = f"{path}: unreadable unknown-face clusters ({err})"
             raise StoreError(msg) from err
@@ -82,13 +89,15 @@ class UnknownClusters:
             return
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.folder / (INDEX + ".tmp")
-        data = {"version": 1, "threshold": self.threshold,
-                "clusters": [c.to_json() for c in self.clusters.values()]}
+        data = {
+            "version": 1,
+            "threshold": self.threshold,
+            "clusters": [c.to_json() for c in self.clusters.values()],
+        }
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / INDEX)
 
-    def assign(self, embedding: npt.NDArray[np.float32], *, cluster: str | None = None
-               ) -> str:
+    def assign(self, embedding: npt.NDArray[np.float32], *, cluster: str | None = None) -> str:
         """Add an embedding to ``cluster`` (a track's own) or the nearest one; return its id."""
         vec = embedding.astype(np.float32) / max(float(np.linalg.norm(embedding)), 1e-12)
         if cluster is None or cluster not in self.clusters:
@@ -103,16 +112,18 @@ class UnknownClusters:
                 cluster = f"u{len(self.clusters) + 1:04d}"
                 while cluster in self.clusters:
                     cluster = f"u{int(cluster[1:]) + 1:04d}"
-                self.clusters[cluster] = Cluster(cluster, np.zeros_like(vec),
-                                                 first_seen=time.time())
+                self.clusters[cluster] = Cluster(
+                    cluster, np.zeros_like(vec), first_seen=time.time()
+                )
         c = self.clusters[cluster]
         c.centroid = ((c.centroid * c.count + vec) / (c.count + 1)).astype(np.float32)
         c.count += 1
         c.last_seen = time.time()
         return cluster
 
-    def offer_crop(self, cluster: str, crop: npt.NDArray[np.uint8], quality: float,
-                   source: str = "") -> bool:
+    def offer_crop(
+        self, cluster: str, crop: npt.NDArray[np.uint8], quality: float, source: str = ""
+    ) -> bool:
         """Keep ``crop`` if it is among the cluster's ``max_crops`` best; return whether kept."""
         c = self.clusters[cluster]
         if self.folder is None:
@@ -120,7 +131,7 @@ class UnknownClusters:
         if len(c.crops) >= self.max_crops and quality <= min(q for q, _ in c.crops):
             self._save()
             return False
-        import cv2  # noqa: PLC0415
+        import cv2
 
         folder = self.folder / cluster
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -131,9 +142,9 @@ class UnknownClusters:
             raise StoreError(msg)
         c.crops.append((quality, name))
         c.crops.sort(reverse=True)
-        for _, dropped in c.crops[self.max_crops:]:
+        for _, dropped in c.crops[self.max_crops :]:
             (folder / dropped).unlink(missing_ok=True)
-        del c.crops[self.max_crops:]
+        del c.crops[self.max_crops :]
         if source:
             c.sources.append(source)
         self._save()
@@ -153,7 +164,7 @@ class UnknownClusters:
 
     def forget(self, cluster: str) -> None:
         """Delete a cluster and its crops (after enrollment)."""
-        import shutil  # noqa: PLC0415
+        import shutil
 
         if cluster in self.clusters:
             del self.clusters[cluster]

@@ -108,8 +108,9 @@ class FrameSource(ABC):
     skipped: int
     errors: list[str]
 
-    def __init__(self, kind: SourceKind, name: str, *, total: int | None,
-                 loop: bool = False) -> None:
+    def __init__(
+        self, kind: SourceKind, name: str, *, total: int | None, loop: bool = False
+    ) -> None:
         """Set the shared attributes (for subclasses)."""
         self.kind = kind
         self.name = name
@@ -172,8 +173,9 @@ class FrameSource(ABC):
                         error = str(err)
                 if image is None or item.array is None:
                     self.skipped += 1
-                    self._note(f"frame {position} ({self._label(item.source)}): "
-                               f"{error or 'no image'}")
+                    self._note(
+                        f"frame {position} ({self._label(item.source)}): {error or 'no image'}"
+                    )
                     continue
                 delivered += 1
                 stamp = item.timestamp
@@ -181,8 +183,15 @@ class FrameSource(ABC):
                     first = stamp if first is None else first
                     last = stamp
                     stamp += offset
-                yield Frame(image, position, stamp, item.source, item.described or item.encoding,
-                            str(item.array.dtype), tuple(int(v) for v in item.array.shape))
+                yield Frame(
+                    image,
+                    position,
+                    stamp,
+                    item.source,
+                    item.described or item.encoding,
+                    str(item.array.dtype),
+                    tuple(int(v) for v in item.array.shape),
+                )
             if not self.loop or not delivered or self._closed:
                 return
             if first is not None and last is not None:
@@ -210,8 +219,12 @@ class FrameSource(ABC):
         """Use the source in a ``with`` block that closes it."""
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         """Close the source."""
         self.close()
 

@@ -71,8 +71,9 @@ class CaptureSource(FrameSource):
         frame_size: (width, height) the capture reports, or ``None``.
     """
 
-    def __init__(self, kind: SourceKind, name: str, opener: Callable[[], Any], *,
-                 loop: bool = False) -> None:
+    def __init__(
+        self, kind: SourceKind, name: str, opener: Callable[[], Any], *, loop: bool = False
+    ) -> None:
         """Open the capture.
 
         Args:
@@ -90,7 +91,7 @@ class CaptureSource(FrameSource):
         self._live = kind == "camera"
         self._cap: Any = None
         self._cap = self._open(name)
-        import cv2  # noqa: PLC0415
+        import cv2
 
         count = self._prop(cv2.CAP_PROP_FRAME_COUNT)
         self.frames_announced = int(count) if count and count > 0 and not self._live else None
@@ -104,7 +105,7 @@ class CaptureSource(FrameSource):
         self._fresh = True
 
     def _open(self, name: str) -> Any:  # noqa: ANN401 (a cv2.VideoCapture)
-        import cv2  # noqa: PLC0415
+        import cv2
 
         try:
             cap = self._opener()
@@ -119,11 +120,15 @@ class CaptureSource(FrameSource):
                 cap.release()
             detail = f": {reason}" if reason else ""
             if self._live:
-                msg = (f"{name}: OpenCV cannot open this camera or stream (no such device, busy, "
-                       f"no permission, unreachable or unsupported){detail}")
+                msg = (
+                    f"{name}: OpenCV cannot open this camera or stream (no such device, busy, "
+                    f"no permission, unreachable or unsupported){detail}"
+                )
                 raise BackendError(msg)
-            msg = (f"{name}: OpenCV cannot open this file as a video (not a video, or a codec "
-                   f"this build lacks){detail}")
+            msg = (
+                f"{name}: OpenCV cannot open this file as a video (not a video, or a codec "
+                f"this build lacks){detail}"
+            )
             raise InvalidInputError(msg)
         return cap
 
@@ -137,7 +142,7 @@ class CaptureSource(FrameSource):
     def _stamp(self, position: int) -> float | None:
         if self._live:
             return time.time()
-        import cv2  # noqa: PLC0415
+        import cv2
 
         msec = self._prop(cv2.CAP_PROP_POS_MSEC)
         if msec is not None and (msec > 0 or position == 0):
@@ -145,7 +150,7 @@ class CaptureSource(FrameSource):
         return position / self.fps if self.fps else None
 
     def _pass(self, number: int) -> Iterator[_Read]:
-        import cv2  # noqa: PLC0415
+        import cv2
 
         del number
         if not self._fresh and not self._live:
@@ -175,22 +180,29 @@ class CaptureSource(FrameSource):
             announced = self.frames_announced
             if not self._live and (announced is None or attempts > announced):
                 if pending:
-                    self._note(f"{self.name}: video ended after {position - len(pending)} "
-                               f"frames; its header announces {announced}")
+                    self._note(
+                        f"{self.name}: video ended after {position - len(pending)} "
+                        f"frames; its header announces {announced}"
+                    )
                 return
             pending.append(reason)
             stalled = self._live and time.monotonic() - last_good > LIVE_STALL_SECONDS
             if len(pending) >= MAX_CONSECUTIVE_FAILURES or stalled:
-                self._note(f"{self.name}: stopped after {len(pending)} failed reads in a row "
-                           f"(frames {position + 1 - len(pending)}..{position})")
+                self._note(
+                    f"{self.name}: stopped after {len(pending)} failed reads in a row "
+                    f"(frames {position + 1 - len(pending)}..{position})"
+                )
                 return
 
     def _describe(self) -> str:
         size = f"{self.frame_size[0]}x{self.frame_size[1]}" if self.frame_size else "size unknown"
         if self._live:
             return f"camera {self.name} ({size})"
-        frames = (f"{self.frames_announced} frames" if self.frames_announced is not None
-                  else "frame count unknown")
+        frames = (
+            f"{self.frames_announced} frames"
+            if self.frames_announced is not None
+            else "frame count unknown"
+        )
         rate = f" at {self.fps:.3g} fps" if self.fps else ""
         return f"video {self.name} ({size}, {frames}{rate})"
 
@@ -206,10 +218,11 @@ def open_video(path: Path, *, loop: bool = False) -> CaptureSource:
     Raises:
         InvalidInputError: if OpenCV cannot open the file as a video.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
-    return CaptureSource("video", str(path),
-                         lambda: cv2.VideoCapture(str(path), cv2.CAP_ANY), loop=loop)
+    return CaptureSource(
+        "video", str(path), lambda: cv2.VideoCapture(str(path), cv2.CAP_ANY), loop=loop
+    )
 
 
 def open_camera(target: int | str, *, api: str = "any") -> CaptureSource:
@@ -225,7 +238,7 @@ def open_camera(target: int | str, *, api: str = "any") -> CaptureSource:
     Raises:
         BackendError: if OpenCV cannot open it.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     if isinstance(target, int):
         name = f"camera:{target}"
@@ -238,8 +251,12 @@ def open_camera(target: int | str, *, api: str = "any") -> CaptureSource:
         if api == "gstreamer":
             return cv2.VideoCapture(target, cv2.CAP_GSTREAMER)
         if api == "stream":
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                STREAM_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                STREAM_TIMEOUT_MS,
+            ]
             return cv2.VideoCapture(target, cv2.CAP_ANY, params)
         return cv2.VideoCapture(target, cv2.CAP_ANY)
 

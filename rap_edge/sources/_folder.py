@@ -64,8 +64,7 @@ def list_images(folder: Path) -> list[Path]:
     except OSError as err:
         msg = f"{folder}: cannot list the folder ({err.strerror or err})"
         raise InvalidInputError(msg) from err
-    files = [p for p in entries
-             if is_image_path(p) and not p.name.startswith(".") and p.is_file()]
+    files = [p for p in entries if is_image_path(p) and not p.name.startswith(".") and p.is_file()]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
@@ -76,7 +75,7 @@ def read_image_file(path: Path) -> np.ndarray:
         InvalidInputError: if the file cannot be read, is empty or too large, or does not
             decode.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     try:
         size = path.stat().st_size
@@ -105,8 +104,9 @@ def read_image_file(path: Path) -> np.ndarray:
 class ImageFilesSource(FrameSource):
     """Frames from image files (kind ``folder`` or ``image``); timestamps are ``None``."""
 
-    def __init__(self, paths: Sequence[Path], *, kind: SourceKind, name: str,
-                 loop: bool = False) -> None:
+    def __init__(
+        self, paths: Sequence[Path], *, kind: SourceKind, name: str, loop: bool = False
+    ) -> None:
         """A source over the given files, in the given order.
 
         Args:

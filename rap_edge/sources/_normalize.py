@@ -55,24 +55,45 @@ class PixelEncoding:
 
 def _table() -> dict[str, PixelEncoding]:
     entries: list[tuple[str, str, int, int | None]] = [
-        ("bgr8", "bgr", 3, 8), ("rgb8", "rgb", 3, 8), ("bgra8", "bgra", 4, 8),
-        ("rgba8", "rgba", 4, 8), ("mono8", "gray", 1, 8),
-        ("bgr16", "bgr", 3, 16), ("rgb16", "rgb", 3, 16), ("bgra16", "bgra", 4, 16),
-        ("rgba16", "rgba", 4, 16), ("mono16", "gray", 1, 16),
-        ("8UC1", "gray", 1, 8), ("8UC3", "bgr", 3, 8), ("8UC4", "bgra", 4, 8),
-        ("16UC1", "gray", 1, 16), ("16UC3", "bgr", 3, 16), ("16UC4", "bgra", 4, 16),
-        ("bayer_rggb8", "bayer_rggb", 1, 8), ("bayer_bggr8", "bayer_bggr", 1, 8),
-        ("bayer_gbrg8", "bayer_gbrg", 1, 8), ("bayer_grbg8", "bayer_grbg", 1, 8),
-        ("bayer_rggb16", "bayer_rggb", 1, 16), ("bayer_bggr16", "bayer_bggr", 1, 16),
-        ("bayer_gbrg16", "bayer_gbrg", 1, 16), ("bayer_grbg16", "bayer_grbg", 1, 16),
-        ("yuv422", "uyvy", 2, 8), ("uyvy", "uyvy", 2, 8),
-        ("yuv422_yuy2", "yuyv", 2, 8), ("yuyv", "yuyv", 2, 8),
-        ("bgr", "bgr", 3, None), ("rgb", "rgb", 3, None), ("bgra", "bgra", 4, None),
-        ("rgba", "rgba", 4, None), ("gray", "gray", 1, None), ("grey", "gray", 1, None),
+        ("bgr8", "bgr", 3, 8),
+        ("rgb8", "rgb", 3, 8),
+        ("bgra8", "bgra", 4, 8),
+        ("rgba8", "rgba", 4, 8),
+        ("mono8", "gray", 1, 8),
+        ("bgr16", "bgr", 3, 16),
+        ("rgb16", "rgb", 3, 16),
+        ("bgra16", "bgra", 4, 16),
+        ("rgba16", "rgba", 4, 16),
+        ("mono16", "gray", 1, 16),
+        ("8UC1", "gray", 1, 8),
+        ("8UC3", "bgr", 3, 8),
+        ("8UC4", "bgra", 4, 8),
+        ("16UC1", "gray", 1, 16),
+        ("16UC3", "bgr", 3, 16),
+        ("16UC4", "bgra", 4, 16),
+        ("bayer_rggb8", "bayer_rggb", 1, 8),
+        ("bayer_bggr8", "bayer_bggr", 1, 8),
+        ("bayer_gbrg8", "bayer_gbrg", 1, 8),
+        ("bayer_grbg8", "bayer_grbg", 1, 8),
+        ("bayer_rggb16", "bayer_rggb", 1, 16),
+        ("bayer_bggr16", "bayer_bggr", 1, 16),
+        ("bayer_gbrg16", "bayer_gbrg", 1, 16),
+        ("bayer_grbg16", "bayer_grbg", 1, 16),
+        ("yuv422", "uyvy", 2, 8),
+        ("uyvy", "uyvy", 2, 8),
+        ("yuv422_yuy2", "yuyv", 2, 8),
+        ("yuyv", "yuyv", 2, 8),
+        ("bgr", "bgr", 3, None),
+        ("rgb", "rgb", 3, None),
+        ("bgra", "bgra", 4, None),
+        ("rgba", "rgba", 4, None),
+        ("gray", "gray", 1, None),
+        ("grey", "gray", 1, None),
         ("mono", "gray", 1, None),
     ]
-    return {name.lower(): PixelEncoding(name, order, ch, bits)
-            for name, order, ch, bits in entries}
+    return {
+        name.lower(): PixelEncoding(name, order, ch, bits) for name, order, ch, bits in entries
+    }
 
 
 ENCODINGS: dict[str, PixelEncoding] = _table()
@@ -99,8 +120,10 @@ def _default_encoding(channels: int, shape: tuple[int, ...]) -> PixelEncoding:
         return ENCODINGS["bgr"]
     if channels == 4:  # noqa: PLR2004
         return ENCODINGS["bgra"]
-    msg = (f"frame of shape {shape} has {channels} channels; expected 1 (grey), 3 (BGR) "
-           f"or 4 (BGRA), or an encoding that says otherwise")
+    msg = (
+        f"frame of shape {shape} has {channels} channels; expected 1 (grey), 3 (BGR) "
+        f"or 4 (BGRA), or an encoding that says otherwise"
+    )
     raise InvalidInputError(msg)
 
 
@@ -115,13 +138,12 @@ def _to_uint8(a: npt.NDArray[Any], what: str) -> npt.NDArray[np.uint8]:
             raise InvalidInputError(msg)
         scaled: npt.NDArray[np.float32] = np.rint(np.clip(a.astype(np.float32) * 255.0, 0, 255))
         return scaled.astype(np.uint8)
-    msg = (f"{what}: dtype {a.dtype} is not supported (expected uint8, uint16, or float in "
-           f"0..1)")
+    msg = f"{what}: dtype {a.dtype} is not supported (expected uint8, uint16, or float in 0..1)"
     raise InvalidInputError(msg)
 
 
 def _conversion_code(order: str) -> int | None:
-    import cv2  # noqa: PLC0415
+    import cv2
 
     # ROS names a Bayer pattern by its first row, OpenCV by the second row's first two pixels;
     # the mapping is cv_bridge's (checked by the tests with synthetic mosaics).
@@ -170,8 +192,10 @@ def normalize_frame(array: npt.ArrayLike, encoding: str | None = None) -> npt.ND
         raise InvalidInputError(msg)
     height, width = int(a.shape[0]), int(a.shape[1])
     if height * width > MAX_FRAME_PIXELS:
-        msg = (f"frame of {width}x{height} ({height * width / 1e6:.0f} megapixels) is over the "
-               f"limit of {MAX_FRAME_PIXELS // 1_000_000} megapixels")
+        msg = (
+            f"frame of {width}x{height} ({height * width / 1e6:.0f} megapixels) is over the "
+            f"limit of {MAX_FRAME_PIXELS // 1_000_000} megapixels"
+        )
         raise InvalidInputError(msg)
     channels = 1 if a.ndim == 2 else int(a.shape[2])  # noqa: PLR2004
     if encoding is None:
@@ -179,8 +203,10 @@ def normalize_frame(array: npt.ArrayLike, encoding: str | None = None) -> npt.ND
     else:
         enc = lookup_encoding(encoding)
         if channels != enc.channels:
-            msg = (f"encoding {encoding!r} needs {enc.channels} channel(s), but the frame has "
-                   f"shape {a.shape}")
+            msg = (
+                f"encoding {encoding!r} needs {enc.channels} channel(s), but the frame has "
+                f"shape {a.shape}"
+            )
             raise InvalidInputError(msg)
         if enc.bits is not None and a.dtype != (np.uint8 if enc.bits == 8 else np.uint16):  # noqa: PLR2004
             msg = f"encoding {encoding!r} needs uint{enc.bits} pixels, but the frame is {a.dtype}"
@@ -195,7 +221,7 @@ def normalize_frame(array: npt.ArrayLike, encoding: str | None = None) -> npt.ND
     code = _conversion_code(enc.order)
     if code is None:
         return np.ascontiguousarray(a8)
-    import cv2  # noqa: PLC0415
+    import cv2
 
     try:
         out = cv2.cvtColor(np.ascontiguousarray(a8), code)

@@ -73,12 +73,14 @@ def detect_source(spec: str) -> SourceSpec:
     if url:
         scheme = url.group(1).lower()
         if scheme == "file":
-            text = text[len("file://"):]
+            text = text[len("file://") :]
         elif scheme in STREAM_SCHEMES:
             return SourceSpec("camera", text, "stream")
         else:
-            msg = (f"{redact_url(text)}: URL scheme {scheme!r} is not supported; streams use "
-                   f"{', '.join(sorted(STREAM_SCHEMES))}")
+            msg = (
+                f"{redact_url(text)}: URL scheme {scheme!r} is not supported; streams use "
+                f"{', '.join(sorted(STREAM_SCHEMES))}"
+            )
             raise InvalidInputError(msg)
     if "!" in text and "appsink" in text:
         return SourceSpec("camera", text, "gstreamer")
@@ -91,7 +93,7 @@ def detect_source(spec: str) -> SourceSpec:
         msg = f"{path}: cannot use this source ({err.strerror or err})"
         raise InvalidInputError(msg) from err
     if mode is None:
-        msg = (f"{path}: no such file or folder (and not a camera index or stream URL)")
+        msg = f"{path}: no such file or folder (and not a camera index or stream URL)"
         raise InvalidInputError(msg)
     if stat.S_ISCHR(mode):
         return SourceSpec("camera", str(path), "v4l2")

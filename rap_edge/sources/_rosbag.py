@@ -59,8 +59,7 @@ def is_rosbag2_path(path: Path) -> bool:
     if path.is_dir():
         if (path / "metadata.yaml").is_file():
             return True
-        return any(p.suffix.lower() in _STORAGE_SUFFIXES and p.is_file()
-                   for p in path.iterdir())
+        return any(p.suffix.lower() in _STORAGE_SUFFIXES and p.is_file() for p in path.iterdir())
     return path.suffix.lower() in _STORAGE_SUFFIXES or path.name == "metadata.yaml"
 
 
@@ -68,8 +67,9 @@ def _bag_paths(path: Path) -> list[Path]:
     if path.name == "metadata.yaml" and path.is_file():
         return [path.parent]
     if path.is_dir() and not (path / "metadata.yaml").is_file():
-        files = sorted(p for p in path.iterdir()
-                       if p.suffix.lower() in _STORAGE_SUFFIXES and p.is_file())
+        files = sorted(
+            p for p in path.iterdir() if p.suffix.lower() in _STORAGE_SUFFIXES and p.is_file()
+        )
         if files:
             return files
     return [path]
@@ -77,8 +77,11 @@ def _bag_paths(path: Path) -> list[Path]:
 
 def _as_bytes_array(data: Any) -> npt.NDArray[np.uint8]:  # noqa: ANN401 (bytes-like)
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else (
-            np.frombuffer(data.tobytes(), dtype=np.uint8))
+        return (
+            data.reshape(-1).view(np.uint8)
+            if data.dtype.itemsize == 1
+            else (np.frombuffer(data.tobytes(), dtype=np.uint8))
+        )
     return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
 
 
@@ -109,8 +112,10 @@ def image_msg_array(msg: Any) -> tuple[npt.NDArray[Any], str]:  # noqa: ANN401 (
         raise InvalidInputError(msg_)
     data = _as_bytes_array(msg.data)
     if data.size != height * step:
-        msg_ = (f"data has {data.size} bytes; height * step is {height} * {step} = "
-                f"{height * step} ({encoding}, {width}x{height})")
+        msg_ = (
+            f"data has {data.size} bytes; height * step is {height} * {step} = "
+            f"{height * step} ({encoding}, {width}x{height})"
+        )
         raise InvalidInputError(msg_)
     rows = data.reshape(height, step)[:, :row]
     if depth == 2:  # noqa: PLR2004
@@ -136,7 +141,7 @@ def compressed_msg_array(msg: Any) -> npt.NDArray[Any]:  # noqa: ANN401 (a messa
     Raises:
         InvalidInputError: if the data do not decode or the format is unsupported.
     """
-    import cv2  # noqa: PLC0415
+    import cv2
 
     fmt = str(msg.format)
     data = _as_bytes_array(msg.data)
@@ -194,16 +199,23 @@ class RosbagSource(FrameSource):
             InvalidInputError: if the recording cannot be read, has no image topic, or has no
                 image topic ``topic``.
         """
-        from rosbags.highlevel import AnyReader, AnyReaderError  # noqa: PLC0415
-        from rosbags.typesys import Stores, get_typestore  # noqa: PLC0415
+        from rosbags.highlevel import AnyReader, AnyReaderError
+        from rosbags.typesys import Stores, get_typestore
 
         self.path = path
         self._default_store = get_typestore(Stores.ROS2_HUMBLE)
         paths = _bag_paths(path)
-        suffixes = sorted({p.suffix.lower() for p in (
-            paths if paths[0].is_file() else paths[0].iterdir()) if p.suffix})
-        self.storage = "+".join(s[1:].replace("db3", "sqlite3") for s in suffixes
-                                if s in _STORAGE_SUFFIXES) or "unknown"
+        suffixes = sorted(
+            {
+                p.suffix.lower()
+                for p in (paths if paths[0].is_file() else paths[0].iterdir())
+                if p.suffix
+            }
+        )
+        self.storage = (
+            "+".join(s[1:].replace("db3", "sqlite3") for s in suffixes if s in _STORAGE_SUFFIXES)
+            or "unknown"
+        )
         reader = AnyReader(paths, default_typestore=self._default_store)
         try:
             reader.open()
@@ -221,22 +233,27 @@ class RosbagSource(FrameSource):
             reader.close()
             raise
         self._reader = reader
-        super().__init__("rosbag2", f"bag:{path}#{self.topic}", total=self.message_count,
-                         loop=loop)
+        super().__init__(
+            "rosbag2", f"bag:{path}#{self.topic}", total=self.message_count, loop=loop
+        )
 
     def _pick(self, topic: str | None, topics: dict[str, str | None]) -> str:
         if not self.image_topics:
             listed = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items())) or "none"
-            msg = (f"{self.path}: no sensor_msgs/msg/Image or CompressedImage topic in the "
-                   f"recording; its topics: {listed}")
+            msg = (
+                f"{self.path}: no sensor_msgs/msg/Image or CompressedImage topic in the "
+                f"recording; its topics: {listed}"
+            )
             raise InvalidInputError(msg)
         if topic is None:
             return self.image_topics[0]
         for candidate in (topic, "/" + topic.lstrip("/")):
             if candidate in self.image_topics:
                 return candidate
-        msg = (f"{self.path}: no image topic {topic!r}; its image topics: "
-               f"{', '.join(self.image_topics)}")
+        msg = (
+            f"{self.path}: no image topic {topic!r}; its image topics: "
+            f"{', '.join(self.image_topics)}"
+        )
         raise InvalidInputError(msg)
 
     def _deserialize(self, raw: bytes, msgtype: str) -> Any:  # noqa: ANN401 (a message)
@@ -261,26 +278,32 @@ class RosbagSource(FrameSource):
                 msg = self._deserialize(raw, connection.msgtype)
                 if connection.msgtype == COMPRESSED_IMAGE:
                     array = compressed_msg_array(msg)
-                    yield _Read(self.name, array=array, timestamp=timestamp,
-                                described=str(msg.format))
+                    yield _Read(
+                        self.name, array=array, timestamp=timestamp, described=str(msg.format)
+                    )
                     continue
                 array, encoding = image_msg_array(msg)
             except InvalidInputError as err:
                 yield _Read(self.name, timestamp=timestamp, error=str(err))
                 continue
             except Exception as err:  # noqa: BLE001 (the deserialiser raises assorted errors)
-                yield _Read(self.name, timestamp=timestamp,
-                            error=f"cannot deserialise the message ({err})")
+                yield _Read(
+                    self.name, timestamp=timestamp, error=f"cannot deserialise the message ({err})"
+                )
                 continue
             yield _Read(self.name, array=array, timestamp=timestamp, encoding=encoding)
 
     def _describe(self) -> str:
-        text = (f"rosbag2 {self.path} ({self.storage}): topic {self.topic} ({self.msgtype}, "
-                f"{self.message_count} messages)")
+        text = (
+            f"rosbag2 {self.path} ({self.storage}): topic {self.topic} ({self.msgtype}, "
+            f"{self.message_count} messages)"
+        )
         if len(self.image_topics) > 1:
             others = [t for t in self.image_topics if t != self.topic]
-            text += (f"; first of {len(self.image_topics)} image topics, others: "
-                     f"{', '.join(others)} (choose one with --topic)")
+            text += (
+                f"; first of {len(self.image_topics)} image topics, others: "
+                f"{', '.join(others)} (choose one with --topic)"
+            )
         return text
 
     def _close(self) -> None:

@@ -31,8 +31,9 @@ def _video(path: Path) -> Path:
         blocks = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
         scene = cv2.resize(blocks, (64, 48), interpolation=cv2.INTER_NEAREST).astype(int)
         for _ in range(PER_SCENE):
-            writer.write(np.clip(scene + rng.integers(-3, 4, scene.shape), 0, 255)
-                         .astype(np.uint8))
+            writer.write(
+                np.clip(scene + rng.integers(-3, 4, scene.shape), 0, 255).astype(np.uint8)
+            )
     writer.release()
     return path
 
@@ -62,8 +63,9 @@ def test_collect_skips_near_duplicates_and_writes_a_manifest(video: Path, tmp_pa
     assert len(images) == SCENES
     assert all(i.dtype == np.uint8 and i.shape == (48, 64, 3) for i in images)
     # min_change 0 keeps every readable frame; --frames then spreads them over the stream.
-    spread = collect(str(video), tmp_path / "all", frames=6, min_change=0.0, progress=False,
-                     say=lines.append)
+    spread = collect(
+        str(video), tmp_path / "all", frames=6, min_change=0.0, progress=False, say=lines.append
+    )
     indices = [f["index"] for f in spread["frames"]]
     assert len(indices) == 6 and indices[0] == 0 and indices[-1] >= 50
 
@@ -96,8 +98,9 @@ def test_bare_names_mean_the_repository_sets_folder() -> None:
     assert local.name == "kitchen" and local != REPO_SETS / "kitchen"
 
 
-def test_cli_refuses_to_overwrite_without_force(video: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_to_overwrite_without_force(
+    video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rap_edge.cli import main
 
     out = tmp_path / "set"
@@ -114,8 +117,19 @@ def test_cli_refuses_to_overwrite_without_force(video: Path, tmp_path: Path,
     assert (out / "notes.txt").read_text() == "mine"  # --force removes only the set's files
     assert len(list(out.glob("*.jpg"))) == 2
     # A source that does not exist: exit 1, and no folder is created.
-    assert main(["calibrate", "collect", "--source", str(tmp_path / "none.avi"),
-                 "--out", str(tmp_path / "new")]) == 1
+    assert (
+        main(
+            [
+                "calibrate",
+                "collect",
+                "--source",
+                str(tmp_path / "none.avi"),
+                "--out",
+                str(tmp_path / "new"),
+            ]
+        )
+        == 1
+    )
     assert not (tmp_path / "new").exists()
     assert main([*args[:-2], "--frames", "0", "--force"]) == 1
     assert "--frames must be at least 1" in capsys.readouterr().err
@@ -128,8 +142,9 @@ def test_corrupt_frames_are_skipped_and_counted(tmp_path: Path) -> None:
     for i in range(4):
         cv2.imwrite(str(folder / f"f{i}.png"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
     (folder / "f9.png").write_bytes(b"not a png")
-    manifest = collect(str(folder), tmp_path / "set", frames=10, progress=False,
-                       say=lambda _: None)
+    manifest = collect(
+        str(folder), tmp_path / "set", frames=10, progress=False, say=lambda _: None
+    )
     assert manifest["summary"]["kept"] == 4 and manifest["summary"]["corrupt"] == 1
     assert "time_s" not in manifest["frames"][0]  # files have no time
 

@@ -32,10 +32,13 @@ def photo(seed: int = 0, size: tuple[int, int] = (240, 300), box=FACE, colour=RE
     """A dark textured BGR photo (h, w) = size (never red), a flat rectangle at ``box``."""
     rng = np.random.default_rng(seed)
     h, w = size
-    img = cv2.resize(rng.integers(0, 120, (h // 10, w // 10, 3), dtype=np.uint8), (w, h),
-                     interpolation=cv2.INTER_LINEAR)
+    img = cv2.resize(
+        rng.integers(0, 120, (h // 10, w // 10, 3), dtype=np.uint8),
+        (w, h),
+        interpolation=cv2.INTER_LINEAR,
+    )
     x, y, bw, bh = (round(v) for v in box)
-    img[y:y + bh, x:x + bw] = colour
+    img[y : y + bh, x : x + bw] = colour
     return img
 
 
@@ -49,8 +52,9 @@ def red_box(img: np.ndarray) -> tuple[int, int, int, int]:
 
 def run(name: str, seed: int, img: np.ndarray | None = None, **kw):
     img = photo() if img is None else img
-    return CONDITIONS[name].apply(img, np.random.default_rng(seed), kw.get("box", FACE),
-                                  kw.get("other"))
+    return CONDITIONS[name].apply(
+        img, np.random.default_rng(seed), kw.get("box", FACE), kw.get("other")
+    )
 
 
 # The second person of two_people: a green face, so the red one stays the labelled one.
@@ -187,8 +191,10 @@ def test_blurs_work_on_a_640_wide_copy_and_scale_the_box(name):
     stripes[:, ::6] = 255
     stripes[::6] = 255
     blurred, _ = run(name, 0, stripes)
-    lap = [np.abs(cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.CV_32F)).mean()
-           for a in (stripes, blurred)]
+    lap = [
+        np.abs(cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.CV_32F)).mean()
+        for a in (stripes, blurred)
+    ]
     assert lap[1] < 0.5 * lap[0]
 
 
@@ -237,8 +243,11 @@ def test_tilt_rotates_on_an_expanded_canvas(name, degrees):
         assert by - 1 <= ry
         assert ry + rh <= by + bh + 1
         # Which way it turned: one of the two rotations, both occurring across seeds.
-        turns = [sign for sign in (1, -1)
-                 if np.array_equal(out, labelled._rotate(img, sign * degrees, FACE)[0])]
+        turns = [
+            sign
+            for sign in (1, -1)
+            if np.array_equal(out, labelled._rotate(img, sign * degrees, FACE)[0])
+        ]
         assert len(turns) == 1
         signs.add(turns[0])
     assert signs == {1, -1}
@@ -290,8 +299,17 @@ def test_condition_lists():
 
 
 def test_conditions_document_their_parameters():
-    assert set(CONDITIONS) == {"far", "dim_noisy", "defocus", "motion_blur", "jpeg", "tilt25",
-                               "tilt45", "grayscale", "two_people"}
+    assert set(CONDITIONS) == {
+        "far",
+        "dim_noisy",
+        "defocus",
+        "motion_blur",
+        "jpeg",
+        "tilt25",
+        "tilt45",
+        "grayscale",
+        "two_people",
+    }
     for cond in CONDITIONS.values():
         assert cond.params
         json.dumps(dict(cond.params))  # written into labelled.json
@@ -310,8 +328,7 @@ def test_pins_are_consistent():
     labels = {v for p in labelled._PICKS for v in p.labels.values()}
     assert labels == set(labelled.IDENTITIES) | set(labelled.DISTRACTORS)
     assert {p.source for p in labelled._PICKS} == {s.key for s in labelled.SOURCES}
-    for member in (*labelled._ENROL_FIRST.values(), *labelled._NEAR_DUPLICATES,
-                   *labelled._NOTES):
+    for member in (*labelled._ENROL_FIRST.values(), *labelled._NEAR_DUPLICATES, *labelled._NOTES):
         assert any(p.pattern.fullmatch(member) for p in labelled._PICKS), member
     assert not set(labelled._ENROL_FIRST.values()) & set(labelled._NEAR_DUPLICATES)
     assert not set(labelled._ENROL_FIRST.values()) & set(labelled._NOTES)
@@ -319,9 +336,20 @@ def test_pins_are_consistent():
         assert len(s.dist_sha256) == 64
         assert s.dist_file.endswith(".tar.gz")
     # Every photo that is not a chip has a pinned face box: 5 celebrities and Obama/Biden.
-    celebs = sum(n for k, n in labelled.IDENTITIES.items()
-                 if k in {"ben_affleck", "elton_john", "jerry_seinfeld", "madonna",
-                          "mindy_kaling", "barack_obama", "joe_biden"})
+    celebs = sum(
+        n
+        for k, n in labelled.IDENTITIES.items()
+        if k
+        in {
+            "ben_affleck",
+            "elton_john",
+            "jerry_seinfeld",
+            "madonna",
+            "mindy_kaling",
+            "barack_obama",
+            "joe_biden",
+        }
+    )
     assert len(labelled._FACE_BOXES) == celebs
     assert all(w > 0 and h > 0 for _, _, w, h in labelled._FACE_BOXES.values())
 
@@ -335,7 +363,7 @@ def _sdist(folder: Path, members: dict[str, bytes], name: str = "tinyphotos") ->
     path = folder / f"{name}-1.0.tar.gz"
     files = {
         f"{name}-1.0/setup.py": f"from setuptools import setup\nsetup(name={name!r}, "
-                                f"version='1.0')\n".encode(),
+        f"version='1.0')\n".encode(),
         f"{name}-1.0/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
         **members,
     }
@@ -348,8 +376,14 @@ def _sdist(folder: Path, members: dict[str, bytes], name: str = "tinyphotos") ->
 
 
 def _source(dist: Path, sha: str | None = None) -> Source:
-    return Source("tiny", "tinyphotos", "1.0", dist.name,
-                  sha or hashlib.sha256(dist.read_bytes()).hexdigest(), "none")
+    return Source(
+        "tiny",
+        "tinyphotos",
+        "1.0",
+        dist.name,
+        sha or hashlib.sha256(dist.read_bytes()).hexdigest(),
+        "none",
+    )
 
 
 def _offline(dist: Path) -> list[str]:
@@ -393,18 +427,30 @@ def test_fetch_reports_pip_failures(tmp_path):
     dist = tmp_path / "index" / "tinyphotos-1.0.tar.gz"
     dist.parent.mkdir()
     with pytest.raises(LabelledSetError, match="pip could not download tinyphotos==1.0"):
-        labelled.fetch(_source(dist, "1" * 64), tmp_path / "cache",
-                       pip_args=["--no-index", "--find-links", str(dist.parent)])
+        labelled.fetch(
+            _source(dist, "1" * 64),
+            tmp_path / "cache",
+            pip_args=["--no-index", "--find-links", str(dist.parent)],
+        )
 
 
 def test_read_members_takes_only_picked_regular_files(tmp_path, monkeypatch):
     source = Source("face-recognition", "x", "1", "x.tar.gz", "0" * 64, "none")
     prefix = "face_recognition-1.3.0/tests/test_images/"
-    dist = _sdist(tmp_path, {prefix + "obama.jpg": b"o", prefix + "biden.jpg": b"b",
-                             prefix + "obama_partial_face.jpg": b"p", prefix + "32bit.png": b"q"})
+    dist = _sdist(
+        tmp_path,
+        {
+            prefix + "obama.jpg": b"o",
+            prefix + "biden.jpg": b"b",
+            prefix + "obama_partial_face.jpg": b"p",
+            prefix + "32bit.png": b"q",
+        },
+    )
     got = {m.member: (m.label, m.data) for m in labelled._read_members(source, dist)}
-    assert got == {prefix + "obama.jpg": ("barack_obama", b"o"),
-                   prefix + "biden.jpg": ("joe_biden", b"b")}
+    assert got == {
+        prefix + "obama.jpg": ("barack_obama", b"o"),
+        prefix + "biden.jpg": ("joe_biden", b"b"),
+    }
 
     # A link where a photo should be is refused, not followed.
     evil = tmp_path / "evil"
@@ -561,14 +607,20 @@ def test_build_the_labelled_set_from_pypi(tmp_path, photo_cache):
     assert not (out / "conditions" / "jpeg").exists()
     far = json.loads((out / "conditions" / "far" / "provenance.json").read_text())
     assert far == far_first  # same seed, same frames, whatever else is built
-    assert all(_sha(out / "conditions" / "far" / rel) == rec["sha256"]
-               for rel, rec in far["files"].items())
+    assert all(
+        _sha(out / "conditions" / "far" / rel) == rec["sha256"]
+        for rel, rec in far["files"].items()
+    )
     assert json.loads((out / "provenance.json").read_text())["files"] == prov
 
 
 def test_module_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-m", "calibration.labelled", "--help"],
-                          capture_output=True, text=True, check=False,
-                          cwd=Path(labelled.__file__).parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "calibration.labelled", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(labelled.__file__).parent.parent,
+    )
     assert done.returncode == 0
     assert "--conditions" in done.stdout

@@ -23,8 +23,13 @@ def test_every_converter_is_listed_with_its_options(capsys: pytest.CaptureFixtur
     listing = capsys.readouterr().out
     for command in COMMANDS:
         assert f"    {command}" in listing
-    expected = {"encoder": "--hf-dir", "vision-tower": "--hf-dir", "rap-mllm": "--vision-tower",
-                "llm": "--gguf", "engine": "--workspace-mb"}
+    expected = {
+        "encoder": "--hf-dir",
+        "vision-tower": "--hf-dir",
+        "rap-mllm": "--vision-tower",
+        "llm": "--gguf",
+        "engine": "--workspace-mb",
+    }
     for command, option in expected.items():
         with pytest.raises(SystemExit):
             main(["export", command, "--help"])
@@ -32,17 +37,18 @@ def test_every_converter_is_listed_with_its_options(capsys: pytest.CaptureFixtur
 
 
 @pytest.mark.skipif(tensorrt_capability()[0], reason="TensorRT is present here")
-def test_engine_without_tensorrt_says_so_in_one_line(tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", "engine", "--onnx", str(tmp_path / "m.onnx"),
-                 "--precision", "fp16"]) == 2
+def test_engine_without_tensorrt_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["export", "engine", "--onnx", str(tmp_path / "m.onnx"), "--precision", "fp16"]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("rap-edge: error: TensorRT is not available here")
     assert len(err.splitlines()) == 1
 
 
-def test_bad_folders_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                      ) -> None:
+def test_bad_folders_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "vision-tower", "--hf-dir", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "qwen").mkdir()

@@ -42,14 +42,31 @@ def images(tmp_path: Path) -> list[Path]:
     return out
 
 
-def test_full_cycle(capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path],
-                    tmp_path: Path) -> None:
+def test_full_cycle(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path], tmp_path: Path
+) -> None:
     capsys.readouterr()
     vecs = tmp_path / "v.npy"
     np.save(vecs, np.eye(4, dtype=np.float32)[:2])
-    code, out, _ = run(capsys, "memory", "add", "Alice", "--image", str(images[0]),
-                       "--image", str(images[1]), "--category", "person", "--info", "tea",
-                       "--vectors", str(vecs), "--encoder", "test/e4", "--json")
+    code, out, _ = run(
+        capsys,
+        "memory",
+        "add",
+        "Alice",
+        "--image",
+        str(images[0]),
+        "--image",
+        str(images[1]),
+        "--category",
+        "person",
+        "--info",
+        "tea",
+        "--vectors",
+        str(vecs),
+        "--encoder",
+        "test/e4",
+        "--json",
+    )
     assert code == 0
     alice = json.loads(out)
     assert alice["name"] == "Alice" and len(alice["images"]) == 2
@@ -59,16 +76,33 @@ def test_full_cycle(capsys: pytest.CaptureFixture[str], mem_dir: Path, images: l
     assert [c["name"] for c in json.loads(out)] == ["Alice", "mug"]
     code, out, _ = run(capsys, "memory", "show", "alice")
     assert code == 0 and "info: tea" in out and "test/e4" in out
-    code, out, _ = run(capsys, "memory", "update", "Alice", "--name", "Alicia",
-                       "--add-alias", "Ali", "--info", "coffee now")
+    code, out, _ = run(
+        capsys,
+        "memory",
+        "update",
+        "Alice",
+        "--name",
+        "Alicia",
+        "--add-alias",
+        "Ali",
+        "--info",
+        "coffee now",
+    )
     assert code == 0 and "Alicia (aka Ali)" in out
     q = tmp_path / "q.npy"
     np.save(q, np.array([[1, 0.1, 0, 0], [0, 0, 0, 1]], dtype=np.float32))
     code, out, _ = run(capsys, "memory", "search", "--vectors", str(q), "--threshold", "0.5")
     assert out.splitlines()[0].startswith("query 0: Alicia (0.99")
     assert out.splitlines()[1] == "query 1: unknown (nothing above the threshold)"
-    code, out, _ = run(capsys, "memory", "update", "Alicia",
-                       "--remove-image", str(alice["images"][1]["id"]), "--json")
+    code, out, _ = run(
+        capsys,
+        "memory",
+        "update",
+        "Alicia",
+        "--remove-image",
+        str(alice["images"][1]["id"]),
+        "--json",
+    )
     assert code == 0 and len(json.loads(out)["images"]) == 1
     code, out, _ = run(capsys, "memory", "rebuild-index")
     assert "index of test/e4: 1 vector(s)" in out and "1 image(s) have no vector" in out
@@ -95,8 +129,9 @@ def test_full_cycle(capsys: pytest.CaptureFixture[str], mem_dir: Path, images: l
         (["memory", "import-rap", "/no/database.json"], 1, "no such file"),
     ],
 )
-def test_user_errors_exit_1_with_one_line(capsys: pytest.CaptureFixture[str], mem_dir: Path,
-                                          argv: list[str], code: int, message: str) -> None:
+def test_user_errors_exit_1_with_one_line(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, argv: list[str], code: int, message: str
+) -> None:
     capsys.readouterr()
     got, out, err = run(capsys, *argv)
     assert got == code
@@ -105,8 +140,9 @@ def test_user_errors_exit_1_with_one_line(capsys: pytest.CaptureFixture[str], me
     assert out == ""
 
 
-def test_environment_errors_exit_2(capsys: pytest.CaptureFixture[str], mem_dir: Path,
-                                   tmp_path: Path) -> None:
+def test_environment_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, tmp_path: Path
+) -> None:
     capsys.readouterr()
     conn = sqlite3.connect(mem_dir / "memory.db")
     conn.execute("PRAGMA user_version = 42")
@@ -130,8 +166,9 @@ def test_locked_memory_exits_2(capsys: pytest.CaptureFixture[str], mem_dir: Path
     assert code == 2 and "locked" in err
 
 
-def test_verify_reports_damage_and_exits_2(capsys: pytest.CaptureFixture[str], mem_dir: Path,
-                                           images: list[Path]) -> None:
+def test_verify_reports_damage_and_exits_2(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path]
+) -> None:
     run(capsys, "memory", "add", "x", "--image", str(images[0]))
     stored = next((mem_dir / "images").rglob("*.png"))
     stored.write_bytes(b"tampered")
@@ -141,8 +178,7 @@ def test_verify_reports_damage_and_exits_2(capsys: pytest.CaptureFixture[str], m
     assert "does not match its hash" in report["problems"][0]
 
 
-def test_init_takes_a_folder_argument(capsys: pytest.CaptureFixture[str],
-                                      tmp_path: Path) -> None:
+def test_init_takes_a_folder_argument(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "memory", "init", str(tmp_path / "new"))
     assert code == 0 and "created" in out
     code, out, _ = run(capsys, "memory", "init", str(tmp_path / "new"))
@@ -150,11 +186,26 @@ def test_init_takes_a_folder_argument(capsys: pytest.CaptureFixture[str],
 
 
 def test_help_and_entry_point() -> None:
-    done = subprocess.run([sys.executable, "-m", "rap_edge", "memory", "--help"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "rap_edge", "memory", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0
-    for action in ("init", "add", "list", "show", "update", "remove", "import-rap",
-                   "export-rap", "rebuild-index", "verify", "vacuum"):
+    for action in (
+        "init",
+        "add",
+        "list",
+        "show",
+        "update",
+        "remove",
+        "import-rap",
+        "export-rap",
+        "rebuild-index",
+        "verify",
+        "vacuum",
+    ):
         assert action in done.stdout
 
 

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.network
 
 
 def _details(pts: np.ndarray, size: int = 150, padding: float = 0.25):
-    fo = dlib.full_object_detection(dlib.rectangle(0, 0, 1, 1),
-                                    [dlib.point(int(x), int(y)) for x, y in pts])
+    fo = dlib.full_object_detection(
+        dlib.rectangle(0, 0, 1, 1), [dlib.point(int(x), int(y)) for x, y in pts]
+    )
     return dlib.get_face_chip_details(fo, size, padding)
 
 
@@ -68,8 +69,11 @@ def test_transform_reproduces_dlib_rect_and_angle(padding: float) -> None:
         assert width / (r.right() - r.left()) == pytest.approx(1, abs=1e-4)
         assert np.arctan2(m[1, 0], m[0, 0]) == pytest.approx(d.angle, abs=1e-4)
         centre = m[:, :2] @ [0.5, 0.5] + m[:, 2]
-        np.testing.assert_allclose(centre / width, [(r.left() + r.right()) / 2 / width,
-                                                    (r.top() + r.bottom()) / 2 / width], atol=1e-4)
+        np.testing.assert_allclose(
+            centre / width,
+            [(r.left() + r.right()) / 2 / width, (r.top() + r.bottom()) / 2 / width],
+            atol=1e-4,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +98,9 @@ def test_matches_dlib_chips(store) -> None:
         for box in detector(rgb, 1):
             shape = predictor(rgb, box)
             pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            ref = np.ascontiguousarray(np.asarray(dlib.get_face_chip(rgb, shape, size=150,
-                                                                     padding=0.25))[:, :, ::-1])
+            ref = np.ascontiguousarray(
+                np.asarray(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))[:, :, ::-1]
+            )
             ours = align_face(bgr, pts)
             diff = np.abs(ours.astype(int) - ref.astype(int))
             assert (diff <= 1).mean() >= 0.99

@@ -73,8 +73,9 @@ def _dlib_faces(face_models: Exported) -> list[tuple[np.ndarray, np.ndarray, np.
     return out
 
 
-def test_landmarks_equal_dlibs_on_real_faces_in_colour_and_grey(face_models: Exported,
-                                                                  predictor) -> None:
+def test_landmarks_equal_dlibs_on_real_faces_in_colour_and_grey(
+    face_models: Exported, predictor
+) -> None:
     import dlib
 
     from export import dlib_landmarks as dl
@@ -86,15 +87,18 @@ def test_landmarks_equal_dlibs_on_real_faces_in_colour_and_grey(face_models: Exp
         # dlib returns whole pixels; the numpy cascade, rounded the same way, matches exactly.
         assert np.array_equal(np.floor(predictor.predict(rgb, box) + 0.5), want)
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        want_gray = np.array([[p.x, p.y] for p in ref(gray, dlib.rectangle(*map(int, box)))
-                              .parts()], dtype=np.float64)
+        want_gray = np.array(
+            [[p.x, p.y] for p in ref(gray, dlib.rectangle(*map(int, box))).parts()],
+            dtype=np.float64,
+        )
         assert np.array_equal(np.floor(predictor.predict(gray, box) + 0.5), want_gray)
         # Channel order does not matter: dlib's intensity is the channel mean.
         assert np.array_equal(predictor.predict(rgb[:, :, ::-1], box), predictor.predict(rgb, box))
 
 
 def test_manifest_records_parity_box_map_and_the_measured_landmark_effect(
-        face_models: Exported) -> None:
+    face_models: Exported,
+) -> None:
     data = json.loads((face_models.out / "dlib_shape_5.json").read_text())
     parity = data["parity"]
     assert parity["parity_exact_faces"] == "4/4"
@@ -128,15 +132,16 @@ def test_runtime_face_path_separates_people(face_models: Exported, predictor) ->
     same, diff = [], []
     for i in range(len(vec)):
         for j in range(i + 1, len(vec)):
-            cos = float(cosine_rows(vec[i:i + 1], vec[j:j + 1])[0])
+            cos = float(cosine_rows(vec[i : i + 1], vec[j : j + 1])[0])
             (same if names[i] == names[j] else diff).append(cos)
     # Measured: obama/obama 0.954-0.973, obama/biden 0.812-0.827 (threshold 0.906).
     assert min(same) > encoder.manifest.threshold > max(diff)
     assert min(same) - max(diff) > 0.1
 
 
-def test_bad_inputs_and_files_give_clear_errors(face_models: Exported, predictor,
-                                                tmp_path: Path) -> None:
+def test_bad_inputs_and_files_give_clear_errors(
+    face_models: Exported, predictor, tmp_path: Path
+) -> None:
     from rap_edge.detect import ShapePredictor
 
     img = np.zeros((64, 64, 3), np.uint8)

@@ -43,8 +43,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     store.pull([dr.CARRIER])
     photos = ModelStore(root / "store", carriers=[CHECK_PHOTOS])
     photos.pull()
-    paths = [photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")]
+    paths = [
+        photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files if f.name.endswith(".jpg")
+    ]
     dr.export(store, root / "out", photos=paths)
     named = dr.face_chips(paths, store.file(dr.CARRIER, dr.LANDMARKS))
     chips = [c for _, c in named]
@@ -60,8 +61,17 @@ def test_parser_consumes_every_byte_and_finds_the_layers(exported: Exported) -> 
     path = exported.root / "store" / dr.CARRIER / dr.WEIGHTS
     parsed = dr.parse_dat(path)
     assert parsed.bytes_read == path.stat().st_size
-    assert parsed.counts == {"con": 29, "affine": 29, "relu": 29, "add_prev": 14, "max_pool": 1,
-                             "avg_pool": 5, "fc": 1, "tag": 18, "skip": 4}
+    assert parsed.counts == {
+        "con": 29,
+        "affine": 29,
+        "relu": 29,
+        "add_prev": 14,
+        "max_pool": 1,
+        "avg_pool": 5,
+        "fc": 1,
+        "tag": 18,
+        "skip": 4,
+    }
     assert len(parsed.convs) == len(parsed.affines) == 29
     assert parsed.convs[0][0].shape == (32, 3, 7, 7)
     assert parsed.convs[-1][0].shape == (256, 256, 3, 3)
@@ -69,8 +79,11 @@ def test_parser_consumes_every_byte_and_finds_the_layers(exported: Exported) -> 
     assert parsed.fc.shape == (256, 128)
     assert parsed.size == 150
     assert parsed.loss["distance_threshold"] == pytest.approx(0.6)
-    total = (sum(w.size + b.size for w, b in parsed.convs)
-             + sum(g.size + b.size for g, b in parsed.affines) + parsed.fc.size)
+    total = (
+        sum(w.size + b.size for w, b in parsed.convs)
+        + sum(g.size + b.size for g, b in parsed.affines)
+        + parsed.fc.size
+    )
     assert total == 5_614_592
 
 
@@ -101,8 +114,9 @@ def test_encoder_preprocessing_is_dlibs(exported: Exported) -> None:
     manifest = load_manifest(exported.root / "out" / "dlib_resnet.json")
     got = encoder_preprocess(_bgr(exported.chips[:2]), manifest)
     mean = np.array(dr.PIXEL_MEAN, np.float32)
-    want = np.stack([((c.astype(np.float32) - mean) / 256).transpose(2, 0, 1)
-                     for c in exported.chips[:2]])
+    want = np.stack(
+        [((c.astype(np.float32) - mean) / 256).transpose(2, 0, 1) for c in exported.chips[:2]]
+    )
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 

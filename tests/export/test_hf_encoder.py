@@ -30,10 +30,22 @@ OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-TEXT = {"vocab_size": 300, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "max_position_embeddings": 16}
-VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-          "num_attention_heads": 2, "image_size": 32, "patch_size": 8}
+TEXT = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 16,
+}
+VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
 PAD, BOS, EOS = 0, 1, 2
 
 
@@ -45,19 +57,35 @@ def _tokenizer(folder: Path, *, bos: bool) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))  # noqa: S106 - a token, not a password
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TEXT["vocab_size"],
-                                  special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["a photo of a red mug", "my dog asleep on the sofa",
-                             "a person wearing glasses", "the kitchen table"] * 10, trainer)
+    trainer = trainers.BpeTrainer(
+        vocab_size=TEXT["vocab_size"],
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(
+        [
+            "a photo of a red mug",
+            "my dog asleep on the sofa",
+            "a person wearing glasses",
+            "the kitchen table",
+        ]
+        * 10,
+        trainer,
+    )
     # CLIP wraps ids in BOS ... EOS; SigLIP appends EOS only.
     single = "<s> $A </s>" if bos else "$A </s>"
     tok.post_processor = processors.TemplateProcessing(
-        single=single, special_tokens=[("<s>", BOS), ("</s>", EOS)])
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
-                "unk_token": "<unk>"}
-    PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=TEXT["max_position_embeddings"],
-                            **specials).save_pretrained(folder)
+        single=single, special_tokens=[("<s>", BOS), ("</s>", EOS)]
+    )
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+    }
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, model_max_length=TEXT["max_position_embeddings"], **specials
+    ).save_pretrained(folder)
 
 
 def _build(kind: str, folder: Path) -> Path:
@@ -70,19 +98,27 @@ def _build(kind: str, folder: Path) -> Path:
     torch.manual_seed(0)
     ids = {"pad_token_id": PAD, "bos_token_id": BOS, "eos_token_id": EOS}
     if kind == "clip":
-        model = transformers.CLIPModel(transformers.CLIPConfig(
-            text_config={**TEXT, **ids}, vision_config=VISION, projection_dim=24))
-        processor = CLIPImageProcessorPil(size={"shortest_edge": 32},
-                                          crop_size={"height": 32, "width": 32})
+        model = transformers.CLIPModel(
+            transformers.CLIPConfig(
+                text_config={**TEXT, **ids}, vision_config=VISION, projection_dim=24
+            )
+        )
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        )
     elif kind == "siglip":
-        model = transformers.SiglipModel(transformers.SiglipConfig(
-            text_config={**TEXT, **ids}, vision_config=VISION))
+        model = transformers.SiglipModel(
+            transformers.SiglipConfig(text_config={**TEXT, **ids}, vision_config=VISION)
+        )
         processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
     else:
         model = transformers.Dinov2Model(transformers.Dinov2Config(**VISION))
-        processor = BitImageProcessorPil(size={"shortest_edge": 36},
-                                         crop_size={"height": 32, "width": 32},
-                                         image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+        processor = BitImageProcessorPil(
+            size={"shortest_edge": 36},
+            crop_size={"height": 32, "width": 32},
+            image_mean=IMAGENET_MEAN,
+            image_std=IMAGENET_STD,
+        )
     model.eval().save_pretrained(folder)
     processor.save_pretrained(folder)
     if kind != "dinov2":
@@ -96,12 +132,13 @@ def photo_like(seed: int) -> np.ndarray:
     h, w = 120 + 20 * seed, 160 + 10 * seed
     img = np.zeros((h, w, 3), np.uint8)
     img[: h // 2] = (200, 160, 90)
-    img[h // 2:] = (60, 90, 120)
+    img[h // 2 :] = (60, 90, 120)
     for _ in range(5):
         x, y = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(10, 60)), y + int(rng.integers(10, 60))),
-                      colour, -1)
+        cv2.rectangle(
+            img, (x, y), (x + int(rng.integers(10, 60)), y + int(rng.integers(10, 60))), colour, -1
+        )
     noise = rng.normal(0, 6, img.shape)
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
@@ -136,8 +173,13 @@ def siglip(root: Path, calib_dir: Path) -> tuple[Path, dict[str, hf_encoder.Expo
     """SigLIP in all three precisions from one fp32 export (the library call)."""
     folder = _build("siglip", root / "tiny-siglip")
     calibration = hf_encoder.load_calibration(str(calib_dir))
-    results = hf_encoder.export(folder, root / "out", precisions=("fp32", "fp16", "int8"),
-                                calibration=calibration, say=lambda _: None)
+    results = hf_encoder.export(
+        folder,
+        root / "out",
+        precisions=("fp32", "fp16", "int8"),
+        calibration=calibration,
+        say=lambda _: None,
+    )
     return folder, {r.precision: r for r in results}
 
 
@@ -154,8 +196,7 @@ def exported(request: pytest.FixtureRequest) -> tuple[Path, dict[str, hf_encoder
 
 
 @pytest.mark.slow
-def test_fp32_parity_image_and_text(exported: tuple[Path, dict[str, hf_encoder.Exported]]
-                                    ) -> None:
+def test_fp32_parity_image_and_text(exported: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
     _, results = exported
     fp32 = results["fp32"]
     assert fp32.image.path is not None
@@ -176,7 +217,8 @@ def test_fp32_parity_image_and_text(exported: tuple[Path, dict[str, hf_encoder.E
 
 @pytest.mark.slow
 def test_manifest_preprocessing_is_the_folders(
-        exported: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
+    exported: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     folder, results = exported
     config = json.loads((folder / "preprocessor_config.json").read_text())
     image = results["fp32"].image
@@ -188,29 +230,40 @@ def test_manifest_preprocessing_is_the_folders(
     if "shortest_edge" in config["size"]:
         assert pre.resize == "shortest_center_crop"
         assert pre.resize_shortest == config["size"]["shortest_edge"]
-        assert (pre.height, pre.width) == (config["crop_size"]["height"],
-                                           config["crop_size"]["width"])
+        assert (pre.height, pre.width) == (
+            config["crop_size"]["height"],
+            config["crop_size"]["width"],
+        )
     else:
         assert pre.resize == "stretch"
         assert (pre.height, pre.width) == (config["size"]["height"], config["size"]["width"])
 
 
-def test_preprocessing_of_each_family(clip: tuple[Path, dict[str, hf_encoder.Exported]],
-                                      siglip: tuple[Path, dict[str, hf_encoder.Exported]],
-                                      dinov2: tuple[Path, dict[str, hf_encoder.Exported]]
-                                      ) -> None:
+def test_preprocessing_of_each_family(
+    clip: tuple[Path, dict[str, hf_encoder.Exported]],
+    siglip: tuple[Path, dict[str, hf_encoder.Exported]],
+    dinov2: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     c = clip[1]["fp32"].image.preprocess
     s = siglip[1]["fp32"].image.preprocess
     d = dinov2[1]["fp32"].image.preprocess
-    assert (c.resize, c.interpolation, c.mean) == ("shortest_center_crop", "bicubic",
-                                                    pytest.approx(OPENAI_MEAN))
+    assert (c.resize, c.interpolation, c.mean) == (
+        "shortest_center_crop",
+        "bicubic",
+        pytest.approx(OPENAI_MEAN),
+    )
     assert (s.resize, s.mean, s.std) == ("stretch", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert (d.resize, d.resize_shortest, d.height, d.mean) == (
-        "shortest_center_crop", 36, 32, pytest.approx(IMAGENET_MEAN))
+        "shortest_center_crop",
+        36,
+        32,
+        pytest.approx(IMAGENET_MEAN),
+    )
 
 
 def test_centre_crop_matches_the_hugging_face_geometry(
-        dinov2: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
+    dinov2: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     """An upscaled image (no resampler differences to speak of) lands on the same pixels."""
     from PIL import Image
     from transformers import AutoImageProcessor
@@ -222,19 +275,22 @@ def test_centre_crop_matches_the_hugging_face_geometry(
     img = np.stack([x * 8, y * 12, x * 4 + y * 6], axis=-1).astype(np.uint8)
     ours = preprocess([img], manifest)
     processor = AutoImageProcessor.from_pretrained(folder, backend="pil")
-    want = processor(images=[Image.fromarray(img[:, :, ::-1].copy())],
-                     return_tensors="np")["pixel_values"]
+    want = processor(images=[Image.fromarray(img[:, :, ::-1].copy())], return_tensors="np")[
+        "pixel_values"
+    ]
     assert ours.shape == want.shape == (1, 3, 32, 32)
     assert np.abs(ours - want).mean() < 0.02
 
 
 @pytest.mark.slow
 def test_encoders_embed_images_and_text_into_one_space(
-        clip: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
+    clip: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     result = clip[1]["fp32"]
     assert result.text is not None
     vectors = Encoder(result.image.onnx.with_suffix(".json"), provider="cpu").embed(
-        [photo_like(7), photo_like(8)])
+        [photo_like(7), photo_like(8)]
+    )
     assert vectors.shape == (2, result.image.dim) == (2, 24)
     assert np.isfinite(vectors).all()
     text = TextEncoder(result.text.onnx.with_suffix(".json"), provider="cpu")
@@ -247,7 +303,8 @@ def test_encoders_embed_images_and_text_into_one_space(
 
 @pytest.mark.slow
 def test_fp16_and_int8_variants_report_their_accuracy(
-        siglip: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
+    siglip: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     results = siglip[1]
     fp16, int8 = results["fp16"], results["int8"]
     assert fp16.image.parity["ok"]
@@ -273,9 +330,11 @@ def test_fp16_and_int8_variants_report_their_accuracy(
 
 @pytest.mark.slow
 def test_memory_reembeds_on_encoder_change_and_searches_by_text(
-        root: Path, clip: tuple[Path, dict[str, hf_encoder.Exported]],
-        dinov2: tuple[Path, dict[str, hf_encoder.Exported]],
-        capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path,
+    clip: tuple[Path, dict[str, hf_encoder.Exported]],
+    dinov2: tuple[Path, dict[str, hf_encoder.Exported]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from rap_edge.cli import main as cli
 
     images = []
@@ -291,25 +350,68 @@ def test_memory_reembeds_on_encoder_change_and_searches_by_text(
     clip_image, clip_text = clip[1]["fp32"].image, clip[1]["fp32"].text
     assert clip_text is not None
     at = ["--memory", str(mem)]
-    assert cli(["memory", "rebuild-index", *at, "--manifest",
-                str(dino.onnx.with_suffix(".json")), "--provider", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "memory",
+                "rebuild-index",
+                *at,
+                "--manifest",
+                str(dino.onnx.with_suffix(".json")),
+                "--provider",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "embedded 3 pending image(s)" in capsys.readouterr().out
     # A new encoder: every reference image is embedded again, and becomes the default.
-    assert cli(["memory", "rebuild-index", *at, "--manifest",
-                str(clip_image.onnx.with_suffix(".json")), "--provider", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "memory",
+                "rebuild-index",
+                *at,
+                "--manifest",
+                str(clip_image.onnx.with_suffix(".json")),
+                "--provider",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "embedded 3 pending image(s)" in capsys.readouterr().out
     with Memory(mem, readonly=True) as memory:
         assert memory.active_encoder == clip_image.encoder_id
         assert memory.encoders() == {dino.encoder_id: 32, clip_image.encoder_id: 24}
         assert memory.pending(clip_image.encoder_id) == []
         query = Encoder(clip_image.onnx.with_suffix(".json"), provider="cpu").embed(
-            [cv2.imread(str(images[2]))])
+            [cv2.imread(str(images[2]))]
+        )
         (hits,) = memory.search(query, k=1)
         assert hits[0].name == "dog"
         assert hits[0].score == pytest.approx(1.0, abs=1e-5)
-    assert cli(["memory", "search", *at, "--text", "a red mug", "--text", "a dog",
-                "--text-encoder", str(clip_text.onnx.with_suffix(".json")), "--provider", "cpu",
-                "-k", "2", "--json"]) == 0
+    assert (
+        cli(
+            [
+                "memory",
+                "search",
+                *at,
+                "--text",
+                "a red mug",
+                "--text",
+                "a dog",
+                "--text-encoder",
+                str(clip_text.onnx.with_suffix(".json")),
+                "--provider",
+                "cpu",
+                "-k",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 2
     assert {h["name"] for h in hits[0]} == {"mug", "dog"}
@@ -355,20 +457,24 @@ def test_unsupported_preprocessing_is_refused(root: Path) -> None:
     no_crop = CLIPImageProcessorPil(size={"shortest_edge": 32}, do_center_crop=False)
     with pytest.raises(InvalidInputError, match="without a centre crop"):
         hf_encoder.preprocess_from_processor(no_crop, where)
-    nearest = CLIPImageProcessorPil(size={"shortest_edge": 32},
-                                    crop_size={"height": 32, "width": 32}, resample=0)
+    nearest = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, resample=0
+    )
     with pytest.raises(InvalidInputError, match="resample 0"):
         hf_encoder.preprocess_from_processor(nearest, where)
 
 
 def test_manifest_checks_the_new_preprocess_fields(
-        dinov2: tuple[Path, dict[str, hf_encoder.Exported]], tmp_path: Path) -> None:
+    dinov2: tuple[Path, dict[str, hf_encoder.Exported]], tmp_path: Path
+) -> None:
     manifest: ModelManifest = dinov2[1]["fp32"].image
     data = json.loads(manifest.onnx.with_suffix(".json").read_text())
-    for change, match in [({"resize": "pad"}, "resize 'pad'"),
-                          ({"interpolation": "lanczos"}, "interpolation 'lanczos'"),
-                          ({"resize_shortest": 16}, "resize_shortest 16"),
-                          ({"antialias": "yes"}, "antialias")]:
+    for change, match in [
+        ({"resize": "pad"}, "resize 'pad'"),
+        ({"interpolation": "lanczos"}, "interpolation 'lanczos'"),
+        ({"resize_shortest": 16}, "resize_shortest 16"),
+        ({"antialias": "yes"}, "antialias"),
+    ]:
         bad = json.loads(json.dumps(data))
         bad["preprocess"].update(change)
         path = tmp_path / "bad.json"
@@ -386,11 +492,16 @@ def test_manifest_checks_the_new_preprocess_fields(
 
 @pytest.mark.slow
 def test_check_reruns_parity_from_the_folder(
-        siglip: tuple[Path, dict[str, hf_encoder.Exported]]) -> None:
+    siglip: tuple[Path, dict[str, hf_encoder.Exported]],
+) -> None:
     """What `rap-edge models verify` runs; and no stray *.json beside the manifests."""
     results = siglip[1]
-    for manifest in (results["fp32"].image, results["fp16"].image, results["fp32"].text,
-                     results["int8"].text):
+    for manifest in (
+        results["fp32"].image,
+        results["fp16"].image,
+        results["fp32"].text,
+        results["int8"].text,
+    ):
         assert manifest is not None
         got = hf_encoder.check(load_manifest(manifest.onnx.with_suffix(".json")))
         assert got["ok"], (manifest.name, got)

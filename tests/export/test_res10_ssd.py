@@ -36,8 +36,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     store.pull(["res10-ssd"])
     photos = ModelStore(root / "store", carriers=[CHECK_PHOTOS])
     photos.pull()
-    paths = {f.name[:-4]: photos.file("check-photos", f.name) for f in CHECK_PHOTOS.files
-             if f.name.endswith(".jpg")}
+    paths = {
+        f.name[:-4]: photos.file("check-photos", f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    }
     ssd.export(store, root / "out", photos=list(paths.values()))
     return root, paths
 
@@ -64,8 +67,9 @@ def test_manifest_records_parity(exported: tuple[Path, dict[str, Path]]) -> None
     assert m.parity["max_abs_diff_conf"] <= ssd.MAX_RAW_DIFF
 
 
-def test_parity_with_opencv_dnn(exported: tuple[Path, dict[str, Path]],
-                                detector: SsdFaceDetector) -> None:
+def test_parity_with_opencv_dnn(
+    exported: tuple[Path, dict[str, Path]], detector: SsdFaceDetector
+) -> None:
     root, paths = exported
     folder = root / "store" / "res10-ssd"
     net = cv2.dnn.readNetFromCaffe(str(folder / ssd.PROTOTXT), str(folder / ssd.CAFFEMODEL))
@@ -85,8 +89,9 @@ def test_parity_with_opencv_dnn(exported: tuple[Path, dict[str, Path]],
     assert total >= len(paths)
 
 
-def test_golden_face_on_obama(exported: tuple[Path, dict[str, Path]],
-                              detector: SsdFaceDetector) -> None:
+def test_golden_face_on_obama(
+    exported: tuple[Path, dict[str, Path]], detector: SsdFaceDetector
+) -> None:
     _, paths = exported
     faces = detector.detect(cv2.imread(str(paths["obama"])))
     assert len(faces) == 1

@@ -33,8 +33,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=["llava", "idefics3"])
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[Path, Path, dict]:
+def exported(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, dict]:
     folder = BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
     out = folder.with_name(folder.name + "-vision")
     manifest = vlm_vision.export(folder, out, say=lambda _: None)
@@ -49,15 +50,16 @@ def test_export_matches_torch_and_records_it(exported: tuple[Path, Path, dict]) 
     assert on_disk == manifest
     assert (out / "vision.onnx").is_file()
     assert not list(out.glob("*.partial"))
-    assert manifest["model_type"] == json.loads((folder / "config.json").read_text())[
-        "model_type"]
+    assert manifest["model_type"] == json.loads((folder / "config.json").read_text())["model_type"]
     # LLaVA: 2x2 patches (CLS dropped); Idefics3: 2x2 patches pixel-shuffled by 2 into 1.
     expected_tokens = {"llava": 4, "idefics3": 1}[manifest["model_type"]]
     assert manifest["output"]["tokens_per_image"] == expected_tokens
 
 
 def test_backend_runs_the_image_side_on_onnx_with_the_same_answer(
-        exported: tuple[Path, Path, dict], images: dict[str, Path]) -> None:  # noqa: F811
+    exported: tuple[Path, Path, dict],
+    images: dict[str, Path],  # noqa: F811 - the imported fixture
+) -> None:
     folder, out, _ = exported
     prompt = rap_prompt(images)
     torch_only = TransformersBackend(folder)
@@ -70,8 +72,9 @@ def test_backend_runs_the_image_side_on_onnx_with_the_same_answer(
     assert got == expected
 
 
-def test_a_tower_from_another_model_is_refused(exported: tuple[Path, Path, dict],
-                                               tmp_path: Path) -> None:
+def test_a_tower_from_another_model_is_refused(
+    exported: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
     folder, out, _ = exported
     other = tmp_path / "other"
     shutil.copytree(folder, other)
@@ -82,8 +85,9 @@ def test_a_tower_from_another_model_is_refused(exported: tuple[Path, Path, dict]
         TransformersBackend(other, vision_onnx=out)
 
 
-def test_a_tampered_onnx_file_is_refused(exported: tuple[Path, Path, dict],
-                                         tmp_path: Path) -> None:
+def test_a_tampered_onnx_file_is_refused(
+    exported: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
     folder, out, _ = exported
     copy = tmp_path / "vision"
     shutil.copytree(out, copy)

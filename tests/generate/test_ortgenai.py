@@ -21,12 +21,18 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 MEMORY = ["Ana", "Bo", "Carl", "Dina", "Eli", "Fig"]
 SCENES = [
-    ("Describe what you see.", [ConceptRef("Ana", "person", "Ana is the owner's sister.", 0.95,
-                                           "left")]),
-    ("Is Carl here?", [ConceptRef("Bo", "dog", "Bo is a golden retriever puppy.", 0.9,
-                                  "right")]),
-    ("What is Dina doing?", [ConceptRef("Dina", "person", "Dina plays violin.", 0.93),
-                             ConceptRef("Fig", "cat", "Fig sleeps on the sofa.", 0.91, "left")]),
+    (
+        "Describe what you see.",
+        [ConceptRef("Ana", "person", "Ana is the owner's sister.", 0.95, "left")],
+    ),
+    ("Is Carl here?", [ConceptRef("Bo", "dog", "Bo is a golden retriever puppy.", 0.9, "right")]),
+    (
+        "What is Dina doing?",
+        [
+            ConceptRef("Dina", "person", "Dina plays violin.", 0.93),
+            ConceptRef("Fig", "cat", "Fig sleeps on the sofa.", 0.91, "left"),
+        ],
+    ),
 ]
 
 
@@ -45,7 +51,8 @@ def test_export_records_parity_and_hashes(llm_model: Path, tmp_path: Path) -> No
     assert m["parity"]["ok"] and m["parity"]["min_logit_cosine_to_fp32"] >= 0.97
     assert set(m["files"]) == {"model.onnx", "model.onnx.data"}
     assert m["source"]["gguf_sha256"] == (
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    )
     assert llm.current(llm_model)
     fake = tmp_path / "fake"
     fake.mkdir()
@@ -73,14 +80,17 @@ def test_guarded_answers_never_name_an_unretrieved_concept(backend) -> None:
         assert result.text
         for name in set(MEMORY) - set(prompt.allowed_names):
             assert not re.search(rf"(?<!\w){name}(?!\w)", result.text, re.IGNORECASE), (
-                name, result.text)
+                name,
+                result.text,
+            )
         assert result.backend in {"ortgenai", "template"}
         assert result.fell_back == (result.backend == "template")
     assert gen.stats["requests"] == len(SCENES)
 
 
-def test_backend_errors_and_auto(tmp_path: Path, llm_model: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_errors_and_auto(
+    tmp_path: Path, llm_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ModelStoreError, match="no genai_config.json"):
         open_backend("ortgenai", tmp_path / "nothing")
     bad = tmp_path / "bad"
@@ -101,8 +111,12 @@ def test_backend_errors_and_auto(tmp_path: Path, llm_model: Path,
 def test_one_generation_at_a_time_per_model(backend) -> None:
     prompt = build_prompt("Say hello.", [])
     out: list[str] = []
-    threads = [threading.Thread(target=lambda: out.append(
-        "".join(backend.generate(prompt, max_tokens=6)))) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: out.append("".join(backend.generate(prompt, max_tokens=6)))
+        )
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -111,7 +125,8 @@ def test_one_generation_at_a_time_per_model(backend) -> None:
 
 
 def test_process_backend_matches_in_process_and_survives_a_dead_child(
-        backend, llm_model: Path, tmp_path: Path) -> None:
+    backend, llm_model: Path, tmp_path: Path
+) -> None:
     prompt = build_prompt("Say hello.", [])
     want = "".join(backend.generate(prompt, max_tokens=8))
     proc, note = open_backend("ortgenai", llm_model, isolate=True, threads=1)

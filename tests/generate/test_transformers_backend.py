@@ -34,24 +34,39 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<|im_start|>", "<|im_end|>",
-           "<|vision_start|>", "<|image_pad|>", "<|video_pad|>", "<|vision_end|>",
-           "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
-COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255),
-           "yellow": (255, 255, 0)}
+SPECIAL = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<image>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_end|>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<end_of_utterance>",
+]
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 VLMS = ["llava", "idefics3", "qwen2vl"]
 ROLES = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
 def chatml(image: str, *, system_role: bool = True) -> str:
     """A ChatML template that writes ``image`` for an image part, as the real templates do."""
-    no_system = ("{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
-                 "{% endif %}")
-    return ("{% for m in messages %}" + ("" if system_role else no_system)
-            + "<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
-            "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}" + image
-            + "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
-            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    no_system = "{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    return (
+        "{% for m in messages %}"
+        + ("" if system_role else no_system)
+        + "<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+        "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+        + image
+        + "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
 
 
 def make_tokenizer(template: str | None) -> Any:
@@ -69,11 +84,19 @@ def make_tokenizer(template: str | None) -> Any:
 
 
 def text_config(tok: Any) -> dict[str, Any]:
-    return {"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "max_position_embeddings": 2048, "tie_word_embeddings": False,
-            "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-            "pad_token_id": tok.pad_token_id}
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
 
 
 def save(model: Any, processor: Any, folder: Path) -> Path:
@@ -95,18 +118,33 @@ def build_llava(folder: Path) -> Path:
 
     torch.manual_seed(0)
     tok = make_tokenizer(None)
-    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=64,
-                                           num_hidden_layers=2, num_attention_heads=4,
-                                           image_size=28, patch_size=14, projection_dim=32)
+    vision = transformers.CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+        projection_dim=32,
+    )
     config = transformers.LlavaConfig(
-        vision_config=vision, text_config=transformers.LlamaConfig(**text_config(tok)),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), image_seq_length=4,
-        vision_feature_layer=-1)
-    images = CLIPImageProcessorPil(size={"shortest_edge": 28},
-                                   crop_size={"height": 28, "width": 28})
+        vision_config=vision,
+        text_config=transformers.LlamaConfig(**text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=4,
+        vision_feature_layer=-1,
+    )
+    images = CLIPImageProcessorPil(
+        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}
+    )
     processor = transformers.LlavaProcessor(
-        image_processor=images, tokenizer=tok, patch_size=14, num_additional_image_tokens=1,
-        vision_feature_select_strategy="default", chat_template=chatml("<image>"))
+        image_processor=images,
+        tokenizer=tok,
+        patch_size=14,
+        num_additional_image_tokens=1,
+        vision_feature_select_strategy="default",
+        chat_template=chatml("<image>"),
+    )
     return save(transformers.LlavaForConditionalGeneration(config), processor, folder)
 
 
@@ -117,17 +155,27 @@ def build_idefics3(folder: Path) -> Path:
 
     torch.manual_seed(0)
     tok = make_tokenizer(None)
-    vision = transformers.Idefics3VisionConfig(hidden_size=32, intermediate_size=64,
-                                               num_hidden_layers=2, num_attention_heads=4,
-                                               image_size=28, patch_size=14)
+    vision = transformers.Idefics3VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=14,
+    )
     config = transformers.Idefics3Config(
-        vision_config=vision, text_config=transformers.LlamaConfig(**text_config(tok)),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2)
-    images = Idefics3ImageProcessorPil(size={"longest_edge": 28}, do_image_splitting=False,
-                                       max_image_size={"longest_edge": 28})
+        vision_config=vision,
+        text_config=transformers.LlamaConfig(**text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    images = Idefics3ImageProcessorPil(
+        size={"longest_edge": 28}, do_image_splitting=False, max_image_size={"longest_edge": 28}
+    )
     # image_seq_len = (28 / 14) ** 2 / scale_factor ** 2 = 1 token per image.
-    processor = transformers.Idefics3Processor(image_processor=images, tokenizer=tok,
-                                               image_seq_len=1, chat_template=chatml("<image>"))
+    processor = transformers.Idefics3Processor(
+        image_processor=images, tokenizer=tok, image_seq_len=1, chat_template=chatml("<image>")
+    )
     return save(transformers.Idefics3ForConditionalGeneration(config), processor, folder)
 
 
@@ -139,25 +187,47 @@ def build_qwen2vl(folder: Path) -> Path:
     torch.manual_seed(0)
     tok = make_tokenizer(None)
     ids = tok.convert_tokens_to_ids
-    vision = {"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 4, "mlp_ratio": 2,
-              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    vision = {
+        "depth": 2,
+        "embed_dim": 32,
+        "hidden_size": 32,
+        "num_heads": 4,
+        "mlp_ratio": 2,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+    }
     text = {**text_config(tok), "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 1]}}
     config = transformers.Qwen2VLConfig(
-        vision_config=vision, text_config=text, image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"))
+        vision_config=vision,
+        text_config=text,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     images = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=28 * 28)  # 1 token/image
     # Qwen2VLProcessor insists on a video processor, which needs torchvision (absent here);
     # the backend loads the saved folder without one, as it must do on such machines.
-    image_only = type("Qwen2VLProcessor", (transformers.Qwen2VLProcessor,), {
-        "get_attributes": classmethod(lambda _cls: ["image_processor", "tokenizer"])})
-    processor = image_only(image_processor=images, tokenizer=tok, chat_template=chatml(
-        "<|vision_start|><|image_pad|><|vision_end|>"))
+    image_only = type(
+        "Qwen2VLProcessor",
+        (transformers.Qwen2VLProcessor,),
+        {"get_attributes": classmethod(lambda _cls: ["image_processor", "tokenizer"])},
+    )
+    processor = image_only(
+        image_processor=images,
+        tokenizer=tok,
+        chat_template=chatml("<|vision_start|><|image_pad|><|vision_end|>"),
+    )
     return save(transformers.Qwen2VLForConditionalGeneration(config), processor, folder)
 
 
-BUILDERS = {"llava": build_llava, "idefics3": build_idefics3, "qwen2vl": build_qwen2vl,
-            "llama": build_llama}
+BUILDERS = {
+    "llava": build_llava,
+    "idefics3": build_idefics3,
+    "qwen2vl": build_qwen2vl,
+    "llama": build_llama,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -171,8 +241,9 @@ def offline() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def backend(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> TransformersBackend:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> TransformersBackend:
     folder = BUILDERS[request.param](tmp_path_factory.mktemp(request.param))
     return TransformersBackend(folder)
 
@@ -187,22 +258,28 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def rap_prompt(images: dict[str, Path], scores: tuple[float, float, float] = (0.9, 0.8, 0.7)
-               ) -> Prompt:
+def rap_prompt(
+    images: dict[str, Path], scores: tuple[float, float, float] = (0.9, 0.8, 0.7)
+) -> Prompt:
     """Query image red; Ana green, Bo blue, Mug yellow, ranked by ``scores``."""
-    concepts = [ConceptRef("Ana", "person", "likes tea", scores[0], "left", images["green"]),
-                ConceptRef("Bo", "dog", "steals socks", scores[1], "", images["blue"]),
-                ConceptRef("Mug", "mug", "chipped", scores[2], "right", images["yellow"])]
-    return build_prompt("Who is here?", concepts, query_image=images["red"], multimodal=True,
-                        image_tokens=16)
+    concepts = [
+        ConceptRef("Ana", "person", "likes tea", scores[0], "left", images["green"]),
+        ConceptRef("Bo", "dog", "steals socks", scores[1], "", images["blue"]),
+        ConceptRef("Mug", "mug", "chipped", scores[2], "right", images["yellow"]),
+    ]
+    return build_prompt(
+        "Who is here?", concepts, query_image=images["red"], multimodal=True, image_tokens=16
+    )
 
 
-def forward_calls(backend: TransformersBackend, prompt: Prompt, max_tokens: int
-                  ) -> tuple[list[dict[str, Any]], str]:
+def forward_calls(
+    backend: TransformersBackend, prompt: Prompt, max_tokens: int
+) -> tuple[list[dict[str, Any]], str]:
     """The keyword arguments of each forward call during generation, and the answer."""
     calls: list[dict[str, Any]] = []
     handle = backend.model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: calls.append(kwargs), with_kwargs=True)
+        lambda _m, _a, kwargs: calls.append(kwargs), with_kwargs=True
+    )
     try:
         text = "".join(backend.generate(prompt, max_tokens=max_tokens))
     finally:
@@ -210,8 +287,9 @@ def forward_calls(backend: TransformersBackend, prompt: Prompt, max_tokens: int
     return calls, text
 
 
-def pixel_inputs(backend: TransformersBackend, prompt: Prompt,
-                 monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def pixel_inputs(
+    backend: TransformersBackend, prompt: Prompt, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """What the vision encoder got (pixel values, Qwen2-VL's grid) for the prompt's images.
 
     transformers encodes the images before the first forward pass, through the base model's
@@ -259,16 +337,19 @@ def colours(backend: TransformersBackend, kwargs: dict[str, Any]) -> list[str]:
         rgb = pv.reshape(-1, 3, *pv.shape[-2:]).mean((-2, -1))
     names = []
     for row in ((rgb * std + mean) * 255).tolist():
-        name, ref = min(COLOURS.items(),
-                        key=lambda kv: sum(abs(a - b) for a, b in zip(kv[1], row, strict=True)))
+        name, ref = min(
+            COLOURS.items(),
+            key=lambda kv: sum(abs(a - b) for a, b in zip(kv[1], row, strict=True)),
+        )
         assert max(abs(a - b) for a, b in zip(ref, row, strict=True)) < 8, row
         names.append(name)
     return names
 
 
 @pytest.mark.parametrize("backend", VLMS, indirect=True)
-def test_image_token_blocks_follow_the_prompt(backend: TransformersBackend,
-                                              images: dict[str, Path]) -> None:
+def test_image_token_blocks_follow_the_prompt(
+    backend: TransformersBackend, images: dict[str, Path]
+) -> None:
     prompt = rap_prompt(images)
     assert backend.multimodal
     calls, _ = forward_calls(backend, prompt, 1)
@@ -288,8 +369,8 @@ def test_image_token_blocks_follow_the_prompt(backend: TransformersBackend,
 
 @pytest.mark.parametrize("backend", VLMS, indirect=True)
 def test_reference_images_reach_the_model_in_prompt_order(
-        backend: TransformersBackend, images: dict[str, Path],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    backend: TransformersBackend, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     got = pixel_inputs(backend, rap_prompt(images), monkeypatch)
     assert colours(backend, got) == ["red", "green", "blue", "yellow"]
     swapped = rap_prompt(images, scores=(0.8, 0.9, 0.7))  # Bo now outranks Ana
@@ -299,8 +380,9 @@ def test_reference_images_reach_the_model_in_prompt_order(
 
 
 @pytest.mark.parametrize("backend", [*VLMS, "llama"], indirect=True)
-def test_generation_streams_and_max_tokens_bounds_it(backend: TransformersBackend,
-                                                     images: dict[str, Path]) -> None:
+def test_generation_streams_and_max_tokens_bounds_it(
+    backend: TransformersBackend, images: dict[str, Path]
+) -> None:
     prompt = rap_prompt(images)
     # The second forward pass waits until the first piece has been read: a backend that
     # yielded only after generating everything would wait for the timeout, and fail.
@@ -386,8 +468,10 @@ def test_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match=r"empty has no config\.json"):
         TransformersBackend(tmp_path / "empty")
-    for model_type, match in [("vit", "'vit' is not a supported causal language model"),
-                              ("no-such-model", "unsupported or unreadable config")]:
+    for model_type, match in [
+        ("vit", "'vit' is not a supported causal language model"),
+        ("no-such-model", "unsupported or unreadable config"),
+    ]:
         (tmp_path / model_type).mkdir()
         (tmp_path / model_type / "config.json").write_text(f'{{"model_type": "{model_type}"}}')
         with pytest.raises(InvalidInputError, match=match):
@@ -410,15 +494,20 @@ def test_option_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("backend", ["llava"], indirect=True)
-def test_prompt_errors(backend: TransformersBackend, images: dict[str, Path],
-                       tmp_path: Path) -> None:
+def test_prompt_errors(
+    backend: TransformersBackend, images: dict[str, Path], tmp_path: Path
+) -> None:
     with pytest.raises(InvalidInputError, match="2 <image> placeholders but 1 images"):
         list(backend.generate(Prompt(text="<image> and <image>?", images=[images["red"]])))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     for path in (bad, tmp_path / "missing.png"):
-        prompt = build_prompt("Who?", [ConceptRef("Ana", "person", "", 0.9, "", path)],
-                              query_image=images["red"], multimodal=True)
+        prompt = build_prompt(
+            "Who?",
+            [ConceptRef("Ana", "person", "", 0.9, "", path)],
+            query_image=images["red"],
+            multimodal=True,
+        )
         with pytest.raises(InvalidInputError, match=f"cannot read image .*{path.name}"):
             list(backend.generate(prompt))
     with pytest.raises(InvalidInputError, match="max_tokens"):
@@ -426,8 +515,9 @@ def test_prompt_errors(backend: TransformersBackend, images: dict[str, Path],
 
 
 @pytest.mark.parametrize("backend", ["llama"], indirect=True)
-def test_a_failed_generation_raises_instead_of_hanging(backend: TransformersBackend,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_generation_raises_instead_of_hanging(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(**_: Any) -> None:
         raise RuntimeError("out of memory")
 

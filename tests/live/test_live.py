@@ -60,8 +60,9 @@ class Results:
         with self.lock:
             self.frames.append((source, result, meta))
 
-    def on_description(self, source: str, index: int | None, answer: GenerationResult,
-                       meta: Any) -> None:
+    def on_description(
+        self, source: str, index: int | None, answer: GenerationResult, meta: Any
+    ) -> None:
         with self.lock:
             self.descriptions.append((source, index, answer, meta))
 
@@ -81,8 +82,9 @@ def names(result: FrameResult) -> list[tuple[str, str | None]]:
 class Streamer:
     """Submits one image to one source every ``period`` s, meta = a growing sequence number."""
 
-    def __init__(self, rt: LiveRuntime, source: str, image: np.ndarray, period: float = 0.02
-                 ) -> None:
+    def __init__(
+        self, rt: LiveRuntime, source: str, image: np.ndarray, period: float = 0.02
+    ) -> None:
         self.rt, self.source, self.image, self.period = rt, source, image, period
         self.seq = 0
         self.lock = threading.Lock()
@@ -138,14 +140,20 @@ def results() -> Results:
 
 
 @pytest.fixture
-def runtime(models: FaceModels, memory: Memory, results: Results
-            ) -> Iterator[Callable[..., LiveRuntime]]:
+def runtime(
+    models: FaceModels, memory: Memory, results: Results
+) -> Iterator[Callable[..., LiveRuntime]]:
     """Make runtimes (template backend) that are closed after the test."""
     made: list[LiveRuntime] = []
 
     def make(**config: Any) -> LiveRuntime:
-        rt = LiveRuntime(models, memory, LiveConfig(backend="template", **config),
-                         on_result=results.on_result, on_description=results.on_description)
+        rt = LiveRuntime(
+            models,
+            memory,
+            LiveConfig(backend="template", **config),
+            on_result=results.on_result,
+            on_description=results.on_description,
+        )
         made.append(rt)
         return rt
 
@@ -157,14 +165,32 @@ def runtime(models: FaceModels, memory: Memory, results: Results
 # -- settings (no models) ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("top_k", 0), ("top_k", 101), ("top_k", True), ("top_k", 2.5), ("margin", 1.0),
-    ("margin", -0.1), ("face_threshold", 1.5), ("face_threshold", math.nan),
-    ("object_threshold", -2), ("describe_every", -1.0), ("describe_every", math.inf),
-    ("embed_every", 0), ("tiles", 9), ("max_tokens", 0), ("max_concepts", 51),
-    ("llm_threads", 0), ("backend", "gpt"), ("llm_provider", "tpu"), ("track", "yes"),
-    ("describe", 1), ("llm", ""),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("top_k", 0),
+        ("top_k", 101),
+        ("top_k", True),
+        ("top_k", 2.5),
+        ("margin", 1.0),
+        ("margin", -0.1),
+        ("face_threshold", 1.5),
+        ("face_threshold", math.nan),
+        ("object_threshold", -2),
+        ("describe_every", -1.0),
+        ("describe_every", math.inf),
+        ("embed_every", 0),
+        ("tiles", 9),
+        ("max_tokens", 0),
+        ("max_concepts", 51),
+        ("llm_threads", 0),
+        ("backend", "gpt"),
+        ("llm_provider", "tpu"),
+        ("track", "yes"),
+        ("describe", 1),
+        ("llm", ""),
+    ],
+)
 def test_config_check_names_the_bad_value(field: str, value: object) -> None:
     LiveConfig().check()
     with pytest.raises(InvalidInputError, match=field):
@@ -176,8 +202,9 @@ def test_config_check_names_the_bad_value(field: str, value: object) -> None:
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_two_sources_share_one_memory(runtime: Callable[..., LiveRuntime], results: Results,
-                                      photos: dict[str, np.ndarray]) -> None:
+def test_two_sources_share_one_memory(
+    runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
+) -> None:
     rt = runtime()
     rt.submit("cam/left", frame(photos["obama2"]), "L", stamp=12.5)
     rt.submit("cam/right", frame(photos["obama3"], photos["biden"]), "R")
@@ -200,7 +227,8 @@ def test_two_sources_share_one_memory(runtime: Callable[..., LiveRuntime], resul
 @pytest.mark.network
 @pytest.mark.slow
 def test_waiting_frames_are_replaced_by_the_newest_round_robin(
-        models: FaceModels, memory: Memory, photos: dict[str, np.ndarray]) -> None:
+    models: FaceModels, memory: Memory, photos: dict[str, np.ndarray]
+) -> None:
     order: list[tuple[str, Any]] = []
     entered, release = threading.Event(), threading.Event()
 
@@ -232,8 +260,11 @@ def test_waiting_frames_are_replaced_by_the_newest_round_robin(
 @pytest.mark.network
 @pytest.mark.slow
 def test_concepts_added_and_removed_live_on_a_tracked_face(
-        runtime: Callable[..., LiveRuntime], results: Results, memory: Memory,
-        photos: dict[str, np.ndarray]) -> None:
+    runtime: Callable[..., LiveRuntime],
+    results: Results,
+    memory: Memory,
+    photos: dict[str, np.ndarray],
+) -> None:
     rt = runtime(embed_every=10)  # the face's embedding is reused and its votes accumulate
     stream = Streamer(rt, "cam", frame(photos["biden"]))
     try:
@@ -270,8 +301,11 @@ def test_concepts_added_and_removed_live_on_a_tracked_face(
 @pytest.mark.network
 @pytest.mark.slow
 def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
-        runtime: Callable[..., LiveRuntime], memory: Memory, photos: dict[str, np.ndarray],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: Callable[..., LiveRuntime],
+    memory: Memory,
+    photos: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rt = runtime()
     blank = np.full((240, 320, 3), 90, np.uint8)
     with pytest.raises(InvalidInputError, match="no face found in image #2"):
@@ -290,8 +324,13 @@ def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
         rt.update_concept("Poster", category="person")
     assert rt.get_concept("Poster").category == "poster"
     rt.remove_concept("Poster")
-    for bad in ([np.zeros((8, 8), np.uint8)], [np.zeros((8, 8, 3), np.float32)],
-                [np.zeros((0, 8, 3), np.uint8)], ["face.png"], np.zeros((2, 8, 8, 3))):
+    for bad in (
+        [np.zeros((8, 8), np.uint8)],
+        [np.zeros((8, 8, 3), np.float32)],
+        [np.zeros((0, 8, 3), np.uint8)],
+        ["face.png"],
+        np.zeros((2, 8, 8, 3)),
+    ):
         with pytest.raises(InvalidInputError, match="image"):
             rt.add_concept("Bad", "person", images=bad)  # type: ignore[arg-type]
 
@@ -310,8 +349,11 @@ def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
 @pytest.mark.network
 @pytest.mark.slow
 def test_edits_while_frames_flow_keep_the_memory_sound(
-        runtime: Callable[..., LiveRuntime], results: Results, memory: Memory,
-        photos: dict[str, np.ndarray]) -> None:
+    runtime: Callable[..., LiveRuntime],
+    results: Results,
+    memory: Memory,
+    photos: dict[str, np.ndarray],
+) -> None:
     rt = runtime(describe=True)
     left = Streamer(rt, "left", frame(photos["obama2"]), period=0.01)
     right = Streamer(rt, "right", frame(photos["biden"], photos["obama3"]), period=0.01)
@@ -336,13 +378,17 @@ def test_edits_while_frames_flow_keep_the_memory_sound(
         wait_for(lambda: len(results.of("right")) >= 1, "the first frames")
         for i in range(3):
             c = rt.add_concept(f"P{i}", "person", images=[photos["obama3"]])
-            rt.update_concept(c.id, name=f"Q{i}", info=f"edit {i}",
-                              add_images=[photos["biden"]])
+            rt.update_concept(c.id, name=f"Q{i}", info=f"edit {i}", add_images=[photos["biden"]])
             assert [len(im.encoders) for im in rt.get_concept(c.id).images] == [1, 1]
             rt.remove_concept(f"Q{i}")
         marks = left.mark(), right.mark()
-        wait_for(lambda: len(results.after("left", marks[0])) >= 2
-                 and len(results.after("right", marks[1])) >= 2, "frames after the edits")
+        wait_for(
+            lambda: (
+                len(results.after("left", marks[0])) >= 2
+                and len(results.after("right", marks[1])) >= 2
+            ),
+            "frames after the edits",
+        )
     finally:
         stop.set()
         left.close()
@@ -350,8 +396,14 @@ def test_edits_while_frames_flow_keep_the_memory_sound(
         thread.join(WAIT_S)
     assert not failures, failures
     later = results.after("left", marks[0]) + results.after("right", marks[1])
-    assert not {r.name for res in later for r in res.recognitions} & {"P0", "Q0", "P1", "Q1",
-                                                                       "P2", "Q2"}
+    assert not {r.name for res in later for r in res.recognitions} & {
+        "P0",
+        "Q0",
+        "P1",
+        "Q1",
+        "P2",
+        "Q2",
+    }
     assert rt.close(10)
     stats = rt.stats()
     assert stats.edits == 9 and stats.callback_errors == 0
@@ -365,8 +417,11 @@ def test_edits_while_frames_flow_keep_the_memory_sound(
 @pytest.mark.network
 @pytest.mark.slow
 def test_bad_frames_and_failing_callbacks_are_counted_and_the_stream_goes_on(
-        models: FaceModels, memory: Memory, photos: dict[str, np.ndarray],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    models: FaceModels,
+    memory: Memory,
+    photos: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[Any] = []
 
     def on_result(source: str, result: FrameResult, meta: Any) -> None:
@@ -384,9 +439,15 @@ def test_bad_frames_and_failing_callbacks_are_counted_and_the_stream_goes_on(
         return original(self, image, **kw)
 
     monkeypatch.setattr(Pipeline, "process", process)
-    bad: list[Any] = [None, np.zeros((48, 64, 3), np.float32), np.zeros((48, 64), np.uint8),
-                      np.zeros((0, 0, 3), np.uint8), np.zeros((48, 64, 4), np.uint8),
-                      [[1, 2, 3]], "frame.png"]
+    bad: list[Any] = [
+        None,
+        np.zeros((48, 64, 3), np.float32),
+        np.zeros((48, 64), np.uint8),
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((48, 64, 4), np.uint8),
+        [[1, 2, 3]],
+        "frame.png",
+    ]
     with LiveRuntime(models, memory, on_result=on_result) as rt:
         for i, image in enumerate(bad):
             rt.submit("cam", image, i)
@@ -408,8 +469,8 @@ def test_bad_frames_and_failing_callbacks_are_counted_and_the_stream_goes_on(
 @pytest.mark.network
 @pytest.mark.slow
 def test_descriptions_arrive_per_source_with_their_meta(
-        runtime: Callable[..., LiveRuntime], results: Results,
-        photos: dict[str, np.ndarray]) -> None:
+    runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
+) -> None:
     rt = runtime(describe=True)
     obama = frame(photos["obama2"])
 
@@ -440,9 +501,9 @@ def test_descriptions_arrive_per_source_with_their_meta(
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_ask_about_an_image_or_the_latest_frame(runtime: Callable[..., LiveRuntime],
-                                                results: Results,
-                                                photos: dict[str, np.ndarray]) -> None:
+def test_ask_about_an_image_or_the_latest_frame(
+    runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
+) -> None:
     rt = runtime()
     with pytest.raises(InvalidInputError, match="no frame"):
         rt.ask("Who is here?")
@@ -467,8 +528,8 @@ def test_ask_about_an_image_or_the_latest_frame(runtime: Callable[..., LiveRunti
 @pytest.mark.network
 @pytest.mark.slow
 def test_set_config_is_checked_and_applies_to_the_next_frame(
-        runtime: Callable[..., LiveRuntime], results: Results,
-        photos: dict[str, np.ndarray]) -> None:
+    runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
+) -> None:
     rt = runtime(embed_every=1)  # every frame adds a vote: the old ones must not outvote
     img = frame(photos["obama2"])
 
@@ -487,10 +548,15 @@ def test_set_config_is_checked_and_applies_to_the_next_frame(
     rt.set_config(face_threshold=None, top_k=1)  # back to the calibrated value
     assert names(next_frame("calibrated")) == [("known", "Barack")]
     before = rt.config
-    for changes, word in (({"top_k": 0}, "top_k"), ({"face_threshold": 2.0}, "face_threshold"),
-                          ({"margin": 1.5}, "margin"), ({"describe_every": -1}, "describe_every"),
-                          ({"bogus": 1}, "bogus"), ({"describe": True}, "cannot change"),
-                          ({"backend": "auto"}, "cannot change")):
+    for changes, word in (
+        ({"top_k": 0}, "top_k"),
+        ({"face_threshold": 2.0}, "face_threshold"),
+        ({"margin": 1.5}, "margin"),
+        ({"describe_every": -1}, "describe_every"),
+        ({"bogus": 1}, "bogus"),
+        ({"describe": True}, "cannot change"),
+        ({"backend": "auto"}, "cannot change"),
+    ):
         with pytest.raises(InvalidInputError, match=word):
             rt.set_config(**changes)
     assert rt.config == before
@@ -499,9 +565,13 @@ def test_set_config_is_checked_and_applies_to_the_next_frame(
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_close_is_prompt_and_final(runtime: Callable[..., LiveRuntime], results: Results,
-                                   models: FaceModels, memory: Memory,
-                                   photos: dict[str, np.ndarray]) -> None:
+def test_close_is_prompt_and_final(
+    runtime: Callable[..., LiveRuntime],
+    results: Results,
+    models: FaceModels,
+    memory: Memory,
+    photos: dict[str, np.ndarray],
+) -> None:
     rt = runtime(describe=True)
     img = frame(photos["obama2"])
     for i in range(20):

@@ -60,8 +60,9 @@ def test_non_image_file(stocked: Memory, tmp_path: Path) -> None:
     _unchanged(stocked)
 
 
-def test_truncated_and_corrupt_images(stocked: Memory, tmp_path: Path,
-                                      make_image: Callable[..., Path]) -> None:
+def test_truncated_and_corrupt_images(
+    stocked: Memory, tmp_path: Path, make_image: Callable[..., Path]
+) -> None:
     good = make_image(5, size=64).read_bytes()
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(good[: len(good) // 3])
@@ -78,8 +79,13 @@ def test_truncated_and_corrupt_images(stocked: Memory, tmp_path: Path,
 
 @pytest.mark.parametrize(
     ("name", "match"),
-    [("", "name is empty"), ("   ", "name is empty"), ("a\x07b", "control characters"),
-     ("x" * (MAX_NAME_CHARS + 1), "limit is"), (None, "must be text")],
+    [
+        ("", "name is empty"),
+        ("   ", "name is empty"),
+        ("a\x07b", "control characters"),
+        ("x" * (MAX_NAME_CHARS + 1), "limit is"),
+        (None, "must be text"),
+    ],
 )
 def test_bad_names(stocked: Memory, name: object, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
@@ -162,8 +168,10 @@ def test_locked_database(stocked: Memory) -> None:
     blocker = sqlite3.connect(stocked.path / "memory.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        with Memory(stocked.path, lock_timeout_s=0.2) as other, \
-                pytest.raises(MemoryLockedError, match="locked by another writer"):
+        with (
+            Memory(stocked.path, lock_timeout_s=0.2) as other,
+            pytest.raises(MemoryLockedError, match="locked by another writer"),
+        ):
             other.add("a")
     finally:
         blocker.execute("ROLLBACK")
@@ -172,8 +180,11 @@ def test_locked_database(stocked: Memory) -> None:
 
 
 def test_writer_lock_held_by_another_instance(stocked: Memory) -> None:
-    with Memory(stocked.path, lock_timeout_s=0.2) as other, stocked._file_lock.hold(), \
-            pytest.raises(MemoryLockedError, match="locked by another writer"):
+    with (
+        Memory(stocked.path, lock_timeout_s=0.2) as other,
+        stocked._file_lock.hold(),
+        pytest.raises(MemoryLockedError, match="locked by another writer"),
+    ):
         other.add("a")
     stocked.add("after")  # the lock is released again
     stocked.remove("after")

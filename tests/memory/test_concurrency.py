@@ -40,8 +40,7 @@ def test_searches_during_edits_never_name_a_removed_concept(
             try:
                 for i in range(60):
                     vec = unit(wrng, DIM)
-                    c = mem.add(f"w{i}", images=[png_bytes(1000 + i)], vectors=vec,
-                                encoder="e")
+                    c = mem.add(f"w{i}", images=[png_bytes(1000 + i)], vectors=vec, encoder="e")
                     live.append((c.id, vec[0]))
                     if i % 3 == 2:
                         cid, _ = live.pop(0)
@@ -90,7 +89,7 @@ def test_search_is_not_blocked_while_remove_compacts(
     vecs = unit(rng, DIM, 3)
     with Memory.init(tmp_path / "m") as mem:
         for i in range(3):
-            mem.add(f"c{i}", images=[png_bytes(i)], vectors=vecs[i:i + 1], encoder="e")
+            mem.add(f"c{i}", images=[png_bytes(i)], vectors=vecs[i : i + 1], encoder="e")
         mem.search(vecs[0])  # load the index
         building, release = threading.Event(), threading.Event()
         real_build = _index.build_index

@@ -34,7 +34,10 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(tmp_path: Path) ->
         with errors.open("w") as err_file:
             proc = subprocess.Popen(
                 [sys.executable, str(WRITER), str(tmp_path / "m"), str(run)],
-                stdout=subprocess.PIPE, stderr=err_file, text=True, env=env,
+                stdout=subprocess.PIPE,
+                stderr=err_file,
+                text=True,
+                env=env,
             )
         assert proc.stdout is not None
         first = proc.stdout.readline()

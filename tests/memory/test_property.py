@@ -63,8 +63,9 @@ class MemoryMachine(RuleBasedStateMachine):
     @rule(concept=concepts, seed=st.integers(0, 10**6))
     def add_image(self, concept: str, seed: int) -> None:
         vec = _vec(seed)
-        img = self.mem.add_image(concept, png_bytes(10_000 * self._next()), vector=vec,
-                                 encoder="e")
+        img = self.mem.add_image(
+            concept, png_bytes(10_000 * self._next()), vector=vec, encoder="e"
+        )
         self.ref[concept][1][img.id] = vec
 
     @rule(concept=concepts, data=st.data())
@@ -100,16 +101,20 @@ class MemoryMachine(RuleBasedStateMachine):
         if not self.ref:
             return
         query = _vec(seed)
-        truth = {cid: max(float(v @ query) for v in vecs.values())
-                 for cid, (_name, vecs) in self.ref.items()}
+        truth = {
+            cid: max(float(v @ query) for v in vecs.values())
+            for cid, (_name, vecs) in self.ref.items()
+        }
         # Thresholds just above and below every true score probe each decision boundary.
-        thresholds = [None] + [t for s in truth.values() for t in (s - 3 * TOL, s + 3 * TOL)
-                               if -1.0 <= t <= 1.0]
+        thresholds = [None] + [
+            t for s in truth.values() for t in (s - 3 * TOL, s + 3 * TOL) if -1.0 <= t <= 1.0
+        ]
         for threshold in thresholds:
             self._check_search(query, k, threshold, truth)
 
-    def _check_search(self, query: np.ndarray, k: int, threshold: float | None,
-                      truth: dict[str, float]) -> None:
+    def _check_search(
+        self, query: np.ndarray, k: int, threshold: float | None, truth: dict[str, float]
+    ) -> None:
         hits = self.mem.search(query, k=k, threshold=threshold)[0]
         floor = -2.0 if threshold is None else threshold
         assert len(hits) <= k

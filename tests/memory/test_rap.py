@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def _rap_folder(root: Path, concepts: dict[str, dict[str, object]] | None = None,
-                path_to_concept: dict[str, str] | None = None) -> Path:
+def _rap_folder(
+    root: Path,
+    concepts: dict[str, dict[str, object]] | None = None,
+    path_to_concept: dict[str, str] | None = None,
+) -> Path:
     """A RAP-style layout: root/example_database/{database.json, bo.png, ...}."""
     folder = root / "example_database"
     folder.mkdir(parents=True, exist_ok=True)
@@ -25,15 +28,25 @@ def _rap_folder(root: Path, concepts: dict[str, dict[str, object]] | None = None
         (folder / f"{name}.png").write_bytes(png_bytes(100 + i))
     if concepts is None:
         concepts = {
-            "<bo>": {"name": "bo", "image": "example_database/bo.png",
-                     "info": "<bo> is a well-groomed Shiba Inu.", "category": "dog"},
-            "<mam>": {"name": "mam", "image": ["example_database/mam.png"],
-                      "info": "<mam> is a grey cat.", "category": "cat"},
+            "<bo>": {
+                "name": "bo",
+                "image": "example_database/bo.png",
+                "info": "<bo> is a well-groomed Shiba Inu.",
+                "category": "dog",
+            },
+            "<mam>": {
+                "name": "mam",
+                "image": ["example_database/mam.png"],
+                "info": "<mam> is a grey cat.",
+                "category": "cat",
+            },
         }
     if path_to_concept is None:
-        path_to_concept = {"example_database/bo.png": "<bo>",
-                           "example_database/bo_side.png": "<bo>",
-                           "example_database/mam.png": "<mam>"}
+        path_to_concept = {
+            "example_database/bo.png": "<bo>",
+            "example_database/bo_side.png": "<bo>",
+            "example_database/mam.png": "<mam>",
+        }
     db = folder / "database.json"
     db.write_text(json.dumps({"concept_dict": concepts, "path_to_concept": path_to_concept}))
     return db
@@ -44,21 +57,30 @@ def test_import_rap_example_layout(memory: Memory, tmp_path: Path) -> None:
     added = import_rap(memory, db)
     assert [c.name for c in added] == ["bo", "mam"]
     bo = memory.get("bo")
-    assert (bo.category, bo.info, bo.aliases) == ("dog", "<bo> is a well-groomed Shiba Inu.",
-                                                  ("<bo>",))
+    assert (bo.category, bo.info, bo.aliases) == (
+        "dog",
+        "<bo> is a well-groomed Shiba Inu.",
+        ("<bo>",),
+    )
     # The image field plus every extra path_to_concept entry of the token.
     assert [img.source_name for img in bo.images] == ["bo.png", "bo_side.png"]
     assert len(memory.pending()) == 3
 
 
-def test_import_paths_relative_to_the_json_folder_or_root(memory: Memory,
-                                                          tmp_path: Path) -> None:
+def test_import_paths_relative_to_the_json_folder_or_root(memory: Memory, tmp_path: Path) -> None:
     folder = tmp_path / "db"
     folder.mkdir()
     (folder / "a.png").write_bytes(png_bytes(1))
     db = folder / "database.json"
-    db.write_text(json.dumps({"concept_dict": {"<a>": {"name": "a", "image": "a.png",
-                                                       "info": "", "category": "mug"}}}))
+    db.write_text(
+        json.dumps(
+            {
+                "concept_dict": {
+                    "<a>": {"name": "a", "image": "a.png", "info": "", "category": "mug"}
+                }
+            }
+        )
+    )
     assert [c.name for c in import_rap(memory, db)] == ["a"]
     elsewhere = tmp_path / "images"
     elsewhere.mkdir()
@@ -98,8 +120,9 @@ def test_import_rejects_bad_paths_and_imports_nothing(
 
 def test_import_rejects_symlink_escaping_root(memory: Memory, tmp_path: Path) -> None:
     (tmp_path / "outside.png").write_bytes(png_bytes(9))
-    db = _rap_folder(tmp_path / "rap", {"<a>": {"name": "a", "image": "example_database/l.png"}},
-                     {})
+    db = _rap_folder(
+        tmp_path / "rap", {"<a>": {"name": "a", "image": "example_database/l.png"}}, {}
+    )
     os.symlink(tmp_path / "outside.png", db.parent / "l.png")
     with pytest.raises(InvalidInputError, match="escapes the root"):
         import_rap(memory, db)
@@ -118,8 +141,7 @@ def test_import_rejects_symlink_escaping_root(memory: Memory, tmp_path: Path) ->
         ('{"concept_dict": {}, "path_to_concept": {"a.png": "<zz>"}}', "unknown concept"),
     ],
 )
-def test_malformed_database_json(memory: Memory, tmp_path: Path, content: str,
-                                 match: str) -> None:
+def test_malformed_database_json(memory: Memory, tmp_path: Path, content: str, match: str) -> None:
     db = tmp_path / "database.json"
     db.write_text(content)
     with pytest.raises(InvalidInputError, match=match):
@@ -184,8 +206,12 @@ def test_export_import_roundtrip(memory: Memory, tmp_path: Path) -> None:
     with Memory.init(tmp_path / "m2") as other:
         import_rap(other, result.database)
         for a, b in zip(memory.list_concepts(), other.list_concepts(), strict=True):
-            assert (a.name, a.category, a.info, a.aliases) == (b.name, b.category, b.info,
-                                                               b.aliases)
+            assert (a.name, a.category, a.info, a.aliases) == (
+                b.name,
+                b.category,
+                b.info,
+                b.aliases,
+            )
             assert [i.sha256 for i in a.images] == [i.sha256 for i in b.images]
 
 

@@ -24,8 +24,13 @@ ENC = "test/enc-16"
 def test_add_get_list_roundtrip(memory: Memory, make_image: Callable[..., Path]) -> None:
     rng = np.random.default_rng(0)
     a = memory.add(
-        "Alice", images=[make_image(1), make_image(2)], category="Person", info="likes tea",
-        aliases=["Ali", "alice", "<alice>"], vectors=unit(rng, 16, 2), encoder=ENC,
+        "Alice",
+        images=[make_image(1), make_image(2)],
+        category="Person",
+        info="likes tea",
+        aliases=["Ali", "alice", "<alice>"],
+        vectors=unit(rng, 16, 2),
+        encoder=ENC,
     )
     assert a.id.startswith("c_")
     assert a.category == "person"
@@ -57,8 +62,13 @@ def test_update_rename_and_aliases(memory: Memory) -> None:
     with pytest.raises(ConflictError, match="(?i)max.*already exists"):
         memory.update("rex", name="MAX")
     u = memory.update("REX", name="Rex", info="a terrier", aliases=["<rex>"])
-    assert (u.id, u.name, u.info, u.aliases, u.category) == (c.id, "Rex", "a terrier",
-                                                             ("<rex>",), "dog")
+    assert (u.id, u.name, u.info, u.aliases, u.category) == (
+        c.id,
+        "Rex",
+        "a terrier",
+        ("<rex>",),
+        "dog",
+    )
     assert u.updated_at >= c.updated_at
     with pytest.raises(ConceptNotFoundError, match="nobody"):
         memory.get("nobody")
@@ -100,11 +110,17 @@ def test_search_k_threshold_and_aggregation(memory: Memory) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"k": 0}, "k must"), ({"k": 10**6}, "k must"), ({"k": 1.5}, "k must"),
-     ({"threshold": 2.0}, "threshold"), ({"threshold": float("nan")}, "threshold")],
+    [
+        ({"k": 0}, "k must"),
+        ({"k": 10**6}, "k must"),
+        ({"k": 1.5}, "k must"),
+        ({"threshold": 2.0}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+    ],
 )
-def test_search_rejects_absurd_parameters(memory: Memory, kwargs: dict[str, float],
-                                          match: str) -> None:
+def test_search_rejects_absurd_parameters(
+    memory: Memory, kwargs: dict[str, float], match: str
+) -> None:
     memory.add("a", images=[png_bytes(1)], vectors=np.ones((1, 4)), encoder="e")
     with pytest.raises(InvalidInputError, match=match):
         memory.search(np.ones(4), **kwargs)  # type: ignore[arg-type]
@@ -152,8 +168,9 @@ def test_pending_images_are_embedded_when_an_encoder_exists(memory: Memory) -> N
     assert embedder.calls == 2
     assert memory.pending() == []
     assert memory.active_encoder == embedder.encoder_id
-    query = embedder.embed([np.asarray(__import__("cv2").imread(
-        str(memory.get("b").images[0].path)))])
+    query = embedder.embed(
+        [np.asarray(__import__("cv2").imread(str(memory.get("b").images[0].path)))]
+    )
     assert memory.search(query, k=1)[0][0].name == "b"
     # Switching encoders: the images become pending for the new one, from the stored files.
     memory.set_active_encoder("other/enc", dim=7)
@@ -211,8 +228,12 @@ def test_i8_index_option(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     v = unit(rng, 32, 4)
     with Memory.init(tmp_path / "m", index_dtype="i8") as mem:
-        mem.add_many([NewConcept(f"c{i}", images=[png_bytes(i)], vectors=v[i:i + 1], encoder=ENC)
-                      for i in range(4)])
+        mem.add_many(
+            [
+                NewConcept(f"c{i}", images=[png_bytes(i)], vectors=v[i : i + 1], encoder=ENC)
+                for i in range(4)
+            ]
+        )
         assert mem.index_dtype == "i8"
         assert [mem.search(v[i], k=1)[0][0].name for i in range(4)] == ["c0", "c1", "c2", "c3"]
     with Memory(tmp_path / "m") as mem:
@@ -233,8 +254,7 @@ def test_add_many_is_all_or_nothing(memory: Memory, tmp_path: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(InvalidInputError, match=r"bad\.png: not an image"):
-        memory.add_many([NewConcept("ok", images=[png_bytes(1)]),
-                         NewConcept("bad", images=[bad])])
+        memory.add_many([NewConcept("ok", images=[png_bytes(1)]), NewConcept("bad", images=[bad])])
     assert len(memory) == 0
     assert list((memory.path / "images").rglob("*.png")) == []
     with pytest.raises(ConflictError, match="twice"):
@@ -273,8 +293,9 @@ def test_init_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
         assert [c.name for c in mem.list_concepts()] == ["a"]
 
 
-def test_default_memory_dir_honours_environment(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_default_memory_dir_honours_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from rap_edge.memory import default_memory_dir
 
     monkeypatch.setenv("RAP_EDGE_MEMORY", str(tmp_path / "x"))
@@ -286,15 +307,20 @@ def test_default_memory_dir_honours_environment(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("index_dtype", ["i8", "f16"])
-def test_scores_are_exact_and_rerank_quantized_candidates(tmp_path: Path,
-                                                          index_dtype: str) -> None:
+def test_scores_are_exact_and_rerank_quantized_candidates(
+    tmp_path: Path, index_dtype: str
+) -> None:
     # Near-duplicates (cosine ~0.999 to each other) that int8 quantization cannot order.
     rng = np.random.default_rng(8)
     base = unit(rng, 256)[0]
     vecs = base + 0.02 * unit(rng, 256, 60)
     with Memory.init(tmp_path / "m", index_dtype=index_dtype) as mem:  # type: ignore[arg-type]
-        mem.add_many([NewConcept(f"c{i}", images=[png_bytes(i)], vectors=vecs[i:i + 1],
-                                 encoder=ENC) for i in range(60)])
+        mem.add_many(
+            [
+                NewConcept(f"c{i}", images=[png_bytes(i)], vectors=vecs[i : i + 1], encoder=ENC)
+                for i in range(60)
+            ]
+        )
         for i in range(60):
             query = vecs[i] + 0.002 * unit(rng, 256)[0]
             hit = mem.search(query, k=1)[0][0]

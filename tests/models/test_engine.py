@@ -39,24 +39,35 @@ TRT_OK, TRT_WHY = tensorrt_capability()
 VERSION, GPU = "10.9.0", "NVIDIA Jetson Orin Nano"
 
 
-def _fake_engine(model: Path, root: Path, *, precision: str = "fp16", built: float = 1.0,
-                 **info_over: object) -> Path:
+def _fake_engine(
+    model: Path, root: Path, *, precision: str = "fp16", built: float = 1.0, **info_over: object
+) -> Path:
     """A cache folder laid out as `export engine` writes it, with a fake engine file."""
     sha = sha256_file(model)
-    folder = engine_cache_dir(sha, trt_version=VERSION, gpu=GPU, precision=precision,  # type: ignore[arg-type]
-                              root=root)
+    folder = engine_cache_dir(
+        sha,
+        trt_version=VERSION,
+        gpu=GPU,
+        precision=precision,  # type: ignore[arg-type]
+        root=root,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ENGINE_FILE).write_bytes(b"not really an engine")
     engine.write_wrapper(model, folder)
-    info = {"onnx_sha256": sha, "trt_version": VERSION, "gpu": GPU, "precision": precision,
-            "built_unix": built} | info_over
+    info = {
+        "onnx_sha256": sha,
+        "trt_version": VERSION,
+        "gpu": GPU,
+        "precision": precision,
+        "built_unix": built,
+    } | info_over
     (folder / ENGINE_INFO).write_text(json.dumps(info))
     return folder
 
 
 def test_without_tensorrt_the_command_says_so_in_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = _tiny_onnx(tmp_path / "t.onnx")
     if not TRT_OK:  # the real reason of this machine
         assert engine.main(["--onnx", str(model), "--precision", "fp16"]) == 2
@@ -74,7 +85,8 @@ def test_without_tensorrt_the_command_says_so_in_one_line(
 
 @pytest.mark.skipif(TRT_OK, reason="TensorRT is usable here")
 def test_runtime_auto_still_runs_on_cpu_with_a_cached_engine(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = _tiny_onnx(tmp_path / "t.onnx")
     monkeypatch.setenv("RAP_EDGE_ENGINES", str(tmp_path / "engines"))
     _fake_engine(model, tmp_path / "engines")
@@ -86,13 +98,17 @@ def test_runtime_auto_still_runs_on_cpu_with_a_cached_engine(
 
 def test_cache_key_and_folder_naming_include_int8(tmp_path: Path) -> None:
     sha = "ab" * 32
-    folders = {p: engine_cache_dir(sha, trt_version="10.3.0.30", gpu="Orin (nvgpu)",
-                                   precision=p, root=tmp_path)
-               for p in ("fp32", "fp16", "int8")}
+    folders = {
+        p: engine_cache_dir(
+            sha, trt_version="10.3.0.30", gpu="Orin (nvgpu)", precision=p, root=tmp_path
+        )
+        for p in ("fp32", "fp16", "int8")
+    }
     assert folders["int8"] == tmp_path / f"{sha[:16]}-trt10.3.0.30-orin-nvgpu-int8"
     assert len(set(folders.values())) == 3
     assert timing_cache_path(trt_version="10.3.0.30", gpu="Orin (nvgpu)", root=tmp_path) == (
-        tmp_path / "timing-trt10.3.0.30-orin-nvgpu.cache")
+        tmp_path / "timing-trt10.3.0.30-orin-nvgpu.cache"
+    )
     with pytest.raises(BackendError, match="fp32, fp16 or int8"):
         engine_cache_dir(sha, trt_version="10", gpu="g", precision="int4")  # type: ignore[arg-type]
 
@@ -146,8 +162,8 @@ def test_wrapper_is_an_epcontext_model_with_the_models_io(tmp_path: Path) -> Non
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'TensorrtExecutionProvider'")
 def test_unusable_prebuilt_engine_falls_back_and_reports_what_runs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Pretend TensorRT is usable: the fake engine fails to load, is logged, and is skipped."""
     import onnxruntime as ort
 
@@ -158,8 +174,9 @@ def test_unusable_prebuilt_engine_falls_back_and_reports_what_runs(
     monkeypatch.setenv("RAP_EDGE_ENGINES", str(root))
     folder = _fake_engine(model, root)
     real = ort.get_available_providers()
-    monkeypatch.setattr(ort, "get_available_providers",
-                        lambda: ["TensorrtExecutionProvider", *real])
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", *real]
+    )
     monkeypatch.setattr(runtime, "tensorrt_capability", lambda: (True, f"TensorRT {VERSION}"))
     monkeypatch.setattr(runtime, "gpu_name", lambda: GPU)
     with caplog.at_level(logging.WARNING, logger="rap_edge.runtime"):
@@ -172,20 +189,29 @@ def test_unusable_prebuilt_engine_falls_back_and_reports_what_runs(
     # A usable engine wins over every provider and is reported as such.
     monkeypatch.setattr(runtime, "_open_prebuilt", lambda f, **_kw: ("engine session", f))
     assert create_session(model, provider="auto", model_sha256=sha256_file(model))[1] == (
-        "tensorrt-engine")
-    assert create_session(model, provider="auto", model_sha256=sha256_file(model),
-                          prebuilt=False)[1] == "cpu"
+        "tensorrt-engine"
+    )
+    assert (
+        create_session(model, provider="auto", model_sha256=sha256_file(model), prebuilt=False)[1]
+        == "cpu"
+    )
     assert create_session(model, provider="auto")[1] == "cpu"  # no hash: no lookup
 
 
 def test_profile_shapes_and_calibration_batches(tmp_path: Path) -> None:
     m = _manifest(tmp_path)
     assert engine.profile_shapes("images", (-1, 3, 8, 8), batch=(1, 4, 16)) == (
-        (1, 3, 8, 8), (4, 3, 8, 8), (16, 3, 8, 8))
-    assert engine.profile_shapes("images", (2, 3, 8, 8), batch=(1, 4, 16)) == (
-        (2, 3, 8, 8),) * 3
+        (1, 3, 8, 8),
+        (4, 3, 8, 8),
+        (16, 3, 8, 8),
+    )
+    assert engine.profile_shapes("images", (2, 3, 8, 8), batch=(1, 4, 16)) == ((2, 3, 8, 8),) * 3
     assert engine.profile_shapes("images", (-1, 3, -1, -1), batch=(1, 1, 2), manifest=m)[2] == (
-        2, 3, 8, 8)
+        2,
+        3,
+        8,
+        8,
+    )
     with pytest.raises(InvalidInputError, match="pass --manifest"):
         engine.profile_shapes("images", (-1, 3, -1, -1), batch=(1, 1, 2))
     with pytest.raises(InvalidInputError, match="1 <= min <= opt <= max"):
@@ -205,23 +231,46 @@ def test_has_qdq(tmp_path: Path) -> None:
     q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"])
     dq = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])
     graph = helper.make_graph(
-        [q, dq], "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [q, dq],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-        initializer=[helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
-                     helper.make_tensor("z", TensorProto.INT8, [], [0])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
-              str(tmp_path / "q.onnx"))
+        initializer=[
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+            helper.make_tensor("z", TensorProto.INT8, [], [0]),
+        ],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]),
+        str(tmp_path / "q.onnx"),
+    )
     assert engine.has_qdq(tmp_path / "q.onnx")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not TRT_OK, reason=f"needs TensorRT: {TRT_WHY}")
-def test_engine_is_built_cached_and_preferred(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_is_built_cached_and_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RAP_EDGE_ENGINES", str(tmp_path / "engines"))
     m = _manifest(tmp_path)
-    assert engine.main(["--manifest", str(tmp_path / "tiny.json"), "--precision", "fp16",
-                        "--max-batch", "4", "--opt-batch", "2", "--workspace-mb", "256"]) == 0
+    assert (
+        engine.main(
+            [
+                "--manifest",
+                str(tmp_path / "tiny.json"),
+                "--precision",
+                "fp16",
+                "--max-batch",
+                "4",
+                "--opt-batch",
+                "2",
+                "--workspace-mb",
+                "256",
+            ]
+        )
+        == 0
+    )
     (built,) = (tmp_path / "engines").glob(f"{m.onnx_sha256[:16]}-*-fp16")
     info = json.loads((built / ENGINE_INFO).read_text())
     assert info["onnx_sha256"] == m.onnx_sha256 and info["precision"] == "fp16"

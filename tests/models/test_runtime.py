@@ -34,7 +34,8 @@ def _tiny_onnx(path: Path, *, input_name: str = "images") -> Path:
     node = helper.make_node("ReduceMean", [input_name, "axes"], ["embedding"], keepdims=0)
     axes = helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])
     graph = helper.make_graph(
-        [node], "tiny",
+        [node],
+        "tiny",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, 8, 8])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])],
         initializer=[axes],
@@ -48,11 +49,24 @@ def _tiny_onnx(path: Path, *, input_name: str = "images") -> Path:
 def _manifest(tmp_path: Path, **over: object) -> ModelManifest:
     model = _tiny_onnx(tmp_path / "tiny.onnx")
     base = ModelManifest(
-        name="tiny", task="embed", encoder_id="tiny@test", onnx=model,
-        onnx_sha256=sha256_file(model), input_name="images", output_name="embedding", dim=3,
-        metric="cosine", threshold=0.5,
-        preprocess=Preprocess(height=8, width=8, color="RGB", scale=1 / 255,
-                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        name="tiny",
+        task="embed",
+        encoder_id="tiny@test",
+        onnx=model,
+        onnx_sha256=sha256_file(model),
+        input_name="images",
+        output_name="embedding",
+        dim=3,
+        metric="cosine",
+        threshold=0.5,
+        preprocess=Preprocess(
+            height=8,
+            width=8,
+            color="RGB",
+            scale=1 / 255,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+        ),
     )
     manifest = replace(base, **over)  # type: ignore[arg-type]
     write_manifest(manifest, tmp_path / "tiny.json")
@@ -153,27 +167,42 @@ def test_providers_are_checked_and_reported(tmp_path: Path) -> None:
 
 
 def test_engine_cache_is_keyed_by_model_version_gpu_and_precision(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rap_edge.runtime import engine_cache_dir
 
     sha = "ab" * 32
-    base = engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
-                            precision="fp16", root=tmp_path)
+    base = engine_cache_dir(
+        sha, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin", precision="fp16", root=tmp_path
+    )
     assert base == tmp_path / f"{sha[:16]}-trt10.9.0-nvidia-jetson-agx-orin-fp16"
     others = {
-        engine_cache_dir("cd" * 32, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
-                         precision="fp16", root=tmp_path),
-        engine_cache_dir(sha, trt_version="8.6.2", gpu="NVIDIA Jetson AGX Orin",
-                         precision="fp16", root=tmp_path),
-        engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA H100 80GB HBM3",
-                         precision="fp16", root=tmp_path),
-        engine_cache_dir(sha, trt_version="10.9.0", gpu="NVIDIA Jetson AGX Orin",
-                         precision="fp32", root=tmp_path),
+        engine_cache_dir(
+            "cd" * 32,
+            trt_version="10.9.0",
+            gpu="NVIDIA Jetson AGX Orin",
+            precision="fp16",
+            root=tmp_path,
+        ),
+        engine_cache_dir(
+            sha, trt_version="8.6.2", gpu="NVIDIA Jetson AGX Orin", precision="fp16", root=tmp_path
+        ),
+        engine_cache_dir(
+            sha, trt_version="10.9.0", gpu="NVIDIA H100 80GB HBM3", precision="fp16", root=tmp_path
+        ),
+        engine_cache_dir(
+            sha,
+            trt_version="10.9.0",
+            gpu="NVIDIA Jetson AGX Orin",
+            precision="fp32",
+            root=tmp_path,
+        ),
     }
     assert base not in others and len(others) == 4
     monkeypatch.setenv("RAP_EDGE_ENGINES", str(tmp_path / "env"))
     assert engine_cache_dir(sha, trt_version="10", gpu="../x", precision="fp32").parent == (
-        tmp_path / "env")
+        tmp_path / "env"
+    )
     with pytest.raises(ModelStoreError, match="hex SHA-256"):
         engine_cache_dir("../../etc", trt_version="10", gpu="g", precision="fp32")
     with pytest.raises(BackendError, match="precision"):
@@ -194,8 +223,9 @@ def test_tensorrt_is_used_only_when_the_capability_check_passes(tmp_path: Path) 
 
 
 @pytest.mark.gpu
-def test_tensorrt_engine_is_built_once_and_reused(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensorrt_engine_is_built_once_and_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rap_edge.models import sha256_file
     from rap_edge.runtime import tensorrt_capability
 
@@ -212,12 +242,14 @@ def test_tensorrt_engine_is_built_once_and_reused(tmp_path: Path,
     assert engines, "no engine file was cached"
     stamp = engines[0].stat().st_mtime_ns
     create_session(model, provider="tensorrt", model_sha256=sha)[0].run(
-        None, {"images": np.zeros((1, 3, 8, 8), np.float32)})
+        None, {"images": np.zeros((1, 3, 8, 8), np.float32)}
+    )
     assert engines[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
-def test_cli_rebuild_index_embeds_pending_images(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rebuild_index_embeds_pending_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rap_edge.cli import main
     from tests.conftest import png_bytes
 
@@ -228,15 +260,29 @@ def test_cli_rebuild_index_embeds_pending_images(tmp_path: Path,
     assert main(["memory", "init", mem]) == 0
     assert main(["memory", "add", "a", "--image", str(img), "--memory", mem]) == 0
     capsys.readouterr()
-    assert main(["memory", "rebuild-index", "--memory", mem, "--manifest",
-                 str(tmp_path / "tiny.json"), "--provider", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "memory",
+                "rebuild-index",
+                "--memory",
+                mem,
+                "--manifest",
+                str(tmp_path / "tiny.json"),
+                "--provider",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "embedded 1 pending image(s) with tiny@test on cpu" in out
     assert "index of tiny@test: 1 vector(s)" in out
 
 
-def test_cli_models_list_and_info_show_exports(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_models_list_and_info_show_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rap_edge.cli import main
 
     (tmp_path / "store" / "onnx").mkdir(parents=True)

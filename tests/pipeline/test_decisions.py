@@ -59,10 +59,13 @@ def test_thresholds_file_roundtrip_and_errors(tmp_path: Path) -> None:
         th.get("e3")
     with pytest.raises(ConfigError, match="not found"):
         Thresholds.load(tmp_path / "missing.json")
-    for bad, why in ((b"{", "not a readable JSON"), (b'{"version": 2}', "version-1"),
-                     (b'{"version": 1, "encoders": {"e": {"threshold": 2}}}', "in \\[-1, 1\\]"),
-                     (b'{"version": 1, "encoders": []}', "'encoders' must be"),
-                     (b"\xff\xfe", "not a readable JSON")):
+    for bad, why in (
+        (b"{", "not a readable JSON"),
+        (b'{"version": 2}', "version-1"),
+        (b'{"version": 1, "encoders": {"e": {"threshold": 2}}}', "in \\[-1, 1\\]"),
+        (b'{"version": 1, "encoders": []}', "'encoders' must be"),
+        (b"\xff\xfe", "not a readable JSON"),
+    ):
         path.write_bytes(bad)
         with pytest.raises(ConfigError, match=why):
             Thresholds.load(path)
@@ -73,8 +76,14 @@ def test_thresholds_file_roundtrip_and_errors(tmp_path: Path) -> None:
 
 def test_pipeline_config_refuses_absurd_values() -> None:
     PipelineConfig().check()
-    for field, value in (("k", 0), ("embed_every", -1), ("margin", 2.0), ("track_iou", -0.1),
-                         ("detect_max_side", 10), ("vote_window", True)):
+    for field, value in (
+        ("k", 0),
+        ("embed_every", -1),
+        ("margin", 2.0),
+        ("track_iou", -0.1),
+        ("detect_max_side", 10),
+        ("vote_window", True),
+    ):
         with pytest.raises(InvalidInputError, match=field):
             PipelineConfig(**{field: value}).check()
 

@@ -49,10 +49,11 @@ def frame(*images: np.ndarray, shift: int = 0) -> np.ndarray:
     col = 640 // len(images)
     for i, img in enumerate(images):
         s = min((col - 20) / img.shape[1], 440 / img.shape[0])
-        small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA
+        )
         x, y = i * col + 10 + shift, 20
-        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small[:, : 640 - x]
+        canvas[y : y + small.shape[0], x : x + small.shape[1]] = small[:, : 640 - x]
     return canvas
 
 
@@ -65,8 +66,9 @@ def memory(tmp_path: Path, face_models: Exported, models: FaceModels) -> Memory:
     return mem
 
 
-def test_known_unknown_and_live_edits(face_models: Exported, models: FaceModels,
-                                      memory: Memory) -> None:
+def test_known_unknown_and_live_edits(
+    face_models: Exported, models: FaceModels, memory: Memory
+) -> None:
     pipe = Pipeline(models, memory, config=PipelineConfig(track=False))
     res = pipe.process(frame(photo(face_models, "obama2.jpg"), photo(face_models, "biden.jpg")))
     got = sorted((r.box[0], r.decision, r.name) for r in res.recognitions)
@@ -84,8 +86,9 @@ def test_known_unknown_and_live_edits(face_models: Exported, models: FaceModels,
     assert (after.decision, after.concept_id) == ("unknown", None)
 
 
-def test_other_categories_are_not_face_matches(face_models: Exported, models: FaceModels,
-                                               tmp_path: Path) -> None:
+def test_other_categories_are_not_face_matches(
+    face_models: Exported, models: FaceModels, tmp_path: Path
+) -> None:
     mem = Memory.init(tmp_path / "m2")
     path = next(p for p in face_models.photos if p.name == "obama.jpg")
     mem.add("Poster", images=[path], category="poster")
@@ -96,8 +99,9 @@ def test_other_categories_are_not_face_matches(face_models: Exported, models: Fa
     assert [c.name for c in res.recognitions[0].candidates] == ["Barack"]
 
 
-def test_tracks_reuse_embeddings_and_keep_ids(face_models: Exported, models: FaceModels,
-                                              memory: Memory) -> None:
+def test_tracks_reuse_embeddings_and_keep_ids(
+    face_models: Exported, models: FaceModels, memory: Memory
+) -> None:
     pipe = Pipeline(models, memory, config=PipelineConfig(embed_every=5))
     base = photo(face_models, "obama2.jpg")
     embedded, ids = [], set()
@@ -114,8 +118,9 @@ def test_tracks_reuse_embeddings_and_keep_ids(face_models: Exported, models: Fac
     assert res.recognitions[0].embedded
 
 
-def test_unknown_faces_cluster_and_enroll(face_models: Exported, models: FaceModels,
-                                          memory: Memory, tmp_path: Path) -> None:
+def test_unknown_faces_cluster_and_enroll(
+    face_models: Exported, models: FaceModels, memory: Memory, tmp_path: Path
+) -> None:
     clusters = UnknownClusters(tmp_path / "unknown", threshold=0.906)
     pipe = Pipeline(models, memory, unknown=clusters, config=PipelineConfig(track=False))
     res = pipe.process(frame(photo(face_models, "biden.jpg")), source="cam")
@@ -131,15 +136,20 @@ def test_unknown_faces_cluster_and_enroll(face_models: Exported, models: FaceMod
 
 def test_bad_frames_raise_clear_errors(models: FaceModels, memory: Memory) -> None:
     pipe = Pipeline(models, memory)
-    for bad in (np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
-                np.zeros((0, 5, 3), np.uint8), "frame.jpg"):
+    for bad in (
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((0, 5, 3), np.uint8),
+        "frame.jpg",
+    ):
         with pytest.raises(InvalidInputError, match="frame must be"):
             pipe.process(bad)  # type: ignore[arg-type]
     assert pipe.process(np.zeros((480, 640, 3), np.uint8)).recognitions == []
 
 
 def test_large_frames_are_detected_downscaled_and_cropped_full_size(
-        face_models: Exported, models: FaceModels, memory: Memory) -> None:
+    face_models: Exported, models: FaceModels, memory: Memory
+) -> None:
     small = frame(photo(face_models, "obama2.jpg"))
     big = cv2.resize(small, (4000, 3000), interpolation=cv2.INTER_CUBIC)
     pipe = Pipeline(models, memory, config=PipelineConfig(track=False))
@@ -149,8 +159,9 @@ def test_large_frames_are_detected_downscaled_and_cropped_full_size(
     assert np.allclose(np.array(b.box) / 6.25, a.box, atol=4)
 
 
-def test_tiles_find_far_faces_the_whole_frame_misses(face_models: Exported,
-                                                     models: FaceModels) -> None:
+def test_tiles_find_far_faces_the_whole_frame_misses(
+    face_models: Exported, models: FaceModels
+) -> None:
     """A ~22 px face in a 640x480 frame: below the SSD's reach at 300x300, found in tiles.
 
     Measured: 16-24 px faces are missed by the whole frame and found with 2x2 tiles.
@@ -158,10 +169,11 @@ def test_tiles_find_far_faces_the_whole_frame_misses(face_models: Exported,
     img = photo(face_models, "obama2.jpg")
     (face,) = models.detect(img)
     s = 22 / (face.x2 - face.x1)
-    small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA
+    )
     canvas = np.full((480, 640, 3), 120, np.uint8)
-    canvas[200:200 + small.shape[0], 300:300 + small.shape[1]] = small
+    canvas[200 : 200 + small.shape[0], 300 : 300 + small.shape[1]] = small
     assert models.detect(canvas) == []
     (found,) = models.detect(canvas, tiles=2)
     cx = 300 + (face.x1 + face.x2) / 2 * s
@@ -176,16 +188,19 @@ def test_boxes_mostly_outside_the_frame_are_dropped(models: FaceModels) -> None:
 
         @staticmethod
         def detect_batch(images: list[np.ndarray]) -> list[list[Detection]]:
-            return [[Detection(-80, 10, 20, 110, 0.99), Detection(10, 10, 60, 60, 0.98)]
-                    for _ in images]
+            return [
+                [Detection(-80, 10, 20, 110, 0.99), Detection(10, 10, 60, 60, 0.98)]
+                for _ in images
+            ]
 
     fake = FaceModels(Fake(), models.landmarks, models.encoder)  # type: ignore[arg-type]
     got = fake.detect(np.zeros((100, 100, 3), np.uint8))
     assert [(d.x1, d.y1, d.x2, d.y2) for d in got] == [(10, 10, 60, 60)]
 
 
-def test_flip_averaged_vectors_have_their_own_encoder_id(face_models: Exported,
-                                                         models: FaceModels) -> None:
+def test_flip_averaged_vectors_have_their_own_encoder_id(
+    face_models: Exported, models: FaceModels
+) -> None:
     plain = FaceModels(models.detector, models.landmarks, models.encoder, flip=False)
     assert models.encoder_id == plain.encoder_id + "+flip"
     img = photo(face_models, "obama.jpg")

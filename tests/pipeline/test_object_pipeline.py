@@ -36,18 +36,22 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.network
 
 
-def test_posters_and_people_in_one_frame(face_models: Exported, object_model: Path,
-                                         tmp_path: Path) -> None:
+def test_posters_and_people_in_one_frame(
+    face_models: Exported, object_model: Path, tmp_path: Path
+) -> None:
     faces = FaceModels.load(face_models.out, provider="cpu")
     objects = ObjectModels.load(object_model, provider="cpu")
     photo = cv2.imread(str(next(p for p in face_models.photos if p.name == "biden.jpg")))
-    square = photo[:photo.shape[1]]
+    square = photo[: photo.shape[1]]
     poster = tmp_path / "poster.png"
     cv2.imwrite(str(poster), square)
     mem = Memory.init(tmp_path / "mem")
     mem.add("Hall poster", images=[poster], category="poster")
-    mem.add("Barack", images=[next(p for p in face_models.photos if p.name == "obama.jpg")],
-            category="person")
+    mem.add(
+        "Barack",
+        images=[next(p for p in face_models.photos if p.name == "obama.jpg")],
+        category="person",
+    )
     assert embed_objects_in_memory(mem, objects.encoder) == 1  # the person is not an object
     assert embed_faces_in_memory(mem, FaceEmbedder(faces)) == 1  # the poster is not a face
     canvas = np.full((480, 640, 3), 200, np.uint8)

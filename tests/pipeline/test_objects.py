@@ -40,12 +40,12 @@ SIZE = 64  # detector input (square)
 LABELS = ["cup", "dog", "person"]
 # Anchors in input pixels: (cx, cy, w, h, class, score).
 ANCHORS = [
-    (32, 32, 20, 10, 0, 0.9),   # cup                      -> kept
-    (33, 32, 20, 10, 0, 0.8),   # cup, IoU ~0.9 with #0     -> suppressed (same class)
-    (33, 32, 20, 10, 1, 0.7),   # dog, same box             -> kept (other class)
-    (16, 20, 8, 8, 2, 0.6),     # person                   -> kept
-    (48, 48, 10, 10, 0, 0.2),   # cup under the threshold   -> dropped
-    (32, 4, 10, 4, 1, 0.95),    # dog in the letterbox padding -> dropped
+    (32, 32, 20, 10, 0, 0.9),  # cup                      -> kept
+    (33, 32, 20, 10, 0, 0.8),  # cup, IoU ~0.9 with #0     -> suppressed (same class)
+    (33, 32, 20, 10, 1, 0.7),  # dog, same box             -> kept (other class)
+    (16, 20, 8, 8, 2, 0.6),  # person                   -> kept
+    (48, 48, 10, 10, 0, 0.2),  # cup under the threshold   -> dropped
+    (32, 4, 10, 4, 1, 0.95),  # dog in the letterbox padding -> dropped
 ]
 # The 128x96 frame letterboxed into 64x64: scale 0.5, 8 px of padding on top.
 FRAME_W, FRAME_H = 128, 96
@@ -73,8 +73,9 @@ def _raw(fmt: str, *, normalized: bool = False) -> np.ndarray:
     return arr.T.copy() if fmt == "yolov8" else arr
 
 
-def _constant_onnx(path: Path, raw: np.ndarray, *, batch: int | str = "N",
-                   size: int = SIZE) -> Path:
+def _constant_onnx(
+    path: Path, raw: np.ndarray, *, batch: int | str = "N", size: int = SIZE
+) -> Path:
     """[batch, 3, size, size] -> raw broadcast over the batch (0 x mean(input) + raw)."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -85,7 +86,8 @@ def _constant_onnx(path: Path, raw: np.ndarray, *, batch: int | str = "N",
         helper.make_node("Add", ["nothing", "raw"], ["output0"]),
     ]
     graph = helper.make_graph(
-        nodes, "yolo",
+        nodes,
+        "yolo",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, size, size])],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, *raw.shape])],
         initializer=[
@@ -101,17 +103,38 @@ def _constant_onnx(path: Path, raw: np.ndarray, *, batch: int | str = "N",
     return path
 
 
-def _write_detector(folder: Path, fmt: str = "yolov8", *, name: str = "yolo",  # noqa: PLR0913
-                    batch: int | str = "N", raw: np.ndarray | None = None,
-                    task: str = "detect", **extra: object) -> Path:
-    onnx_path = _constant_onnx(folder / f"{name}.onnx", _raw(fmt) if raw is None else raw,
-                               batch=batch)
+def _write_detector(  # noqa: PLR0913
+    folder: Path,
+    fmt: str = "yolov8",
+    *,
+    name: str = "yolo",
+    batch: int | str = "N",
+    raw: np.ndarray | None = None,
+    task: str = "detect",
+    **extra: object,
+) -> Path:
+    onnx_path = _constant_onnx(
+        folder / f"{name}.onnx", _raw(fmt) if raw is None else raw, batch=batch
+    )
     manifest = ModelManifest(
-        name=name, task=task, encoder_id=f"{name}@test", onnx=onnx_path,
-        onnx_sha256=sha256_file(onnx_path), input_name="images", output_name="output0",
-        dim=len(LABELS), metric="none", threshold=0.25,
-        preprocess=Preprocess(height=SIZE, width=SIZE, color="RGB", scale=1 / 255,
-                              mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        name=name,
+        task=task,
+        encoder_id=f"{name}@test",
+        onnx=onnx_path,
+        onnx_sha256=sha256_file(onnx_path),
+        input_name="images",
+        output_name="output0",
+        dim=len(LABELS),
+        metric="none",
+        threshold=0.25,
+        preprocess=Preprocess(
+            height=SIZE,
+            width=SIZE,
+            color="RGB",
+            scale=1 / 255,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+        ),
         extra={"decoder": "yolo", "format": fmt, "labels": LABELS, "nms_iou": 0.45, **extra},
     )
     path = folder / f"{name}.json"
@@ -130,7 +153,8 @@ def _write_embedder(folder: Path, name: str = "mobilenetv2") -> Path:
         helper.make_node("MatMul", ["flat", "w"], ["embedding"]),
     ]
     graph = helper.make_graph(
-        nodes, "embed",
+        nodes,
+        "embed",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", EMBED_DIM])],
         initializer=[numpy_helper.from_array(weights, "w")],
@@ -140,11 +164,24 @@ def _write_embedder(folder: Path, name: str = "mobilenetv2") -> Path:
     onnx_path = folder / f"{name}.onnx"
     onnx.save(model, str(onnx_path))
     manifest = ModelManifest(
-        name=name, task="embed", encoder_id=f"{name}-tiny@test", onnx=onnx_path,
-        onnx_sha256=sha256_file(onnx_path), input_name="images", output_name="embedding",
-        dim=EMBED_DIM, metric="cosine", threshold=0.8,
-        preprocess=Preprocess(height=16, width=16, color="RGB", scale=1 / 255,
-                              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        name=name,
+        task="embed",
+        encoder_id=f"{name}-tiny@test",
+        onnx=onnx_path,
+        onnx_sha256=sha256_file(onnx_path),
+        input_name="images",
+        output_name="embedding",
+        dim=EMBED_DIM,
+        metric="cosine",
+        threshold=0.8,
+        preprocess=Preprocess(
+            height=16,
+            width=16,
+            color="RGB",
+            scale=1 / 255,
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+        ),
     )
     path = folder / f"{name}.json"
     write_manifest(manifest, path)
@@ -178,11 +215,17 @@ def test_yolo_decoding_maps_letterboxed_boxes_back_exactly(tmp_path: Path, fmt: 
 def test_yolo_threshold_nms_and_stretch_options(tmp_path: Path) -> None:
     path = _write_detector(tmp_path)
     assert [d.label for d in YoloDetector(path, score_threshold=0.65).detect(_frame())] == [
-        "cup", "dog"]
+        "cup",
+        "dog",
+    ]
     assert YoloDetector(path, score_threshold=1.0).detect(_frame()) == []
     loose = YoloDetector(_write_detector(tmp_path, nms_iou=0.95), provider="cpu")
     assert [(d.label, round(d.score, 5)) for d in loose.detect(_frame())] == [
-        ("cup", 0.9), ("cup", 0.8), ("dog", 0.7), ("person", 0.6)]
+        ("cup", 0.9),
+        ("cup", 0.8),
+        ("dog", 0.7),
+        ("person", 0.6),
+    ]
     # Stretched instead of letterboxed: x scales by 128/64, y by 96/64; the padding box lives.
     stretched = YoloDetector(_write_detector(tmp_path, letterbox=False), provider="cpu")
     got = stretched.detect(_frame())
@@ -190,13 +233,17 @@ def test_yolo_threshold_nms_and_stretch_options(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[0].box, [54, 3, 74, 9], atol=1e-4)
     np.testing.assert_allclose(got[1].box, [44, 40.5, 84, 55.5], atol=1e-4)
     # Boxes as shares of the input size.
-    norm = YoloDetector(_write_detector(tmp_path, raw=_raw("yolov8", normalized=True),
-                                        normalized=True), provider="cpu")
-    assert [(lab, s, tuple(round(v, 3) for v in b)) for lab, s, b in _got(
-        norm.detect(_frame()))] == EXPECTED
+    norm = YoloDetector(
+        _write_detector(tmp_path, raw=_raw("yolov8", normalized=True), normalized=True),
+        provider="cpu",
+    )
+    assert [
+        (lab, s, tuple(round(v, 3) for v in b)) for lab, s, b in _got(norm.detect(_frame()))
+    ] == EXPECTED
     # At most max_detections, best first.
-    assert [d.label for d in YoloDetector(_write_detector(tmp_path, max_detections=1)
-                                          ).detect(_frame())] == ["cup"]
+    assert [
+        d.label for d in YoloDetector(_write_detector(tmp_path, max_detections=1)).detect(_frame())
+    ] == ["cup"]
 
 
 def test_yolo_fixed_batch_model_runs_image_by_image(tmp_path: Path) -> None:
@@ -218,16 +265,20 @@ def test_letterbox_pads_with_grey() -> None:
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
-        (lambda d: d["extra"].update(labels=["cup", "dog"]),
-         r"yolo\.json: manifest lists 2 labels, but the model's yolov8 output has 3 classes"),
+        (
+            lambda d: d["extra"].update(labels=["cup", "dog"]),
+            r"yolo\.json: manifest lists 2 labels, but the model's yolov8 output has 3 classes",
+        ),
         (lambda d: d["extra"].update(labels=[]), r"yolo\.json: .*'labels' must be a non-empty"),
         (lambda d: d["extra"].update(decoder="ssd"), r"yolo\.json: .*is not a YOLO detector"),
         (lambda d: d.update(task="embed"), r"yolo\.json: task 'embed'.*is not a YOLO detector"),
         (lambda d: d["extra"].update(format="yolov9"), r"yolo\.json: .*'format' must be one"),
         (lambda d: d["extra"].update(nms_iou=2), r"yolo\.json: .*'nms_iou' must be a number"),
         (lambda d: d["extra"].update(letterbox="yes"), r"yolo\.json: .*'letterbox' must be"),
-        (lambda d: d["preprocess"].update(height=32, width=32),
-         r"yolo\.json: manifest input size 32x32 .* does not match the model's 64x64"),
+        (
+            lambda d: d["preprocess"].update(height=32, width=32),
+            r"yolo\.json: manifest input size 32x32 .* does not match the model's 64x64",
+        ),
     ],
 )
 def test_bad_detector_manifests_name_the_file(tmp_path: Path, edit: object, match: str) -> None:
@@ -242,8 +293,11 @@ def test_bad_detector_manifests_name_the_file(tmp_path: Path, edit: object, matc
 def test_label_count_is_checked_on_the_real_output(tmp_path: Path) -> None:
     det = YoloDetector(_write_detector(tmp_path, fmt="yolov5"), provider="cpu")
     det.labels = [*LABELS, "cat"]  # as if the model's output axis were dynamic
-    with pytest.raises(ModelStoreError, match=r"yolo\.json: manifest lists 4 labels, but the "
-                       r"model's yolov5 output has 3 classes"):
+    with pytest.raises(
+        ModelStoreError,
+        match=r"yolo\.json: manifest lists 4 labels, but the "
+        r"model's yolov5 output has 3 classes",
+    ):
         det.detect(_frame())
 
 
@@ -257,10 +311,12 @@ def test_missing_detector_files_and_bad_inputs(tmp_path: Path) -> None:
     det = YoloDetector(_write_detector(tmp_path), provider="cpu")
     with pytest.raises(InvalidInputError, match="score_threshold must be in 0..1"):
         YoloDetector(tmp_path / "yolo.json", score_threshold=1.5)
-    for bad, match in [(np.zeros((4, 4), np.uint8), r"image #1: expected a BGR array"),
-                       (np.zeros((4, 4, 3), np.float32), "uint8"),
-                       (np.zeros((0, 4, 3), np.uint8), "shape"),
-                       ([[1, 2, 3]], "got list")]:
+    for bad, match in [
+        (np.zeros((4, 4), np.uint8), r"image #1: expected a BGR array"),
+        (np.zeros((4, 4, 3), np.float32), "uint8"),
+        (np.zeros((0, 4, 3), np.uint8), "shape"),
+        ([[1, 2, 3]], "got list"),
+    ]:
         with pytest.raises(InvalidInputError, match=match):
             det.detect(bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="image #2"):
@@ -282,7 +338,7 @@ def test_proposal_windows_count_order_and_coverage() -> None:
     for side in (480, 288, 168):  # each scale covers the whole frame
         covered = np.zeros((480, 640), bool)
         for x1, y1, x2, y2 in (b for b in boxes[1:] if b[2] - b[0] == side):
-            covered[int(y1):int(y2), int(x1):int(x2)] = True
+            covered[int(y1) : int(y2), int(x1) : int(x2)] = True
         assert covered.all()
     assert len(proposal_windows(640, 480, overlap=0.25)) == 29
     dense = proposal_windows(640, 480, overlap=0.5)
@@ -292,8 +348,14 @@ def test_proposal_windows_count_order_and_coverage() -> None:
     assert len(proposal_windows(480, 480)) == 1 + 4 + 9  # the scale-1 window is the frame
     # side round(1.5) = 2: three columns (0, 2, 3) and two rows (0, 1) cover 5x3
     assert proposal_windows(5, 3, scales=(0.5,)) == [
-        (0, 0, 5, 3), (0, 0, 2, 2), (2, 0, 4, 2), (3, 0, 5, 2),
-        (0, 1, 2, 3), (2, 1, 4, 3), (3, 1, 5, 3)]
+        (0, 0, 5, 3),
+        (0, 0, 2, 2),
+        (2, 0, 4, 2),
+        (3, 0, 5, 2),
+        (0, 1, 2, 3),
+        (2, 1, 4, 3),
+        (3, 1, 5, 3),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -401,14 +463,15 @@ def test_object_models_load_names_missing_files(tmp_path: Path, model_dir: Path)
 def _png(color: tuple[int, int, int], seed: int) -> bytes:
     img = np.empty((40, 50, 3), np.uint8)
     img[:] = color
-    img[0, :seed + 1] = 0  # distinct files for the same colour
+    img[0, : seed + 1] = 0  # distinct files for the same colour
     ok, buf = cv2.imencode(".png", img)
     assert ok
     return buf.tobytes()
 
 
-def test_embed_objects_in_memory_skips_people_and_finds_the_object(tmp_path: Path,
-                                                                   model_dir: Path) -> None:
+def test_embed_objects_in_memory_skips_people_and_finds_the_object(
+    tmp_path: Path, model_dir: Path
+) -> None:
     models = ObjectModels.load(model_dir, detector="yolo.json", provider="cpu")
     red, blue = (0, 0, 255), (255, 0, 0)
     with Memory.init(tmp_path / "mem") as mem:

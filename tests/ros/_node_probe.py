@@ -71,10 +71,11 @@ def canvas(*images: np.ndarray) -> np.ndarray:
     col = 640 // len(images)
     for i, img in enumerate(images):
         s = min((col - 20) / img.shape[1], 440 / img.shape[0])
-        small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA
+        )
         x = i * col + 10
-        out[20:20 + small.shape[0], x:x + small.shape[1]] = small
+        out[20 : 20 + small.shape[0], x : x + small.shape[1]] = small
     return out
 
 
@@ -89,8 +90,13 @@ def image_msg(bgr: np.ndarray, encoding: str = "bgr8") -> Image:
         raise ValueError(encoding)
     a = np.ascontiguousarray(a)
     channels = 1 if a.ndim == 2 else a.shape[2]
-    msg = Image(encoding=encoding, height=a.shape[0], width=a.shape[1],
-                step=a.shape[1] * channels, is_bigendian=0)
+    msg = Image(
+        encoding=encoding,
+        height=a.shape[0],
+        width=a.shape[1],
+        step=a.shape[1] * channels,
+        is_bigendian=0,
+    )
     msg.data = array.array("B", a.tobytes())
     return msg
 
@@ -120,16 +126,18 @@ class Probe:
         self.pubs = {
             TOPIC_A: self.node.create_publisher(Image, TOPIC_A, qos_profile_sensor_data),
             TOPIC_B: self.node.create_publisher(Image, TOPIC_B, qos_profile_sensor_data),
-            TOPIC_C: self.node.create_publisher(CompressedImage, TOPIC_C,
-                                                qos_profile_sensor_data),
+            TOPIC_C: self.node.create_publisher(CompressedImage, TOPIC_C, qos_profile_sensor_data),
         }
         qos = QoSProfile(depth=50)
-        self.node.create_subscription(RecognitionArray, f"{NODE}/recognitions",
-                                      self._keep(self.recognitions), qos)
-        self.node.create_subscription(Description, f"{NODE}/descriptions",
-                                      self._keep(self.descriptions), qos)
-        self.node.create_subscription(Image, f"{NODE}/annotated", self._keep(self.annotated),
-                                      qos_profile_sensor_data)
+        self.node.create_subscription(
+            RecognitionArray, f"{NODE}/recognitions", self._keep(self.recognitions), qos
+        )
+        self.node.create_subscription(
+            Description, f"{NODE}/descriptions", self._keep(self.descriptions), qos
+        )
+        self.node.create_subscription(
+            Image, f"{NODE}/annotated", self._keep(self.annotated), qos_profile_sensor_data
+        )
         self.clients = {
             "add": self.node.create_client(AddConcept, f"{NODE}/add_concept"),
             "update": self.node.create_client(UpdateConcept, f"{NODE}/update_concept"),
@@ -147,6 +155,7 @@ class Probe:
         def keep(msg: Any) -> None:
             with self.lock:
                 into.append(msg)
+
         return keep
 
     def close(self) -> None:
@@ -169,18 +178,23 @@ class Probe:
 
     def wait_matched(self, timeout: float = STEP_S) -> dict[str, int]:
         end = time.monotonic() + timeout
-        while time.monotonic() < end and any(p.get_subscription_count() < 1
-                                             for p in self.pubs.values()):
+        while time.monotonic() < end and any(
+            p.get_subscription_count() < 1 for p in self.pubs.values()
+        ):
             time.sleep(0.05)
         return {t: p.get_subscription_count() for t, p in self.pubs.items()}
 
     def results_for(self, stamps: set[tuple[int, int]]) -> list[Any]:
         with self.lock:
-            return [m for m in self.recognitions
-                    if (m.header.stamp.sec, m.header.stamp.nanosec) in stamps]
+            return [
+                m
+                for m in self.recognitions
+                if (m.header.stamp.sec, m.header.stamp.nanosec) in stamps
+            ]
 
-    def stream_until(self, topic: str, make: Any, frame_id: str, done: Any,
-                     timeout: float = STEP_S) -> tuple[list[Any], set[tuple[int, int]]]:
+    def stream_until(
+        self, topic: str, make: Any, frame_id: str, done: Any, timeout: float = STEP_S
+    ) -> tuple[list[Any], set[tuple[int, int]]]:
         """Publish ``make()`` every PERIOD_S until ``done(results of these frames)``."""
         stamps: set[tuple[int, int]] = set()
         end = time.monotonic() + timeout
@@ -273,8 +287,9 @@ def node_command(cfg: dict[str, Any], *, memory: bool = True) -> list[str]:
 def missing_memory(cfg: dict[str, Any]) -> dict[str, Any]:
     """The node without ``memory``: a clear error and a non-zero exit, quickly."""
     with open(cfg["missing_log"], "w") as log:
-        proc = subprocess.Popen(node_command(cfg, memory=False), stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            node_command(cfg, memory=False), stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             code = proc.wait(timeout=START_S)
         except subprocess.TimeoutExpired:
@@ -330,21 +345,29 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
 
         seen: dict[str, Any] = {}
         for key, topic, make in (
-                ("bgr8", TOPIC_A, lambda: image_msg(obama2, "bgr8")),
-                ("rgb8", TOPIC_A, lambda: image_msg(obama3, "rgb8")),
-                ("mono8", TOPIC_A, lambda: image_msg(obama2, "mono8")),
-                ("jpeg", TOPIC_C, lambda: jpeg_msg(obama2))):
+            ("bgr8", TOPIC_A, lambda: image_msg(obama2, "bgr8")),
+            ("rgb8", TOPIC_A, lambda: image_msg(obama3, "rgb8")),
+            ("mono8", TOPIC_A, lambda: image_msg(obama2, "mono8")),
+            ("jpeg", TOPIC_C, lambda: jpeg_msg(obama2)),
+        ):
             got, stamps = probe.stream_until(topic, make, f"frame_{key}", barack)
             seen[key] = {
                 "names": [names(m) for m in got],
-                "headers_ok": bool(got) and all(
+                "headers_ok": bool(got)
+                and all(
                     (m.header.stamp.sec, m.header.stamp.nanosec) in stamps
-                    and m.header.frame_id == f"frame_{key}" for m in got),
+                    and m.header.frame_id == f"frame_{key}"
+                    for m in got
+                ),
                 "source_topics": sorted({m.source_topic for m in got}),
                 "timings": sorted(got[-1].timing_names) if got else [],
-                "total_ms": [round(float(t), 1) for n, t in
-                             zip(got[-1].timing_names, got[-1].timing_ms, strict=True)
-                             if n == "total"] if got else [],
+                "total_ms": [
+                    round(float(t), 1)
+                    for n, t in zip(got[-1].timing_names, got[-1].timing_ms, strict=True)
+                    if n == "total"
+                ]
+                if got
+                else [],
             }
         out["frames"] = seen
 
@@ -355,16 +378,28 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
         with probe.lock:
             descs = list(probe.descriptions)
             annotated = list(probe.annotated)
-        published_a = {(m.header.stamp.sec, m.header.stamp.nanosec)
-                       for m in probe.recognitions}
-        out["descriptions"] = [{
-            "text": d.text, "backend": d.backend, "frame_id": d.header.frame_id,
-            "stamp_of_a_result": (d.header.stamp.sec, d.header.stamp.nanosec) in published_a,
-            "names": names(d), "fell_back": d.fell_back, "total_ms": float(d.total_ms),
-        } for d in descs]
-        out["annotated"] = [{"encoding": a.encoding, "size": [a.width, a.height],
-                             "frame_id": a.header.frame_id, "bytes": len(a.data)}
-                            for a in annotated[:3]]
+        published_a = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.recognitions}
+        out["descriptions"] = [
+            {
+                "text": d.text,
+                "backend": d.backend,
+                "frame_id": d.header.frame_id,
+                "stamp_of_a_result": (d.header.stamp.sec, d.header.stamp.nanosec) in published_a,
+                "names": names(d),
+                "fell_back": d.fell_back,
+                "total_ms": float(d.total_ms),
+            }
+            for d in descs
+        ]
+        out["annotated"] = [
+            {
+                "encoding": a.encoding,
+                "size": [a.width, a.height],
+                "frame_id": a.header.frame_id,
+                "bytes": len(a.data),
+            }
+            for a in annotated[:3]
+        ]
 
         # -- Biden unknown, then Joe added and removed while the stream runs -----------
         stream = BackgroundStream(probe, TOPIC_B, lambda: image_msg(biden, "bgr8"), "cam_b")
@@ -372,37 +407,70 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
             got = stream.wait_after(0, 3)
             out["biden_before"] = [names(m) for m in got]
             raw_biden = image_msg(photos["biden"], "rgb8")
-            res = probe.call("add", AddConcept.Request(
-                name="Joe", category="person", info="Joe drinks tea.", aliases=["<joe>"],
-                images=[raw_biden]))
+            res = probe.call(
+                "add",
+                AddConcept.Request(
+                    name="Joe",
+                    category="person",
+                    info="Joe drinks tea.",
+                    aliases=["<joe>"],
+                    images=[raw_biden],
+                ),
+            )
             mark = stream.mark()
-            out["add"] = {"success": res.success, "message": res.message,
-                          "concept": [res.concept.name, res.concept.category,
-                                      list(res.concept.aliases), res.concept.image_count]}
+            out["add"] = {
+                "success": res.success,
+                "message": res.message,
+                "concept": [
+                    res.concept.name,
+                    res.concept.category,
+                    list(res.concept.aliases),
+                    res.concept.image_count,
+                ],
+            }
             out["joe_id"] = res.concept.id
             out["biden_after_add"] = [names(m) for m in stream.wait_after(mark, 3)]
             res = probe.call("list", ListConcepts.Request())
             out["list_after_add"] = [c.name for c in res.concepts]
-            out["list_dogs"] = [c.name for c in probe.call(
-                "list", ListConcepts.Request(category="dog")).concepts]
-            res = probe.call("update", UpdateConcept.Request(id_or_name="Joe",
-                                                             info="Joe likes trains."))
-            out["update"] = {"success": res.success, "info": res.concept.info,
-                             "message": res.message}
+            out["list_dogs"] = [
+                c.name for c in probe.call("list", ListConcepts.Request(category="dog")).concepts
+            ]
+            res = probe.call(
+                "update", UpdateConcept.Request(id_or_name="Joe", info="Joe likes trains.")
+            )
+            out["update"] = {
+                "success": res.success,
+                "info": res.concept.info,
+                "message": res.message,
+            }
             bad = {}
             for key, req in (
-                    ("add_duplicate", AddConcept.Request(name="Barack", category="person",
-                                                         images=[raw_biden])),
-                    ("add_no_face", AddConcept.Request(
-                        name="Nobody", category="person",
-                        images=[image_msg(np.full((120, 160, 3), 90, np.uint8))])),
-                    ("add_bad_image", AddConcept.Request(
-                        name="Broken", category="person",
-                        images=[Image(encoding="weird42", height=2, width=2, step=2)]))):
+                (
+                    "add_duplicate",
+                    AddConcept.Request(name="Barack", category="person", images=[raw_biden]),
+                ),
+                (
+                    "add_no_face",
+                    AddConcept.Request(
+                        name="Nobody",
+                        category="person",
+                        images=[image_msg(np.full((120, 160, 3), 90, np.uint8))],
+                    ),
+                ),
+                (
+                    "add_bad_image",
+                    AddConcept.Request(
+                        name="Broken",
+                        category="person",
+                        images=[Image(encoding="weird42", height=2, width=2, step=2)],
+                    ),
+                ),
+            ):
                 res = probe.call("add", req)
                 bad[key] = [res.success, res.message]
-            for key, req in (("update_missing", UpdateConcept.Request(id_or_name="Nobody",
-                                                                      info="x")),):
+            for key, req in (
+                ("update_missing", UpdateConcept.Request(id_or_name="Nobody", info="x")),
+            ):
                 res = probe.call("update", req)
                 bad[key] = [res.success, res.message]
             res = probe.call("remove", RemoveConcept.Request(id_or_name="Joe"))
@@ -410,28 +478,43 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
             out["remove"] = {"success": res.success, "message": res.message}
             out["biden_after_remove"] = [
                 [names(m), sorted(c.name for r in m.recognitions for c in r.candidates)]
-                for m in stream.wait_after(mark, 4)]
+                for m in stream.wait_after(mark, 4)
+            ]
             res = probe.call("remove", RemoveConcept.Request(id_or_name="Joe"))
             bad["remove_again"] = [res.success, res.message]
             out["bad_requests"] = bad
-            out["list_after_remove"] = [c.name for c in probe.call(
-                "list", ListConcepts.Request()).concepts]
+            out["list_after_remove"] = [
+                c.name for c in probe.call("list", ListConcepts.Request()).concepts
+            ]
         finally:
             stream.close()
 
         # -- ask ---------------------------------------------------------------------------
-        res = probe.call("ask", Ask.Request(question="Who is here?", has_image=True,
-                                            image=image_msg(canvas(photos["obama2"],
-                                                                   photos["biden"]), "rgb8")))
-        out["ask_image"] = {"success": res.success, "answer": res.answer,
-                            "backend": res.backend, "names": names(res),
-                            "message": res.message}
+        res = probe.call(
+            "ask",
+            Ask.Request(
+                question="Who is here?",
+                has_image=True,
+                image=image_msg(canvas(photos["obama2"], photos["biden"]), "rgb8"),
+            ),
+        )
+        out["ask_image"] = {
+            "success": res.success,
+            "answer": res.answer,
+            "backend": res.backend,
+            "names": names(res),
+            "message": res.message,
+        }
         res = probe.call("ask", Ask.Request(question="Who is here?"))
-        out["ask_latest"] = {"success": res.success, "answer": res.answer,
-                             "message": res.message}
-        res = probe.call("ask", Ask.Request(question="Who?", has_image=True,
-                                            image=Image(encoding="weird42", height=2,
-                                                        width=2, step=2)))
+        out["ask_latest"] = {"success": res.success, "answer": res.answer, "message": res.message}
+        res = probe.call(
+            "ask",
+            Ask.Request(
+                question="Who?",
+                has_image=True,
+                image=Image(encoding="weird42", height=2, width=2, step=2),
+            ),
+        )
         out["ask_bad_image"] = {"success": res.success, "message": res.message}
         res = probe.call("ask", Ask.Request(question="  "))
         out["ask_empty"] = {"success": res.success, "message": res.message}
@@ -439,8 +522,9 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
         # -- parameters at run time ------------------------------------------------------
         params: dict[str, Any] = {}
         params["strict"] = probe.set_param("face_threshold", 0.99)
-        got, _ = probe.stream_until(TOPIC_A, lambda: image_msg(obama2), "strict",
-                                    lambda g: len(g) >= 2)
+        got, _ = probe.stream_until(
+            TOPIC_A, lambda: image_msg(obama2), "strict", lambda g: len(g) >= 2
+        )
         params["strict_names"] = [names(m) for m in got]
         params["too_high"] = probe.set_param("face_threshold", 1.5)
         params["top_k_zero"] = probe.set_param("top_k", 0)
@@ -455,12 +539,22 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
         truncated = image_msg(obama2)
         truncated.data = truncated.data[: len(truncated.data) // 2]
         corrupt: list[tuple[str, Any]] = [
-            (TOPIC_A, Image(encoding="weird42", height=4, width=4, step=12,
-                            data=array.array("B", bytes(48)))),
+            (
+                TOPIC_A,
+                Image(
+                    encoding="weird42",
+                    height=4,
+                    width=4,
+                    step=12,
+                    data=array.array("B", bytes(48)),
+                ),
+            ),
             (TOPIC_A, truncated),
             (TOPIC_A, Image(encoding="bgr8", height=0, width=0, step=0)),
-            (TOPIC_C, CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8garbage"
-                                                                      * 20))),
+            (
+                TOPIC_C,
+                CompressedImage(format="jpeg", data=array.array("B", b"\xff\xd8garbage" * 20)),
+            ),
             (TOPIC_C, CompressedImage(format="jpeg")),
         ]
         sent = 0
@@ -471,11 +565,9 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
                 time.sleep(0.02)
         out["corrupt_sent"] = sent
         time.sleep(0.5)
-        got, _ = probe.stream_until(TOPIC_A, lambda: image_msg(obama2), "after_corrupt",
-                                    barack)
+        got, _ = probe.stream_until(TOPIC_A, lambda: image_msg(obama2), "after_corrupt", barack)
         out["after_corrupt"] = [names(m) for m in got]
-        got, _ = probe.stream_until(TOPIC_C, lambda: jpeg_msg(obama2), "after_corrupt_c",
-                                    barack)
+        got, _ = probe.stream_until(TOPIC_C, lambda: jpeg_msg(obama2), "after_corrupt_c", barack)
         out["after_corrupt_jpeg"] = [names(m) for m in got]
         time.sleep(2.5)  # one more stats line (stats_period 2 s) with the counts
     finally:

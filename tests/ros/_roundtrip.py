@@ -45,40 +45,67 @@ LIST = "/rap_edge_test/list_concepts"
 ADD = "/rap_edge_test/add_concept"
 SERVER_DEADLINE_S = 40.0
 STEP_TIMEOUT_S = 15.0
-CONCEPTS = [("c_000000000001", "Bo", "dog", ["<bo>"], 3),
-            ("c_000000000002", "Anna", "person", [], 5)]
+CONCEPTS = [
+    ("c_000000000001", "Bo", "dog", ["<bo>"], 3),
+    ("c_000000000002", "Anna", "person", [], 5),
+]
 
 
 def summary(cid: str, name: str, category: str, aliases: list[str], count: int) -> Any:
-    return ConceptSummary(id=cid, name=name, category=category, info=f"{name}'s info",
-                          aliases=aliases, image_count=count)
+    return ConceptSummary(
+        id=cid,
+        name=name,
+        category=category,
+        info=f"{name}'s info",
+        aliases=aliases,
+        image_count=count,
+    )
 
 
 def image() -> Image:
     bgr = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
     fields = bgr_to_image_fields(bgr)
-    msg = Image(encoding=fields["encoding"], height=fields["height"], width=fields["width"],
-                step=fields["step"], is_bigendian=fields["is_bigendian"])
+    msg = Image(
+        encoding=fields["encoding"],
+        height=fields["height"],
+        width=fields["width"],
+        step=fields["step"],
+        is_bigendian=fields["is_bigendian"],
+    )
     msg.data = array.array("B", fields["data"])
     return msg
 
 
 def recognitions() -> RecognitionArray:
-    msg = RecognitionArray(source_topic="/camera/image_raw",
-                           timing_names=["detect", "embed", "total"], timing_ms=[1.5, 2.5, 4.0])
+    msg = RecognitionArray(
+        source_topic="/camera/image_raw",
+        timing_names=["detect", "embed", "total"],
+        timing_ms=[1.5, 2.5, 4.0],
+    )
     msg.header.stamp.sec = 1234
     msg.header.stamp.nanosec = 5678
     msg.header.frame_id = "camera_optical"
-    known = Recognition(box=[1.0, 2.0, 30.5, 40.25], landmarks=[5.0, 6.0, 7.0, 8.0],
-                        kind=Recognition.KIND_FACE, track_id=7,
-                        decision=Recognition.DECISION_KNOWN, concept_id="c_000000000002",
-                        name="Anna", score=0.75,
-                        candidates=[ConceptHit(concept_id="c_000000000002", name="Anna",
-                                               score=0.75),
-                                    ConceptHit(concept_id="c_000000000001", name="Bo",
-                                               score=0.25)])
-    unknown = Recognition(box=[0.0, 0.0, 10.0, 10.0], kind=Recognition.KIND_OBJECT, track_id=8,
-                          decision=Recognition.DECISION_UNKNOWN, score=math.nan)
+    known = Recognition(
+        box=[1.0, 2.0, 30.5, 40.25],
+        landmarks=[5.0, 6.0, 7.0, 8.0],
+        kind=Recognition.KIND_FACE,
+        track_id=7,
+        decision=Recognition.DECISION_KNOWN,
+        concept_id="c_000000000002",
+        name="Anna",
+        score=0.75,
+        candidates=[
+            ConceptHit(concept_id="c_000000000002", name="Anna", score=0.75),
+            ConceptHit(concept_id="c_000000000001", name="Bo", score=0.25),
+        ],
+    )
+    unknown = Recognition(
+        box=[0.0, 0.0, 10.0, 10.0],
+        kind=Recognition.KIND_OBJECT,
+        track_id=8,
+        decision=Recognition.DECISION_UNKNOWN,
+        score=math.nan,
+    )
     msg.recognitions = [known, unknown]
     return msg
 
@@ -91,15 +118,23 @@ def described(msg: RecognitionArray) -> dict[str, Any]:
         "stamp": [msg.header.stamp.sec, msg.header.stamp.nanosec],
         "frame_id": msg.header.frame_id,
         "source_topic": msg.source_topic,
-        "timings": dict(zip(msg.timing_names, [round(float(v), 3) for v in msg.timing_ms],
-                            strict=True)),
-        "recognitions": [{
-            "box": [round(float(v), 3) for v in r.box],
-            "landmarks": [round(float(v), 3) for v in r.landmarks],
-            "kind": r.kind, "track_id": r.track_id, "decision": r.decision,
-            "concept_id": r.concept_id, "name": r.name, "score": score(r.score),
-            "candidates": [[c.concept_id, c.name, score(c.score)] for c in r.candidates],
-        } for r in msg.recognitions],
+        "timings": dict(
+            zip(msg.timing_names, [round(float(v), 3) for v in msg.timing_ms], strict=True)
+        ),
+        "recognitions": [
+            {
+                "box": [round(float(v), 3) for v in r.box],
+                "landmarks": [round(float(v), 3) for v in r.landmarks],
+                "kind": r.kind,
+                "track_id": r.track_id,
+                "decision": r.decision,
+                "concept_id": r.concept_id,
+                "name": r.name,
+                "score": score(r.score),
+                "candidates": [[c.concept_id, c.name, score(c.score)] for c in r.candidates],
+            }
+            for r in msg.recognitions
+        ],
     }
 
 
@@ -110,13 +145,24 @@ def check_types() -> dict[str, Any]:
     for srv in (AddConcept, Ask, ListConcepts, RemoveConcept, UpdateConcept):
         srv.Request()
         srv.Response()
-    d = Description(text="Anna is here.", backend="template", regenerated=False,
-                    fell_back=True, first_token_ms=math.nan, total_ms=3.0)
-    return {"kinds": [Recognition.KIND_FACE, Recognition.KIND_OBJECT],
-            "decisions": [Recognition.DECISION_KNOWN, Recognition.DECISION_UNKNOWN,
-                          Recognition.DECISION_UNCERTAIN],
-            "description_fell_back": d.fell_back,
-            "ask_has_image_field": hasattr(Ask.Request(), "image")}
+    d = Description(
+        text="Anna is here.",
+        backend="template",
+        regenerated=False,
+        fell_back=True,
+        first_token_ms=math.nan,
+        total_ms=3.0,
+    )
+    return {
+        "kinds": [Recognition.KIND_FACE, Recognition.KIND_OBJECT],
+        "decisions": [
+            Recognition.DECISION_KNOWN,
+            Recognition.DECISION_UNKNOWN,
+            Recognition.DECISION_UNCERTAIN,
+        ],
+        "description_fell_back": d.fell_back,
+        "ask_has_image_field": hasattr(Ask.Request(), "image"),
+    }
 
 
 def udp_local_addresses() -> list[str]:
@@ -125,7 +171,7 @@ def udp_local_addresses() -> list[str]:
     with open("/proc/self/net/udp") as f:
         for line in list(f)[1:]:
             hex_ip = line.split()[1].split(":")[0]
-            found.add(".".join(str(int(hex_ip[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+            found.add(".".join(str(int(hex_ip[i : i + 2], 16)) for i in (6, 4, 2, 0)))
     return sorted(found)
 
 
@@ -136,21 +182,27 @@ def serve() -> int:
     received = threading.Event()
 
     def list_concepts(req: Any, resp: Any) -> Any:
-        resp.concepts = [summary(*c) for c in CONCEPTS
-                         if not req.category or c[2] == req.category]
+        resp.concepts = [summary(*c) for c in CONCEPTS if not req.category or c[2] == req.category]
         return resp
 
     def add_concept(req: Any, resp: Any) -> Any:
         try:
-            sums = [int(image_to_bgr(i.encoding, i.height, i.width, i.step, i.is_bigendian,
-                                     i.data).sum()) for i in req.images]
+            sums = [
+                int(
+                    image_to_bgr(
+                        i.encoding, i.height, i.width, i.step, i.is_bigendian, i.data
+                    ).sum()
+                )
+                for i in req.images
+            ]
         except ValueError as err:
             resp.success, resp.message = False, str(err)
             return resp
         resp.success = True
         resp.message = json.dumps({"checksums": sums})
-        resp.concept = summary("c_000000000003", req.name, req.category, list(req.aliases),
-                               len(req.images))
+        resp.concept = summary(
+            "c_000000000003", req.name, req.category, list(req.aliases), len(req.images)
+        )
         return resp
 
     def on_recognitions(msg: RecognitionArray) -> None:
@@ -193,11 +245,11 @@ def call(client: Any, request: Any) -> Any:
 
 def client_main() -> int:
     result: dict[str, Any] = {"types": check_types()}
-    server = subprocess.Popen([sys.executable, __file__, "server"], stdout=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "server"], stdout=subprocess.PIPE, text=True
+    )
     server_lines: list[str] = []
-    reader = threading.Thread(target=lambda: server_lines.extend(server.stdout or ()),
-                              daemon=True)
+    reader = threading.Thread(target=lambda: server_lines.extend(server.stdout or ()), daemon=True)
     reader.start()
     rclpy.init()
     node = Node("rap_edge_test_client")
@@ -212,16 +264,25 @@ def client_main() -> int:
         all_ = call(lister, ListConcepts.Request())
         result["discovery_and_list_s"] = round(time.monotonic() - t0, 3)
         dogs = call(lister, ListConcepts.Request(category="dog"))
-        result["list_all"] = [[c.id, c.name, c.category, list(c.aliases), c.image_count]
-                              for c in all_.concepts]
+        result["list_all"] = [
+            [c.id, c.name, c.category, list(c.aliases), c.image_count] for c in all_.concepts
+        ]
         result["list_dog"] = [c.name for c in dogs.concepts]
 
         adder = node.create_client(AddConcept, ADD)
         img = image()
-        added = call(adder, AddConcept.Request(name="Rex", category="dog", info="x",
-                                                     aliases=["<rex>"], images=[img, img]))
-        result["add"] = {"success": added.success, "message": added.message,
-                         "name": added.concept.name, "image_count": added.concept.image_count}
+        added = call(
+            adder,
+            AddConcept.Request(
+                name="Rex", category="dog", info="x", aliases=["<rex>"], images=[img, img]
+            ),
+        )
+        result["add"] = {
+            "success": added.success,
+            "message": added.message,
+            "name": added.concept.name,
+            "image_count": added.concept.image_count,
+        }
         result["expected_checksum"] = int(np.arange(72).sum())
 
         pub = node.create_publisher(RecognitionArray, TOPIC, qos_profile_sensor_data)
@@ -255,8 +316,12 @@ def client_main() -> int:
     result["received"] = got[0] if got else None
     result["expected"] = described(recognitions())
     print(json.dumps(result), flush=True)
-    good = (ok and server.returncode == 0 and result["received"] == result["expected"]
-            and result["add"]["success"])
+    good = (
+        ok
+        and server.returncode == 0
+        and result["received"] == result["expected"]
+        and result["add"]["success"]
+    )
     return 0 if good else 1
 
 

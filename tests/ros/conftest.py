@@ -39,23 +39,34 @@ sys.path.insert(0, str(WS / "src" / "rap_edge_ros"))
 def pytest_configure(config: pytest.Config) -> None:
     # Until pyproject.toml registers it (harmless twice).
     config.addinivalue_line(
-        "markers", "ros: builds ros2_ws from pip ROS 2 wheels and runs DDS inside unshare -n")
+        "markers", "ros: builds ros2_ws from pip ROS 2 wheels and runs DDS inside unshare -n"
+    )
 
 
-def _run_group(args: list[str], timeout: float, env: Mapping[str, str] | None = None,
-               ) -> subprocess.CompletedProcess[str] | None:
+def _run_group(
+    args: list[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str] | None:
     """Run ``args`` in a session of its own; on timeout kill that session and return None."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env={**os.environ, **(env or {})},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        sys.stderr.write(f"--- {args} timed out; stdout\n{out[-3000:]}\n"
-                         f"--- stderr\n{err[-3000:]}\n")
+        sys.stderr.write(
+            f"--- {args} timed out; stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}\n"
+        )
         return None
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
@@ -86,8 +97,9 @@ def ros_ws() -> Path:
     return WS
 
 
-def run_in_netns(cmd: Sequence[str], timeout: float = MAX_TIMEOUT_S, *,
-                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_in_netns(
+    cmd: Sequence[str], timeout: float = MAX_TIMEOUT_S, *, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` with ``scripts/netns_run.sh`` (ROS environment, private netns, only lo).
 
     Args:
@@ -108,8 +120,10 @@ def run_in_netns(cmd: Sequence[str], timeout: float = MAX_TIMEOUT_S, *,
     # A session of its own, so that a timeout kills the command and everything it started.
     proc = _run_group([str(NETNS_RUN), *cmd], timeout, env)
     if proc is None:
-        pytest.fail(f"{list(cmd)} did not finish in {timeout} s inside the network namespace "
-                    f"(its output is in the captured stderr)")
+        pytest.fail(
+            f"{list(cmd)} did not finish in {timeout} s inside the network namespace "
+            f"(its output is in the captured stderr)"
+        )
     if proc.returncode == SKIP_EXIT:
         pytest.skip(_last_line(proc.stderr))
     return proc

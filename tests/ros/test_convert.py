@@ -20,8 +20,9 @@ H, W = 4, 6
 BGR = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def decode(encoding: str, pixels: np.ndarray, *, pad: int = 0, big: bool = False,
-           width: int = W) -> np.ndarray:
+def decode(
+    encoding: str, pixels: np.ndarray, *, pad: int = 0, big: bool = False, width: int = W
+) -> np.ndarray:
     """Pack ``pixels`` [H, row bytes] (uint8) or [H, W(, C)] (uint16) as a message would."""
     if pixels.dtype == np.uint16:
         pixels = pixels.astype(">u2" if big else "<u2")
@@ -59,8 +60,12 @@ def test_bgr_to_image_fields_copies_non_contiguous_input() -> None:
 def test_known_pixel_values() -> None:
     # One pixel: red 10, green 20, blue 30 (alpha 99) in each channel order.
     expected = np.array([[[30, 20, 10]]], np.uint8)
-    one = {"rgb8": [10, 20, 30], "bgr8": [30, 20, 10], "rgba8": [10, 20, 30, 99],
-           "bgra8": [30, 20, 10, 99]}
+    one = {
+        "rgb8": [10, 20, 30],
+        "bgr8": [30, 20, 10],
+        "rgba8": [10, 20, 30, 99],
+        "bgra8": [30, 20, 10, 99],
+    }
     for encoding, values in one.items():
         data = bytes(values)
         check(image_to_bgr(encoding, 1, 1, len(data), False, data), expected)
@@ -68,8 +73,9 @@ def test_known_pixel_values() -> None:
 
 
 @pytest.mark.parametrize("pad", [0, 3])
-@pytest.mark.parametrize(("encoding", "order"), [("rgb8", [2, 1, 0]), ("rgba8", [2, 1, 0, 3]),
-                                                 ("bgra8", [0, 1, 2, 3])])
+@pytest.mark.parametrize(
+    ("encoding", "order"), [("rgb8", [2, 1, 0]), ("rgba8", [2, 1, 0, 3]), ("bgra8", [0, 1, 2, 3])]
+)
 def test_colour_orders_with_padding(encoding: str, order: list[int], pad: int) -> None:
     alpha = RNG.integers(0, 256, (H, W, 1), dtype=np.uint8)
     packed = np.concatenate([BGR, alpha], axis=2)[:, :, order]
@@ -85,8 +91,7 @@ def test_mono8(pad: int) -> None:
 @pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
 @pytest.mark.parametrize("big", [False, True])
 @pytest.mark.parametrize("pad", [0, 2])
-def test_16_bit_is_scaled_by_256_in_either_byte_order(encoding: str, big: bool,
-                                                      pad: int) -> None:
+def test_16_bit_is_scaled_by_256_in_either_byte_order(encoding: str, big: bool, pad: int) -> None:
     depth = RNG.integers(0, 65536, (H, W), dtype=np.uint16)
     depth[0, :3] = [0x1234, 1000, 0xFFFF]  # 1000 mm of depth -> 3: the fixed scale is dark
     out = decode(encoding, depth, pad=pad, big=big)
@@ -119,10 +124,10 @@ def test_yuyv_names(encoding: str) -> None:
 
 
 def test_yuv_orders_are_not_interchangeable() -> None:
-    assert not np.array_equal(image_to_bgr("yuyv", 1, 2, 4, False, UYVY_BLACK_WHITE),
-                              BLACK_WHITE)
-    assert not np.array_equal(image_to_bgr("yuv422", 1, 2, 4, False, YUYV_BLACK_WHITE),
-                              BLACK_WHITE)
+    assert not np.array_equal(image_to_bgr("yuyv", 1, 2, 4, False, UYVY_BLACK_WHITE), BLACK_WHITE)
+    assert not np.array_equal(
+        image_to_bgr("yuv422", 1, 2, 4, False, YUYV_BLACK_WHITE), BLACK_WHITE
+    )
 
 
 def test_yuv_chroma_and_padding() -> None:
@@ -134,7 +139,8 @@ def test_yuv_chroma_and_padding() -> None:
     assert (out[:, :, :2] < 15).all()
     # The same pixels as YUYV: Y0 U Y1 V.
     np.testing.assert_array_equal(
-        image_to_bgr("yuyv", 1, 2, 4, False, bytes([81, 90, 81, 240])), out[:1])
+        image_to_bgr("yuyv", 1, 2, 4, False, bytes([81, 90, 81, 240])), out[:1]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(n for n, e in ENCODINGS.items() if e.bits))
@@ -147,9 +153,16 @@ def test_every_ros_encoding_decodes_to_bgr(name: str) -> None:
     assert out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview,
-                                  lambda b: array.array("B", b),
-                                  lambda b: np.frombuffer(b, np.uint8)])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        bytes,
+        bytearray,
+        memoryview,
+        lambda b: array.array("B", b),
+        lambda b: np.frombuffer(b, np.uint8),
+    ],
+)
 def test_data_types_rclpy_and_others_give(wrap: object) -> None:
     fields = bgr_to_image_fields(BGR)
     fields["data"] = wrap(fields["data"])  # type: ignore[operator,typeddict-item]
@@ -168,8 +181,10 @@ def test_compressed_png_and_jpeg() -> None:
     assert np.abs(out.astype(int) - smooth).max() <= 3
     ok, grey = cv2.imencode(".png", np.full((3, 5), 9, np.uint8))
     assert ok
-    check(compressed_to_bgr("mono8; png compressed mono8", grey.tobytes()),
-          np.full((3, 5, 3), 9, np.uint8))
+    check(
+        compressed_to_bgr("mono8; png compressed mono8", grey.tobytes()),
+        np.full((3, 5, 3), 9, np.uint8),
+    )
 
 
 def fail(match: str, *args: object) -> None:
@@ -184,22 +199,50 @@ def test_errors_name_the_problem() -> None:
     fail(r"unsupported image encoding 'nv21'", "nv21", H, W, row, False, good)
     fail(r"unsupported image encoding 'jpeg'", "jpeg", H, W, row, False, good)
     # truncated and over-long data: the byte counts and height * step are named
-    fail(rf"data has {H * row - 1} bytes; height \* step is {H} \* {row} = {H * row}",
-         "bgr8", H, W, row, False, good[:-1])
+    fail(
+        rf"data has {H * row - 1} bytes; height \* step is {H} \* {row} = {H * row}",
+        "bgr8",
+        H,
+        W,
+        row,
+        False,
+        good[:-1],
+    )
     fail(rf"data has 0 bytes.*{H * row}", "bgr8", H, W, row, False, b"")
     fail(rf"data has {H * row + 3} bytes", "bgr8", H, W, row, False, good + b"abc")
     # step shorter than a row of this encoding
-    fail(rf"step {row - 1} is shorter than a row of {W} bgr8 pixels \({row} bytes\)",
-         "bgr8", H, W, row - 1, False, bytes(H * (row - 1)))
-    fail(r"step 11 is shorter than a row of 6 mono16 pixels \(12 bytes\)",
-         "mono16", H, W, 11, False, bytes(H * 11))
+    fail(
+        rf"step {row - 1} is shorter than a row of {W} bgr8 pixels \({row} bytes\)",
+        "bgr8",
+        H,
+        W,
+        row - 1,
+        False,
+        bytes(H * (row - 1)),
+    )
+    fail(
+        r"step 11 is shorter than a row of 6 mono16 pixels \(12 bytes\)",
+        "mono16",
+        H,
+        W,
+        11,
+        False,
+        bytes(H * 11),
+    )
     fail(r"step -1 is shorter", "mono8", H, W, -1, False, good)
     # zero, negative and absurd sizes
     fail(r"'bgr8' image of 0x4: zero or negative size", "bgr8", H, 0, row, False, good)
     fail(r"'bgr8' image of 6x0: zero or negative size", "bgr8", 0, W, row, False, b"")
     fail(r"zero or negative size", "mono8", -2, W, W, False, good)
-    fail(r"'mono8' image of 100000x100000: 10000 megapixels is over the limit of 100",
-         "mono8", 100_000, 100_000, 100_000, False, good)
+    fail(
+        r"'mono8' image of 100000x100000: 10000 megapixels is over the limit of 100",
+        "mono8",
+        100_000,
+        100_000,
+        100_000,
+        False,
+        good,
+    )
     # packed YUV needs pairs of pixels
     fail(r"\(yuv422\): packed YUV 4:2:2 needs an even width", "yuv422", 1, 3, 6, False, bytes(6))
     # not bytes at all
@@ -209,15 +252,26 @@ def test_errors_name_the_problem() -> None:
 def test_compressed_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"empty compressed image \(format 'jpeg'\)"):
         compressed_to_bgr("jpeg", b"")
-    with pytest.raises(ValueError, match=r"cannot decode 9 bytes of compressed image "
-                                         r"\(format 'png'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot decode 9 bytes of compressed image "
+        r"\(format 'png'\)",
+    ):
         compressed_to_bgr("png", b"not a png")
     with pytest.raises(ValueError, match=r"32FC1.*not supported"):
         compressed_to_bgr("32FC1; compressedDepth", b"x" * 20)
 
 
-@pytest.mark.parametrize("bad", [BGR.astype(np.uint16), BGR[:, :, 0], BGR[:, :, :2],
-                                 np.zeros((0, 3, 3), np.uint8), np.dstack([BGR, BGR[:, :, :1]])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        BGR.astype(np.uint16),
+        BGR[:, :, 0],
+        BGR[:, :, :2],
+        np.zeros((0, 3, 3), np.uint8),
+        np.dstack([BGR, BGR[:, :, :1]]),
+    ],
+)
 def test_bgr_to_image_fields_refuses_non_bgr(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"expected a BGR uint8 image \[H, W, 3\], got "):
         bgr_to_image_fields(bad)

@@ -35,8 +35,9 @@ PROBE_TIMEOUT_S = 240  # ~15 s here; a busy 2-core machine loads the models slow
 
 
 @pytest.fixture(scope="module")
-def run(ros_ws: Path, face_models: Exported, tmp_path_factory: pytest.TempPathFactory
-        ) -> dict[str, Any]:
+def run(
+    ros_ws: Path, face_models: Exported, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The probe's summary, plus the node's logs (``log``, ``missing_log``)."""
     del ros_ws
     from rap_edge.memory import Memory
@@ -46,17 +47,33 @@ def run(ros_ws: Path, face_models: Exported, tmp_path_factory: pytest.TempPathFa
     photos = {p.stem: str(p) for p in face_models.photos}
     models = FaceModels.load(face_models.out, provider="cpu")
     with Memory.init(tmp / "memory") as mem:
-        mem.add("Barack", images=[photos["obama"]], category="person",
-                info="Barack likes basketball.")
+        mem.add(
+            "Barack", images=[photos["obama"]], category="person", info="Barack likes basketball."
+        )
         assert embed_faces_in_memory(mem, FaceEmbedder(models)) == 1
-    cfg = {"memory": str(tmp / "memory"), "models": str(face_models.out), "photos": photos,
-           "log": str(tmp / "node.log"), "missing_log": str(tmp / "missing.log"),
-           "term_log": str(tmp / "term.log")}
+    cfg = {
+        "memory": str(tmp / "memory"),
+        "models": str(face_models.out),
+        "photos": photos,
+        "log": str(tmp / "node.log"),
+        "missing_log": str(tmp / "missing.log"),
+        "term_log": str(tmp / "term.log"),
+    }
     (tmp / "probe.json").write_text(json.dumps(cfg))
-    proc = _run_group([str(NETNS_RUN), "python", str(ROOT / "tests" / "ros" / "_node_probe.py"),
-                       str(tmp / "probe.json")], PROBE_TIMEOUT_S,
-                      env={"ROS_DOMAIN_ID": "64", "ROS_LOG_DIR": str(tmp / "ros_log"),
-                           "RCUTILS_COLORIZED_OUTPUT": "0"})
+    proc = _run_group(
+        [
+            str(NETNS_RUN),
+            "python",
+            str(ROOT / "tests" / "ros" / "_node_probe.py"),
+            str(tmp / "probe.json"),
+        ],
+        PROBE_TIMEOUT_S,
+        env={
+            "ROS_DOMAIN_ID": "64",
+            "ROS_LOG_DIR": str(tmp / "ros_log"),
+            "RCUTILS_COLORIZED_OUTPUT": "0",
+        },
+    )
     log = (tmp / "node.log").read_text() if (tmp / "node.log").exists() else ""
     if proc is None:
         pytest.fail(f"the probe did not finish in {PROBE_TIMEOUT_S} s; node log:\n{log[-3000:]}")
@@ -104,8 +121,10 @@ def test_descriptions_and_annotated_frames(run: dict[str, Any]) -> None:
     assert first["stamp_of_a_result"] and first["frame_id"].startswith("frame_")
     assert first["names"] == [["known", "Barack"]]
     assert run["annotated"], "no ~/annotated image"
-    assert all(a["encoding"] == "bgr8" and a["size"] == [640, 480]
-               and a["bytes"] == 640 * 480 * 3 for a in run["annotated"])
+    assert all(
+        a["encoding"] == "bgr8" and a["size"] == [640, 480] and a["bytes"] == 640 * 480 * 3
+        for a in run["annotated"]
+    )
 
 
 def test_concepts_added_and_removed_while_frames_flow(run: dict[str, Any]) -> None:
@@ -170,9 +189,15 @@ def test_corrupt_frames_are_dropped_and_logged_once(run: dict[str, Any]) -> None
     assert log.count("cannot decode") == 1 and log.count("empty compressed image") == 1
     # The stats line counts what the log does not repeat.
     last = [line for line in log.splitlines() if "stats:" in line][-1]
-    unconvertible = {m[0]: int(m[1]) for m in re.findall(r"(/\S+): received \d+ processed "
-                                                        r"\d+ dropped \d+ errors \d+ "
-                                                        r"unconvertible (\d+)", last)}
+    unconvertible = {
+        m[0]: int(m[1])
+        for m in re.findall(
+            r"(/\S+): received \d+ processed "
+            r"\d+ dropped \d+ errors \d+ "
+            r"unconvertible (\d+)",
+            last,
+        )
+    }
     assert unconvertible["/cam_a/image_raw"] >= 1
     assert unconvertible["/cam_c/image_raw/compressed"] >= 1
     assert unconvertible["/cam_b/image_raw"] == 0
@@ -201,8 +226,13 @@ def test_sigterm_stops_the_node_too(run: dict[str, Any]) -> None:
 def test_every_parameter_is_documented_and_installed(ros_ws: Path) -> None:
     # Read PARAMETERS from the source (importing the node needs rclpy, the ROS venv's).
     tree = ast.parse((PKG / "rap_edge_ros" / "node.py").read_text())
-    (params,) = [node.value for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
-                 and isinstance(node.target, ast.Name) and node.target.id == "PARAMETERS"]
+    (params,) = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.target.id == "PARAMETERS"
+    ]
     assert isinstance(params, ast.Dict)
     names = [k.value for k in params.keys if isinstance(k, ast.Constant)]
     assert "memory" in names and len(names) == len(params.keys)
@@ -215,5 +245,6 @@ def test_every_parameter_is_documented_and_installed(ros_ws: Path) -> None:
     share = ros_ws / "install" / "rap_edge_ros" / "share" / "rap_edge_ros"
     assert (share / "launch" / "rap_edge.launch.py").is_file()
     assert (share / "config" / "params.yaml").is_file()
-    assert (ros_ws / "install" / "rap_edge_ros" / "lib" / "rap_edge_ros" / "rap_edge_node"
-            ).is_file()
+    assert (
+        ros_ws / "install" / "rap_edge_ros" / "lib" / "rap_edge_ros" / "rap_edge_node"
+    ).is_file()

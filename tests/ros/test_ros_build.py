@@ -52,9 +52,12 @@ def test_netns_has_only_lo(ros_ws: Path) -> None:
         assert seen["lo_flags"] & 1, "lo is not up"
     profile = str(ros_ws / "fastdds-lo.xml")
     assert seen["env"] == {
-        "FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile,
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": "61",
-        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp", "ROS_STATIC_PEERS": None,
+        "FASTRTPS_DEFAULT_PROFILES_FILE": profile,
+        "FASTDDS_DEFAULT_PROFILES_FILE": profile,
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_DOMAIN_ID": "61",
+        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+        "ROS_STATIC_PEERS": None,
         "ROS_LOCALHOST_ONLY": None,
     }
 
@@ -64,12 +67,18 @@ def test_netns_run_refuses_without_a_namespace(tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "unshare").write_text(
-        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n"
+    )
     (fake / "unshare").chmod(0o755)
     marker = tmp_path / "ran"
-    proc = subprocess.run([str(NETNS_RUN), "touch", str(marker)], capture_output=True,
-                          text=True, timeout=30, check=False,
-                          env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    proc = subprocess.run(
+        [str(NETNS_RUN), "touch", str(marker)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
     assert proc.returncode == SKIP_EXIT
     assert "not permitted" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -78,21 +87,23 @@ def test_netns_run_refuses_without_a_namespace(tmp_path: Path) -> None:
 
 def test_interfaces_over_fast_dds(ros_ws: Path) -> None:
     del ros_ws
-    proc = run_in_netns(["python", str(ROOT / "tests" / "ros" / "_roundtrip.py")], 60,
-                        env={"ROS_DOMAIN_ID": "62"})
+    proc = run_in_netns(
+        ["python", str(ROOT / "tests" / "ros" / "_roundtrip.py")], 60, env={"ROS_DOMAIN_ID": "62"}
+    )
     # A profile that does not parse is only logged, and DDS then uses its defaults.
     assert "XMLPARSER" not in proc.stdout + proc.stderr
     assert proc.stdout.strip(), proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, (result, proc.stderr[-3000:])
     assert result["types"]["decisions"] == ["known", "unknown", "uncertain"]
-    assert result["list_all"] == [["c_000000000001", "Bo", "dog", ["<bo>"], 3],
-                                  ["c_000000000002", "Anna", "person", [], 5]]
+    assert result["list_all"] == [
+        ["c_000000000001", "Bo", "dog", ["<bo>"], 3],
+        ["c_000000000002", "Anna", "person", [], 5],
+    ]
     assert result["list_dog"] == ["Bo"]
     assert result["add"]["success"], result["add"]
     assert result["add"]["image_count"] == 2
-    assert json.loads(result["add"]["message"]) == {
-        "checksums": [result["expected_checksum"]] * 2}
+    assert json.loads(result["add"]["message"]) == {"checksums": [result["expected_checksum"]] * 2}
     assert result["matched"] >= 1
     assert result["received"] == result["expected"]
     assert result["received"]["recognitions"][1]["score"] == "nan"

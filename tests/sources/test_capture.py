@@ -28,8 +28,13 @@ from rap_edge.sources import _capture as capture_module
 class ScriptedCapture:
     """Plays a script: an image for a good read, None for a failed one, then fails forever."""
 
-    def __init__(self, script: list[np.ndarray | None], count: float = 0.0, fps: float = 0.0,
-                 opened: bool = True) -> None:
+    def __init__(
+        self,
+        script: list[np.ndarray | None],
+        count: float = 0.0,
+        fps: float = 0.0,
+        opened: bool = True,
+    ) -> None:
         self.script = list(script)
         self.count = count
         self.fps = fps
@@ -176,8 +181,7 @@ def test_stream_url_gets_timeouts_and_a_redacted_name(monkeypatch) -> None:
 
 
 def test_opened_stream_reads_frames(monkeypatch) -> None:
-    monkeypatch.setattr(cv2, "VideoCapture",
-                        lambda *_: ScriptedCapture([img(5), img(6)]))
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *_: ScriptedCapture([img(5), img(6)]))
     monkeypatch.setattr(capture_module, "LIVE_STALL_SECONDS", 0.0)
     with open_source("http://cam.local/video.mjpg") as src:
         assert src.kind == "camera"

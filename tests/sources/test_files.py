@@ -55,8 +55,9 @@ def folder(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     grey = blocks(5)[:, :, 0]
     write(d / "img5.png", grey)
     expect["img5.png"] = np.repeat(grey[:, :, None], 3, axis=2)
-    (d / "img6.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(RNG.integers(0, 256, 300,
-                                                                        dtype=np.uint8)))
+    (d / "img6.jpg").write_bytes(
+        b"\xff\xd8\xff\xe0" + bytes(RNG.integers(0, 256, 300, dtype=np.uint8))
+    )
     (d / "img7.png").write_bytes(b"")
     write(d / "img10.png", blocks(10))
     expect["img10.png"] = blocks(10)
@@ -71,7 +72,13 @@ def folder(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 def test_folder_yields_in_natural_order_and_skips_bad_files(folder) -> None:
     d, expect = folder
     assert [p.name for p in list_images(d)] == [
-        "img1.png", "img2.JPG", "img3.png", "img4.png", "img5.png", "img6.jpg", "img7.png",
+        "img1.png",
+        "img2.JPG",
+        "img3.png",
+        "img4.png",
+        "img5.png",
+        "img6.jpg",
+        "img7.png",
         "img10.png",
     ]
     with open_source(str(d)) as src:
@@ -86,7 +93,13 @@ def test_folder_yields_in_natural_order_and_skips_bad_files(folder) -> None:
         assert "2 frame(s) skipped" in src.describe()
     assert [f.index for f in frames] == [0, 1, 2, 3, 4, 7]
     assert [Path(f.source).name for f in frames] == [
-        "img1.png", "img2.JPG", "img3.png", "img4.png", "img5.png", "img10.png"]
+        "img1.png",
+        "img2.JPG",
+        "img3.png",
+        "img4.png",
+        "img5.png",
+        "img10.png",
+    ]
     for f in frames:
         assert isinstance(f, Frame)
         assert f.timestamp is None
@@ -294,9 +307,14 @@ def test_topic_only_for_rosbags(video) -> None:
 
 def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """Insert an APP1 Exif segment holding only the Orientation tag after SOI."""
-    ifd = (b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01"
-           + b"\x01\x12\x00\x03\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00"
-           + b"\x00\x00\x00\x00")
+    ifd = (
+        b"MM\x00\x2a\x00\x00\x00\x08"
+        b"\x00\x01"
+        b"\x01\x12\x00\x03\x00\x00\x00\x01"
+        + orientation.to_bytes(2, "big")
+        + b"\x00\x00"
+        + b"\x00\x00\x00\x00"
+    )
     payload = b"Exif\x00\x00" + ifd
     segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
     assert jpeg[:2] == b"\xff\xd8"

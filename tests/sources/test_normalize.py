@@ -96,8 +96,10 @@ def test_bayer_patterns() -> None:
         np.testing.assert_array_equal(out16[4, 4], [b, g, r], err_msg=pattern)
 
 
-@pytest.mark.parametrize(("encoding", "code"), [("yuv422", cv2.COLOR_BGR2YUV_UYVY),
-                                                ("yuv422_yuy2", cv2.COLOR_BGR2YUV_YUY2)])
+@pytest.mark.parametrize(
+    ("encoding", "code"),
+    [("yuv422", cv2.COLOR_BGR2YUV_UYVY), ("yuv422_yuy2", cv2.COLOR_BGR2YUV_YUY2)],
+)
 def test_yuv422(encoding: str, code: int) -> None:
     flat = np.full((4, 6, 3), (40, 120, 200), np.uint8)
     packed = cv2.cvtColor(flat, code)

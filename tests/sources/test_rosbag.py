@@ -49,21 +49,35 @@ def header() -> object:
     return Header(stamp=Time(sec=0, nanosec=0), frame_id="cam")
 
 
-def image_msg(encoding: str, pixels: np.ndarray, *, pad: int = 0, big: bool = False,
-              data: np.ndarray | None = None) -> object:
+def image_msg(
+    encoding: str,
+    pixels: np.ndarray,
+    *,
+    pad: int = 0,
+    big: bool = False,
+    data: np.ndarray | None = None,
+) -> object:
     h, w = pixels.shape[:2]
     raw = pixels.astype(">u2" if big else "<u2") if pixels.dtype == np.uint16 else pixels
     rows = raw.reshape(h, -1).view(np.uint8)
     if pad:
         rows = np.concatenate([rows, np.full((h, pad), 0xEE, np.uint8)], axis=1)
     body = np.ascontiguousarray(rows).reshape(-1) if data is None else data
-    return Image(header=header(), height=h, width=w, encoding=encoding, is_bigendian=int(big),
-                 step=rows.shape[1], data=body)
+    return Image(
+        header=header(),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=int(big),
+        step=rows.shape[1],
+        data=body,
+    )
 
 
 def compressed_msg(fmt: str, data: bytes) -> object:
-    return CompressedImage(header=header(), format=fmt,
-                           data=np.frombuffer(data, dtype=np.uint8).copy())
+    return CompressedImage(
+        header=header(), format=fmt, data=np.frombuffer(data, dtype=np.uint8).copy()
+    )
 
 
 def encoded(ext: str, pixels: np.ndarray) -> bytes:
@@ -79,10 +93,16 @@ IMAGES = [
     ("rgb8", image_msg("rgb8", BGR[:, :, ::-1]), BGR),
     ("bgr8 padded", image_msg("bgr8", BGR, pad=5), BGR),
     ("mono8", image_msg("mono8", GREY), np.repeat(GREY[:, :, None], 3, 2)),
-    ("mono16", image_msg("mono16", GREY16), np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None],
-                                                      3, 2)),
-    ("16UC1 big-endian padded", image_msg("16UC1", GREY16, big=True, pad=4),
-     np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2)),
+    (
+        "mono16",
+        image_msg("mono16", GREY16),
+        np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2),
+    ),
+    (
+        "16UC1 big-endian padded",
+        image_msg("16UC1", GREY16, big=True, pad=4),
+        np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2),
+    ),
     ("rgba8", image_msg("rgba8", np.concatenate([BGR[:, :, ::-1], ALPHA], 2)), BGR),
     ("bgra8", image_msg("bgra8", np.concatenate([BGR, ALPHA], 2)), BGR),
     ("8UC3", image_msg("8UC3", BGR), BGR),
@@ -94,42 +114,59 @@ IMAGES = [
 ]
 COMPRESSED = [
     ("png", compressed_msg("png", encoded(".png", BGR)), BGR),
-    ("rgb8; png compressed bgr8", compressed_msg("rgb8; png compressed bgr8",
-                                                 encoded(".png", BGR[::-1])), BGR[::-1]),
+    (
+        "rgb8; png compressed bgr8",
+        compressed_msg("rgb8; png compressed bgr8", encoded(".png", BGR[::-1])),
+        BGR[::-1],
+    ),
     ("corrupt jpeg", compressed_msg("jpeg", b"\xff\xd8\xff\xe0 not really a jpeg"), None),
     ("empty", compressed_msg("jpeg", b""), None),
-    ("16-bit png", compressed_msg("mono16; png compressed mono16", encoded(".png", GREY16)),
-     np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2)),
-    ("compressedDepth", compressed_msg("16UC1; compressedDepth png",
-                                       bytes(12) + encoded(".png", GREY16)),
-     np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2)),
-    ("jpeg", compressed_msg("jpeg", encoded(".jpg", BGR)),
-     cv2.imdecode(np.frombuffer(encoded(".jpg", BGR), np.uint8), cv2.IMREAD_COLOR)),
+    (
+        "16-bit png",
+        compressed_msg("mono16; png compressed mono16", encoded(".png", GREY16)),
+        np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2),
+    ),
+    (
+        "compressedDepth",
+        compressed_msg("16UC1; compressedDepth png", bytes(12) + encoded(".png", GREY16)),
+        np.repeat((GREY16 >> 8).astype(np.uint8)[:, :, None], 3, 2),
+    ),
+    (
+        "jpeg",
+        compressed_msg("jpeg", encoded(".jpg", BGR)),
+        cv2.imdecode(np.frombuffer(encoded(".jpg", BGR), np.uint8), cv2.IMREAD_COLOR),
+    ),
 ]
 
 
-def write_bag(path: Path, plugin: StoragePlugin, *, with_images: bool = True,
-              garbage: bool = True) -> Path:
+def write_bag(
+    path: Path, plugin: StoragePlugin, *, with_images: bool = True, garbage: bool = True
+) -> Path:
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         other = writer.add_connection("/chatter", String.__msgtype__, typestore=STORE)
         writer.write(other, T0, STORE.serialize_cdr(String(data="hi"), String.__msgtype__))
         if not with_images:
             return path
         raw = writer.add_connection("/cam/image", Image.__msgtype__, typestore=STORE)
-        comp = writer.add_connection("/cam/compressed", CompressedImage.__msgtype__,
-                                     typestore=STORE)
+        comp = writer.add_connection(
+            "/cam/compressed", CompressedImage.__msgtype__, typestore=STORE
+        )
         for i, (_, msg, _) in enumerate(IMAGES):
             writer.write(raw, T0 + i * 100_000_000, STORE.serialize_cdr(msg, Image.__msgtype__))
         if garbage:  # not CDR at all: deserialisation fails
             writer.write(raw, T0 + len(IMAGES) * 100_000_000, b"\x00\x01\x00\x00garbage")
         for i, (_, msg, _) in enumerate(COMPRESSED):
-            writer.write(comp, T0 + 50_000_000 + i * 100_000_000,
-                         STORE.serialize_cdr(msg, CompressedImage.__msgtype__))
+            writer.write(
+                comp,
+                T0 + 50_000_000 + i * 100_000_000,
+                STORE.serialize_cdr(msg, CompressedImage.__msgtype__),
+            )
     return path
 
 
-@pytest.fixture(scope="module", params=[StoragePlugin.SQLITE3, StoragePlugin.MCAP],
-                ids=["sqlite3", "mcap"])
+@pytest.fixture(
+    scope="module", params=[StoragePlugin.SQLITE3, StoragePlugin.MCAP], ids=["sqlite3", "mcap"]
+)
 def bag(request, tmp_path_factory) -> tuple[Path, StoragePlugin]:
     root = tmp_path_factory.mktemp("bags")
     return write_bag(root / f"rec_{request.param.name.lower()}", request.param), request.param
@@ -191,8 +228,11 @@ def test_default_topic_is_first_image_topic_and_said(bag) -> None:
 
 def test_unknown_topic_lists_image_topics(bag) -> None:
     path, _ = bag
-    with pytest.raises(InvalidInputError, match=r"no image topic '/chatter'.*"
-                                                r"/cam/compressed, /cam/image"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"no image topic '/chatter'.*"
+        r"/cam/compressed, /cam/image",
+    ):
         open_source(str(path), topic="/chatter")
 
 
@@ -228,8 +268,9 @@ def test_loop_keeps_timestamps_increasing(bag) -> None:
 
 def test_bag_without_image_topics(tmp_path) -> None:
     path = write_bag(tmp_path / "plain", StoragePlugin.MCAP, with_images=False)
-    with pytest.raises(InvalidInputError,
-                       match=r"no sensor_msgs.*/chatter \(std_msgs/msg/String\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"no sensor_msgs.*/chatter \(std_msgs/msg/String\)"
+    ):
         open_source(str(path))
 
 
@@ -250,22 +291,38 @@ def test_unreadable_recordings(tmp_path) -> None:
 
 
 def test_message_helpers_take_rclpy_style_messages() -> None:
-    msg = SimpleNamespace(height=H, width=W, encoding="rgb8", is_bigendian=0, step=W * 3,
-                          data=array.array("B", BGR[:, :, ::-1].tobytes()))
+    msg = SimpleNamespace(
+        height=H,
+        width=W,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=W * 3,
+        data=array.array("B", BGR[:, :, ::-1].tobytes()),
+    )
     np.testing.assert_array_equal(image_msg_to_bgr(msg), BGR)
-    msg16 = SimpleNamespace(height=H, width=W, encoding="mono16", is_bigendian=1, step=W * 2 + 2,
-                            data=b"".join(r.astype(">u2").tobytes() + b"\0\0" for r in GREY16))
+    msg16 = SimpleNamespace(
+        height=H,
+        width=W,
+        encoding="mono16",
+        is_bigendian=1,
+        step=W * 2 + 2,
+        data=b"".join(r.astype(">u2").tobytes() + b"\0\0" for r in GREY16),
+    )
     arr, enc = image_msg_array(msg16)
     assert enc == "mono16"
     np.testing.assert_array_equal(arr, GREY16)
     comp = SimpleNamespace(format="png", data=encoded(".png", BGR))
     np.testing.assert_array_equal(compressed_msg_to_bgr(comp), BGR)
-    short = SimpleNamespace(height=H, width=W, encoding="bgr8", is_bigendian=0, step=W * 2,
-                            data=bytes(H * W * 2))
+    short = SimpleNamespace(
+        height=H, width=W, encoding="bgr8", is_bigendian=0, step=W * 2, data=bytes(H * W * 2)
+    )
     with pytest.raises(InvalidInputError, match="step 16 is shorter"):
         image_msg_array(short)
     with pytest.raises(InvalidInputError, match="does not give a bit depth"):
-        image_msg_array(SimpleNamespace(height=1, width=1, encoding="rgb", is_bigendian=0,
-                                        step=3, data=bytes(3)))
+        image_msg_array(
+            SimpleNamespace(
+                height=1, width=1, encoding="rgb", is_bigendian=0, step=3, data=bytes(3)
+            )
+        )
     with pytest.raises(InvalidInputError, match="32FC1.*not supported"):
         compressed_msg_to_bgr(SimpleNamespace(format="32FC1; compressedDepth png", data=b"x"))

@@ -14,10 +14,14 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", sorted(str(p.relative_to(HERE))
-                                           for p in (HERE / "launch").glob("*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(str(p.relative_to(HERE))
-                                           for p in (HERE / "config").glob("*.yaml"))),
+        (
+            f"share/{PACKAGE}/launch",
+            sorted(str(p.relative_to(HERE)) for p in (HERE / "launch").glob("*.launch.py")),
+        ),
+        (
+            f"share/{PACKAGE}/config",
+            sorted(str(p.relative_to(HERE)) for p in (HERE / "config").glob("*.yaml")),
+        ),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -26,31 +26,41 @@ def _node(context, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, AR
     memory = LaunchConfiguration("memory").perform(context)
     if memory:
         parameters.append({"memory": memory})
-    return [Node(
-        package="rap_edge_ros",
-        executable="rap_edge_node",
-        name="rap_edge",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=parameters,
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-        output="screen",
-        emulate_tty=True,
-    )]
+    return [
+        Node(
+            package="rap_edge_ros",
+            executable="rap_edge_node",
+            name="rap_edge",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=parameters,
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description():  # noqa: ANN201, D103
-    return LaunchDescription([
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=PathJoinSubstitution(
-                [FindPackageShare("rap_edge_ros"), "config", "params.yaml"]),
-            description="parameters file of the node"),
-        DeclareLaunchArgument(
-            "memory", default_value="",
-            description="rap-edge memory folder (overrides the parameters file when given)"),
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="namespace of the node"),
-        DeclareLaunchArgument("log_level", default_value="info",
-                              description="debug, info, warn, error or fatal"),
-        OpaqueFunction(function=_node),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution(
+                    [FindPackageShare("rap_edge_ros"), "config", "params.yaml"]
+                ),
+                description="parameters file of the node",
+            ),
+            DeclareLaunchArgument(
+                "memory",
+                default_value="",
+                description="rap-edge memory folder (overrides the parameters file when given)",
+            ),
+            DeclareLaunchArgument(
+                "namespace", default_value="", description="namespace of the node"
+            ),
+            DeclareLaunchArgument(
+                "log_level", default_value="info", description="debug, info, warn, error or fatal"
+            ),
+            OpaqueFunction(function=_node),
+        ]
+    )

@@ -99,11 +99,19 @@ def image_to_bgr(  # noqa: PLR0913, PLR0917 (one argument per message field)
         msg = f"{what}: zero or negative size"
         raise InvalidInputError(msg)
     if height * width > MAX_FRAME_PIXELS:
-        msg = (f"{what}: {height * width / 1e6:.0f} megapixels is over the limit of "
-               f"{MAX_FRAME_PIXELS // 1_000_000} megapixels")
+        msg = (
+            f"{what}: {height * width / 1e6:.0f} megapixels is over the limit of "
+            f"{MAX_FRAME_PIXELS // 1_000_000} megapixels"
+        )
         raise InvalidInputError(msg)
-    fields = SimpleNamespace(encoding=encoding, height=height, width=width, step=step,
-                             is_bigendian=bool(is_bigendian), data=_checked_bytes(data, what))
+    fields = SimpleNamespace(
+        encoding=encoding,
+        height=height,
+        width=width,
+        step=step,
+        is_bigendian=bool(is_bigendian),
+        data=_checked_bytes(data, what),
+    )
     return image_msg_to_bgr(fields)
 
 
@@ -120,8 +128,9 @@ def compressed_to_bgr(format: str, data: BytesLike) -> npt.NDArray[np.uint8]:  #
     Raises:
         InvalidInputError: (a ``ValueError``) when the data is empty or does not decode.
     """
-    fields = SimpleNamespace(format=format,
-                             data=_checked_bytes(data, f"compressed image ({format!r})"))
+    fields = SimpleNamespace(
+        format=format, data=_checked_bytes(data, f"compressed image ({format!r})")
+    )
     return compressed_msg_to_bgr(fields)
 
 
@@ -143,5 +152,11 @@ def bgr_to_image_fields(img: npt.NDArray[np.uint8]) -> ImageFields:
         msg = f"expected a BGR uint8 image [H, W, 3], got {a.dtype} of shape {a.shape}"
         raise InvalidInputError(msg)
     height, width = int(a.shape[0]), int(a.shape[1])
-    return ImageFields(encoding="bgr8", height=height, width=width, step=width * 3,
-                       is_bigendian=0, data=np.ascontiguousarray(a).tobytes())
+    return ImageFields(
+        encoding="bgr8",
+        height=height,
+        width=width,
+        step=width * 3,
+        is_bigendian=0,
+        data=np.ascontiguousarray(a).tobytes(),
+    )

@@ -84,8 +84,7 @@ RUNTIME_PARAMETERS = ("face_threshold", "margin", "top_k", "describe_every")
 _PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
 
 
-def _describe(text: str, *, read_only: bool = True, dynamic: bool = False
-              ) -> ParameterDescriptor:
+def _describe(text: str, *, read_only: bool = True, dynamic: bool = False) -> ParameterDescriptor:
     d = ParameterDescriptor(description=text, read_only=read_only)
     if dynamic:
         d.dynamic_typing = True
@@ -96,52 +95,110 @@ def _describe(text: str, *, read_only: bool = True, dynamic: bool = False
 # from their default ([] reads as a byte array in rclpy), so compressed_topics is dynamically
 # typed and checked here.
 PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
-    "image_topics": (["/image_raw"], _describe(
-        "sensor_msgs/Image topics to recognise (sensor-data QoS: best effort, depth 1)")),
-    "compressed_topics": ([], _describe(
-        "sensor_msgs/CompressedImage topics (JPEG or PNG) to recognise; a list of strings",
-        dynamic=True)),
-    "memory": ("", _describe("folder of the rap-edge concept memory (required; "
-                             "`rap-edge memory init DIR` makes one)")),
-    "models": ("", _describe("folder of exported models ('': <model store>/onnx, as the "
-                             "rap-edge CLI)")),
-    "face_encoder": ("dlib_resnet.json", _describe(
-        "face embedder manifest in `models`, e.g. dlib_resnet.int8-qdq.json")),
-    "thresholds": ("", _describe(
-        "calibrated thresholds file ('': $RAP_EDGE_THRESHOLDS, else ./calibration/"
-        "thresholds.json if present, else each model's manifest value)")),
-    "provider": ("auto", _describe(
-        "ONNX Runtime execution provider: auto, cpu, cuda or tensorrt (the LLM runs on cuda "
-        "for cuda/tensorrt)")),
-    "top_k": (3, _describe("concepts retrieved per face or object, 1..100 (changeable)",
-                           read_only=False)),
-    "margin": (0.02, _describe(
-        "best-vs-second cosine margin under which a match is 'uncertain', in [0, 1); "
-        "negative: the library default (changeable)", read_only=False)),
-    "face_threshold": (-1.0, _describe(
-        "cosine threshold for faces in [-1, 1]; negative: the calibrated value "
-        "(changeable)", read_only=False)),
-    "objects": (False, _describe(
-        "also recognise the memory's objects and pets (needs the object embedder in "
-        "`models`)")),
-    "object_encoder": ("mobilenetv2.json", _describe(
-        "object embedder manifest in `models` (with `objects`)")),
-    "object_detector": ("", _describe(
-        "YOLO-style detector manifest in `models` ('': multi-scale windows; with `objects`)")),
-    "describe": (True, _describe("describe each camera's scene in words when what it "
-                                 "recognises changes (publishes ~/descriptions)")),
-    "describe_every": (0.0, _describe(
-        "with `describe`, also describe every N seconds while nothing changes, 0..86400 "
-        "(0: only on changes; changeable)", read_only=False)),
-    "backend": ("auto", _describe(
-        "generation backend: auto, ortgenai, transformers or template")),
+    "image_topics": (
+        ["/image_raw"],
+        _describe("sensor_msgs/Image topics to recognise (sensor-data QoS: best effort, depth 1)"),
+    ),
+    "compressed_topics": (
+        [],
+        _describe(
+            "sensor_msgs/CompressedImage topics (JPEG or PNG) to recognise; a list of strings",
+            dynamic=True,
+        ),
+    ),
+    "memory": (
+        "",
+        _describe(
+            "folder of the rap-edge concept memory (required; "
+            "`rap-edge memory init DIR` makes one)"
+        ),
+    ),
+    "models": (
+        "",
+        _describe("folder of exported models ('': <model store>/onnx, as the rap-edge CLI)"),
+    ),
+    "face_encoder": (
+        "dlib_resnet.json",
+        _describe("face embedder manifest in `models`, e.g. dlib_resnet.int8-qdq.json"),
+    ),
+    "thresholds": (
+        "",
+        _describe(
+            "calibrated thresholds file ('': $RAP_EDGE_THRESHOLDS, else ./calibration/"
+            "thresholds.json if present, else each model's manifest value)"
+        ),
+    ),
+    "provider": (
+        "auto",
+        _describe(
+            "ONNX Runtime execution provider: auto, cpu, cuda or tensorrt (the LLM runs on cuda "
+            "for cuda/tensorrt)"
+        ),
+    ),
+    "top_k": (
+        3,
+        _describe("concepts retrieved per face or object, 1..100 (changeable)", read_only=False),
+    ),
+    "margin": (
+        0.02,
+        _describe(
+            "best-vs-second cosine margin under which a match is 'uncertain', in [0, 1); "
+            "negative: the library default (changeable)",
+            read_only=False,
+        ),
+    ),
+    "face_threshold": (
+        -1.0,
+        _describe(
+            "cosine threshold for faces in [-1, 1]; negative: the calibrated value (changeable)",
+            read_only=False,
+        ),
+    ),
+    "objects": (
+        False,
+        _describe(
+            "also recognise the memory's objects and pets (needs the object embedder in `models`)"
+        ),
+    ),
+    "object_encoder": (
+        "mobilenetv2.json",
+        _describe("object embedder manifest in `models` (with `objects`)"),
+    ),
+    "object_detector": (
+        "",
+        _describe(
+            "YOLO-style detector manifest in `models` ('': multi-scale windows; with `objects`)"
+        ),
+    ),
+    "describe": (
+        True,
+        _describe(
+            "describe each camera's scene in words when what it "
+            "recognises changes (publishes ~/descriptions)"
+        ),
+    ),
+    "describe_every": (
+        0.0,
+        _describe(
+            "with `describe`, also describe every N seconds while nothing changes, 0..86400 "
+            "(0: only on changes; changeable)",
+            read_only=False,
+        ),
+    ),
+    "backend": ("auto", _describe("generation backend: auto, ortgenai, transformers or template")),
     "llm": ("", _describe("model folder for the backend ('': the model store's default)")),
     "llm_threads": (0, _describe("CPU threads of the ortgenai decoder (0: every core)")),
     "max_tokens": (96, _describe("longest answer in tokens, 1..4096")),
-    "publish_annotated": (False, _describe(
-        "publish ~/annotated (bgr8 frames with boxes and names) while it has subscribers")),
-    "stats_period": (10.0, _describe(
-        "seconds between the one-line counters in the log (0: never)")),
+    "publish_annotated": (
+        False,
+        _describe(
+            "publish ~/annotated (bgr8 frames with boxes and names) while it has subscribers"
+        ),
+    ),
+    "stats_period": (
+        10.0,
+        _describe("seconds between the one-line counters in the log (0: never)"),
+    ),
 }
 
 
@@ -205,8 +262,10 @@ class _BadFrames:
                 self._seen.add(key)
             full = len(self._seen) >= MAX_LOGGED_PROBLEMS
         if first:
-            self._log(f"{topic}: dropping a frame that cannot be converted ({what}): {text} "
-                      "(logged once per kind of problem; the stats line counts them)")
+            self._log(
+                f"{topic}: dropping a frame that cannot be converted ({what}): {text} "
+                "(logged once per kind of problem; the stats line counts them)"
+            )
             if full:
                 self._log(f"{MAX_LOGGED_PROBLEMS} kinds of bad frames logged; no more")
 
@@ -236,17 +295,24 @@ def recognition_msgs(result: FrameResult | None) -> list[Any]:
         msg.concept_id = r.concept_id or ""
         msg.name = r.name or ""
         msg.score = _nan(r.score)
-        msg.candidates = [ConceptHit(concept_id=c.concept_id, name=c.name, score=float(c.score))
-                          for c in r.candidates]
+        msg.candidates = [
+            ConceptHit(concept_id=c.concept_id, name=c.name, score=float(c.score))
+            for c in r.candidates
+        ]
         out.append(msg)
     return out
 
 
 def concept_summary(concept: Concept) -> Any:  # noqa: ANN401 - a ConceptSummary
     """A ``rap_edge_msgs/ConceptSummary`` of a memory concept."""
-    return ConceptSummary(id=concept.id, name=concept.name, category=concept.category,
-                          info=concept.info, aliases=list(concept.aliases),
-                          image_count=len(concept.images))
+    return ConceptSummary(
+        id=concept.id,
+        name=concept.name,
+        category=concept.category,
+        info=concept.info,
+        aliases=list(concept.aliases),
+        image_count=len(concept.images),
+    )
 
 
 def detections_msg(header: Any, result: FrameResult) -> Any:  # noqa: ANN401
@@ -330,10 +396,10 @@ class RapEdgeNode(Node):
             NodeConfigError: a missing or bad parameter.
             RapEdgeError: the models, thresholds, memory or backend cannot be used.
         """
-        from rap_edge.live import LiveConfig, LiveRuntime  # noqa: PLC0415
-        from rap_edge.memory import Memory  # noqa: PLC0415
-        from rap_edge.models import default_store_dir  # noqa: PLC0415
-        from rap_edge.pipeline import (  # noqa: PLC0415
+        from rap_edge.live import LiveConfig, LiveRuntime
+        from rap_edge.memory import Memory
+        from rap_edge.models import default_store_dir
+        from rap_edge.pipeline import (
             FaceModels,
             ObjectModels,
             Thresholds,
@@ -354,8 +420,10 @@ class RapEdgeNode(Node):
             raise NodeConfigError(msg)
         memory_dir = str(self._param("memory")).strip()
         if not memory_dir:
-            msg = ("parameter 'memory' is required: the folder of a rap-edge memory "
-                   "(--ros-args -p memory:=/path/to/memory; `rap-edge memory init` makes one)")
+            msg = (
+                "parameter 'memory' is required: the folder of a rap-edge memory "
+                "(--ros-args -p memory:=/path/to/memory; `rap-edge memory init` makes one)"
+            )
             raise NodeConfigError(msg)
         provider = str(self._param("provider"))
         if provider not in _PROVIDERS:
@@ -363,15 +431,19 @@ class RapEdgeNode(Node):
             raise NodeConfigError(msg)
         models_dir = Path(self._param("models") or default_store_dir() / "onnx")
 
-        models = FaceModels.load(models_dir, encoder=self._param("face_encoder"),
-                                 provider=provider)
+        models = FaceModels.load(
+            models_dir, encoder=self._param("face_encoder"), provider=provider
+        )
         th_path = self._param("thresholds") or default_thresholds_path()
         thresholds = Thresholds.load(th_path) if th_path else Thresholds()
         objects = None
         if self._param("objects"):
-            objects = ObjectModels.load(models_dir, encoder=self._param("object_encoder"),
-                                        detector=self._param("object_detector") or None,
-                                        provider=provider)
+            objects = ObjectModels.load(
+                models_dir,
+                encoder=self._param("object_encoder"),
+                detector=self._param("object_detector") or None,
+                provider=provider,
+            )
         margin, face_threshold = self._param("margin"), self._param("face_threshold")
         llm_threads = int(self._param("llm_threads"))
         config = LiveConfig(
@@ -385,14 +457,21 @@ class RapEdgeNode(Node):
             llm=self._param("llm") or None,
             llm_provider="cuda" if provider == "tensorrt" else provider,
             llm_threads=llm_threads if llm_threads > 0 else None,
-            max_tokens=self._param("max_tokens"))
+            max_tokens=self._param("max_tokens"),
+        )
         config.check()  # before the memory is opened: nothing to undo on a bad value
 
         self.memory = Memory(Path(memory_dir))
         try:
-            self.runtime = LiveRuntime(models, self.memory, config, thresholds=thresholds,
-                                       objects=objects, on_result=self._on_result,
-                                       on_description=self._on_description)
+            self.runtime = LiveRuntime(
+                models,
+                self.memory,
+                config,
+                thresholds=thresholds,
+                objects=objects,
+                on_result=self._on_result,
+                on_description=self._on_description,
+            )
         except BaseException:
             self.memory.close()
             self.memory = None
@@ -407,48 +486,65 @@ class RapEdgeNode(Node):
             f"recognising {', '.join(self._sources)} with {models.encoder_id} ({provider}) "
             f"against {len(self.runtime.list_concepts())} concept(s) in {self.memory.path}; "
             f"thresholds: {th_path or 'the manifests'}; "
-            f"descriptions: {'on' if config.describe else 'off'}")
+            f"descriptions: {'on' if config.describe else 'off'}"
+        )
 
     def _create_interfaces(self, image_topics: list[str], compressed_topics: list[str]) -> None:
         services = ReentrantCallbackGroup()
         results_qos = QoSProfile(depth=10)
-        self._pub_recognitions = self.create_publisher(RecognitionArray, "~/recognitions",
-                                                       results_qos)
-        self._pub_descriptions = self.create_publisher(Description, "~/descriptions",
-                                                       results_qos)
+        self._pub_recognitions = self.create_publisher(
+            RecognitionArray, "~/recognitions", results_qos
+        )
+        self._pub_descriptions = self.create_publisher(Description, "~/descriptions", results_qos)
         if self._param("publish_annotated"):
-            from rap_edge.pipeline import annotate  # noqa: PLC0415
+            from rap_edge.pipeline import annotate
 
             self._annotate = annotate
-            self._pub_annotated = self.create_publisher(Image, "~/annotated",
-                                                        qos_profile_sensor_data)
+            self._pub_annotated = self.create_publisher(
+                Image, "~/annotated", qos_profile_sensor_data
+            )
         if Detection2DArray is not None:
-            self._pub_detections = self.create_publisher(Detection2DArray, "~/detections",
-                                                         results_qos)
+            self._pub_detections = self.create_publisher(
+                Detection2DArray, "~/detections", results_qos
+            )
         else:
-            self.get_logger().info("vision_msgs is not installed: no ~/detections "
-                                   "(rap_edge_msgs/RecognitionArray on ~/recognitions has it all)")
+            self.get_logger().info(
+                "vision_msgs is not installed: no ~/detections "
+                "(rap_edge_msgs/RecognitionArray on ~/recognitions has it all)"
+            )
         for topic in image_topics:
             self._subscribe(Image, topic, self._on_image)
         for topic in compressed_topics:
             self._subscribe(CompressedImage, topic, self._on_compressed)
-        self.create_service(AddConcept, "~/add_concept", self._add_concept,
-                            callback_group=services)
-        self.create_service(UpdateConcept, "~/update_concept", self._update_concept,
-                            callback_group=services)
-        self.create_service(RemoveConcept, "~/remove_concept", self._remove_concept,
-                            callback_group=services)
-        self.create_service(ListConcepts, "~/list_concepts", self._list_concepts,
-                            callback_group=services)
+        self.create_service(
+            AddConcept, "~/add_concept", self._add_concept, callback_group=services
+        )
+        self.create_service(
+            UpdateConcept, "~/update_concept", self._update_concept, callback_group=services
+        )
+        self.create_service(
+            RemoveConcept, "~/remove_concept", self._remove_concept, callback_group=services
+        )
+        self.create_service(
+            ListConcepts, "~/list_concepts", self._list_concepts, callback_group=services
+        )
         self.create_service(Ask, "~/ask", self._ask, callback_group=services)
 
-    def _subscribe(self, msg_type: Any, topic: str,  # noqa: ANN401 - a message class
-                   handler: Callable[[str, Any], None]) -> None:
+    def _subscribe(
+        self,
+        msg_type: Any,  # noqa: ANN401
+        topic: str,
+        handler: Callable[[str, Any], None],
+    ) -> None:
         """Subscribe ``handler(resolved_topic, msg)`` with sensor-data QoS."""
         resolved = [topic]  # the resolved name (namespace, remapping) is known once it exists
-        sub = self.create_subscription(msg_type, topic, lambda msg: handler(resolved[0], msg),
-                                       qos_profile_sensor_data,
-                                       callback_group=self._frames_group)
+        sub = self.create_subscription(
+            msg_type,
+            topic,
+            lambda msg: handler(resolved[0], msg),
+            qos_profile_sensor_data,
+            callback_group=self._frames_group,
+        )
         resolved[0] = sub.topic_name
         self._sources.append(sub.topic_name)
 
@@ -490,8 +586,9 @@ class RapEdgeNode(Node):
 
     def _on_image(self, topic: str, msg: Any) -> None:  # noqa: ANN401
         try:
-            bgr = image_to_bgr(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian,
-                               msg.data)
+            bgr = image_to_bgr(
+                msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data
+            )
         except Exception as err:  # noqa: BLE001 - a bad message must not stop the node
             self._bad.add(topic, f"encoding {msg.encoding!r}", err)
             return
@@ -522,15 +619,21 @@ class RapEdgeNode(Node):
         if pub is not None and frame.image is not None and self._annotate is not None:
             if pub.get_subscription_count() > 0:
                 fields = bgr_to_image_fields(self._annotate(frame.image, result, None))
-                img = Image(header=frame.header, encoding=fields["encoding"],
-                            height=fields["height"], width=fields["width"],
-                            step=fields["step"], is_bigendian=fields["is_bigendian"])
+                img = Image(
+                    header=frame.header,
+                    encoding=fields["encoding"],
+                    height=fields["height"],
+                    width=fields["width"],
+                    step=fields["step"],
+                    is_bigendian=fields["is_bigendian"],
+                )
                 img.data = array.array("B", fields["data"])  # no per-byte check
                 pub.publish(img)
             frame.image = None
 
-    def _on_description(self, source: str, index: int | None, answer: GenerationResult,
-                        frame: _Frame) -> None:
+    def _on_description(
+        self, source: str, index: int | None, answer: GenerationResult, frame: _Frame
+    ) -> None:
         del source, index
         msg = Description()
         msg.header = frame.header
@@ -552,10 +655,13 @@ class RapEdgeNode(Node):
         for name in self._sources:
             s = stats.sources.get(name)
             received, processed, dropped, errors = (
-                (s.received, s.processed, s.dropped, s.errors) if s else (0, 0, 0, 0))
-            parts.append(f"{name}: received {received + self._bad.counts.get(name, 0)} "
-                         f"processed {processed} dropped {dropped} errors {errors} "
-                         f"unconvertible {self._bad.counts.get(name, 0)}")
+                (s.received, s.processed, s.dropped, s.errors) if s else (0, 0, 0, 0)
+            )
+            parts.append(
+                f"{name}: received {received + self._bad.counts.get(name, 0)} "
+                f"processed {processed} dropped {dropped} errors {errors} "
+                f"unconvertible {self._bad.counts.get(name, 0)}"
+            )
         tail = f"descriptions {stats.described['delivered']}; edits {stats.edits}"
         if stats.callback_errors:
             tail += f"; callback errors {stats.callback_errors}"
@@ -579,8 +685,10 @@ class RapEdgeNode(Node):
             runtime.set_config(**changes)
         except RapEdgeError as err:
             return SetParametersResult(successful=False, reason=str(err))
-        self.get_logger().info("settings changed: " + ", ".join(
-            f"{k}={'default' if v is None else v}" for k, v in changes.items()))
+        self.get_logger().info(
+            "settings changed: "
+            + ", ".join(f"{k}={'default' if v is None else v}" for k, v in changes.items())
+        )
         return SetParametersResult(successful=True)
 
     # -- services (reentrant group: may run next to each other and to frames) ------------------
@@ -589,8 +697,11 @@ class RapEdgeNode(Node):
         out = []
         for i, img in enumerate(images):
             try:
-                out.append(image_to_bgr(img.encoding, img.height, img.width, img.step,
-                                        img.is_bigendian, img.data))
+                out.append(
+                    image_to_bgr(
+                        img.encoding, img.height, img.width, img.step, img.is_bigendian, img.data
+                    )
+                )
             except ValueError as err:
                 msg = f"image #{i + 1}: {err}"
                 raise InvalidInputError(msg) from err
@@ -612,22 +723,31 @@ class RapEdgeNode(Node):
     def _add_concept(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
         try:
             concept = self._runtime().add_concept(
-                req.name, req.category, info=req.info, aliases=list(req.aliases),
-                images=self._images(req.images))
+                req.name,
+                req.category,
+                info=req.info,
+                aliases=list(req.aliases),
+                images=self._images(req.images),
+            )
         except Exception as err:  # noqa: BLE001 - answered, never raised into the executor
             resp.success, resp.message = False, self._failed("add_concept", err)
             return resp
         resp.success, resp.message = True, f"added {concept.name} ({concept.id})"
         resp.concept = concept_summary(concept)
-        self.get_logger().info(f"memory: added {concept.name} ({concept.id}, "
-                               f"{len(concept.images)} image(s))")
+        self.get_logger().info(
+            f"memory: added {concept.name} ({concept.id}, {len(concept.images)} image(s))"
+        )
         return resp
 
     def _update_concept(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
         try:
             concept = self._runtime().update_concept(
-                req.id_or_name, name=req.name or None, category=req.category or None,
-                info=req.info or None, add_images=self._images(req.add_images))
+                req.id_or_name,
+                name=req.name or None,
+                category=req.category or None,
+                info=req.info or None,
+                add_images=self._images(req.add_images),
+            )
         except Exception as err:  # noqa: BLE001
             resp.success, resp.message = False, self._failed("update_concept", err)
             return resp
@@ -648,8 +768,9 @@ class RapEdgeNode(Node):
 
     def _list_concepts(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
         try:
-            resp.concepts = [concept_summary(c)
-                             for c in self._runtime().list_concepts(req.category)]
+            resp.concepts = [
+                concept_summary(c) for c in self._runtime().list_concepts(req.category)
+            ]
         except Exception as err:  # noqa: BLE001 - the response has no message field
             self._failed("list_concepts", err)
             resp.concepts = []
@@ -673,7 +794,7 @@ class RapEdgeNode(Node):
 def _init_rclpy(args: list[str] | None) -> None:
     """``rclpy.init`` without rclpy's signal handlers (main installs its own)."""
     try:
-        from rclpy.signals import SignalHandlerOptions  # noqa: PLC0415
+        from rclpy.signals import SignalHandlerOptions
 
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except (ImportError, TypeError):  # an rclpy without the option: its handlers stay
@@ -722,8 +843,11 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
-def _stop(node: RapEdgeNode, executor: MultiThreadedExecutor | None = None,
-          spinner: threading.Thread | None = None) -> None:
+def _stop(
+    node: RapEdgeNode,
+    executor: MultiThreadedExecutor | None = None,
+    spinner: threading.Thread | None = None,
+) -> None:
     """Stop in an order that cannot abort the process.
 
     The runtime first (nothing is published after it), then the executor (service calls in
