@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rap_edge.models import ModelStore, load_manifest, preprocess
-from rap_edge.runtime import create_session, gpu_name, tensorrt_capability
+from rap_edge.runtime import Provider, create_session, gpu_name, tensorrt_capability
 
 OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 MODELS = ("mobilenetv2", "dlib_resnet")
@@ -304,15 +304,15 @@ def main(argv: list[str] | None = None) -> int:
             trt_precision = "int8" if precision.startswith("int8") else precision
             try:
                 if provider == "ort-cpu":
-                    session, used = create_session(manifest.onnx, provider="cpu")
+                    session, used = create_session(manifest.onnx, provider=Provider.CPU)
                 elif provider == "ort-cuda":
-                    session, used = create_session(manifest.onnx, provider="cuda")
+                    session, used = create_session(manifest.onnx, provider=Provider.CUDA)
                 elif provider == "ort-tensorrt":
                     if check.left() < BUILD_RESERVE_S:
                         _skip("skipped: time budget (TensorRT would build)")
                     session, used = create_session(
                         manifest.onnx,
-                        provider="tensorrt",
+                        provider=Provider.TENSORRT,
                         model_sha256=manifest.onnx_sha256,
                         precision=trt_precision,
                         prebuilt=False,
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         session, used = create_session(
                             manifest.onnx,
-                            provider="tensorrt",
+                            provider=Provider.TENSORRT,
                             model_sha256=manifest.onnx_sha256,
                             precision=trt_precision,
                         )  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ linked against, a damaged file) is logged and skipped, never fatal.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -33,9 +34,11 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from rap_edge.errors import BackendError, ModelStoreError
+from rap_edge.errors import BackendError, InvalidInputError, ModelStoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import onnxruntime as ort
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "ENGINE_FILE",
     "ENGINE_INFO",
     "ENGINE_WRAPPER",
+    "LLM_PROVIDERS",
     "PRECISIONS",
     "PROVIDERS",
     "Precision",
@@ -68,12 +72,64 @@ ENGINE_INFO = "engine.json"
 
 _log = logging.getLogger(__name__)
 
-Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
+
+class Provider(str, enum.Enum):
+    """An execution provider to ask for, by its short name (a ``str``: ``"cpu"`` compares equal).
+
+    ``auto`` picks the best one usable here (see :func:`create_session`). This is the one list
+    of provider names: CLI choices, configuration checks and the LLM's subset
+    (:data:`LLM_PROVIDERS`) derive from it.
+    """
+
+    AUTO = "auto"
+    TENSORRT = "tensorrt"
+    CUDA = "cuda"
+    CPU = "cpu"
+
+    def __str__(self) -> str:
+        """The short name (``cpu``), as written on the command line."""
+        return self.value
+
+    @classmethod
+    def parse(
+        cls,
+        value: object,
+        *,
+        allowed: Iterable[Provider] | None = None,
+        what: str = "execution provider",
+    ) -> Provider:
+        """``value`` (a member or its short name) as a :class:`Provider`.
+
+        Args:
+            value: The name to check, such as ``"cuda"``.
+            allowed: The members accepted here (default: all of them).
+            what: What the value is, for the message.
+
+        Raises:
+            InvalidInputError: naming the allowed values, if ``value`` is not one of them.
+        """
+        choices = tuple(cls) if allowed is None else tuple(allowed)
+        found = next(
+            (p for p in choices if value is p or (isinstance(value, str) and value == p.value)),
+            None,
+        )
+        if found is None:
+            names = [p.value for p in choices]
+            listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+            msg = f"unknown {what} {value!r}; use {listed}"
+            raise InvalidInputError(msg)
+        return found
+
+
+LLM_PROVIDERS: tuple[Provider, ...] = tuple(p for p in Provider if p is not Provider.TENSORRT)
+"""The providers a language model can ask for (ONNX Runtime GenAI and torch have no TensorRT)."""
+
 PROVIDERS: dict[str, str] = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
+    Provider.TENSORRT.value: "TensorrtExecutionProvider",
+    Provider.CUDA.value: "CUDAExecutionProvider",
+    Provider.CPU.value: "CPUExecutionProvider",
 }
+"""ONNX Runtime's name of each provider, by short name (every one but ``auto``)."""
 _SHORT = {v: k for k, v in PROVIDERS.items()}
 
 
@@ -97,7 +153,7 @@ def tensorrt_capability() -> tuple[bool, str]:
         return False, "a TensorRT Builder cannot be created (no GPU?)"
     import onnxruntime as ort
 
-    if PROVIDERS["tensorrt"] not in ort.get_available_providers():
+    if PROVIDERS[Provider.TENSORRT.value] not in ort.get_available_providers():
         return False, "onnxruntime has no TensorRT provider (install the gpu extra)"
     return True, f"TensorRT {trt.__version__}"
 
@@ -214,7 +270,7 @@ def find_engine(
 def create_session(  # noqa: PLR0913
     path: Path,
     *,
-    provider: Provider = "auto",
+    provider: Provider | str = Provider.AUTO,
     threads: int = 0,
     model_sha256: str | None = None,
     precision: Precision | None = None,
@@ -246,25 +302,30 @@ def create_session(  # noqa: PLR0913
     """
     import onnxruntime as ort
 
+    try:
+        asked = Provider.parse(provider)
+    except InvalidInputError as err:  # an unusable provider is the environment's problem here
+        raise BackendError(str(err)) from err
     available = ort.get_available_providers()
-    if provider == "auto":
-        wanted = [p for p in (PROVIDERS["tensorrt"], PROVIDERS["cuda"]) if p in available]
-        wanted.append(PROVIDERS["cpu"])
-    elif provider in PROVIDERS:
-        if PROVIDERS[provider] not in available:
+    if asked is Provider.AUTO:
+        wanted = [
+            p
+            for p in (PROVIDERS[Provider.TENSORRT.value], PROVIDERS[Provider.CUDA.value])
+            if p in available
+        ]
+        wanted.append(PROVIDERS[Provider.CPU.value])
+    else:
+        if PROVIDERS[asked.value] not in available:
             msg = (
-                f"execution provider {provider!r} is not available in this onnxruntime "
+                f"execution provider {asked.value!r} is not available in this onnxruntime "
                 f"(it offers {', '.join(_SHORT.get(p, p) for p in available)})"
             )
             raise BackendError(msg)
-        wanted = [PROVIDERS[provider]]
-    else:
-        msg = f"unknown execution provider {provider!r}; use auto, tensorrt, cuda or cpu"
-        raise BackendError(msg)
+        wanted = [PROVIDERS[asked.value]]
     if not path.is_file():
         msg = f"{path}: model file is missing"
         raise ModelStoreError(msg)
-    trt_name = PROVIDERS["tensorrt"]
+    trt_name = PROVIDERS[Provider.TENSORRT.value]
     providers: list[str | tuple[str, dict[str, object]]] = list(wanted)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # keep provider fallback chatter off the console
@@ -272,7 +333,7 @@ def create_session(  # noqa: PLR0913
         options.intra_op_num_threads = threads
     if trt_name in wanted:
         ok, why = tensorrt_capability()
-        if not ok and provider == "tensorrt":
+        if not ok and asked is Provider.TENSORRT:
             msg = f"TensorRT cannot be used here: {why}"
             raise BackendError(msg)
         if not ok:  # auto: fall through to CUDA / CPU
@@ -309,8 +370,8 @@ def create_session(  # noqa: PLR0913
         msg = f"{path}: not a loadable ONNX model ({str(err).splitlines()[0][:200]})"
         raise ModelStoreError(msg) from err
     used = session.get_providers()[0]
-    if provider != "auto" and used != PROVIDERS[provider]:
-        msg = f"asked for {provider}, but onnxruntime runs {path.name} on {_SHORT.get(used, used)}"
+    if asked is not Provider.AUTO and used != PROVIDERS[asked.value]:
+        msg = f"asked for {asked}, but onnxruntime runs {path.name} on {_SHORT.get(used, used)}"
         raise BackendError(msg)
     return session, _SHORT.get(used, used)
 
@@ -331,7 +392,7 @@ def _open_prebuilt(folder: Path, *, threads: int = 0) -> ort.InferenceSession | 
     wrapper = folder / ENGINE_WRAPPER
     try:
         session = ort.InferenceSession(
-            str(wrapper), sess_options=options, providers=[PROVIDERS["tensorrt"]]
+            str(wrapper), sess_options=options, providers=[PROVIDERS[Provider.TENSORRT.value]]
         )
     except Exception as err:  # noqa: BLE001 - any failure means: build instead
         _log.warning(
@@ -340,7 +401,7 @@ def _open_prebuilt(folder: Path, *, threads: int = 0) -> ort.InferenceSession | 
             str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
         )
         return None
-    if session.get_providers()[0] != PROVIDERS["tensorrt"]:
+    if session.get_providers()[0] != PROVIDERS[Provider.TENSORRT.value]:
         _log.warning(
             "prebuilt TensorRT engine %s not used: onnxruntime runs it on %s",
             folder,

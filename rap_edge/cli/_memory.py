@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import InvalidInputError
+from rap_edge.runtime import Provider
 
 if TYPE_CHECKING:
     from rap_edge.interfaces import Concept, SearchHit
@@ -465,7 +466,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--provider",
-        choices=["auto", "tensorrt", "cuda", "cpu"],
+        choices=[p.value for p in Provider],
         default="auto",
         help="execution provider for --text-encoder (default auto)",
     )
@@ -514,7 +515,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--provider",
-        choices=["auto", "tensorrt", "cuda", "cpu"],
+        choices=[p.value for p in Provider],
         default="auto",
         help="execution provider for --manifest (default auto)",
     )
@@ -549,7 +550,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--provider",
-        choices=["auto", "tensorrt", "cuda", "cpu"],
+        choices=[p.value for p in Provider],
         default="auto",
         help="ONNX Runtime execution provider (default auto)",
     )

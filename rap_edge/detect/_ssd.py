@@ -166,7 +166,7 @@ class SsdFaceDetector:
         self,
         manifest: ModelManifest | str | Path,
         *,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
         score_threshold: float | None = None,
         check_hash: bool = True,
     ) -> None:

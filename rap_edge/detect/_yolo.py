@@ -153,7 +153,7 @@ class YoloDetector:
         self,
         manifest: ModelManifest | str | Path,
         *,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
         score_threshold: float | None = None,
         check_hash: bool = True,
     ) -> None:

@@ -44,7 +44,7 @@ def open_backend(  # noqa: PLR0913
     Args:
         name: One of :data:`BACKENDS`.
         model: The model folder (default: the store's SmolLM2 for that backend).
-        provider: ``auto``, ``cpu`` or ``cuda``.
+        provider: One of :data:`rap_edge.runtime.LLM_PROVIDERS` (``auto``, ``cpu``, ``cuda``).
         store: Model store (default: as ``rap-edge models pull``).
         threads: CPU threads for the ``ortgenai`` decoder (None: every core).
         isolate: Run a model backend in a child process (:class:`ProcessBackend`): needed

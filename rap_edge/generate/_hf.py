@@ -156,7 +156,7 @@ class TransformersBackend:
                     f"{folder} is a text model: it has no vision tower to "
                     "replace with --vision-onnx"
                 )
-            self.vision = OnnxVisionTower(vision_onnx, model_dir=folder, provider=vision_provider)  # type: ignore[arg-type]
+            self.vision = OnnxVisionTower(vision_onnx, model_dir=folder, provider=vision_provider)
             route_images(self.model, self.vision)
         self.device = dev
         self.folder = folder

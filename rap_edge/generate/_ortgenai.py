@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.generate._prompt import IMAGE, chat_parts
+from rap_edge.runtime import LLM_PROVIDERS, Provider
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -52,10 +53,8 @@ def _import_og() -> Any:  # noqa: ANN401 - the onnxruntime_genai module
 
 def genai_config(folder: str | Path, *, provider: str = "auto", threads: int | None = None) -> Any:  # noqa: ANN401 - an og.Config
     """The folder's ORT GenAI configuration with the provider and thread count applied."""
+    asked = Provider.parse(provider, allowed=LLM_PROVIDERS, what="LLM provider")
     og = _import_og()
-    if provider not in {"auto", "cpu", "cuda"}:
-        msg = f"provider must be auto, cpu or cuda, got {provider!r}"
-        raise InvalidInputError(msg)
     if threads is None:
         threads = (
             len(os.sched_getaffinity(0))
@@ -69,9 +68,9 @@ def genai_config(folder: str | Path, *, provider: str = "auto", threads: int | N
     config.overlay(
         json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}})
     )
-    if provider != "auto":
+    if asked is not Provider.AUTO:
         config.clear_providers()
-        if provider == "cuda":
+        if asked is Provider.CUDA:
             config.append_provider("cuda")
     return config
 

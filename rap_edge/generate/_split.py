@@ -130,7 +130,7 @@ class SplitVLMBackend:
         max_length: int = 4096,
         threads: int | None = None,
     ) -> None:
-        from rap_edge.runtime import create_session
+        from rap_edge.runtime import Provider, create_session
 
         folder = Path(model_dir)
         self.manifest = m = _manifest(folder)
@@ -151,7 +151,7 @@ class SplitVLMBackend:
         self.tokens_per_image = int(m["splice"]["tokens_per_image"])
         self.session, self.vision_provider = create_session(
             folder / str(m["vision"]["file"]),
-            provider="cpu" if provider == "cpu" else "auto",
+            provider=Provider.CPU if provider == Provider.CPU else Provider.AUTO,
             threads=threads or 0,
             model_sha256=m.get("files", {}).get(m["vision"]["file"]),
             precision="fp16",

@@ -46,7 +46,7 @@ class OnnxVisionTower:
     """
 
     def __init__(
-        self, folder: str | Path, *, model_dir: str | Path, provider: Provider = "auto"
+        self, folder: str | Path, *, model_dir: str | Path, provider: Provider | str = "auto"
     ) -> None:
         from rap_edge.models import sha256_file
         from rap_edge.runtime import create_session
@@ -148,8 +148,8 @@ def route_images(model: Any, tower: OnnxVisionTower) -> None:  # noqa: ANN401 - 
         return BaseModelOutputWithPooling(
             pooler_output=[
                 f.reshape(-1, f.shape[-1])  # type: ignore[arg-type]
-                for f in feats.split(per_sample)
+                for f in feats.split(per_sample)  # type: ignore[no-untyped-call]
             ]
-        )  # type: ignore[no-untyped-call]
+        )
 
     inner.get_image_features = llava if tower.model_type == "llava" else idefics3

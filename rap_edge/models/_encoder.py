@@ -84,7 +84,7 @@ class Encoder:
         self,
         manifest: ModelManifest | str | Path,
         *,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
         batch_size: int = 8,
         check_hash: bool = True,
     ) -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def open_session(
     manifest: ModelManifest,
     *,
-    provider: Provider,
+    provider: Provider | str,
     check_hash: bool,
     outputs: Sequence[str],
     check_dim: bool = False,

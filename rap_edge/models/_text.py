@@ -45,7 +45,7 @@ class TextEncoder:
         self,
         manifest: ModelManifest | str | Path,
         *,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
         batch_size: int = 32,
         check_hash: bool = True,
     ) -> None:

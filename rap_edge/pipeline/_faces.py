@@ -61,7 +61,7 @@ class FaceModels:
         model_dir: str | Path,
         *,
         encoder: str = EMBEDDER,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
         flip: bool = True,
     ) -> FaceModels:
         """Load ``res10_ssd.json``, ``dlib_shape_5.json`` and ``encoder`` from ``model_dir``.

@@ -183,7 +183,7 @@ class ObjectModels:
         *,
         encoder: str = OBJECT_EMBEDDER,
         detector: str | None = None,
-        provider: Provider = "auto",
+        provider: Provider | str = "auto",
     ) -> ObjectModels:
         """Load the embedder (and optionally a detector) from ``model_dir``.
 
