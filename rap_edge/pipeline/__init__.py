@@ -8,6 +8,7 @@ embeddings, and clusters unknown faces for later enrollment.
 
 from __future__ import annotations
 
+from rap_edge.embed import embed_faces_in_memory, embed_objects_in_memory
 from rap_edge.pipeline._draw import annotate
 from rap_edge.pipeline._evaluate import (
     EvalReport,
@@ -19,18 +20,12 @@ from rap_edge.pipeline._evaluate import (
     face_vectors,
     score,
 )
-from rap_edge.pipeline._faces import (
-    FACE_CATEGORIES,
-    FaceEmbedder,
-    FaceModels,
-    embed_faces_in_memory,
-)
+from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceEmbedder, FaceModels
 from rap_edge.pipeline._objects import (
     OBJECT_EMBEDDER,
     PROPOSAL_LABEL,
     ObjectEmbedder,
     ObjectModels,
-    embed_objects_in_memory,
     is_object_category,
     object_categories,
     proposal_windows,

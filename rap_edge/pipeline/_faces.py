@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# embed_faces_in_memory moved to rap_edge.embed; still importable from here.
+from rap_edge.embed import embed_faces_in_memory
 from rap_edge.errors import ModelStoreError
 
 if TYPE_CHECKING:
@@ -16,7 +18,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from rap_edge.detect import Detection, ShapePredictor, SsdFaceDetector
-    from rap_edge.memory import Memory
     from rap_edge.models import Encoder
     from rap_edge.runtime import Provider
 
@@ -286,15 +287,3 @@ class FaceEmbedder:
 
     def embed(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         return self.models.embed_chips(self.chips(images))
-
-
-def embed_faces_in_memory(memory: Memory, embedder: FaceEmbedder, *, batch_size: int = 16) -> int:
-    """Embed the pending images of face concepts (categories in :data:`FACE_CATEGORIES`).
-
-    Only those concepts get face vectors: a mug's photo never enters the face index. Returns
-    the number of images embedded.
-    """
-    faces = {c.id for c in memory.list_concepts() if c.category in FACE_CATEGORIES}
-    return memory.embed_pending(
-        embedder, batch_size=batch_size, concepts=faces, activate=False, desc="embedding faces"
-    )

@@ -3,7 +3,8 @@
 Every concept whose category is not a face category (:data:`FACE_CATEGORIES`) — a dog, a mug,
 a backpack — is recognised by its appearance with an instance embedder (MobileNetV2, 1280-d,
 cosine; manifest ``mobilenetv2.json``). Its reference images are photos of the object and are
-embedded whole (:func:`embed_objects_in_memory`). In a frame, candidates come from:
+embedded whole (:func:`rap_edge.embed.embed_objects_in_memory`). In a frame, candidates come
+from:
 
 * an ONNX object detector supplied by a manifest (:class:`~rap_edge.detect.YoloDetector`):
   its boxes, kept only when their class name is one of the memory's object categories (RAP
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# embed_objects_in_memory moved to rap_edge.embed; still importable from here.
+from rap_edge.embed import embed_objects_in_memory
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.pipeline._faces import FACE_CATEGORIES
 
@@ -331,7 +334,7 @@ class ObjectEmbedder:
     """Implements the memory's ``Embedder`` for object concepts: the whole reference photo.
 
     A reference image of an object is a photo of it, so it is embedded whole, as
-    :func:`embed_objects_in_memory` does.
+    :func:`rap_edge.embed.embed_objects_in_memory` does.
     """
 
     def __init__(self, models: ObjectModels | Encoder) -> None:
@@ -347,22 +350,3 @@ class ObjectEmbedder:
 
     def embed(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         return self.encoder.embed(images)
-
-
-def embed_objects_in_memory(
-    memory: Memory, encoder: Encoder | ObjectEmbedder, *, batch_size: int = 16
-) -> int:
-    """Embed the pending images of object and pet concepts (categories not for faces).
-
-    Each reference image is embedded whole (it is a photo of the object); a person's photo
-    never enters the object index. The active encoder is left as it is. Returns the number of
-    images embedded.
-
-    Raises:
-        InvalidInputError: if ``batch_size`` is not in 1..1024.
-        StoreError: if a stored image is missing or corrupt.
-    """
-    objects = {c.id for c in memory.list_concepts() if is_object_category(c.category)}
-    return memory.embed_pending(
-        encoder, batch_size=batch_size, concepts=objects, activate=False, desc="embedding objects"
-    )
