@@ -1,0 +1,138 @@
+"""The memory's SQLite database: one connection per thread, and errors that name the memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from rap_edge.errors import (
+    MemoryLockedError,
+    MemoryReadOnlyError,
+    RapEdgeError,
+    SchemaError,
+    StoreError,
+)
+from rap_edge.memory import _schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+__all__ = ["DB_NAME", "Database"]
+
+DB_NAME = "memory.db"
+
+
+class Database:
+    """Connections to ``memory.db`` in a memory folder (SQLite connections are per thread).
+
+    Attributes:
+        folder: The memory folder (named in error messages).
+        path: The database file.
+        readonly: Connections are opened read-only.
+    """
+
+    def __init__(self, folder: Path, *, readonly: bool, timeout_s: float) -> None:
+        self.folder = folder
+        self.path = folder / DB_NAME
+        self.readonly = readonly
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self.closed = False
+
+    def create(self, index_dtype: str) -> None:
+        """Create the folder, its ``images`` and ``index`` sub-folders and the database."""
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for sub in ("images", "index"):
+                (self.folder / sub).mkdir(mode=0o700, exist_ok=True)
+            if self.path.exists():
+                return
+            # Create the file ourselves so it is owner-only; SQLite gives its -wal and -shm
+            # files the same permissions as the database.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as err:
+            msg = f"cannot create a memory in {self.folder}: {err.strerror or err}"
+            raise MemoryReadOnlyError(msg) from err
+        with self.errors():
+            conn = self.conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _schema.create(conn, created_at=time.time())
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('index_dtype', ?)", (index_dtype,)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (SQLite connections are not shared between threads)."""
+        if self.closed:
+            msg = f"memory {self.folder} is closed"
+            raise StoreError(msg)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self.readonly:
+            uri = f"file:{quote(str(self.path))}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA trusted_schema = OFF")
+        if not self.readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: an acknowledged edit survives a power cut too, not only a process crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            # Deleted rows (vectors of a forgotten concept) are overwritten with zeros.
+            conn.execute("PRAGMA secure_delete = ON")
+        self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; later calls to :meth:`conn` raise."""
+        self.closed = True
+        with self._conns_lock:
+            for conn in self._conns:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._conns.clear()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Translate SQLite and OS errors into rap-edge errors naming the memory."""
+        try:
+            yield
+        except RapEdgeError:
+            raise
+        except sqlite3.OperationalError as err:
+            text = str(err)
+            if "locked" in text or "busy" in text:
+                msg = (
+                    f"memory {self.folder} is locked by another writer for more than "
+                    f"{self._timeout_s:g} s; retry, or stop the other process"
+                )
+                raise MemoryLockedError(msg) from err
+            if "readonly" in text or "read-only" in text:
+                msg = f"memory {self.folder} is read-only ({text})"
+                raise MemoryReadOnlyError(msg) from err
+            msg = f"memory {self.folder}: {text}"
+            raise StoreError(msg) from err
+        except sqlite3.DatabaseError as err:
+            msg = f"{self.path} is not a usable memory database ({err})"
+            raise SchemaError(msg) from err
+        except OSError as err:
+            msg = f"memory {self.folder}: {err.strerror or err} ({err.filename or ''})"
+            raise StoreError(msg) from err

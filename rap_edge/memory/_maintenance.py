@@ -1,0 +1,102 @@
+"""Checking and compacting a memory: :func:`verify` and :func:`vacuum`."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.memory._queries import generation
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rap_edge.memory._store import Memory
+
+__all__ = ["VerifyReport", "vacuum", "verify"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of :meth:`Memory.verify`.
+
+    Attributes:
+        ok: True when no problem was found (warnings do not count).
+        problems: Damage that loses or corrupts data (each a sentence naming what).
+        warnings: Harmless leftovers, such as orphan image files from an interrupted edit.
+        counts: Numbers of concepts, images, vectors and pending images.
+    """
+
+    ok: bool
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+    counts: dict[str, int]
+
+
+def verify(memory: Memory) -> VerifyReport:
+    """Check the database, image files, vectors and indexes; change nothing."""
+    db, files, cache = memory._db, memory._files, memory._cache  # noqa: SLF001 - its own parts
+    problems: list[str] = []
+    warnings: list[str] = []
+    with db.errors():
+        conn = db.conn()
+        integrity = [str(r[0]) for r in conn.execute("PRAGMA integrity_check")]
+        if integrity != ["ok"]:
+            problems.extend(f"database: {line}" for line in integrity[:10])
+        for r in conn.execute("PRAGMA foreign_key_check"):
+            problems.append(f"database: row {r[1]} of {r[0]} points at a missing {r[2]}")
+        known: set[Path] = set()
+        for image_id, sha, ext in conn.execute("SELECT id, sha256, ext FROM images"):
+            path = files.path(sha, ext)
+            known.add(path)
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                problems.append(f"image {image_id}: file {path} is missing")
+                continue
+            if digest != sha:
+                problems.append(f"image {image_id}: file {path} does not match its hash")
+        for path in files.files():
+            if path not in known:
+                warnings.append(
+                    f"orphan file {path} (left by an interrupted edit; `vacuum` removes it)"
+                )
+        dims = memory.encoders()
+        for key, enc, blob in conn.execute("SELECT id, encoder_id, vector FROM vectors"):
+            vec = np.frombuffer(blob, dtype="<f4")
+            if vec.size != dims.get(enc, -1) or not np.isfinite(vec).all():
+                problems.append(f"vector {key} of encoder {enc!r} is malformed")
+        for enc, dim in dims.items():
+            reason = cache.stale_reason(enc, generation=generation(conn, enc), dim=dim)
+            if reason:
+                warnings.append(f"index of {enc!r} is {reason}; it is rebuilt on next use")
+        counts = {
+            "concepts": len(memory),
+            "images": int(conn.execute("SELECT count(*) FROM images").fetchone()[0]),
+            "vectors": int(conn.execute("SELECT count(*) FROM vectors").fetchone()[0]),
+            "pending": len(memory.pending()),
+        }
+    return VerifyReport(
+        ok=not problems, problems=tuple(problems), warnings=tuple(warnings), counts=counts
+    )
+
+
+def vacuum(memory: Memory) -> dict[str, int]:
+    """Compact: delete orphan files, VACUUM the database, truncate the WAL, rebuild indexes.
+
+    Returns:
+        Counts of removed orphan files and rebuilt vectors.
+    """
+    memory._check_writable()  # noqa: SLF001 - its own check
+    db, files, cache = memory._db, memory._files, memory._cache  # noqa: SLF001 - its own parts
+    with db.errors(), memory._file_lock.hold():  # noqa: SLF001 - one writer at a time
+        conn = db.conn()
+        removed = files.delete_orphans(conn)
+        for path in cache.folder.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        vectors = sum(memory.rebuild_index().values())
+    return {"orphan_files_removed": removed, "vectors_indexed": vectors}
