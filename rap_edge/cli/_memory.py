@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from rap_edge.errors import InvalidInputError
 from rap_edge.runtime import Provider
 
 if TYPE_CHECKING:
+    from rap_edge.embed import EmbedReport
     from rap_edge.interfaces import Concept, SearchHit
     from rap_edge.memory import Memory
 
@@ -266,16 +268,24 @@ def cmd_rebuild_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_skipped(report: EmbedReport) -> None:
+    for s in report.skipped:
+        print(f"skipped {s.concept}: image {s.image_id} ({s.path}): {s.reason}")
+
+
 def cmd_embed_faces(args: argparse.Namespace) -> int:
     from rap_edge.cli._face_opts import load_models
-    from rap_edge.pipeline import FaceEmbedder, embed_faces_in_memory
+    from rap_edge.embed import embed_pending
+    from rap_edge.pipeline import FaceEmbedder
 
     models = load_models(args)
     embedder = FaceEmbedder(models)
     with _open(args) as memory:
-        n = embed_faces_in_memory(memory, embedder)
+        report = embed_pending(memory, faces=embedder, progress=sys.stderr.isatty())
+    _print_skipped(report)
     print(
-        f"embedded {n} face image(s) with {models.encoder_id} on {models.encoder.provider}"
+        f"embedded {report.faces} face image(s) with {models.encoder_id} on "
+        f"{models.encoder.provider}"
         + (
             f" ({embedder.fallbacks} without a detected face: used whole, as a face crop)"
             if embedder.fallbacks
@@ -287,12 +297,19 @@ def cmd_embed_faces(args: argparse.Namespace) -> int:
 
 def cmd_embed_objects(args: argparse.Namespace) -> int:
     from rap_edge.cli._face_opts import load_objects
-    from rap_edge.pipeline import embed_objects_in_memory
+    from rap_edge.embed import embed_pending
+    from rap_edge.pipeline import ObjectEmbedder
 
     objects = load_objects(args)
     with _open(args) as memory:
-        n = embed_objects_in_memory(memory, objects.encoder)
-    print(f"embedded {n} object image(s) with {objects.encoder_id} on {objects.encoder.provider}")
+        report = embed_pending(
+            memory, objects=ObjectEmbedder(objects), progress=sys.stderr.isatty()
+        )
+    _print_skipped(report)
+    print(
+        f"embedded {report.objects} object image(s) with {objects.encoder_id} on "
+        f"{objects.encoder.provider}"
+    )
     return 0
 
 

@@ -275,14 +275,17 @@ class FaceEmbedder:
     def chips(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.uint8]]:
         """The aligned chip of each image's largest face."""
         out = []
+        fallbacks = 0
         for img in images:
             face = largest(self.models.detect(img))
             box = np.array([0, 0, img.shape[1] - 1, img.shape[0] - 1], dtype=np.float64)
             if face is None:
-                self.fallbacks += 1
+                fallbacks += 1
             else:
                 box = face.box.astype(np.float64)
             out.append(self.models.chip(img, self.models.landmarks_for(img, [box])[0]))
+        # Counted once the batch succeeds: a failed batch is retried image by image.
+        self.fallbacks += fallbacks
         return out
 
     def embed(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
