@@ -31,6 +31,7 @@ import numpy as np
 from rap_edge.detect._ssd import Detection, nms
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.models import ModelManifest, load_manifest, open_session, preprocess
+from rap_edge.sources._normalize import check_bgr_image
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -46,24 +47,6 @@ YOLO_FORMATS = ("yolov8", "yolov5")
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 DEFAULT_NMS_IOU = 0.45
 DEFAULT_MAX_DETECTIONS = 300
-
-
-def check_image(image: object, what: str = "image") -> npt.NDArray[np.uint8]:
-    """``image`` if it is a BGR uint8 array [H, W, 3] with pixels.
-
-    Raises:
-        InvalidInputError: naming ``what`` and the shape or type at fault.
-    """
-    if not isinstance(image, np.ndarray):
-        msg = f"{what}: expected a BGR numpy array [H, W, 3], got {type(image).__name__}"
-        raise InvalidInputError(msg)
-    if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:  # noqa: PLR2004
-        msg = f"{what}: expected a BGR array of shape [H, W, 3], got {image.shape}"
-        raise InvalidInputError(msg)
-    if image.dtype != np.uint8:
-        msg = f"{what}: expected uint8 pixels, got {image.dtype}"
-        raise InvalidInputError(msg)
-    return image
 
 
 def letterbox(
@@ -271,7 +254,7 @@ class YoloDetector:
         inputs: list[npt.NDArray[np.uint8]] = []
         maps: list[tuple[float, float, float, float, int, int]] = []  # sx, sy, dx, dy, w, h
         for i, img in enumerate(images):
-            check_image(img, f"image #{i + 1}")
+            check_bgr_image(img, f"image #{i + 1}")
             h, w = img.shape[:2]
             if self.letterbox:
                 boxed, scale, left, top = letterbox(img, pre.width, pre.height)

@@ -9,6 +9,7 @@ import numpy as np
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.models._manifest import ModelManifest, load_manifest
 from rap_edge.models._session import open_session
+from rap_edge.sources._normalize import check_bgr_image
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,14 +59,7 @@ def preprocess(
     std = np.asarray(pre.std, dtype=np.float32)
     out = np.empty((len(images), pre.height, pre.width, 3), dtype=np.float32)
     for i, img in enumerate(images):
-        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:  # noqa: PLR2004
-            shape = getattr(img, "shape", type(img).__name__)
-            msg = f"image #{i + 1}: expected a BGR array of shape [H, W, 3], got {shape}"
-            raise InvalidInputError(msg)
-        if img.dtype != np.uint8:
-            msg = f"image #{i + 1}: expected uint8 pixels, got {img.dtype}"
-            raise InvalidInputError(msg)
-        resized = _resize(img, pre)
+        resized = _resize(check_bgr_image(img, f"image #{i + 1}"), pre)
         if pre.color == "RGB":
             resized = resized[:, :, ::-1]
         out[i] = resized

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from rap_edge.embed import embed_objects_in_memory
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.pipeline._faces import FACE_CATEGORIES
+from rap_edge.sources._normalize import check_bgr_image
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
@@ -260,9 +261,8 @@ class ObjectModels:
             InvalidInputError: if ``image`` is not a BGR uint8 array.
         """
         from rap_edge.detect import Detection
-        from rap_edge.detect._yolo import check_image
 
-        check_image(image)
+        check_bgr_image(image, "image")
         wanted = None if categories is None else {c.strip().lower() for c in categories}
         if wanted is not None and not wanted:
             return []
@@ -302,9 +302,7 @@ class ObjectModels:
             InvalidInputError: if the image is not a BGR uint8 array, the margin is not in
                 0..2, or a box is malformed or lies entirely outside the image.
         """
-        from rap_edge.detect._yolo import check_image
-
-        check_image(image)
+        check_bgr_image(image, "image")
         if (
             isinstance(margin, bool)
             or not isinstance(margin, (int, float))

@@ -29,6 +29,7 @@ from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceModels
 from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
 from rap_edge.pipeline._tracker import Observation, Track, Tracker
 from rap_edge.pipeline._types import Candidate, FrameResult, Recognition
+from rap_edge.sources._normalize import check_bgr_image
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -108,19 +109,6 @@ class PipelineConfig:
             ):
                 msg = f"{name} must be a number in 0..1, got {value!r}"
                 raise InvalidInputError(msg)
-
-
-def _check_frame(frame: object) -> npt.NDArray[np.uint8]:
-    if not isinstance(frame, np.ndarray):
-        msg = f"frame must be a numpy image, got {type(frame).__name__}"
-        raise InvalidInputError(msg)
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:  # noqa: PLR2004
-        msg = (
-            f"frame must be BGR uint8 [H, W, 3], got {frame.dtype} {frame.shape} "
-            "(rap_edge.sources.normalize_frame converts other formats)"
-        )
-        raise InvalidInputError(msg)
-    return frame
 
 
 class Pipeline:
@@ -205,7 +193,7 @@ class Pipeline:
             InvalidInputError: if ``frame`` is not a BGR uint8 image.
         """
         t_start = time.perf_counter()
-        image = _check_frame(frame)
+        image = check_bgr_image(frame)
         self._frame = self._frame + 1 if index is None else index
         if not self.config.track:
             self.tracker.reset()

@@ -17,8 +17,9 @@ with open_source("recording/", topic="/camera/image_raw") as source:
 ```
 
 ``normalize_frame`` converts any supported array (grey, BGR, RGB, BGRA, RGBA, 16-bit, float,
-Bayer, YUV 4:2:2) to the pipeline's BGR uint8; the ``*_msg_to_bgr`` helpers decode ROS image
-messages (``rosbags`` or ``rclpy`` ones).
+Bayer, YUV 4:2:2) to the pipeline's BGR uint8 and ``check_bgr_image`` checks that an array
+already is; the ``*_msg_to_bgr`` helpers decode ROS image messages (``rosbags`` or ``rclpy``
+ones).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from rap_edge.sources._normalize import (
     ENCODINGS,
     MAX_FRAME_PIXELS,
     PixelEncoding,
+    check_bgr_image,
     lookup_encoding,
     normalize_frame,
 )
@@ -74,6 +76,7 @@ __all__ = [
     "RosbagSource",
     "SourceKind",
     "SourceSpec",
+    "check_bgr_image",
     "compressed_msg_array",
     "compressed_msg_to_bgr",
     "detect_source",

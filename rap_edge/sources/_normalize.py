@@ -29,7 +29,14 @@ from rap_edge.errors import InvalidInputError
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["ENCODINGS", "MAX_FRAME_PIXELS", "PixelEncoding", "lookup_encoding", "normalize_frame"]
+__all__ = [
+    "ENCODINGS",
+    "MAX_FRAME_PIXELS",
+    "PixelEncoding",
+    "check_bgr_image",
+    "lookup_encoding",
+    "normalize_frame",
+]
 
 MAX_FRAME_PIXELS = 100_000_000
 """Frames with more pixels than this (100 megapixels) are refused as absurd."""
@@ -98,6 +105,40 @@ def _table() -> dict[str, PixelEncoding]:
 
 ENCODINGS: dict[str, PixelEncoding] = _table()
 """Known encodings by lower-case name."""
+
+
+def check_bgr_image(image: object, what: str = "frame") -> npt.NDArray[np.uint8]:
+    """``image`` itself if it is the pipeline's pixel format: a BGR uint8 array [H, W, 3].
+
+    The one check every stage that takes pixels runs (the pipeline, detectors, encoders); it
+    converts nothing (:func:`normalize_frame` does) and does not require C-contiguity.
+
+    Args:
+        image: The array to check.
+        what: What it is, for the message (``frame``, ``image #2``, ...).
+
+    Raises:
+        InvalidInputError: naming ``what`` and the type, dtype or shape at fault, if it is not
+            a numpy array of uint8 with shape [H, W, 3] and at least one pixel.
+    """
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3  # noqa: PLR2004
+        or image.shape[2] != 3  # noqa: PLR2004
+        or 0 in image.shape
+    ):
+        got = (
+            f"{image.dtype} {image.shape}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        msg = (
+            f"{what} must be a BGR uint8 image [H, W, 3], got {got} "
+            "(rap_edge.sources.normalize_frame converts other formats)"
+        )
+        raise InvalidInputError(msg)
+    return image
 
 
 def lookup_encoding(encoding: str) -> PixelEncoding:

@@ -98,9 +98,9 @@ def test_preprocess_follows_the_manifest(tmp_path: Path) -> None:
     np.testing.assert_allclose(rgb[0, 0], bgr[0, 2])
     nhwc = preprocess([img], replace(m, preprocess=replace(m.preprocess, layout="NHWC")))
     assert rgb.shape == (1, 3, 8, 8) and nhwc.shape == (1, 8, 8, 3)
-    with pytest.raises(InvalidInputError, match=r"image #1: expected a BGR array"):
+    with pytest.raises(InvalidInputError, match=r"image #1 must be a BGR uint8 image"):
         preprocess([np.zeros((4, 4), dtype=np.uint8)], m)
-    with pytest.raises(InvalidInputError, match="uint8"):
+    with pytest.raises(InvalidInputError, match=r"image #1 .*, got float32 \(4, 4, 3\)"):
         preprocess([np.zeros((4, 4, 3), dtype=np.float32)], m)  # type: ignore[list-item]
 
 

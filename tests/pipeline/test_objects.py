@@ -312,9 +312,9 @@ def test_missing_detector_files_and_bad_inputs(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="score_threshold must be in 0..1"):
         YoloDetector(tmp_path / "yolo.json", score_threshold=1.5)
     for bad, match in [
-        (np.zeros((4, 4), np.uint8), r"image #1: expected a BGR array"),
-        (np.zeros((4, 4, 3), np.float32), "uint8"),
-        (np.zeros((0, 4, 3), np.uint8), "shape"),
+        (np.zeros((4, 4), np.uint8), r"image #1 must be a BGR uint8 image \[H, W, 3\], got uint8"),
+        (np.zeros((4, 4, 3), np.float32), "got float32"),
+        (np.zeros((0, 4, 3), np.uint8), r"got uint8 \(0, 4, 3\)"),
         ([[1, 2, 3]], "got list"),
     ]:
         with pytest.raises(InvalidInputError, match=match):
@@ -397,7 +397,7 @@ def test_object_models_with_a_detector_filter_by_category(model_dir: Path) -> No
     assert models.undetectable({"dog", "Mug"}) == {"Mug"}
     models.min_box_px = 17  # the person box is 16 x 16
     assert [d.label for d in models.propose(frame)] == ["cup", "dog"]
-    with pytest.raises(InvalidInputError, match="expected a BGR array"):
+    with pytest.raises(InvalidInputError, match="image must be a BGR uint8 image"):
         models.propose(np.zeros((4, 4), np.uint8))
 
 

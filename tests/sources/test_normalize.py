@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from rap_edge.errors import InvalidInputError
-from rap_edge.sources import ENCODINGS, MAX_FRAME_PIXELS, normalize_frame
+from rap_edge.sources import ENCODINGS, MAX_FRAME_PIXELS, check_bgr_image, normalize_frame
 
 RNG = np.random.default_rng(7)
 BGR = RNG.integers(0, 256, (5, 6, 3), dtype=np.uint8)
@@ -175,3 +175,30 @@ def test_property_any_accepted_array_gives_bgr(arr: np.ndarray, squeeze: bool) -
     check(out, arr.shape[:2])
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] >= 3:
         np.testing.assert_array_equal(out, arr[:, :, :3])
+
+
+def test_check_bgr_image_accepts_the_pipeline_format_as_is() -> None:
+    img = np.zeros((4, 6, 3), np.uint8)[:, ::2]  # a non-contiguous view is fine
+    assert check_bgr_image(img) is img
+
+
+@pytest.mark.parametrize(
+    ("bad", "got"),
+    [
+        (np.zeros((4, 4), np.uint8), r"uint8 \(4, 4\)"),
+        (np.zeros((4, 4, 4), np.uint8), r"uint8 \(4, 4, 4\)"),
+        (np.zeros((4, 4, 3), np.float32), r"float32 \(4, 4, 3\)"),
+        (np.zeros((0, 4, 3), np.uint8), r"uint8 \(0, 4, 3\)"),
+        ([[1, 2, 3]], "list"),
+        (None, "NoneType"),
+    ],
+)
+def test_check_bgr_image_names_what_is_wrong(bad: object, got: str) -> None:
+    with pytest.raises(
+        InvalidInputError,
+        match=rf"^image #2 must be a BGR uint8 image \[H, W, 3\], got {got} "
+        r"\(rap_edge.sources.normalize_frame converts other formats\)$",
+    ):
+        check_bgr_image(bad, "image #2")
+    with pytest.raises(InvalidInputError, match="^frame must be"):
+        check_bgr_image(bad)
