@@ -294,9 +294,7 @@ def stall(reps: int) -> dict[str, Any]:
                 now = time.perf_counter()
                 worst, last = max(worst, now - last), now
             gaps.append(worst * 1000)
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
+        backend.close()
         out[label] = {
             "max_gap_ms_median": round(statistics.median(gaps), 1),
             "max_gap_ms_worst": round(max(gaps), 1),

@@ -190,6 +190,4 @@ class Describer:
         """Finish the request in progress (up to ``timeout`` s), stop the worker and backend."""
         self.worker.wait_idle(timeout)
         self.worker.close()
-        close = getattr(self.generator.backend, "close", None)
-        if callable(close):  # a ProcessBackend's child process
-            close()
+        self.generator.backend.close()  # a ProcessBackend's child process

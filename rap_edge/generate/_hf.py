@@ -222,6 +222,9 @@ class TransformersBackend:
         if failed:
             raise BackendError(f"generation with {self.folder} failed: {failed[0]}") from failed[0]
 
+    def close(self) -> None:
+        """Nothing to release: the model is freed with the backend, generation threads end."""
+
     def inputs(self, prompt: Prompt) -> Mapping[str, Any]:
         """The model inputs for ``prompt`` (token ids, and pixel values for a VLM), on device."""
         if prompt.text.count(IMAGE) != len(prompt.images):

@@ -187,6 +187,9 @@ class OrtGenAIBackend:
             finally:
                 del generator  # released under the lock, also when the reader stops early
 
+    def close(self) -> None:
+        """Nothing to release: the model is freed with the backend (no process or thread stays)."""
+
 
 def stream_pieces(generator: Any, stream: Any) -> Iterator[str]:  # noqa: ANN401 - og objects
     """Decode ``generator``'s tokens until it is done, yielding each non-empty text piece.

@@ -286,3 +286,6 @@ class SplitVLMBackend:
                 yield from stream_pieces(generator, stream)
             finally:
                 del generator  # released under the lock, also when the reader stops early
+
+    def close(self) -> None:
+        """Nothing to release: the models are freed with the backend (no process or thread)."""

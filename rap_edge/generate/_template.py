@@ -30,6 +30,9 @@ class TemplateBackend:
         for i, w in enumerate(words[:max_tokens]):
             yield w if i == 0 else " " + w
 
+    def close(self) -> None:
+        """Nothing to release (the template holds no model)."""
+
     @staticmethod
     def answer(prompt: Prompt) -> str:
         """The whole answer (what :meth:`generate` streams)."""

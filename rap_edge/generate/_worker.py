@@ -29,12 +29,21 @@ Event = Callable[[str, str], None]
 
 
 class Backend(Protocol):
-    """A text generator: ``generate`` streams pieces of the answer to a prompt."""
+    """A text generator: ``generate`` streams pieces of the answer to a prompt.
+
+    Every backend has ``close``, so its owner releases it without asking what it is; it is a
+    no-op where nothing outlives the object (an in-process model is freed with it) and stops the
+    child process of a :class:`~rap_edge.generate._process.ProcessBackend`.
+    """
 
     name: str
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the answer."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds outside this object (processes, threads); idempotent."""
         ...
 
 

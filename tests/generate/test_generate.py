@@ -133,6 +133,7 @@ class Scripted:
         self.answers = list(answers)
         self.calls: list[str] = []
         self.gate = gate
+        self.closed = 0
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         self.calls.append(prompt.question)
@@ -140,6 +141,9 @@ class Scripted:
             assert self.gate.wait(10)
         text = self.answers[min(len(self.calls), len(self.answers)) - 1]
         yield from (w + " " for w in text.split()[:max_tokens])
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 def test_generator_regenerates_then_falls_back_to_the_template() -> None:
@@ -169,6 +173,9 @@ class Broken:
         yield "Ana "
         msg = "the model process died"
         raise RuntimeError(msg)
+
+    def close(self) -> None:
+        pass
 
 
 def test_a_failing_backend_is_answered_by_the_template() -> None:
@@ -261,6 +268,7 @@ def test_describer_asks_on_changes_latest_first_without_blocking() -> None:
     gate.set()
     d.close()
     assert [f for f, _ in results] == [0, 3] and d.worker.replaced == 1
+    assert backend.closed == 1  # the describer closes its backend
     every = Describer(Generator(Scripted("Bo.")), None, every=0.01)
     assert every.offer(_frame(0, ["Bo"])) is not None
     time.sleep(0.03)
@@ -280,3 +288,19 @@ def test_frame_prompt_uses_memory_info_place_and_question_names(
     assert p.allowed_names == ["Ana", "Bo"]
     memory.remove(ana.id)  # removed after the frame was processed: silently left out
     assert frame_prompt(res, memory, "Who?").concepts == []
+
+
+def test_every_backend_class_has_close() -> None:
+    """The Backend protocol includes close(): callers never ask whether a backend has one."""
+    from rap_edge.generate._hf import TransformersBackend
+    from rap_edge.generate._ortgenai import OrtGenAIBackend
+    from rap_edge.generate._process import ProcessBackend
+    from rap_edge.generate._split import SplitVLMBackend
+
+    for cls in (TemplateBackend, OrtGenAIBackend, TransformersBackend, SplitVLMBackend):
+        assert callable(getattr(cls, "close", None)), cls.__name__
+    assert callable(ProcessBackend.close)
+    template = TemplateBackend()
+    template.close()
+    template.close()  # idempotent, and the backend still answers
+    assert "".join(template.generate(build_prompt("Who is here?", [ANA])))
