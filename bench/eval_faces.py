@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from rap_edge.cli._face_opts import default_thresholds_path
 from rap_edge.models import CARRIERS, ModelStore, default_store_dir
 from rap_edge.pipeline import (
     DEFAULT_MARGIN,
@@ -39,6 +38,7 @@ from rap_edge.pipeline import (
     PipelineConfig,
     PipelineRecognizer,
     Thresholds,
+    default_thresholds_path,
     evaluate,
 )
 

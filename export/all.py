@@ -12,12 +12,19 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING
 
 from export import dlib_landmarks, dlib_resnet, llm, mobilenetv2, quantize, res10_ssd
 from export._common import check_photos
+from rap_edge.app import THRESHOLDS_FILE
 from rap_edge.errors import RapEdgeError
 from rap_edge.models import ModelStore, load_manifest, sha256_file
+from rap_edge.pipeline import REPO_THRESHOLDS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _EXPORTS = (
     ("res10_ssd", res10_ssd),
@@ -67,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             ["--manifest", str(out / f"{stem}.json")]
             + ([] if args.store is None else ["--store", args.store])
         )
+    install_thresholds(out)
     if not args.no_llm:
         genai_dir = llm.default_dirs(store)[1]
         if not args.force and llm.current(genai_dir):
@@ -80,6 +88,35 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{genai_dir.name}: wrote {genai_dir}")
     return 0
+
+
+def install_thresholds(out: Path) -> None:
+    """Put the repository's calibrated thresholds beside the models they were measured on.
+
+    Every command finds ``<models>/thresholds.json`` wherever it runs (never the working
+    directory). Only encoders the store's file lacks are added: a file the user calibrated
+    with ``rap-edge calibrate thresholds`` keeps its own values.
+    """
+    if not REPO_THRESHOLDS.is_file():
+        return
+    repo = json.loads(REPO_THRESHOLDS.read_text(encoding="utf-8"))
+    target = out / THRESHOLDS_FILE
+    data = {"version": repo.get("version", 1), "encoders": {}}
+    if target.is_file():
+        try:
+            data = json.loads(target.read_text(encoding="utf-8"))
+        except ValueError:
+            print(f"{target}: not JSON; replaced by the calibrated thresholds", file=sys.stderr)
+    added = [k for k in repo.get("encoders", {}) if k not in data.setdefault("encoders", {})]
+    if not added:
+        print(f"{THRESHOLDS_FILE}: up to date")
+        return
+    for key in added:
+        data["encoders"][key] = repo["encoders"][key]
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    print(f"{THRESHOLDS_FILE}: installed calibrated thresholds for {', '.join(added)}")
 
 
 if __name__ == "__main__":

@@ -4,52 +4,40 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rap_edge.cli._face_opts import (
+from rap_edge.cli._options import (
+    add_generation_options,
     add_memory_option,
     add_model_options,
     add_object_options,
-    load_models,
-    load_objects,
-    load_thresholds,
-    open_optional_memory,
+    open_session,
 )
-from rap_edge.cli._gen_opts import add_generation_options, load_generator
 
 if TYPE_CHECKING:
     import argparse
 
+    import numpy as np
+    import numpy.typing as npt
+
 __all__ = ["register"]
 
 
-def cmd_ask(args: argparse.Namespace) -> int:
-    import cv2
-    import numpy as np
-
+def read_photo(path: str | Path) -> npt.NDArray[np.uint8]:
+    """A photo file as a BGR image, or an input error naming the file."""
     from rap_edge.errors import InvalidInputError
-    from rap_edge.generate import frame_prompt
-    from rap_edge.pipeline import Pipeline, PipelineConfig
+    from rap_edge.sources import normalize_frame, read_image_file
 
-    img = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if img is None:
-        msg = f"{args.image}: cannot read the image (missing, corrupt or not an image)"
-        raise InvalidInputError(msg)
-    models = load_models(args)
-    thresholds = load_thresholds(args, models)
-    memory, _ = open_optional_memory(args, readonly=True)
-    pipe = Pipeline(
-        models,
-        memory,
-        thresholds=thresholds,
-        config=PipelineConfig(track=False, tiles=args.tiles or 1, margin=thresholds.margin),
-        objects=load_objects(args) if args.objects else None,
-    )
-    result = pipe.process(np.asarray(img, dtype=np.uint8))
-    prompt = frame_prompt(result, memory, args.question, max_concepts=args.max_concepts)
-    generator, note = load_generator(args, memory)
-    if args.show_prompt:
-        print(f"--- prompt ({note}) ---\n{prompt.text}\n---", file=sys.stderr)
+    try:
+        return normalize_frame(read_image_file(Path(path)))
+    except InvalidInputError as err:
+        msg = f"{path}: cannot read the image ({err})"
+        raise InvalidInputError(msg) from err
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    image = read_photo(args.image)
 
     def stream(kind: str, text: str) -> None:
         if kind == "token":
@@ -57,7 +45,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
         elif kind == "reset":
             print(f"\n[{text}]", file=sys.stderr, flush=True)
 
-    answer = generator.answer(prompt, stream if args.stream and not args.json else None)
+    with open_session(args, say=args.show_prompt) as session:
+        frame = session.recognise(image, source=str(args.image))
+        if args.show_prompt:
+            session.backend()
+            prompt = session.prompt(frame, args.question)
+            print(f"--- prompt ({session.backend_note}) ---\n{prompt.text}\n---", file=sys.stderr)
+        out = session.ask(
+            args.question, frame=frame, stream=stream if args.stream and not args.json else None
+        )
+        note = session.backend_note
+    answer, result = out.answer, out.frame
     if args.json:
         print(
             json.dumps(
@@ -70,7 +68,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     "unfaithful": answer.unfaithful,
                     "rejected": answer.rejected,
                     "recognitions": [r.to_json() for r in result.recognitions],
-                    "dropped": prompt.dropped,
+                    "dropped": out.prompt.dropped,
                     "timings_ms": result.timings_ms,
                     "first_token_ms": answer.first_token_ms,
                     "generate_ms": answer.total_ms,

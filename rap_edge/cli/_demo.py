@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from rap_edge.app import Session
     from rap_edge.memory import Memory
 
 # Three concepts drawn by the demo itself (no third-party pictures are shipped).
@@ -111,22 +112,15 @@ def run_demo(workdir: Path) -> int:
 
 def _real_faces(memory: Memory) -> bool:
     """Step 7: the real face models on real photos, when `make models` has exported them."""
-    import cv2
-    import numpy as np
-
+    from rap_edge.app import Session, Settings
     from rap_edge.errors import ModelStoreError
-    from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
-    from rap_edge.pipeline import (
-        FaceEmbedder,
-        FaceModels,
-        Pipeline,
-        PipelineConfig,
-        embed_faces_in_memory,
-    )
+    from rap_edge.models import CHECK_PHOTOS, ModelStore
 
     print("\n7. real faces (ResNet-10 SSD, dlib 5-point landmarks, dlib descriptor, on CPU):")
     try:
-        models = FaceModels.load(default_store_dir() / "onnx", provider="cpu")
+        # One decoder thread for step 8: on a small CPU the other core stays with the frames.
+        settings = Settings(provider="cpu", llm_threads=1, max_tokens=48)
+        session = Session.open(settings, memory=memory, embed=False, isolate=True)
     except ModelStoreError as err:
         print(f"  skipped: {err}")
         return True
@@ -135,12 +129,23 @@ def _real_faces(memory: Memory) -> bool:
         print("  skipped: the check photos are not pulled (run `make models`)")
         return True
     photo = {f.name: photos.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files}
-    memory.add(
-        "Barack", images=[photo["obama.jpg"]], category="person", info="enrolled from one photo"
+    with session:
+        return _recognise_photos(session, photo)
+
+
+def _recognise_photos(session: Session, photo: dict[str, Path]) -> bool:
+    import cv2
+    import numpy as np
+
+    session.add_concept(
+        "Barack", "person", files=[photo["obama.jpg"]], info="enrolled from one photo"
     )
-    embed_faces_in_memory(memory, FaceEmbedder(models))
-    pipe = Pipeline(models, memory, config=PipelineConfig(track=False))
-    print(f"  enrolled Barack from obama.jpg; threshold {pipe.face_threshold:.4f} (manifest)")
+    pipe = session.pipeline(track=False)
+    enc = session.models.encoder_id
+    print(
+        f"  enrolled Barack from obama.jpg; threshold {pipe.face_threshold:.4f} "
+        f"({session.thresholds.source(enc)})"
+    )
     expected = {"obama2.jpg": "Barack", "obama3.jpg": "Barack", "biden.jpg": None}
     ok = True
     for name, want in expected.items():
@@ -154,7 +159,7 @@ def _real_faces(memory: Memory) -> bool:
         got = {r.name for r in res.recognitions if r.decision == "known"}
         ok &= got == ({want} if want else set())
     print("  (Biden was never enrolled: unknown, not a forced match.)")
-    return _describe_sequence(memory, models, photo) and ok
+    return _describe_sequence(session, photo) and ok
 
 
 def _tile(*images: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -172,7 +177,7 @@ def _tile(*images: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return frame
 
 
-def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -> bool:
+def _describe_sequence(session: Session, photo: dict[str, Path]) -> bool:
     """Step 8: a short camera-like sequence with personalised descriptions off the frame path."""
     import threading
     import time
@@ -180,24 +185,10 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
     import cv2
     import numpy as np
 
-    from rap_edge.generate import (
-        Describer,
-        Generator,
-        memory_names,
-        open_backend,
-    )
-    from rap_edge.pipeline import (
-        FaceEmbedder,
-        Pipeline,
-        PipelineConfig,
-        embed_faces_in_memory,
-    )
-
-    # In a child process (ORT GenAI holds the GIL while it reads a prompt), one decoder
-    # thread: on a small CPU the other core stays with the camera loop.
-    backend, note = open_backend(threads=1, isolate=True)
-    print(f"\n8. a short sequence at 10 FPS with descriptions ({note}):")
-    memory.update(
+    # The backend runs in a child process (ORT GenAI holds the GIL while it reads a prompt).
+    session.backend()
+    print(f"\n8. a short sequence at 10 FPS with descriptions ({session.backend_note}):")
+    session.update_concept(
         "Barack", info="Barack is the owner's neighbour; he plays basketball on Sundays."
     )
     img = {
@@ -228,22 +219,19 @@ def _describe_sequence(memory: Memory, models: object, photo: dict[str, Path]) -
                 flush=True,
             )
 
-    describer = Describer(
-        Generator(backend, known_names=memory_names(memory), max_tokens=48), memory, on_result=done
-    )
-    pipe = Pipeline(models, memory, config=PipelineConfig())  # type: ignore[arg-type]
+    describer = session.describer(done)
+    pipe = session.pipeline(track=True)
     index = 0
     try:
         for label, frame in segments:
             if label == "after enrolling Joe":
-                memory.add(
+                session.add_concept(
                     "Joe",
-                    images=[photo["biden.jpg"]],
-                    category="person",
+                    "person",
+                    files=[photo["biden.jpg"]],
                     info="Joe is the owner's uncle; he likes ice cream.",
                 )
-                embed_faces_in_memory(memory, FaceEmbedder(models))  # type: ignore[arg-type]
-                describer.generator.known_names.append("Joe")
+                pipe.forget_decisions()  # decide afresh against the edited memory
                 with lock:
                     print("   (live edit: Joe added to the memory; no restart)")
             for _ in range(8):

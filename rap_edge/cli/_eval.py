@@ -12,12 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.cli._face_opts import (
-    add_model_options,
-    load_models,
-    load_thresholds,
-)
-from rap_edge.pipeline._scoring import REPO_THRESHOLDS
+from rap_edge.app import THRESHOLDS_FILE
+from rap_edge.cli._options import add_model_options, open_session
 
 if TYPE_CHECKING:
     import argparse
@@ -77,24 +73,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from rap_edge.pipeline import (
         LabelledSet,
-        PipelineConfig,
         PipelineRecognizer,
         evaluate,
     )
 
     labelled = LabelledSet.load(args.labelled)
-    models = load_models(args)
-    thresholds = load_thresholds(args, models)
+    session = open_session(args, memory="none")
+    models, thresholds = session.models, session.thresholds
     enc = models.encoder_id
-    print(
-        f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-        f"{thresholds.margin}, {models.encoder_id} on {models.encoder.provider}",
-        file=sys.stderr,
-    )
     recognizer = PipelineRecognizer(
         models,
         thresholds=thresholds,
-        config=PipelineConfig(margin=thresholds.margin, tiles=args.tiles or 1),
+        config=session.pipeline_config(),
     )
 
     def bar(desc: str) -> Any:  # noqa: ANN401
@@ -150,7 +140,8 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
     from rap_edge.pipeline import LabelledSet, calibrate_threshold, face_vectors
 
     labelled = LabelledSet.load(args.labelled)
-    models = load_models(args)
+    session = open_session(args, memory="none", say=False)
+    models = session.models
     photos = [p for v in labelled.identities.values() for p in v] + labelled.distractors
     labels: list[str | None] = [k for k, v in labelled.identities.items() for _ in v]
     labels += [None] * len(labelled.distractors)
@@ -177,7 +168,7 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
             "manifest_threshold": models.encoder.manifest.threshold,
         }
     )
-    out = Path(args.out)
+    out = Path(args.out) if args.out else session.models_dir / THRESHOLDS_FILE
     data: dict[str, Any] = {"version": 1, "encoders": {}}
     if out.is_file():
         try:
@@ -272,8 +263,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--out",
-        default=str(REPO_THRESHOLDS),
-        help=f"threshold file to write or update (default {REPO_THRESHOLDS})",
+        default=None,
+        help="threshold file to write or update (default: thresholds.json in the models "
+        "folder, where every command finds it)",
     )
     add_model_options(p, thresholds=False)
     p.set_defaults(func=cmd_calibrate_thresholds)

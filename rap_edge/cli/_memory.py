@@ -274,13 +274,13 @@ def _print_skipped(report: EmbedReport) -> None:
 
 
 def cmd_embed_faces(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_models
+    from rap_edge.cli._options import open_session
     from rap_edge.embed import embed_pending
     from rap_edge.pipeline import FaceEmbedder
 
-    models = load_models(args)
-    embedder = FaceEmbedder(models)
     with _open(args) as memory:
+        models = open_session(args, memory=memory, embed=False, say=False).models
+        embedder = FaceEmbedder(models)
         report = embed_pending(memory, faces=embedder, progress=sys.stderr.isatty())
     _print_skipped(report)
     print(
@@ -296,12 +296,14 @@ def cmd_embed_faces(args: argparse.Namespace) -> int:
 
 
 def cmd_embed_objects(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_objects
+    from rap_edge.cli._options import open_session
     from rap_edge.embed import embed_pending
     from rap_edge.pipeline import ObjectEmbedder
 
-    objects = load_objects(args)
     with _open(args) as memory:
+        session = open_session(args, memory=memory, embed=False, say=False, objects=True)
+        objects = session.objects
+        assert objects is not None  # noqa: S101 - asked for with objects=True
         report = embed_pending(
             memory, objects=ObjectEmbedder(objects), progress=sys.stderr.isatty()
         )
@@ -314,24 +316,20 @@ def cmd_embed_objects(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll_unknown(args: argparse.Namespace) -> int:
-    from rap_edge.cli._face_opts import load_models
-    from rap_edge.pipeline import (
-        FaceEmbedder,
-        UnknownClusters,
-        embed_faces_in_memory,
-    )
+    from rap_edge.cli._options import open_session
+    from rap_edge.pipeline import UnknownClusters
 
     folder = Path(args.unknown_dir) if args.unknown_dir else _memory_dir(args) / "unknown"
     clusters = UnknownClusters(folder, threshold=0.0)
-    crops = clusters.crop_paths(args.cluster)
-    models = load_models(args)
     with _open(args) as memory:
-        concept = memory.add(args.name, images=crops, category=args.category, info=args.info or "")
-        n = embed_faces_in_memory(memory, FaceEmbedder(models))
-    clusters.forget(args.cluster)
+        session = open_session(args, memory=memory, embed=False, say=False)
+        concept, crops = session.enroll_unknown(
+            clusters, args.cluster, name=args.name, category=args.category, info=args.info or ""
+        )
+        faces = session.embedded.faces if session.embedded is not None else 0
     print(
-        f"enrolled {_concept_line(concept)} from cluster {args.cluster} ({len(crops)} "
-        f"crop(s)); embedded {n} face image(s)"
+        f"enrolled {_concept_line(concept)} from cluster {args.cluster} ({crops} "
+        f"crop(s)); embedded {faces} face image(s)"
     )
     return 0
 
@@ -537,7 +535,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="execution provider for --manifest (default auto)",
     )
 
-    from rap_edge.cli._face_opts import add_model_options
+    from rap_edge.cli._options import add_model_options
 
     p = add(
         "embed-faces",

@@ -9,16 +9,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.cli._face_opts import (
+from rap_edge.cli._options import (
+    add_generation_options,
     add_memory_option,
     add_model_options,
     add_object_options,
-    load_models,
-    load_objects,
-    load_thresholds,
-    open_optional_memory,
+    open_session,
 )
-from rap_edge.cli._gen_opts import add_generation_options, load_generator
 
 if TYPE_CHECKING:
     import argparse
@@ -26,25 +23,21 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from rap_edge.app import Session
+    from rap_edge.generate import Describer
+
 
 __all__ = ["register"]
 
 
 def _describer(
-    args: argparse.Namespace,
-    memory: Any,  # noqa: ANN401
+    session: Session,
     lock: threading.Lock,
     jsonl: Any,  # noqa: ANN401
-) -> Any:  # noqa: ANN401 - a Describer
+) -> Describer:
     """Descriptions off the frame path, printed and written to the JSONL as they finish."""
-    from rap_edge.errors import InvalidInputError
-    from rap_edge.generate import Describer
-
-    if args.describe_every < 0:
-        msg = f"--describe-every must be >= 0, got {args.describe_every}"
-        raise InvalidInputError(msg)
-    generator, note = load_generator(args, memory, isolate=True)
-    print(f"descriptions: {note}", file=sys.stderr)
+    session.backend()
+    print(f"descriptions: {session.backend_note}", file=sys.stderr)
 
     def done(frame: int | None, answer: Any) -> None:  # noqa: ANN401 - a GenerationResult
         tags = "; regenerated" if answer.regenerated else ""
@@ -74,13 +67,7 @@ def _describer(
                 )
                 jsonl.flush()
 
-    return Describer(
-        generator,
-        memory,
-        every=args.describe_every,
-        on_result=done,
-        max_concepts=args.max_concepts,
-    )
+    return session.describer(done)
 
 
 class _Writer:
@@ -116,93 +103,39 @@ class _Writer:
             self._writer.release()
 
 
-def _embed_pending(memory: Any, models: Any, objects: Any) -> None:  # noqa: ANN401
-    """Embed reference images that have no vectors from the encoders this run uses.
-
-    A concept added without embedding, or a memory made with another encoder (a changed
-    ``--face-encoder``, ``--no-flip``, ``--object-encoder``), would otherwise never match.
-    """
-    from rap_edge.pipeline import (
-        FaceEmbedder,
-        embed_faces_in_memory,
-        embed_objects_in_memory,
-    )
-
-    faces = embed_faces_in_memory(memory, FaceEmbedder(models))
-    things = embed_objects_in_memory(memory, objects.encoder) if objects is not None else 0
-    if faces or things:
-        print(
-            f"memory: embedded {faces} face and {things} object reference image(s) with the "
-            "encoders of this run",
-            file=sys.stderr,
-        )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from rap_edge.errors import InvalidInputError, RapEdgeError
-    from rap_edge.pipeline import (
-        Pipeline,
-        PipelineConfig,
-        UnknownClusters,
-        annotate,
-    )
-    from rap_edge.sources import open_source
+    from rap_edge.errors import InvalidInputError
 
     if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004
         msg = f"--max-fps must be in (0, 1000], got {args.max_fps}"
         raise InvalidInputError(msg)
-    models = load_models(args)
-    thresholds = load_thresholds(args, models)
-    memory, mem_path = open_optional_memory(args)
+    with open_session(args, isolate=True) as session:
+        return _run(args, session)
+
+
+def _run(args: argparse.Namespace, session: Session) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from rap_edge.errors import RapEdgeError
+    from rap_edge.pipeline import UnknownClusters, annotate
+    from rap_edge.sources import open_source
+
+    memory = session.memory
     unknown = None
     if not args.no_cluster:
         folder = (
             Path(args.unknown_dir)
             if args.unknown_dir
-            else (mem_path / "unknown" if memory is not None else None)
+            else (memory.path / "unknown" if memory is not None else None)
         )
-        unknown = UnknownClusters(folder, threshold=thresholds.get(models.encoder_id))
-    config = PipelineConfig(
-        track=not args.no_track,
-        embed_every=args.embed_every,
-        margin=thresholds.margin,
-        tiles=args.tiles or 1,
-    )
-    objects = load_objects(args) if args.objects else None
-    if memory is not None:
-        _embed_pending(memory, models, objects)
+        unknown = UnknownClusters(
+            folder, threshold=session.thresholds.get(session.models.encoder_id)
+        )
     jsonl_lock = threading.Lock()  # the describer's thread writes to the JSONL too
     jsonl = Path(args.jsonl).open("w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
-    describer = _describer(args, memory, jsonl_lock, jsonl) if args.describe else None
-    pipe = Pipeline(
-        models, memory, thresholds=thresholds, config=config, unknown=unknown, objects=objects
-    )
-    if objects is not None:
-        how = (
-            objects.detector.manifest.name
-            if objects.detector is not None
-            else "multi-scale windows"
-        )
-        print(
-            f"objects: {objects.encoder_id} over {how}, threshold "
-            f"{thresholds.get(objects.encoder_id):.4f} "
-            f"({thresholds.source(objects.encoder_id)})",
-            file=sys.stderr,
-        )
-    enc = models.encoder_id
-    print(
-        f"models: {models.detector.manifest.name} + {models.landmarks.manifest.name} + "
-        f"{enc} on {models.encoder.provider}",
-        file=sys.stderr,
-    )
-    print(
-        f"threshold {thresholds.get(enc):.4f} ({thresholds.source(enc)}), margin "
-        f"{thresholds.margin}; memory: {memory.path if memory else 'none (all unknown)'}",
-        file=sys.stderr,
-    )
+    describer = _describer(session, jsonl_lock, jsonl) if session.settings.describe else None
+    pipe = session.pipeline(unknown=unknown)
     writer = None
     processed = 0
     stages: dict[str, list[float]] = {}
@@ -326,7 +259,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--embed-every",
         type=int,
-        default=10,
+        default=None,
         help="re-embed a tracked face at least every N frames (default 10; 1: every frame)",
     )
     p.add_argument(
@@ -344,6 +277,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--describe",
         action="store_true",
+        default=None,
         help="describe the scene in words whenever the recognised set changes, on a "
         "worker thread the frame loop never waits for (a newer request replaces a "
         "queued one); lines go to stderr and the JSONL",
@@ -351,7 +285,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--describe-every",
         type=float,
-        default=0.0,
+        default=None,
         metavar="S",
         help="with --describe, also describe every S seconds (default 0: only on changes)",
     )

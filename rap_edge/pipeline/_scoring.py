@@ -43,14 +43,25 @@ THRESHOLDS_ENV = "RAP_EDGE_THRESHOLDS"
 REPO_THRESHOLDS = Path("calibration") / "thresholds.json"
 
 
-def default_thresholds_path() -> Path | None:
-    """``$RAP_EDGE_THRESHOLDS``, else ``./calibration/thresholds.json`` when it exists."""
+def default_thresholds_path(models: str | Path | None = None) -> Path | None:
+    """``$RAP_EDGE_THRESHOLDS``, else ``thresholds.json`` in the models folder if it exists.
+
+    ``models`` defaults to ``<model store>/onnx``. The working directory is never consulted
+    (``make models`` installs the repository's calibrated file beside the models), so a
+    command decides the same wherever it runs. :func:`rap_edge.app.find_thresholds` also
+    looks beside the memory.
+    """
     import os
 
     env = os.environ.get(THRESHOLDS_ENV)
     if env:
         return Path(env)
-    return REPO_THRESHOLDS if REPO_THRESHOLDS.is_file() else None
+    if models is None:
+        from rap_edge.models import default_store_dir
+
+        models = default_store_dir() / "onnx"
+    path = Path(models) / "thresholds.json"
+    return path if path.is_file() else None
 
 
 @dataclass

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rap_edge import live
+from rap_edge.app import Session
 from rap_edge.errors import (
     ConceptNotFoundError,
     ConfigError,
@@ -147,7 +147,7 @@ def runtime(
     made: list[LiveRuntime] = []
 
     def make(**config: Any) -> LiveRuntime:
-        rt = LiveRuntime(
+        rt = LiveRuntime.from_models(
             models,
             memory,
             LiveConfig(backend="template", **config),
@@ -239,7 +239,7 @@ def test_waiting_frames_are_replaced_by_the_newest_round_robin(
             assert release.wait(WAIT_S)
 
     img = frame(photos["obama2"])
-    with LiveRuntime(models, memory, on_result=on_result) as rt:
+    with LiveRuntime.from_models(models, memory, on_result=on_result) as rt:
         rt.submit("a", img, 0)
         assert entered.wait(WAIT_S)
         started = time.perf_counter()
@@ -338,7 +338,7 @@ def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
         msg = "embedder crashed"
         raise RuntimeError(msg)
 
-    monkeypatch.setattr(live, "embed_faces_in_memory", broken)
+    monkeypatch.setattr(Session, "embed_pending", broken)
     with pytest.raises(RuntimeError, match="embedder crashed"):  # added, then taken back
         rt.add_concept("Joe", "person", images=[photos["biden"]])
     assert [c.name for c in memory.list_concepts()] == ["Barack"]
@@ -448,7 +448,7 @@ def test_bad_frames_and_failing_callbacks_are_counted_and_the_stream_goes_on(
         [[1, 2, 3]],
         "frame.png",
     ]
-    with LiveRuntime(models, memory, on_result=on_result) as rt:
+    with LiveRuntime.from_models(models, memory, on_result=on_result) as rt:
         for i, image in enumerate(bad):
             rt.submit("cam", image, i)
             wait_for(lambda n=i + 1: rt.stats().sources["cam"].errors == n, f"bad frame {i}")
@@ -589,4 +589,4 @@ def test_close_is_prompt_and_final(
     with pytest.raises(InvalidInputError, match="closed"):
         rt.ask("Who is here?", image=img)
     with pytest.raises(ConfigError, match="objects"):
-        LiveRuntime(models, memory, LiveConfig(objects=True))
+        LiveRuntime.from_models(models, memory, LiveConfig(objects=True))
