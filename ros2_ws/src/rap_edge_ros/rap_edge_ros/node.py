@@ -29,7 +29,6 @@ import signal
 import sys
 import threading
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rclpy
@@ -81,7 +80,6 @@ CLOSE_TIMEOUT_S = 5.0  # the runtime's threads, then the executor's callbacks
 MAX_LOGGED_PROBLEMS = 256  # distinct (topic, problem) pairs logged before going quiet
 # Settings set_config takes while frames flow (the other parameters are read-only).
 RUNTIME_PARAMETERS = ("face_threshold", "margin", "top_k", "describe_every")
-_PROVIDERS = ("auto", "cpu", "cuda", "tensorrt")
 
 
 def _describe(text: str, *, read_only: bool = True, dynamic: bool = False) -> ParameterDescriptor:
@@ -124,8 +122,8 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "thresholds": (
         "",
         _describe(
-            "calibrated thresholds file ('': $RAP_EDGE_THRESHOLDS, else ./calibration/"
-            "thresholds.json if present, else each model's manifest value)"
+            "calibrated thresholds file ('': $RAP_EDGE_THRESHOLDS, else thresholds.json "
+            "beside the memory, else beside the models, else each model's manifest value)"
         ),
     ),
     "provider": (
@@ -396,15 +394,8 @@ class RapEdgeNode(Node):
             NodeConfigError: a missing or bad parameter.
             RapEdgeError: the models, thresholds, memory or backend cannot be used.
         """
-        from rap_edge.live import LiveConfig, LiveRuntime
-        from rap_edge.memory import Memory
-        from rap_edge.models import default_store_dir
-        from rap_edge.pipeline import (
-            FaceModels,
-            ObjectModels,
-            Thresholds,
-            default_thresholds_path,
-        )
+        from rap_edge.app import Session, Settings
+        from rap_edge.live import LiveRuntime
 
         log = self.get_logger()
         self._log_handler = _LogToRos(log)
@@ -425,55 +416,47 @@ class RapEdgeNode(Node):
                 "(--ros-args -p memory:=/path/to/memory; `rap-edge memory init` makes one)"
             )
             raise NodeConfigError(msg)
+        # The parameters are settings by the same names, checked by Settings with the same
+        # messages as the CLI's flags; '' and negative numbers mean "unset" here.
         provider = str(self._param("provider"))
-        if provider not in _PROVIDERS:
-            msg = f"parameter provider must be one of {', '.join(_PROVIDERS)}, got {provider!r}"
-            raise NodeConfigError(msg)
-        models_dir = Path(self._param("models") or default_store_dir() / "onnx")
-
-        models = FaceModels.load(
-            models_dir, encoder=self._param("face_encoder"), provider=provider
-        )
-        th_path = self._param("thresholds") or default_thresholds_path()
-        thresholds = Thresholds.load(th_path) if th_path else Thresholds()
-        objects = None
-        if self._param("objects"):
-            objects = ObjectModels.load(
-                models_dir,
-                encoder=self._param("object_encoder"),
-                detector=self._param("object_detector") or None,
-                provider=provider,
-            )
         margin, face_threshold = self._param("margin"), self._param("face_threshold")
         llm_threads = int(self._param("llm_threads"))
-        config = LiveConfig(
-            top_k=self._param("top_k"),
-            margin=None if margin < 0 else margin,
-            face_threshold=None if face_threshold < 0 else face_threshold,
-            objects=bool(self._param("objects")),
-            describe=bool(self._param("describe")),
-            describe_every=float(self._param("describe_every")),
-            backend=self._param("backend") or None,
-            llm=self._param("llm") or None,
-            llm_provider="cuda" if provider == "tensorrt" else provider,
-            llm_threads=llm_threads if llm_threads > 0 else None,
-            max_tokens=self._param("max_tokens"),
-        )
-        config.check()  # before the memory is opened: nothing to undo on a bad value
+        values: dict[str, Any] = {
+            "memory": memory_dir,
+            "models": self._param("models") or None,
+            "face_encoder": self._param("face_encoder"),
+            "object_encoder": self._param("object_encoder"),
+            "object_detector": self._param("object_detector") or None,
+            "thresholds": self._param("thresholds") or None,
+            "provider": provider,
+            "top_k": self._param("top_k"),
+            "margin": None if margin < 0 else margin,
+            "face_threshold": None if face_threshold < 0 else face_threshold,
+            "objects": bool(self._param("objects")),
+            "describe": bool(self._param("describe")),
+            "describe_every": float(self._param("describe_every")),
+            "backend": self._param("backend") or None,
+            "llm": self._param("llm") or None,
+            "llm_provider": "cuda" if provider == "tensorrt" else provider,
+            "llm_threads": llm_threads if llm_threads > 0 else None,
+            "max_tokens": self._param("max_tokens"),
+        }
+        try:  # before anything is opened: nothing to undo on a bad value
+            settings = Settings.from_env().merged(values)
+        except RapEdgeError as err:
+            raise NodeConfigError(str(err)) from err
 
-        self.memory = Memory(Path(memory_dir))
+        session = Session.open(settings, memory="required", isolate=True)
+        self.memory = session.memory
         try:
             self.runtime = LiveRuntime(
-                models,
-                self.memory,
-                config,
-                thresholds=thresholds,
-                objects=objects,
+                session,
                 on_result=self._on_result,
                 on_description=self._on_description,
+                close_session=True,
             )
         except BaseException:
-            self.memory.close()
+            session.close()
             self.memory = None
             raise
 
@@ -482,11 +465,12 @@ class RapEdgeNode(Node):
         period = float(self._param("stats_period"))
         if period > 0:
             self.create_timer(period, self._log_stats, callback_group=self._frames_group)
+        for line in session.summary():
+            self.get_logger().info(line)
         self.get_logger().info(
-            f"recognising {', '.join(self._sources)} with {models.encoder_id} ({provider}) "
-            f"against {len(self.runtime.list_concepts())} concept(s) in {self.memory.path}; "
-            f"thresholds: {th_path or 'the manifests'}; "
-            f"descriptions: {'on' if config.describe else 'off'}"
+            f"recognising {', '.join(self._sources)} against "
+            f"{len(self.runtime.list_concepts())} concept(s); "
+            f"descriptions: {'on' if settings.describe else 'off'}"
         )
 
     def _create_interfaces(self, image_topics: list[str], compressed_topics: list[str]) -> None:
