@@ -5,7 +5,10 @@ prompt kept every other thread of the process waiting for 1.2 s), so a worker *t
 enough to keep a frame loop running. :class:`ProcessBackend` opens the backend in a spawned
 child process and streams its pieces back over a pipe; the parent only waits on the pipe, which
 releases the GIL. A crashed or hung child is reported as an error (the guard then falls back to
-the template), never as a hang.
+the template), never as a hang: :class:`~rap_edge.errors.BackendError` (an environment error,
+exit code 2) once it has started, :class:`~rap_edge.errors.ModelStoreError` if it never did
+(so ``auto`` still falls back to the template). An error the child's backend raised while
+answering comes back as the same rap-edge error class (other exceptions as ``BackendError``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import multiprocessing
 import threading
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.errors import InvalidInputError, ModelStoreError
+from rap_edge import errors
+from rap_edge.errors import BackendError, ModelStoreError, RapEdgeError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,7 +38,7 @@ def _serve(conn: Connection, name: str, model: str | None, options: dict[str, An
     try:
         backend, note = open_backend(name, model, **options)
     except Exception as err:  # noqa: BLE001 - every failure goes back to the parent
-        conn.send(("error", f"{type(err).__name__}: {err}"))
+        conn.send(("error", f"{type(err).__name__}: {err}", type(err).__name__))
         return
     conn.send(("ready", backend.name, note))
     while True:
@@ -43,13 +47,26 @@ def _serve(conn: Connection, name: str, model: str | None, options: dict[str, An
         except EOFError:  # the parent went away
             return
         if msg[0] != "generate":
+            backend.close()
             return
         try:
             for piece in backend.generate(msg[1], max_tokens=msg[2]):
                 conn.send(("piece", piece))
             conn.send(("end", None))
         except Exception as err:  # noqa: BLE001
-            conn.send(("error", f"{type(err).__name__}: {err}"))
+            conn.send(("error", f"{type(err).__name__}: {err}", type(err).__name__))
+
+
+def _child_error(text: str, type_name: str) -> RapEdgeError:
+    """The parent's error for one that the child's backend raised while answering.
+
+    The same rap-edge class if it was one (an input error stays an input error), else
+    :class:`BackendError`.
+    """
+    cls = getattr(errors, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, RapEdgeError):
+        return cls(f"the model process failed: {text}")
+    return BackendError(f"the model process failed: {text}")
 
 
 class ProcessBackend:
@@ -84,7 +101,11 @@ class ProcessBackend:
         child.close()
         self.token_timeout = token_timeout
         self._lock = threading.Lock()
-        msg = self._recv(start_timeout)
+        try:
+            msg = self._recv(start_timeout)
+        except BackendError as err:  # died or hung while loading: the model cannot be used
+            self.close()
+            raise ModelStoreError(f"the {name} backend did not start: {err}") from err
         if msg[0] != "ready":
             self.close()
             raise ModelStoreError(f"the {name} backend did not start: {msg[1]}")
@@ -92,42 +113,51 @@ class ProcessBackend:
         self.note: str = f"{msg[2]}, in child process {self._proc.pid}"
 
     def _recv(self, timeout: float) -> tuple[Any, ...]:
-        if not self._conn.poll(timeout):
-            self._proc.kill()
-            raise ModelStoreError(
-                f"the model process sent nothing for {timeout:.0f} s; stopped it"
-            )
+        """The child's next message; BackendError if it is dead or sends nothing in time."""
         try:
-            msg: tuple[Any, ...] = self._conn.recv()
+            ready = self._conn.poll(timeout)
         except (EOFError, OSError) as err:
-            raise ModelStoreError(
-                f"the model process died (exit code {self._proc.exitcode})"
-            ) from err
-        return msg
+            raise self._died() from err
+        if not ready:
+            self._proc.kill()
+            msg = f"the model process sent nothing for {timeout:.0f} s; stopped it"
+            raise BackendError(msg)
+        try:
+            got: tuple[Any, ...] = self._conn.recv()
+        except (EOFError, OSError) as err:
+            raise self._died() from err
+        return got
+
+    def _died(self) -> BackendError:
+        self._proc.join(1)  # reap it, so that its exit code is known
+        code = self._proc.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        state = "has stopped" if code == 0 else "died"  # 0: closed, or it returned
+        return BackendError(f"the model process {state} ({how})")
 
     def generate(self, prompt: Prompt, *, max_tokens: int = 256) -> Iterator[str]:
         """Stream the answer from the child process."""
         with self._lock:
             if not self._proc.is_alive():
-                raise ModelStoreError(
-                    f"the model process has stopped (exit code {self._proc.exitcode})"
-                )
-            self._conn.send(("generate", prompt, max_tokens))
+                raise self._died()
+            try:
+                self._conn.send(("generate", prompt, max_tokens))
+            except (OSError, ValueError) as err:  # the pipe broke: the child is gone
+                raise self._died() from err
             finished = False
             try:
                 while True:
-                    kind, value = self._recv(self.token_timeout)
-                    if kind == "end":
+                    msg = self._recv(self.token_timeout)
+                    if msg[0] == "end":
                         finished = True
                         return
-                    if kind == "error":
+                    if msg[0] == "error":
                         finished = True
-                        raise InvalidInputError(f"the model process failed: {value}")
-                    yield value
+                        raise _child_error(msg[1], msg[2])
+                    yield msg[1]
             finally:
                 while not finished and self._proc.is_alive():  # an abandoned stream: drain it
-                    kind, _ = self._recv(self.token_timeout)
-                    finished = kind in {"end", "error"}
+                    finished = self._recv(self.token_timeout)[0] in {"end", "error"}
 
     def close(self) -> None:
         """Stop the child process."""
