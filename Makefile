@@ -6,7 +6,8 @@ comma := ,
 EXTRAS := dev,cpu,export,rosbag,llm,hf
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint typecheck unit models ros bench-memory bench-encoders bench-pipeline bench-generation bench-ros venv clean
+# The quick loop: lint, types and the tests that need no model export and no ROS (< 3 min).
+.PHONY: demo test check lint typecheck unit models ros bench-memory bench-encoders bench-pipeline bench-generation bench-ros venv clean
 
 venv: $(STAMP)
 
@@ -35,6 +36,9 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+check: lint typecheck
+	$(BIN)/python -m pytest -q -m "not network and not ros" -p no:cacheprovider
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/memory_search.py
