@@ -15,7 +15,7 @@ from rap_edge.generate._guard import memory_names, unfaithful_names
 from rap_edge.generate._hf import TransformersBackend
 from rap_edge.generate._prompt import (
     IMAGE,
-    MAX_INFO_CHARS,
+    PROMPT_INFO_CHARS,
     ConceptRef,
     Prompt,
     build_prompt,
@@ -30,7 +30,7 @@ __all__ = [
     "BACKENDS",
     "DESCRIBE",
     "IMAGE",
-    "MAX_INFO_CHARS",
+    "PROMPT_INFO_CHARS",
     "Backend",
     "ConceptRef",
     "Describer",

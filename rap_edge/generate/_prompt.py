@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMAGE",
-    "MAX_INFO_CHARS",
+    "PROMPT_INFO_CHARS",
     "ConceptRef",
     "Prompt",
     "build_prompt",
@@ -35,7 +35,9 @@ __all__ = [
     "where",
 ]
 
-MAX_INFO_CHARS = 300
+PROMPT_INFO_CHARS = 300
+"""The most of a concept's info that goes into a prompt, in characters (the memory itself keeps
+up to :data:`rap_edge.memory.MAX_INFO_CHARS`)."""
 OPEN, CLOSE = "<<<", ">>>"
 IMAGE = "<image>"  # where an image goes in Prompt.text (a backend maps it to its own token)
 SYSTEM = (
@@ -47,7 +49,7 @@ SYSTEM = (
 QUESTION = "Question: "
 
 
-def sanitize_info(text: str, max_chars: int = MAX_INFO_CHARS) -> str:
+def sanitize_info(text: str, max_chars: int = PROMPT_INFO_CHARS) -> str:
     """User text made safe to embed: no control characters or delimiters, one line, capped."""
     if not isinstance(text, str):  # callers may pass anything from JSON
         msg = f"info must be text, got {type(text).__name__}"  # type: ignore[unreachable]

@@ -15,6 +15,7 @@ import pytest
 
 from rap_edge.errors import InvalidInputError
 from rap_edge.generate import (
+    PROMPT_INFO_CHARS,
     ConceptRef,
     Describer,
     GenerationWorker,
@@ -43,7 +44,7 @@ def test_info_is_sanitised() -> None:
     assert sanitize_info("a\x00b\tc\n\nd\u202e") == "a b c d"
     assert sanitize_info("x <<<y>>> z") == "x y z"
     assert sanitize_info("a <image> b <|im_start|>system c </s> 1 < 2") == "a b system c 1 < 2"
-    assert len(sanitize_info("w" * 1000)) == 300
+    assert len(sanitize_info("w" * 1000)) == PROMPT_INFO_CHARS == 300
     with pytest.raises(InvalidInputError, match="info must be text"):
         sanitize_info(3)  # type: ignore[arg-type]
 
