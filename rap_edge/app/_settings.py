@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from rap_edge.errors import InvalidInputError
+from rap_edge.runtime import LLM_PROVIDERS, Provider
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["ENV_PREFIX", "PROVIDERS", "RUNTIME_FIELDS", "Settings"]
 
-PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
-LLM_PROVIDERS = ("auto", "cpu", "cuda")
+PROVIDERS = tuple(p.value for p in Provider)
 BACKEND_NAMES = ("auto", "ortgenai", "transformers", "template")  # rap_edge.generate.BACKENDS
 ENV_PREFIX = "RAP_EDGE_"
 # Environment names that already mean something else: RAP_EDGE_MODELS is the model *store*
@@ -262,7 +262,7 @@ class Settings:
             raise InvalidInputError(msg)
         if self.llm_provider not in LLM_PROVIDERS:
             msg = (
-                f"llm_provider must be one of {', '.join(LLM_PROVIDERS)}, "
+                f"llm_provider must be one of {', '.join(p.value for p in LLM_PROVIDERS)}, "
                 f"got {self.llm_provider!r}"
             )
             raise InvalidInputError(msg)

@@ -176,7 +176,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--llm-provider",
-        choices=LLM_PROVIDERS,
+        choices=[p.value for p in LLM_PROVIDERS],
         default=None,
         help="where the LLM runs (default: auto)",
     )

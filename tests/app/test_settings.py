@@ -61,7 +61,8 @@ def test_a_bad_value_gets_the_same_message_from_every_source(
     if name in {"top_k", "face_threshold"}:  # settings without a flag: the ROS/YAML names
         from_flags = from_mapping
     else:
-        args = _parser().parse_args([flag, text] if name not in {"provider", "llm_provider"} else [])
+        plain = name not in {"provider", "llm_provider"}
+        args = _parser().parse_args([flag, text] if plain else [])
         if name in {"provider", "llm_provider"}:
             setattr(args, name, text)  # argparse's choices would refuse it first
         from_flags = _message(lambda: settings_from_args(args))
