@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.ros, pytest.mark.network, pytest.mark.slow]
 
 PKG = WS / "src" / "rap_edge_ros"
-PROBE_TIMEOUT_S = 240  # ~15 s here; a busy 2-core machine loads the models slowly
+PROBE_TIMEOUT_S = 300  # ~15 s here; a busy 2-core machine loads the models slowly
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,9 @@ def test_descriptions_and_annotated_frames(run: dict[str, Any]) -> None:
     assert first["backend"] == "template" and not first["fell_back"]
     assert first["stamp_of_a_result"] and first["frame_id"].startswith("frame_")
     assert first["names"] == [["known", "Barack"]]
-    assert run["annotated"], "no ~/annotated image"
+    assert run["annotated"], (
+        f"no ~/annotated image in {run['described_and_annotated_after_s']} s of streaming"
+    )
     assert all(
         a["encoding"] == "bgr8" and a["size"] == [640, 480] and a["bytes"] == 640 * 480 * 3
         for a in run["annotated"]
@@ -179,7 +181,10 @@ def test_parameters_change_at_run_time_and_bad_values_are_refused(run: dict[str,
 
 
 def test_corrupt_frames_are_dropped_and_logged_once(run: dict[str, Any]) -> None:
-    assert run["corrupt_sent"] == 20
+    # Sent in sets of 20 until each kind was logged (the node may drop a best-effort frame).
+    assert run["corrupt_sent"] >= 20 and run["corrupt_sent"] % 20 == 0
+    assert len(run["corrupt_logged"]) == 5, run["corrupt_logged"]
+    assert run["stats_counted"], "no stats line counted the unconvertible frames"
     assert [["known", "Barack"]] in run["after_corrupt"]
     assert [["known", "Barack"]] in run["after_corrupt_jpeg"]
     log = run["log"]
