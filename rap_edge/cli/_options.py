@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.app._settings import LLM_PROVIDERS, PROVIDERS
+from rap_edge.app._settings import PROVIDERS
+from rap_edge.runtime import LLM_PROVIDERS
 
 if TYPE_CHECKING:
     import argparse
