@@ -104,12 +104,13 @@ def main() -> None:
     store = ModelStore(args.store)
     photos = ModelStore(args.store, carriers=[CHECK_PHOTOS])
     photos.pull()
-    images = [
+    read = [
         cv2.imread(str(photos.file("check-photos", f.name)))
         for f in CHECK_PHOTOS.files
         if f.name.endswith(".jpg")
     ]
-    crops = []
+    images = [np.asarray(i, dtype=np.uint8) for i in read if i is not None]
+    crops: list[np.ndarray] = []
     while len(crops) < args.crops:
         for img in images:
             h, w = img.shape[:2]
@@ -121,7 +122,9 @@ def main() -> None:
     ]
     onnx_dir = store.path / "onnx"
     rows = []
-    models = {
+    models: dict[
+        str, tuple[str, Callable[[ModelStore], Embed], Callable[[], list[np.ndarray]]]
+    ] = {
         "mobilenetv2": ("torch eager", _mobilenet_reference, lambda: crops),
         "dlib_resnet": (
             "dlib-bin",

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -157,8 +158,8 @@ def main() -> int:
                 rec,
                 labelled,
                 tests=tests,
-                progress=lambda it, n=name, lab=label: tqdm(
-                    it, desc=f"{n} {lab}", leave=False, disable=None
+                progress=functools.partial(
+                    tqdm, desc=f"{name} {label}", leave=False, disable=None
                 ),
             )
             row[label] = {**rep.to_json(), "seconds": time.perf_counter() - t}

@@ -101,7 +101,7 @@ def faithfulness(backend_name: str, model: str | None, n: int, max_tokens: int) 
     backend, note = open_backend(backend_name, model)
     known = [m[0] for m in _MEMORY]
     gen = Generator(backend, known_names=known, max_tokens=max_tokens)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for q, refs, asked, unknown in scenes(n):
         prompt = build_prompt(q, refs, asked=asked, unknown=unknown)
         allowed = prompt.allowed_names  # retrieved from the frame, and by text from the question
@@ -195,9 +195,9 @@ def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]
     ids = list(otok.encode(otok.apply_chat_template(json.dumps(msgs), add_generation_prompt=True)))
     t = time.perf_counter()
     htok = AutoTokenizer.from_pretrained(hf_dir)
-    hm = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    hm = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
     load_hf = time.perf_counter() - t
-    enc = htok.apply_chat_template(
+    enc: Any = htok.apply_chat_template(  # a BatchEncoding (return_dict=True)
         msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     same_prompt = enc["input_ids"][0].tolist() == ids
@@ -220,7 +220,7 @@ def speed(ort_dir: Path, hf_dir: Path, tokens: int, reps: int) -> dict[str, Any]
         end = time.perf_counter()
         return first - t0, (n - 1) / (end - first)
 
-    class Times(BaseStreamer):  # type: ignore[misc]
+    class Times(BaseStreamer):
         def __init__(self) -> None:
             self.t: list[float] = []
 

@@ -33,14 +33,14 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rap_edge.models import ModelStore, load_manifest, preprocess
-from rap_edge.runtime import Provider, create_session, gpu_name, tensorrt_capability
+from rap_edge.runtime import Precision, Provider, create_session, gpu_name, tensorrt_capability
 
 OUT = Path(__file__).resolve().parent / "results" / "gpu_check.json"
 MODELS = ("mobilenetv2", "dlib_resnet")
@@ -51,7 +51,7 @@ class Skip(Exception):  # noqa: N818 - a row that is skipped, with its reason
     """A row that cannot run, with the reason (recorded as its note)."""
 
 
-def _skip(message: str) -> None:
+def _skip(message: str) -> NoReturn:
     raise Skip(message)
 
 
@@ -89,8 +89,8 @@ def _inputs(store: Path, manifest: Any, batch: int) -> np.ndarray:  # noqa: ANN4
     import cv2
 
     photos = sorted((store / "check-photos").glob("*.jpg"))
-    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photos]
-    images = [i for i in images if i is not None]
+    read = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photos]
+    images = [np.asarray(i, dtype=np.uint8) for i in read if i is not None]
     if not images:  # no photos pulled: deterministic noise still checks parity
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(4)]
@@ -301,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                 for b in batches:
                     row(provider, precision, name, b, note="skipped: time budget")
                 continue
-            trt_precision = "int8" if precision.startswith("int8") else precision
+            trt_precision = cast(
+                "Precision", "int8" if precision.startswith("int8") else precision
+            )
             try:
                 if provider == "ort-cpu":
                     session, used = create_session(manifest.onnx, provider=Provider.CPU)
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                         model_sha256=manifest.onnx_sha256,
                         precision=trt_precision,
                         prebuilt=False,
-                    )  # type: ignore[arg-type]
+                    )
                 else:
                     calib = None
                     if precision == "int8-calib":
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                             provider=Provider.TENSORRT,
                             model_sha256=manifest.onnx_sha256,
                             precision=trt_precision,
-                        )  # type: ignore[arg-type]
+                        )
             except Exception as err:  # noqa: BLE001
                 first = str(err).splitlines()[0][:300] if str(err) else ""
                 note = first if isinstance(err, Skip) else f"error: {type(err).__name__}: {first}"

@@ -38,8 +38,8 @@ from rap_edge.memory import Memory
 from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
 from rap_edge.pipeline import FaceEmbedder, FaceModels, embed_faces_in_memory
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import stream
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.pipeline
+from bench.pipeline import stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,13 @@ def main() -> int:
         for f in CHECK_PHOTOS.files
         if f.name.endswith(".jpg")
     }
-    photos = {k: cv2.imread(str(p)) for k, p in paths.items()}
+    photos: dict[str, np.ndarray] = {}
+    for k, p in paths.items():
+        img = cv2.imread(str(p))
+        if img is None:
+            msg = f"{p}: cannot read the check photo"
+            raise SystemExit(msg)
+        photos[k] = img
     models_dir = Path(args.models) if args.models else default_store_dir() / "onnx"
     models = FaceModels.load(models_dir, provider="cpu")
     with tempfile.TemporaryDirectory(prefix="rap-bench-ros-") as tmp:

@@ -162,10 +162,11 @@ def measure(
     faces = []  # (photo, rgb, hog box, dlib landmarks, ssd box)
     parity, exact, checked = 0.0, 0, 0
     for path in photos:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
+        raw = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if raw is None:
             msg = f"{path}: cannot read the check photo"
             raise RuntimeError(msg)
+        bgr = np.asarray(raw, dtype=np.uint8)
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         ssd_boxes = [d.box.astype(np.float64) for d in ssd.detect(bgr)]
         for box in hog(rgb, 1):

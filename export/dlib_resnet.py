@@ -350,6 +350,8 @@ class _Affine(nn.Module):
 
     def __init__(self, gamma: np.ndarray, beta: np.ndarray) -> None:
         super().__init__()
+        self.gamma: torch.Tensor
+        self.beta: torch.Tensor
         self.register_buffer("gamma", torch.from_numpy(gamma).reshape(1, -1, 1, 1))
         self.register_buffer("beta", torch.from_numpy(beta).reshape(1, -1, 1, 1))
 
@@ -363,6 +365,7 @@ def _conv(weight: np.ndarray, bias: np.ndarray, stride: int) -> nn.Conv2d:
     conv = nn.Conv2d(in_ch, out_ch, kh, stride, 0 if stride != 1 else kh // 2)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weight))
+        assert conv.bias is not None  # noqa: S101 - Conv2d has a bias by default
         conv.bias.copy_(torch.from_numpy(bias))
     return conv
 
@@ -424,6 +427,7 @@ class DlibResnet(nn.Module):
             )
             for i, (_, down) in enumerate(_BLOCKS)
         )
+        self.fc: torch.Tensor
         self.register_buffer("fc", torch.from_numpy(weights.fc))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -220,7 +220,7 @@ class _Device:
             try:
                 from cuda.bindings import runtime as cudart
             except ImportError:
-                from cuda import cudart  # type: ignore[no-redef]
+                from cuda import cudart
             self._cudart = cudart
             self.stream = int(self._check(cudart.cudaStreamCreate()))
         except ImportError:
@@ -236,7 +236,7 @@ class _Device:
                 msg = "device buffers need cuda-python or a CUDA build of torch"
                 raise BackendError(msg) from None
             self._torch = torch
-            self._stream = torch.cuda.Stream()
+            self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
             self.stream = int(self._stream.cuda_stream)
         self._held: dict[int, Any] = {}
 

@@ -242,7 +242,7 @@ def preprocess_from_processor(processor: Any, where: Path) -> Preprocess:  # noq
         color="RGB",
         scale=scale,
         mean=mean,
-        std=std,  # type: ignore[arg-type]
+        std=std,
         resize=resize,
         resize_shortest=shortest,
         interpolation=_RESAMPLE[resample],
@@ -483,14 +483,14 @@ def _tokenizer_facts(folder: HfFolder, out_dir: Path, name: str) -> tuple[Any, d
             "use --no-text to export the image encoder alone"
         )
         raise ModelStoreError(msg) from err
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    backend: Any = getattr(tokenizer, "backend_tokenizer", None)
     sentencepiece = backend is None
     if sentencepiece:
         # SigLIP's own tokenizer is SentencePiece; its model converts as T5's does.
         try:
             from transformers.convert_slow_tokenizer import T5Converter
 
-            backend = T5Converter(tokenizer).converted()
+            backend = T5Converter(tokenizer).converted()  # type: ignore[no-untyped-call]
         except Exception as err:
             msg = (
                 f"{folder.path}: cannot convert the {type(tokenizer).__name__} tokenizer "
@@ -616,7 +616,7 @@ def _load_model(folder: HfFolder) -> Any:  # noqa: ANN401 - a transformers PreTr
     import torch
     import transformers
 
-    cls = {
+    cls: Any = {
         "clip": transformers.CLIPModel,
         "siglip": transformers.SiglipModel,
         "dinov2": transformers.Dinov2Model,
@@ -703,6 +703,7 @@ def export(
     image_tower, text_tower = _towers(model, folder.kind)
     if not text:
         text_tower = None
+    tokenizer: Any  # None exactly when text_tower is None
     tokenizer, facts = (
         _tokenizer_facts(folder, out_dir, name) if text_tower is not None else (None, {})
     )

@@ -76,7 +76,7 @@ def gguf_to_hf(gguf: Path, out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp)
@@ -133,14 +133,15 @@ def check(genai_dir: Path, hf_dir: Path, *, precision: str) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(hf_dir)
-    ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
     model = og.Model(str(genai_dir))
     otok = og.Tokenizer(model)
     cosines, same_argmax, samples = [], 0, []
     for prompt in CHECK_PROMPTS:
-        ids = tok.apply_chat_template(
+        batch: Any = tok.apply_chat_template(  # a BatchEncoding (return_dict=True)
             _messages(prompt), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )["input_ids"]
+        )
+        ids = batch["input_ids"]
         with torch.no_grad():
             want = ref(ids).logits[0, -1].double().numpy()
         params = og.GeneratorParams(model)

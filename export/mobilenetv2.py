@@ -82,7 +82,8 @@ class _InvertedResidual(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.residual else self.conv(x)
+        y: torch.Tensor = self.conv(x)
+        return x + y if self.residual else y
 
 
 class MobileNetV2Embedder(nn.Module):
@@ -100,7 +101,8 @@ class MobileNetV2Embedder(nn.Module):
         self.features = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        features: torch.Tensor = self.features(x)
+        return features.mean(dim=(2, 3))
 
 
 def load_reference(weights: Path) -> MobileNetV2Embedder:
@@ -121,7 +123,8 @@ def reference_embed(model: nn.Module, images: Sequence[np.ndarray]) -> np.ndarra
             ((x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(2, 0, 1)
         )
     with torch.no_grad():
-        return model(torch.from_numpy(np.stack(batch))).numpy()
+        out: torch.Tensor = model(torch.from_numpy(np.stack(batch)))
+    return out.numpy()
 
 
 def check_crops(photos: Sequence[Path]) -> list[np.ndarray]:

@@ -180,7 +180,7 @@ def quantize(
             quantize_static(
                 prepared,
                 path,
-                _Reader(fp32, calibration),  # type: ignore[arg-type]
+                _Reader(fp32, calibration),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 activation_type=QuantType.QInt8,

@@ -352,15 +352,15 @@ def vision_tower(folder: Path, layout: Layout) -> tuple[Any, dict[str, Any]]:
     proc = _read_json(folder / "preprocessor_config.json")
     model = CLIPVisionModel.from_pretrained(
         folder, dtype=torch.float32, attn_implementation="eager", local_files_only=True
-    ).eval()
+    ).eval()  # type: ignore[no-untyped-call]
     size = int(model.config.image_size)
     crop = proc.get("crop_size", size)
     crop = int(crop["height"]) if isinstance(crop, dict) else int(crop)
-    short = proc.get("size", size)
+    sizes: dict[str, Any] | int = proc.get("size", size)
     short = (
-        int(short.get("shortest_edge", short.get("height", size)))
-        if isinstance(short, dict)
-        else int(short)
+        int(sizes["shortest_edge"] if "shortest_edge" in sizes else sizes.get("height", size))
+        if isinstance(sizes, dict)
+        else int(sizes)
     )
     mean = [float(x) for x in proc.get("image_mean", [0.48145466, 0.4578275, 0.40821073])]
     std = [float(x) for x in proc.get("image_std", [0.26862954, 0.26130258, 0.27577711])]
@@ -493,7 +493,11 @@ def write_embedding(table: np.ndarray, out: Path, dtype: int) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     hidden = int(table.shape[1])
-    np_dtype = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16}.get(dtype)
+    np_dtypes: dict[int, type[np.floating[Any]]] = {
+        TensorProto.FLOAT: np.float32,
+        TensorProto.FLOAT16: np.float16,
+    }
+    np_dtype = np_dtypes.get(dtype)
     if np_dtype is None:
         raise ModelStoreError(f"the decoder's inputs_embeds type {dtype} is not float32/16")
     inits = [
@@ -683,7 +687,7 @@ def check(out: Path, lm_dir: Path, vision: Any, precision: str) -> dict[str, Any
         got = backend.prefill_logits(prompt)
     lm = AutoModelForCausalLM.from_pretrained(
         lm_dir, dtype=torch.float32, local_files_only=True
-    ).eval()
+    ).eval()  # type: ignore[no-untyped-call]
     with torch.no_grad():
         feats = vision(torch.from_numpy(pixels)).reshape(-1, lm.config.hidden_size)
         ids_t = torch.tensor(ids)

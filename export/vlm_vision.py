@@ -45,7 +45,7 @@ def _config(folder: Path) -> dict[str, Any]:
         raise InvalidInputError(f"model folder {folder} does not exist")
     path = folder / "config.json"
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise InvalidInputError(
             f"{folder} has no config.json: not a Hugging Face model folder"
@@ -82,7 +82,8 @@ def vision_module(model: Any, kind: str) -> Any:  # noqa: ANN401 - torch modules
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
             states = self.tower(pixel_values, output_hidden_states=True).hidden_states
             picked = [states[i][:, 1:] if self.drop_cls else states[i] for i in self.layers]
-            return self.projector(torch.cat(picked, dim=-1))
+            out: torch.Tensor = self.projector(torch.cat(picked, dim=-1))
+            return out
 
     class Idefics3Vision(torch.nn.Module):
         """Vision model on whole (unpadded) images, then the pixel-shuffle connector."""
@@ -99,7 +100,8 @@ def vision_module(model: Any, kind: str) -> Any:  # noqa: ANN401 - torch modules
             hidden = self.tower(
                 pixel_values=pixel_values, patch_attention_mask=mask
             ).last_hidden_state
-            return self.connector(hidden)
+            out: torch.Tensor = self.connector(hidden)
+            return out
 
     module = LlavaVision() if kind == "llava" else Idefics3Vision()
     return module.eval()
@@ -119,7 +121,8 @@ def _load(folder: Path, kind: str) -> Any:  # noqa: ANN401
         )
     )
     try:
-        return cls.from_pretrained(folder, dtype=torch.float32, local_files_only=True).eval()
+        model = cls.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        return model.eval()  # type: ignore[no-untyped-call]
     except (OSError, ValueError) as err:
         raise ModelStoreError(
             f"{folder}: transformers cannot load the {kind} model "
@@ -188,7 +191,7 @@ def export(folder: Path, out: Path, *, say: Any = print) -> dict[str, Any]:  # n
     with torch.no_grad():
         expected = module(pixels).numpy()
     (got,) = session.run(["image_features"], {"pixel_values": pixels.numpy()})
-    parity = {
+    parity: dict[str, Any] = {
         "reference": f"torch fp32 (transformers {tf.__version__})",
         "images": 3,
         **_compare(expected, np.asarray(got)),

@@ -142,7 +142,7 @@ def tensorrt_capability() -> tuple[bool, str]:
     offers the provider.
     """
     try:
-        import tensorrt as trt  # type: ignore[import-not-found]
+        import tensorrt as trt
     except Exception as err:  # noqa: BLE001 - a broken install raises anything
         return False, f"the tensorrt module is not importable ({type(err).__name__}: {err})"
     try:
