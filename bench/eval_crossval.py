@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rap_edge.models import default_store_dir
+from rap_edge.app import Session, Settings
 from rap_edge.pipeline import (
     DEFAULT_MARGIN,
     FaceModels,
@@ -62,7 +62,8 @@ def main() -> int:
     parser.add_argument("--out", default="bench/results/eval_crossval.json")
     args = parser.parse_args()
     full = LabelledSet.load(args.labelled)
-    models = FaceModels.load(args.models or default_store_dir() / "onnx", provider="cpu")
+    settings = Settings(models=args.models, provider="cpu")
+    models = Session.open(settings, memory="none", embed=False).models
     names = sorted(full.identities)
     folds_ids = [set(names[0::2]), set(names[1::2])]
     dnames = sorted(p.name for p in full.distractors)

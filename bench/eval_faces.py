@@ -30,16 +30,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from rap_edge.models import CARRIERS, ModelStore, default_store_dir
+from rap_edge.app import Session, Settings
+from rap_edge.models import CARRIERS, ModelStore
 from rap_edge.pipeline import (
     DEFAULT_MARGIN,
     EvalReport,
-    FaceModels,
     LabelledSet,
     PipelineConfig,
     PipelineRecognizer,
-    Thresholds,
-    default_thresholds_path,
     evaluate,
 )
 
@@ -126,17 +124,17 @@ def main() -> int:
     labelled = LabelledSet.load(args.labelled)
     store = ModelStore(None, carriers=[c for c in CARRIERS if c.key == "dlib-face"])
     store.pull()
-    models = FaceModels.load(
-        args.models or default_store_dir() / "onnx",
-        encoder=args.face_encoder,
+    # The application session loads the models and finds the thresholds, as `rap-edge run`.
+    settings = Settings(
+        models=args.models,
+        face_encoder=args.face_encoder,
         provider="cpu",
         flip=not args.no_flip,
+        thresholds=args.thresholds,
+        margin=args.margin,
     )
-    path = Path(args.thresholds) if args.thresholds else default_thresholds_path()
-    thresholds = (
-        Thresholds.load(path, margin=args.margin) if path else Thresholds(margin=args.margin)
-    )
-    thresholds.set_default(models.encoder_id, models.encoder.manifest.threshold)
+    session = Session.open(settings, memory="none", embed=False)
+    models, thresholds = session.models, session.thresholds
     ours = PipelineRecognizer(
         models, thresholds=thresholds, config=PipelineConfig(margin=args.margin, tiles=args.tiles)
     )

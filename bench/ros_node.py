@@ -34,9 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rap_edge.app import Session, Settings
 from rap_edge.memory import Memory
 from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
-from rap_edge.pipeline import FaceEmbedder, FaceModels, embed_faces_in_memory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.pipeline
 from bench.pipeline import stream
@@ -80,11 +80,12 @@ def main() -> int:
             raise SystemExit(msg)
         photos[k] = img
     models_dir = Path(args.models) if args.models else default_store_dir() / "onnx"
-    models = FaceModels.load(models_dir, provider="cpu")
     with tempfile.TemporaryDirectory(prefix="rap-bench-ros-") as tmp:
-        with Memory.init(Path(tmp) / "mem") as mem:
-            mem.add("Barack", images=[paths["obama"]], category="person")
-            embed_faces_in_memory(mem, FaceEmbedder(models))
+        with (
+            Memory.init(Path(tmp) / "mem") as mem,
+            Session.open(Settings(models=models_dir, provider="cpu"), memory=mem) as session,
+        ):
+            session.add_concept("Barack", "person", files=[paths["obama"]])
         frames = np.stack(stream(photos, 90))
         npz = Path(tmp) / "frames.npz"
         np.savez(npz, frames=frames)
