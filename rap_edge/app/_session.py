@@ -17,21 +17,20 @@ command, not only by ``run``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
-import threading
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from rap_edge.app._edits import ConceptEditor
+from rap_edge.app._generation import Generation
 from rap_edge.app._settings import RUNTIME_FIELDS, Settings
-from rap_edge.errors import ConfigError, InvalidInputError, RapEdgeError
+from rap_edge.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
     from typing import Self
 
     import numpy.typing as npt
@@ -164,13 +163,9 @@ class Session:
         self._base = (dict(th.values), dict(th.origin), th.margin)
         self.thresholds = th  # shared by every pipeline of this session (changed in place)
         self._apply_thresholds(settings)
-        self._edit = threading.Lock()  # one memory edit at a time
-        self._gen_lock = threading.Lock()
-        self._backend: Backend | None = None
-        self._backend_note = ""
-        self._generators: dict[str, Generator] = {}
+        self.generation = Generation(lambda: self.settings, memory, isolate=isolate)
+        self._edits: ConceptEditor | None = None
         self._edit_listeners: list[Callable[[], None]] = []
-        self._closed = False
         self.embedded: EmbedReport | None = None  # what the last embed_pending did
 
     @classmethod
@@ -275,25 +270,18 @@ class Session:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._closed
+        return self.generation.closed
 
     def close(self) -> None:
         """Stop the generation backend (a running generation ends) and close an owned memory."""
-        self._closed = True
-        self.close_backend()
+        self.generation.closed = True
+        self.generation.close_backend()
         if self._owns_memory and self.memory is not None:
             self.memory.close()
 
     def close_backend(self) -> None:
         """Stop the generation backend (a later question or description opens it again)."""
-        with self._gen_lock:
-            backend, self._backend = self._backend, None
-            self._generators.clear()
-        if backend is not None:
-            try:
-                backend.close()
-            except Exception:
-                log.warning("closing the generation backend failed", exc_info=True)
+        self.generation.close_backend()
 
     def summary(self) -> list[str]:
         """Lines saying what was loaded and which thresholds decide (printed at start)."""
@@ -477,45 +465,10 @@ class Session:
         images: Sequence[npt.NDArray[np.uint8]] = (),
         files: Sequence[Path] = (),
     ) -> Concept:
-        """Add a concept and embed its images now: the next frame can name it.
-
-        Images of a face category (``person``, ``face``, ...) must each show a face (the
-        largest one is enrolled); other categories' images are embedded whole by the object
-        embedder when objects are on (else they wait for ``memory embed-objects``).
-
-        Args:
-            name: Unique name.
-            category: ``person``, ``dog``, ``mug``, ...
-            info: Free text about it.
-            aliases: Other names.
-            images: BGR uint8 photos (stored as PNG).
-            files: Image files, stored as they are (after ``images``).
-
-        Raises:
-            InvalidInputError: a bad field or image, or a face image without a face. Nothing
-                is added then.
-            ConflictError: the name is taken.
-        """
-        from rap_edge.pipeline import is_object_category
-
-        memory = self._memory()
-        imgs = _check_images(images)
-        with self._edit:
-            if isinstance(category, str) and not is_object_category(category):
-                self._require_faces(imgs + _read_images(files), name)
-            with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
-                paths = _write_pngs(imgs, Path(tmp), name) + [Path(f) for f in files]
-                concept = memory.add(
-                    name, images=paths, category=category, info=info, aliases=aliases
-                )
-            try:
-                self.embed_pending()
-            except BaseException:
-                with contextlib.suppress(RapEdgeError):
-                    memory.remove(concept.id)
-                raise
-            self._edited()
-            return memory.get(concept.id)
+        """Add a concept and embed its images now (see :meth:`ConceptEditor.add`)."""
+        return self._editor().add(
+            name, category, info=info, aliases=aliases, images=images, files=files
+        )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept
         self,
@@ -527,63 +480,14 @@ class Session:
         aliases: Sequence[str] | None = None,
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
     ) -> Concept:
-        """Rename a concept, change its category, info or aliases, or add images.
-
-        None leaves a field as it is. Added images are embedded now; a change into a face
-        category requires a face in every image (old and new).
-
-        Raises:
-            ConceptNotFoundError: no such concept.
-            InvalidInputError: a bad field or image, or a face image without a face (nothing
-                changes then).
-            ConflictError: the new name is taken, or an image is already the concept's.
-        """
-        from rap_edge.pipeline import is_object_category
-
-        memory = self._memory()
-        imgs = _check_images(add_images)
-        with self._edit:
-            old = memory.get(ref)
-            new_category = old.category if category is None else category
-            if isinstance(new_category, str) and not is_object_category(new_category):
-                check = list(imgs)
-                if is_object_category(old.category):  # becomes a face concept
-                    check += _read_images(rec.path for rec in old.images)
-                self._require_faces(check, old.name)
-            added: list[int] = []
-            updated = False
-            try:
-                concept = old
-                if any(v is not None for v in (name, category, info, aliases)):
-                    concept = memory.update(
-                        old.id, name=name, category=category, info=info, aliases=aliases
-                    )
-                    updated = True
-                with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
-                    for path in _write_pngs(imgs, Path(tmp), concept.name):
-                        added.append(memory.add_image(old.id, path).id)
-                self.embed_pending()
-            except BaseException:
-                self._undo_update(old, added, restore=updated)
-                raise
-            self._edited()
-            return memory.get(old.id)
+        """Change a concept (see :meth:`ConceptEditor.update`)."""
+        return self._editor().update(
+            ref, name=name, category=category, info=info, aliases=aliases, add_images=add_images
+        )
 
     def remove_concept(self, ref: str) -> Concept:
-        """Forget a concept (row, images, vectors); no later frame names it.
-
-        Returns:
-            The concept as it was.
-
-        Raises:
-            ConceptNotFoundError: no such concept.
-        """
-        memory = self._memory()
-        with self._edit:
-            concept = memory.get(ref)
-            memory.remove(concept.id)
-            self._edited()
-            return concept
+        """Forget a concept (see :meth:`ConceptEditor.remove`)."""
+        return self._editor().remove(ref)
 
     def enroll_unknown(
         self,
@@ -594,120 +498,39 @@ class Session:
         category: str = "person",
         info: str = "",
     ) -> tuple[Concept, int]:
-        """Make an unknown-face cluster a concept from its best crops, then forget the cluster.
+        """Make an unknown-face cluster a concept (see :meth:`ConceptEditor.enroll_unknown`)."""
+        return self._editor().enroll_unknown(
+            clusters, cluster, name=name, category=category, info=info
+        )
 
-        The crops were cut around detected faces, so they are not checked for a face again
-        (a tight crop can be too small for the detector; the embedder then uses it whole).
-
-        Returns:
-            The concept and how many crops it was enrolled from.
-        """
-        memory = self._memory()
-        crops = clusters.crop_paths(cluster)
-        with self._edit:
-            concept = memory.add(name, images=crops, category=category, info=info)
-            try:
-                self.embed_pending()
-            except BaseException:
-                with contextlib.suppress(RapEdgeError):
-                    memory.remove(concept.id)
-                raise
-            self._edited()
-        clusters.forget(cluster)
-        return memory.get(concept.id), len(crops)
-
-    def _undo_update(self, old: Concept, added: list[int], *, restore: bool) -> None:
-        """Best effort: take back the images added and the fields changed by a failed edit."""
-        memory = self._memory()
-        try:
-            for image_id in added:
-                memory.remove_image(image_id)
-            if restore:
-                memory.update(
-                    old.id,
-                    name=old.name,
-                    category=old.category,
-                    info=old.info,
-                    aliases=old.aliases,
-                )
-        except RapEdgeError:
-            log.warning("undoing a failed edit of %s failed", old.id, exc_info=True)
+    def _editor(self) -> ConceptEditor:
+        if self._edits is None:
+            self._edits = ConceptEditor(
+                self._memory(), self.models, embed=self.embed_pending, edited=self._edited
+            )
+        return self._edits
 
     def _edited(self) -> None:
-        self._refresh_names()
+        self.generation.refresh_names()
         for listener in list(self._edit_listeners):
             listener()
 
-    def _require_faces(self, images: Sequence[npt.NDArray[np.uint8]], name: object) -> None:
-        """Every image must show a face (the face embedder would use the whole image)."""
-        missing = [i + 1 for i, img in enumerate(images) if not self.models.detect(img)]
-        if missing:
-            which = ", ".join(f"#{i}" for i in missing)
-            msg = (
-                f"{name!r}: no face found in image {which}; a face concept needs photos "
-                "that show the face (nothing was changed)"
-            )
-            raise InvalidInputError(msg)
-
-    # -- generation --------------------------------------------------------------------------
-
     def backend(self) -> Backend:
-        """The generation backend, opened on first use (shared by questions and descriptions).
-
-        Raises:
-            ModelStoreError: a named backend that cannot load.
-        """
-        from rap_edge.generate import open_backend
-
-        if self._closed:  # its backend is stopped; opening another would leak it
-            msg = "the session is closed"
-            raise InvalidInputError(msg)
-        with self._gen_lock:
-            if self._backend is None:
-                s = self.settings
-                self._backend, self._backend_note = open_backend(
-                    s.backend,
-                    s.llm,
-                    provider=s.llm_provider,
-                    threads=s.llm_threads,
-                    isolate=self._isolate,
-                    vision_onnx=s.vision_onnx,
-                )
-                log.info("generation by %s", self._backend_note)
-            return self._backend
+        """The generation backend, opened on first use (see :meth:`Generation.backend`)."""
+        return self.generation.backend()
 
     @property
     def backend_note(self) -> str:
         """One line saying which backend writes the words (empty before it is opened)."""
-        return self._backend_note
+        return self.generation.backend_note
 
     def generator(self, purpose: str = "ask") -> Generator:
         """The guarded generator for ``purpose`` (``ask`` or ``describe``), on first use."""
-        from rap_edge.generate import Generator
-
-        backend = self.backend()
-        with self._gen_lock:
-            gen = self._generators.get(purpose)
-            if gen is None:
-                gen = Generator(backend, max_tokens=self.settings.max_tokens)
-                self._generators[purpose] = gen
-        self._refresh_names()
-        return gen
+        return self.generation.generator(purpose)
 
     def generator_stats(self, purpose: str) -> dict[str, int]:
         """A generator's counters (empty before its first use)."""
-        gen = self._generators.get(purpose)
-        return dict(gen.stats) if gen is not None else {}
-
-    def _refresh_names(self) -> None:
-        """Tell the faithful-name guard the memory's current names (after each edit)."""
-        from rap_edge.generate import memory_names
-
-        if not self._generators:
-            return
-        names = memory_names(self.memory)
-        for gen in list(self._generators.values()):
-            gen.known_names = list(names)
+        return self.generation.generator_stats(purpose)
 
     def prompt(self, result: FrameResult, question: str | None) -> Prompt:
         """The RAP prompt for a frame's recognitions (and a question)."""
@@ -755,34 +578,3 @@ class Session:
             on_result=on_result,
             max_concepts=self.settings.max_concepts,
         )
-
-
-def _read_images(paths: Iterable[Path]) -> list[npt.NDArray[np.uint8]]:
-    """Decode stored or given image files.
-
-    A file that cannot be read is left out: the memory's own checks name it when it is added.
-    """
-    import cv2
-
-    out = []
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is not None:
-            out.append(np.asarray(img, dtype=np.uint8))
-    return out
-
-
-def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object) -> list[Path]:
-    import cv2
-
-    stem = "".join(ch if ch.isalnum() else "_" for ch in str(name))[:40] or "image"
-    out = []
-    for i, img in enumerate(images):
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
-        if not ok:
-            msg = f"image #{i + 1} could not be encoded as PNG"
-            raise InvalidInputError(msg)
-        path = folder / f"{stem}-{i + 1}.png"
-        path.write_bytes(buf.tobytes())
-        out.append(path)
-    return out

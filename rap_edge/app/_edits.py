@@ -1,0 +1,281 @@
+"""Concept edits for a session: the one-face check, embedding at once, rollback on failure.
+
+:class:`ConceptEditor` is where a concept is added, changed or forgotten for every front end
+(the CLI, the demo, the live runtime and so the ROS node); :class:`~rap_edge.app.Session`
+exposes it as ``add_concept``, ``update_concept``, ``remove_concept`` and ``enroll_unknown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rap_edge.errors import InvalidInputError, RapEdgeError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    import numpy.typing as npt
+
+    from rap_edge.interfaces import Concept
+    from rap_edge.memory import Memory
+    from rap_edge.pipeline import FaceModels, UnknownClusters
+
+__all__ = ["MAX_IMAGES", "ConceptEditor"]
+
+log = logging.getLogger("rap_edge")
+
+MAX_IMAGES = 32  # reference images per edit
+
+
+class ConceptEditor:
+    """Edits of one memory, one at a time, each embedded at once or taken back.
+
+    Args:
+        memory: The memory to edit.
+        models: The face models (the one-face check).
+        embed: Embeds the memory's pending images with the encoders in use.
+        edited: Called after every successful edit (names for the guard, votes forgotten).
+    """
+
+    def __init__(
+        self,
+        memory: Memory,
+        models: FaceModels,
+        *,
+        embed: Callable[[], object],
+        edited: Callable[[], None],
+    ) -> None:
+        self.memory = memory
+        self.models = models
+        self._embed = embed
+        self._edited = edited
+        self._edit = threading.Lock()  # one memory edit at a time
+
+    def add(  # noqa: PLR0913 - the fields of a concept
+        self,
+        name: str,
+        category: str,
+        *,
+        info: str = "",
+        aliases: Sequence[str] = (),
+        images: Sequence[npt.NDArray[np.uint8]] = (),
+        files: Sequence[Path] = (),
+    ) -> Concept:
+        """Add a concept and embed its images now: the next frame can name it.
+
+        Images of a face category (``person``, ``face``, ...) must each show a face (the
+        largest one is enrolled); other categories' images are embedded whole by the object
+        embedder when objects are on (else they wait for ``memory embed-objects``).
+
+        Args:
+            name: Unique name.
+            category: ``person``, ``dog``, ``mug``, ...
+            info: Free text about it.
+            aliases: Other names.
+            images: BGR uint8 photos (stored as PNG).
+            files: Image files, stored as they are (after ``images``).
+
+        Raises:
+            InvalidInputError: a bad field or image, or a face image without a face. Nothing
+                is added then.
+            ConflictError: the name is taken.
+        """
+        from rap_edge.pipeline import is_object_category
+
+        memory = self.memory
+        imgs = _check_images(images)
+        with self._edit:
+            if isinstance(category, str) and not is_object_category(category):
+                self._require_faces(imgs + _read_images(files), name)
+            with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
+                paths = _write_pngs(imgs, Path(tmp), name) + [Path(f) for f in files]
+                concept = memory.add(
+                    name, images=paths, category=category, info=info, aliases=aliases
+                )
+            try:
+                self._embed()
+            except BaseException:
+                with contextlib.suppress(RapEdgeError):
+                    memory.remove(concept.id)
+                raise
+            self._edited()
+            return memory.get(concept.id)
+
+    def update(  # noqa: PLR0913 - the fields of a concept
+        self,
+        ref: str,
+        *,
+        name: str | None = None,
+        category: str | None = None,
+        info: str | None = None,
+        aliases: Sequence[str] | None = None,
+        add_images: Sequence[npt.NDArray[np.uint8]] = (),
+    ) -> Concept:
+        """Rename a concept, change its category, info or aliases, or add images.
+
+        None leaves a field as it is. Added images are embedded now; a change into a face
+        category requires a face in every image (old and new).
+
+        Raises:
+            ConceptNotFoundError: no such concept.
+            InvalidInputError: a bad field or image, or a face image without a face (nothing
+                changes then).
+            ConflictError: the new name is taken, or an image is already the concept's.
+        """
+        from rap_edge.pipeline import is_object_category
+
+        memory = self.memory
+        imgs = _check_images(add_images)
+        with self._edit:
+            old = memory.get(ref)
+            new_category = old.category if category is None else category
+            if isinstance(new_category, str) and not is_object_category(new_category):
+                check = list(imgs)
+                if is_object_category(old.category):  # becomes a face concept
+                    check += _read_images(rec.path for rec in old.images)
+                self._require_faces(check, old.name)
+            added: list[int] = []
+            updated = False
+            try:
+                concept = old
+                if any(v is not None for v in (name, category, info, aliases)):
+                    concept = memory.update(
+                        old.id, name=name, category=category, info=info, aliases=aliases
+                    )
+                    updated = True
+                with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
+                    for path in _write_pngs(imgs, Path(tmp), concept.name):
+                        added.append(memory.add_image(old.id, path).id)
+                self._embed()
+            except BaseException:
+                self._undo_update(old, added, restore=updated)
+                raise
+            self._edited()
+            return memory.get(old.id)
+
+    def remove(self, ref: str) -> Concept:
+        """Forget a concept (row, images, vectors); no later frame names it.
+
+        Returns:
+            The concept as it was.
+
+        Raises:
+            ConceptNotFoundError: no such concept.
+        """
+        memory = self.memory
+        with self._edit:
+            concept = memory.get(ref)
+            memory.remove(concept.id)
+            self._edited()
+            return concept
+
+    def enroll_unknown(
+        self,
+        clusters: UnknownClusters,
+        cluster: str,
+        *,
+        name: str,
+        category: str = "person",
+        info: str = "",
+    ) -> tuple[Concept, int]:
+        """Make an unknown-face cluster a concept from its best crops, then forget the cluster.
+
+        The crops were cut around detected faces, so they are not checked for a face again
+        (a tight crop can be too small for the detector; the embedder then uses it whole).
+
+        Returns:
+            The concept and how many crops it was enrolled from.
+        """
+        memory = self.memory
+        crops = clusters.crop_paths(cluster)
+        with self._edit:
+            concept = memory.add(name, images=crops, category=category, info=info)
+            try:
+                self._embed()
+            except BaseException:
+                with contextlib.suppress(RapEdgeError):
+                    memory.remove(concept.id)
+                raise
+            self._edited()
+        clusters.forget(cluster)
+        return memory.get(concept.id), len(crops)
+
+    def _undo_update(self, old: Concept, added: list[int], *, restore: bool) -> None:
+        """Best effort: take back the images added and the fields changed by a failed edit."""
+        memory = self.memory
+        try:
+            for image_id in added:
+                memory.remove_image(image_id)
+            if restore:
+                memory.update(
+                    old.id,
+                    name=old.name,
+                    category=old.category,
+                    info=old.info,
+                    aliases=old.aliases,
+                )
+        except RapEdgeError:
+            log.warning("undoing a failed edit of %s failed", old.id, exc_info=True)
+
+    def _require_faces(self, images: Sequence[npt.NDArray[np.uint8]], name: object) -> None:
+        """Every image must show a face (the face embedder would use the whole image)."""
+        missing = [i + 1 for i, img in enumerate(images) if not self.models.detect(img)]
+        if missing:
+            which = ", ".join(f"#{i}" for i in missing)
+            msg = (
+                f"{name!r}: no face found in image {which}; a face concept needs photos "
+                "that show the face (nothing was changed)"
+            )
+            raise InvalidInputError(msg)
+
+    # -- generation --------------------------------------------------------------------------
+
+
+def _check_images(images: object) -> list[npt.NDArray[np.uint8]]:
+    from rap_edge.sources import check_bgr_image
+
+    if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
+        msg = f"images must be a list of BGR images, got {type(images).__name__}"
+        raise InvalidInputError(msg)
+    if len(images) > MAX_IMAGES:
+        msg = f"at most {MAX_IMAGES} images per edit, got {len(images)}"
+        raise InvalidInputError(msg)
+    return [check_bgr_image(img, f"image #{i + 1}") for i, img in enumerate(images)]
+
+
+def _read_images(paths: Iterable[Path]) -> list[npt.NDArray[np.uint8]]:
+    """Decode stored or given image files.
+
+    A file that cannot be read is left out: the memory's own checks name it when it is added.
+    """
+    import cv2
+
+    out = []
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is not None:
+            out.append(np.asarray(img, dtype=np.uint8))
+    return out
+
+
+def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object) -> list[Path]:
+    import cv2
+
+    stem = "".join(ch if ch.isalnum() else "_" for ch in str(name))[:40] or "image"
+    out = []
+    for i, img in enumerate(images):
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
+        if not ok:
+            msg = f"image #{i + 1} could not be encoded as PNG"
+            raise InvalidInputError(msg)
+        path = folder / f"{stem}-{i + 1}.png"
+        path.write_bytes(buf.tobytes())
+        out.append(path)
+    return out
