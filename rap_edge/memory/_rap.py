@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-from rap_edge.errors import ConflictError, InvalidInputError
+from rap_edge.errors import ConflictError, InvalidInputError, StoreError
 from rap_edge.memory._store import NewConcept
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ def _load_json(path: Path) -> dict[str, object]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         msg = f"{path}: invalid JSON at line {err.lineno} column {err.colno} ({err.msg})"
+        raise InvalidInputError(msg) from err
+    except RecursionError as err:
+        msg = f"{path}: JSON nested too deeply to be a RAP database"
         raise InvalidInputError(msg) from err
     if not isinstance(data, dict) or not isinstance(data.get("concept_dict"), dict):
         msg = f"{path}: not a RAP database (expected an object with a 'concept_dict' object)"
@@ -139,6 +142,12 @@ def read_rap(
         raise InvalidInputError(msg)
     extra: dict[str, list[str]] = {}
     for img, token in path_to_concept.items():
+        if not isinstance(token, str):
+            msg = (
+                f"{json_path}: path_to_concept maps {img!r} to a {type(token).__name__}; "
+                "it must be a concept token (a string such as '<bo>')"
+            )
+            raise InvalidInputError(msg)
         if token not in concept_dict:
             msg = f"{json_path}: path_to_concept maps {img!r} to unknown concept {token!r}"
             raise InvalidInputError(msg)
@@ -258,7 +267,21 @@ def export_rap(
             rel_paths: list[str] = []
             for i, image in enumerate(concept.images):
                 file_name = f"{stem}{'' if i == 0 else f'_{i + 1}'}{image.path.suffix}"
-                shutil.copyfile(image.path, staging / file_name)
+                try:
+                    shutil.copyfile(image.path, staging / file_name)
+                except FileNotFoundError as err:
+                    msg = (
+                        f"cannot export concept {concept.name!r}: its image {image.id} "
+                        f"({image.path}) is missing from the memory; run `rap-edge memory "
+                        "verify`, then re-add the picture or remove that image"
+                    )
+                    raise StoreError(msg) from err
+                except OSError as err:
+                    msg = (
+                        f"cannot export concept {concept.name!r}: copying image {image.id} "
+                        f"({image.path}) failed ({err.strerror or err})"
+                    )
+                    raise StoreError(msg) from err
                 rel = f"{prefix}/{file_name}" if prefix else file_name
                 rel_paths.append(rel)
                 path_to_concept[rel] = token

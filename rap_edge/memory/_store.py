@@ -70,6 +70,8 @@ __all__ = ["ImageLike", "Memory", "NewConcept", "VerifyReport", "default_memory_
 LOCK_NAME = ".write.lock"
 ImageLike: TypeAlias = "str | os.PathLike[str] | bytes"
 _MAX_K = 1000
+# A day: longer waits are a typo, and SQLite's busy timeout (in ms) must fit in 32 bits.
+MAX_LOCK_TIMEOUT_S = 86_400.0
 
 
 def default_memory_dir() -> Path:
@@ -139,8 +141,15 @@ class Memory:
             StoreError: if there is no memory there (and ``create`` is off), or it is unusable.
             SchemaError: if it was written by a newer rap-edge or is not a memory.
         """
-        if lock_timeout_s <= 0 or not np.isfinite(lock_timeout_s):
-            msg = f"lock_timeout_s must be a positive number of seconds, got {lock_timeout_s}"
+        if (
+            isinstance(lock_timeout_s, bool)
+            or not isinstance(lock_timeout_s, (int, float))
+            or not 0 < lock_timeout_s <= MAX_LOCK_TIMEOUT_S
+        ):
+            msg = (
+                f"lock timeout (lock_timeout_s) must be a number of seconds in "
+                f"(0, {MAX_LOCK_TIMEOUT_S:g}], got {lock_timeout_s!r}"
+            )
             raise InvalidInputError(msg)
         if index_dtype is not None and index_dtype not in _index.INDEX_DTYPES:
             msg = f"index_dtype must be one of {', '.join(_index.INDEX_DTYPES)}: {index_dtype!r}"

@@ -216,3 +216,66 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "unlike anything              -> unknown" in out
     assert "verify: ok" in out
     assert (tmp_path / "d" / "exported_database" / "database.json").is_file()
+
+
+# -- issue 14 item 8: one-line errors instead of tracebacks --------------------------------------
+
+
+def _one_line_error(err: str) -> None:
+    assert err.count("\n") == 1 and err.startswith("rap-edge: error: "), err
+
+
+def test_import_rap_list_valued_token_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path], tmp_path: Path
+) -> None:
+    db = tmp_path / "database.json"
+    db.write_text(
+        json.dumps(
+            {
+                "concept_dict": {"<a>": {"name": "a", "image": images[0].name}},
+                "path_to_concept": {images[1].name: ["<a>"]},
+            }
+        )
+    )
+    capsys.readouterr()
+    code, out, err = run(capsys, "memory", "import-rap", str(db))
+    assert code == 1 and out == ""
+    _one_line_error(err)
+    assert f"{images[1].name!r}" in err and "must be a concept token" in err
+
+
+def test_import_rap_deeply_nested_json_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "database.json"
+    db.write_text('{"concept_dict": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    capsys.readouterr()
+    code, out, err = run(capsys, "memory", "import-rap", str(db))
+    assert code == 1 and out == ""
+    _one_line_error(err)
+    assert "nested too deeply" in err
+
+
+def test_export_rap_with_a_missing_image_file_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path], tmp_path: Path
+) -> None:
+    assert main(["memory", "add", "Ana", "--image", str(images[0])]) == 0
+    stored = next((mem_dir / "images").rglob("*.png"))
+    stored.unlink()
+    capsys.readouterr()
+    code, out, err = run(capsys, "memory", "export-rap", str(tmp_path / "out"))
+    assert code == 2 and out == ""
+    _one_line_error(err)
+    assert "'Ana'" in err and str(stored) in err and "missing" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "nan", "0", "-1"])
+def test_absurd_lock_timeout_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, value: str
+) -> None:
+    capsys.readouterr()
+    code, out, err = run(capsys, "memory", "list", "--lock-timeout", value)
+    assert code == 1 and out == ""
+    _one_line_error(err)
+    assert "lock" in err and "timeout" in err.replace("_", " ")
