@@ -83,8 +83,7 @@ class Database:
         if conn is not None:
             return conn
         if self.readonly:
-            uri = f"file:{quote(str(self.path))}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn = self._connect_readonly()
         else:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
@@ -99,6 +98,36 @@ class Database:
         self._local.conn = conn
         with self._conns_lock:
             self._conns.append(conn)
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection, also where SQLite cannot create its ``-shm`` file.
+
+        A WAL database opened with ``mode=ro`` still needs a ``-shm`` file beside it. On a
+        read-only folder (``chattr +i``, a read-only mount) with no ``-wal`` file, nothing can
+        be writing it either, so it is opened ``immutable``: without the shared-memory index.
+        With a ``-wal`` file that holds data, immutable would skip committed edits; that is
+        refused with a message instead.
+        """
+        uri = f"file:{quote(str(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as err:
+            conn.close()
+            if "unable to open" not in str(err) and "readonly" not in str(err):
+                raise
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                msg = (
+                    f"memory {self.folder} cannot be read: its folder is read-only and "
+                    f"{wal.name} holds edits not yet in {self.path.name}; open it once where "
+                    "it is writable"
+                )
+                raise MemoryReadOnlyError(msg) from err
+            conn = sqlite3.connect(
+                f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
         return conn
 
     def close(self) -> None:
@@ -127,6 +156,9 @@ class Database:
                 raise MemoryLockedError(msg) from err
             if "readonly" in text or "read-only" in text:
                 msg = f"memory {self.folder} is read-only ({text})"
+                raise MemoryReadOnlyError(msg) from err
+            if "unable to open" in text and not os.access(self.folder, os.W_OK):
+                msg = f"memory {self.folder} is read-only: its folder cannot be written ({text})"
                 raise MemoryReadOnlyError(msg) from err
             msg = f"memory {self.folder}: {text}"
             raise StoreError(msg) from err

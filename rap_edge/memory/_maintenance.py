@@ -8,14 +8,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rap_edge.errors import StoreError
 from rap_edge.memory._queries import generation
 
 if TYPE_CHECKING:
+    import sqlite3
     from pathlib import Path
 
+    from rap_edge.memory._files import ImageStore
     from rap_edge.memory._store import Memory
 
 __all__ = ["VerifyReport", "vacuum", "verify"]
+
+_SHOWN = 5  # missing files named in vacuum's error
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,4 +104,30 @@ def vacuum(memory: Memory) -> dict[str, int]:
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         vectors = sum(memory.rebuild_index().values())
+        missing = [
+            f"image {image_id} of {name!r} ({path})"
+            for image_id, name, path in _image_files(conn, files)
+            if not path.is_file()
+        ]
+    if missing:
+        more = len(missing) - _SHOWN
+        shown = "; ".join(missing[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+        msg = (
+            f"vacuum compacted the memory ({removed} orphan file(s) removed, {vectors} "
+            f"vector(s) re-indexed), but {len(missing)} image file(s) are missing: {shown}. "
+            "Re-add those pictures, or drop them with `rap-edge memory update CONCEPT "
+            "--remove-image ID`"
+        )
+        raise StoreError(msg)
     return {"orphan_files_removed": removed, "vectors_indexed": vectors}
+
+
+def _image_files(conn: sqlite3.Connection, files: ImageStore) -> list[tuple[int, str, Path]]:
+    """(image id, concept name, stored file) of every image."""
+    return [
+        (int(r[0]), str(r[1]), files.path(str(r[2]), str(r[3])))
+        for r in conn.execute(
+            "SELECT i.id, c.name, i.sha256, i.ext FROM images i "
+            "JOIN concepts c ON c.id = i.concept_id ORDER BY i.id"
+        )
+    ]

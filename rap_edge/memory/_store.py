@@ -84,6 +84,23 @@ def default_memory_dir() -> Path:
     return Path(user_data_dir("rap-edge")) / "memory"
 
 
+def _check_new(item: NewConcept, names: set[str]) -> CheckedConcept:
+    """Check one concept of a batch; ``names`` holds the batch's names so far."""
+    name = clean_name(item.name)
+    if name.casefold() in names:
+        msg = f"concept name {name!r} is given twice"
+        raise ConflictError(msg)
+    names.add(name.casefold())
+    return check_concept(item)
+
+
+def _label(item: NewConcept) -> str:
+    """How a concept to add is named in an error: its name and aliases, as given."""
+    text = repr(item.name) if isinstance(item.name, str) else type(item.name).__name__
+    aliases = [a for a in item.aliases if isinstance(a, str)][:3]
+    return text + (f" aka {', '.join(aliases)}" if aliases else "")
+
+
 @dataclass(frozen=True, slots=True)
 class NewConcept:
     """A concept to add with :meth:`Memory.add_many` (fields as in :meth:`Memory.add`).
@@ -488,13 +505,16 @@ class Memory:
 
         checked: list[CheckedConcept] = []
         names: set[str] = set()
-        for item in tqdm(items, desc="checking", unit="concept", disable=not progress or None):
-            name = clean_name(item.name)
-            if name.casefold() in names:
-                msg = f"concept name {name!r} is given twice"
-                raise ConflictError(msg)
-            names.add(name.casefold())
-            checked.append(check_concept(item))
+        bar = tqdm(items, desc="checking", unit="concept", disable=not progress or None)
+        for i, item in enumerate(bar):
+            try:
+                checked.append(_check_new(item, names))
+            except (InvalidInputError, ConflictError) as err:
+                if len(items) == 1:
+                    raise
+                # In a long batch (an import), say which concept is at fault.
+                msg = f"concept {i + 1} of {len(items)} ({_label(item)}): {err}"
+                raise type(err)(msg) from err
         with self._writing() as tx:
             ids = [insert_concept(tx, self._files, concept) for concept in checked]
         return [self.get(concept_id) for concept_id in ids]
@@ -626,5 +646,8 @@ class Memory:
 
         Returns:
             Counts of removed orphan files and rebuilt vectors.
+
+        Raises:
+            StoreError: after compacting, if image files of the memory are missing.
         """
         return _maintenance.vacuum(self)

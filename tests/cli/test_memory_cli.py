@@ -279,3 +279,23 @@ def test_absurd_lock_timeout_is_a_one_line_error(
     assert code == 1 and out == ""
     _one_line_error(err)
     assert "lock" in err and "timeout" in err.replace("_", " ")
+
+
+def test_vacuum_with_a_missing_image_file_exits_2(
+    capsys: pytest.CaptureFixture[str], mem_dir: Path, images: list[Path]
+) -> None:
+    """Issue 14, item 11: vacuum compacts, but does not call a damaged memory fine."""
+    assert main(["memory", "add", "Ana", "--image", str(images[0])]) == 0
+    assert main(["memory", "add", "Bo", "--image", str(images[1])]) == 0
+    stored = {p.read_bytes(): p for p in (mem_dir / "images").rglob("*.png")}
+    missing = stored[images[0].read_bytes()]
+    missing.unlink()
+    capsys.readouterr()
+    code, out, err = run(capsys, "memory", "vacuum")
+    assert code == 2 and out == ""
+    _one_line_error(err)
+    assert "1 image file(s) are missing" in err and "'Ana'" in err and str(missing) in err
+    assert "'Bo'" not in err
+    missing.write_bytes(images[0].read_bytes())
+    code, out, _ = run(capsys, "memory", "vacuum")
+    assert code == 0 and "removed 0 orphan file(s)" in out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +21,7 @@ from rap_edge.memory import MAX_INFO_CHARS, MAX_NAME_CHARS, Memory
 from tests.conftest import png_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -219,3 +221,68 @@ def test_database_sqlite_can_only_read(stocked: Memory) -> None:
         with pytest.raises(MemoryReadOnlyError, match="read-only .*readonly database"):
             ro.add("a")
     _unchanged(stocked)
+
+
+# -- issue 14 item 11: a memory on a read-only folder ---------------------------------------------
+
+
+@pytest.fixture
+def immutable(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """``chattr -R +i`` a folder (root only, on a file system that supports it); undone after."""
+    done: list[Path] = []
+
+    def make(path: Path) -> None:
+        if chattr is None:
+            pytest.skip("chattr is not installed")
+        proc = subprocess.run(
+            [chattr, "-R", "+i", str(path)], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            pytest.skip(f"chattr +i is not permitted here: {proc.stderr.strip()}")
+        done.append(path)
+
+    chattr = shutil.which("chattr")
+    yield make
+    for path in done:
+        assert chattr is not None
+        subprocess.run([chattr, "-R", "-i", str(path)], check=True)
+
+
+def test_immutable_memory_without_wal_can_be_read(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("keep", images=[png_bytes(1)], vectors=np.ones((1, 4)), encoder="e", info="x")
+    assert not (tmp_path / "m" / "memory.db-wal").exists()
+    assert not (tmp_path / "m" / "memory.db-shm").exists()
+    immutable(tmp_path / "m")
+    with Memory(tmp_path / "m", readonly=True) as ro:
+        assert [c.name for c in ro.list_concepts()] == ["keep"]
+        assert ro.search(np.ones(4), k=1)[0][0].name == "keep"
+        assert ro.verify().ok
+    with pytest.raises(MemoryReadOnlyError, match="read-only: its folder cannot be written"):
+        Memory(tmp_path / "m")
+
+
+def test_read_only_folder_with_unmerged_wal_is_refused_with_a_reason(
+    tmp_path: Path, immutable: Callable[[Path], None]
+) -> None:
+    mem = Memory.init(tmp_path / "m")
+    mem.add("keep", info="x")
+    # A second connection keeps SQLite from merging the WAL on close, as a crash would.
+    holder = sqlite3.connect(tmp_path / "m" / "memory.db")
+    holder.execute("SELECT 1 FROM concepts").fetchall()
+    mem.add("later")
+    mem.close()
+    wal = tmp_path / "m" / "memory.db-wal"
+    assert wal.stat().st_size > 0
+    shm = tmp_path / "m" / "memory.db-shm"
+    saved = {p: p.read_bytes() for p in (wal, tmp_path / "m" / "memory.db")}
+    holder.close()
+    # Put back what a crash would have left: the database and its WAL, without the -shm.
+    for p, data in saved.items():
+        p.write_bytes(data)
+    shm.unlink(missing_ok=True)
+    immutable(tmp_path / "m")
+    with pytest.raises(MemoryReadOnlyError, match=r"memory\.db-wal holds edits"):
+        Memory(tmp_path / "m", readonly=True)

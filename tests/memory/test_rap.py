@@ -221,3 +221,23 @@ def test_export_refuses_a_non_empty_folder(memory: Memory, tmp_path: Path) -> No
     with pytest.raises(InvalidInputError, match="not an empty folder"):
         export_rap(memory, tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_an_error_in_a_10k_entry_import_names_the_concept(memory: Memory, tmp_path: Path) -> None:
+    """Issue 14, item 11: which of 10,000 concepts is at fault, and nothing imported."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    (folder / "p.png").write_bytes(png_bytes(1))
+    concepts: dict[str, dict[str, object]] = {
+        f"<p{i}>": {"name": f"person {i}", "image": "p.png", "info": "", "category": "person"}
+        for i in range(10_000)
+    }
+    concepts["<p7321>"]["info"] = "x" * 5000
+    db = folder / "database.json"
+    db.write_text(json.dumps({"concept_dict": concepts}))
+    with pytest.raises(InvalidInputError) as caught:
+        import_rap(memory, db)
+    message = str(caught.value)
+    assert "'person 7321'" in message and "<p7321>" in message, message
+    assert "7322 of 10000" in message and "info has 5000 characters" in message, message
+    assert len(memory) == 0
