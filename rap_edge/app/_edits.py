@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from rap_edge.detect import Detection
     from rap_edge.interfaces import Concept
     from rap_edge.memory import Memory
     from rap_edge.pipeline import FaceModels, UnknownClusters
@@ -67,12 +68,16 @@ class ConceptEditor:
         aliases: Sequence[str] = (),
         images: Sequence[npt.NDArray[np.uint8]] = (),
         files: Sequence[Path] = (),
+        face: int | None = None,
+        largest: bool = False,
     ) -> Concept:
         """Add a concept and embed its images now: the next frame can name it.
 
-        Images of a face category (``person``, ``face``, ...) must each show a face (the
-        largest one is enrolled); other categories' images are embedded whole by the object
-        embedder when objects are on (else they wait for ``memory embed-objects``).
+        Images of a face category (``person``, ``face``, ...) must each show exactly one face,
+        or ``face`` / ``largest`` must pick one: the image is then stored as a crop around the
+        chosen face, so that the face embedder (which enrols the largest face of a reference
+        image) embeds that face and no other. Other categories' images are embedded whole by
+        the object embedder when objects are on (else they wait for ``memory embed-objects``).
 
         Args:
             name: Unique name.
@@ -81,24 +86,28 @@ class ConceptEditor:
             aliases: Other names.
             images: BGR uint8 photos (stored as PNG).
             files: Image files, stored as they are (after ``images``).
+            face: In a photo with several faces, enrol the ``face``-th from the left (1 is the
+                leftmost).
+            largest: In a photo with several faces, enrol the largest.
 
         Raises:
-            InvalidInputError: a bad field or image, or a face image without a face. Nothing
-                is added then.
+            InvalidInputError: a bad field or image, a face image without a face, or one with
+                several faces and no choice. Nothing is added then.
             ConflictError: the name is taken.
         """
         from rap_edge.pipeline import is_object_category
 
         memory = self.memory
         imgs = _check_images(images)
-        with self._edit:
+        _check_choice(face, largest=largest)
+        with self._edit, tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
+            paths = _write_pngs(imgs, Path(tmp), name) + [Path(f) for f in files]
             if isinstance(category, str) and not is_object_category(category):
-                self._require_faces(imgs + _read_images(files), name)
-            with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
-                paths = _write_pngs(imgs, Path(tmp), name) + [Path(f) for f in files]
-                concept = memory.add(
-                    name, images=paths, category=category, info=info, aliases=aliases
+                labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in files]
+                paths = self._one_face_each(
+                    paths, labels, Path(tmp), name, face=face, largest=largest
                 )
+            concept = memory.add(name, images=paths, category=category, info=info, aliases=aliases)
             try:
                 self._embed()
             except BaseException:
@@ -224,6 +233,86 @@ class ConceptEditor:
         except RapEdgeError:
             log.warning("undoing a failed edit of %s failed", old.id, exc_info=True)
 
+    def _one_face_each(  # noqa: PLR0913
+        self,
+        paths: list[Path],
+        labels: list[str],
+        folder: Path,
+        name: object,
+        *,
+        face: int | None,
+        largest: bool,
+    ) -> list[Path]:
+        """Each reference photo of a face concept, with exactly the face to enrol.
+
+        A photo with one face stays as it is; one with several is replaced by a crop around
+        the face that ``face`` or ``largest`` picks (the face embedder enrols the largest face
+        of a reference image, so the crop must make the chosen face the largest); a photo
+        without a face, or with several and no choice, is refused. A file that cannot be
+        decoded is left for the memory's own checks, which name it.
+        """
+        import cv2
+
+        out: list[Path] = []
+        for i, (path, label) in enumerate(zip(paths, labels, strict=True), 1):
+            raw = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+            if raw is None:
+                out.append(path)
+                continue
+            img = np.asarray(raw, dtype=np.uint8)
+            dets = sorted(self.models.detect(img), key=lambda d: d.x1 + d.x2)
+            if not dets:
+                msg = (
+                    f"{name!r}: no face found in image #{i}{label}; a face concept "
+                    "needs photos that show the face (nothing was changed)"
+                )
+                raise InvalidInputError(msg)
+            if len(dets) == 1:
+                out.append(path)
+                continue
+            if face is None and not largest:
+                msg = (
+                    f"{name!r}: image #{i}{label} shows {len(dets)} faces; pick one "
+                    f"with --face N (1..{len(dets)}, from the left) or --largest (nothing was "
+                    "changed)"
+                )
+                raise InvalidInputError(msg)
+            if face is not None and face > len(dets):
+                msg = (
+                    f"{name!r}: image #{i}{label} shows {len(dets)} faces, so there "
+                    f"is no face {face} (nothing was changed)"
+                )
+                raise InvalidInputError(msg)
+            chosen = dets[face - 1] if face is not None else max(dets, key=_area)
+            crop = self._crop_to(img, chosen)
+            crop_path = folder / f"face-{i}-of-{path.stem[:40]}.png"
+            ok, buf = cv2.imencode(".png", crop)
+            if not ok:
+                msg = f"image #{i}: the face crop could not be encoded as PNG"
+                raise InvalidInputError(msg)
+            crop_path.write_bytes(buf.tobytes())
+            out.append(crop_path)
+        return out
+
+    def _crop_to(self, img: npt.NDArray[np.uint8], chosen: Detection) -> npt.NDArray[np.uint8]:
+        """A crop of ``img`` whose largest detected face is ``chosen``.
+
+        Wide margins first (context for the aligner); narrower when a neighbour's face would
+        still be the largest in the crop.
+        """
+        h, w = img.shape[:2]
+        bw, bh = chosen.x2 - chosen.x1, chosen.y2 - chosen.y1
+        cx, cy = (chosen.x1 + chosen.x2) / 2, (chosen.y1 + chosen.y2) / 2
+        for margin in (0.5, 0.3, 0.15):
+            x1, x2 = max(0, int(chosen.x1 - margin * bw)), min(w, int(chosen.x2 + margin * bw) + 1)
+            y1, y2 = max(0, int(chosen.y1 - margin * bh)), min(h, int(chosen.y2 + margin * bh) + 1)
+            crop = np.ascontiguousarray(img[y1:y2, x1:x2])
+            top = _largest(self.models.detect(crop))
+            if top is not None and top.x1 <= cx - x1 <= top.x2 and top.y1 <= cy - y1 <= top.y2:
+                return crop
+        msg = "the chosen face cannot be cut out apart from its neighbours; use another photo"
+        raise InvalidInputError(msg)
+
     def _require_faces(self, images: Sequence[npt.NDArray[np.uint8]], name: object) -> None:
         """Every image must show a face (the face embedder would use the whole image)."""
         missing = [i + 1 for i, img in enumerate(images) if not self.models.detect(img)]
@@ -236,6 +325,25 @@ class ConceptEditor:
             raise InvalidInputError(msg)
 
     # -- generation --------------------------------------------------------------------------
+
+
+def _check_choice(face: object, *, largest: bool) -> None:
+    if face is not None and (isinstance(face, bool) or not isinstance(face, int) or face < 1):
+        msg = f"face must be a whole number from 1 (the leftmost face), got {face!r}"
+        raise InvalidInputError(msg)
+    if face is not None and largest:
+        msg = "give --face N or --largest, not both"
+        raise InvalidInputError(msg)
+
+
+def _area(d: Detection) -> float:
+    return float((d.x2 - d.x1) * (d.y2 - d.y1))
+
+
+def _largest(dets: Sequence[Detection]) -> Detection | None:
+    from rap_edge.pipeline._faces import largest
+
+    return largest(dets)
 
 
 def _check_images(images: object) -> list[npt.NDArray[np.uint8]]:

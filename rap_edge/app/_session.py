@@ -464,10 +464,19 @@ class Session:
         aliases: Sequence[str] = (),
         images: Sequence[npt.NDArray[np.uint8]] = (),
         files: Sequence[Path] = (),
+        face: int | None = None,
+        largest: bool = False,
     ) -> Concept:
         """Add a concept and embed its images now (see :meth:`ConceptEditor.add`)."""
         return self._editor().add(
-            name, category, info=info, aliases=aliases, images=images, files=files
+            name,
+            category,
+            info=info,
+            aliases=aliases,
+            images=images,
+            files=files,
+            face=face,
+            largest=largest,
         )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept

@@ -9,10 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.errors import InvalidInputError
+from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.runtime import Provider
 
 if TYPE_CHECKING:
+    from rap_edge.app import Session
     from rap_edge.embed import EmbedReport
     from rap_edge.interfaces import Concept, SearchHit
     from rap_edge.memory import Memory
@@ -100,22 +101,78 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from rap_edge.pipeline import is_object_category
+
     vectors = _load_vectors(args.vectors) if args.vectors else None
+    info = _read_info(args) or ""
+    face_concept = not is_object_category(args.category)
+    if (args.face is not None or args.largest) and not face_concept:
+        msg = "--face and --largest pick a face in a photo of a person; this is an object"
+        raise InvalidInputError(msg)
+    embedded = ""
     with _open(args) as memory:
-        concept = memory.add(
-            args.name,
-            images=args.image,
-            category=args.category,
-            info=_read_info(args) or "",
-            aliases=args.alias,
-            vectors=vectors,
-            encoder=args.encoder,
-        )
+        session = _face_session(args, memory) if face_concept and vectors is None else None
+        if session is not None:  # embed at once: every command recognises it from now on
+            with session:
+                concept = session.add_concept(
+                    args.name,
+                    args.category,
+                    info=info,
+                    aliases=args.alias,
+                    files=[Path(p) for p in args.image],
+                    face=args.face,
+                    largest=args.largest,
+                )
+                embedded = session.models.encoder_id
+        else:
+            if args.face is not None or args.largest:
+                msg = (
+                    "--face and --largest need the face models to find the faces "
+                    "(`make models`, or --models DIR)"
+                )
+                raise ModelStoreError(msg)
+            concept = memory.add(
+                args.name,
+                images=args.image,
+                category=args.category,
+                info=info,
+                aliases=args.alias,
+                vectors=vectors,
+                encoder=args.encoder,
+            )
     if args.json:
         _print_json(asdict(concept))
     else:
         print(f"added {_concept_line(concept)}")
+    if embedded and concept.images:
+        print(
+            f"embedded {len(concept.images)} face image(s) with {embedded}: `ask`, `run` and "
+            "the demo recognise it from now on",
+            file=sys.stderr,
+        )
+    elif face_concept and vectors is None and concept.images:
+        print(
+            "the image(s) wait for the face models: after `make models`, run "
+            "`rap-edge memory embed-faces` (any `run` or `ask` also embeds them first)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _face_session(args: argparse.Namespace, memory: Memory) -> Session | None:
+    """A session over ``memory`` with the face models, or None (saying why) without them."""
+    from rap_edge.cli._options import open_session
+
+    if args.no_embed:
+        return None
+    try:
+        return open_session(args, memory=memory, embed=False, say=False)
+    except ModelStoreError as err:
+        if args.models:  # asked for by name: a missing or damaged model is an error
+            raise
+        first = str(err).splitlines()[0]
+        print(f"face models not loaded ({first})", file=sys.stderr)
+        return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -435,6 +492,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="float32 [n_images, dim] vectors of the images, from --encoder",
     )
     p.add_argument("--encoder", metavar="ID", help="id of the encoder that made --vectors")
+    p.add_argument(
+        "--models",
+        metavar="DIR",
+        default=None,
+        help="folder of exported models for embedding a person's photos now (default: "
+        "<model store>/onnx; without face models the photos wait for `memory embed-faces`)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=[v.value for v in Provider],
+        default=None,
+        help="ONNX Runtime provider for embedding now (default auto)",
+    )
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument(
+        "--face",
+        type=int,
+        metavar="N",
+        help="a photo with several faces: enrol the N-th face from the left (1 = leftmost); "
+        "the stored image is a crop around it",
+    )
+    pick.add_argument(
+        "--largest",
+        action="store_true",
+        help="a photo with several faces: enrol the largest (stored as a crop around it)",
+    )
+    p.add_argument(
+        "--no-embed",
+        action="store_true",
+        help="store a person's photos without embedding them now (no face check)",
+    )
 
     p = add("list", cmd_list, "list the concepts", json_out=True)
     p.add_argument("--category", help="only this category")
