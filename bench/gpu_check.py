@@ -16,8 +16,13 @@ is rewritten after every row, so a run killed by the caller's timeout still leav
 is what runs on a machine without a GPU). ``scripts/gpu_check.sh`` installs the GPU packages
 and calls this; CI never runs it.
 
+``--lean --carry DIR`` is the lean mode instead (``bench/gpu_lean.py``): the exporters' torch
+modules on CUDA in fp32, fp16 and bf16 against ORT-CPU, for a GPU machine without TensorRT or
+internet; it takes the options of ``bench/gpu_lean.py``.
+
 Example:
     python bench/gpu_check.py [--store DIR] [--cpu-only] [--batches 1,8] [--budget-s 400]
+    python bench/gpu_check.py --lean --carry gpu-carry [--cpu-only] [--batches 1,8,64]
 """
 
 from __future__ import annotations
@@ -125,6 +130,11 @@ def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--lean" in argv:
+        from bench.gpu_lean import main as lean_main
+
+        return lean_main(argv)
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     parser.add_argument(
