@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# GPU check: install the GPU packages, build TensorRT engines of the shipped encoders (fp16,
-# int8), check parity against ORT-CPU and time ORT-CPU, ORT-CUDA, ORT-TensorRT and the raw
-# engine; one table, saved as bench/results/gpu_check.json. Never run by CI.
-#
-#   scripts/gpu_check.sh [--store DIR] [--cpu-only] [--budget-s N]          on the GPU machine
+# GPU check, two modes; one table, saved as bench/results/gpu_check.json. Never run by CI.
+#   scripts/gpu_check.sh --lean [--carry DIR] [--cpu-only] [-- ARGS]      on the GPU machine
+#   scripts/gpu_check.sh --pack-lean [DIR] [--store DIR]                  on a connected one
+#   scripts/gpu_check.sh --full [--store DIR] [--cpu-only] [--budget-s N] on the GPU machine
 #   scripts/gpu_check.sh --download-wheels [--cuda 12|13] [--py 3.12,3.11]  on a connected one
-#   scripts/gpu_check.sh --pack-store [--store DIR]                          on a connected one
+#   scripts/gpu_check.sh --pack-store [--store DIR]                        on a connected one
+# Without --lean or --full: full when TensorRT is importable (or .whl/ holds its wheels), else lean.
+#
+# LEAN MODE (bench/gpu_lean.py) needs only the Python already on the GPU machine (torch with
+# CUDA, onnxruntime for the CPU, OpenCV, numpy) and a carry folder of about 42 MiB made by
+# --pack-lean (default DIR: gpu-carry/ in the repository, git-ignored; --carry defaults to it):
+# the pinned original weights, each exported ONNX file as a skeleton rebuilt byte-exactly from
+# them (checked against its manifest's SHA-256), the check photos, and the wheels rap-edge needs
+# that the machine may lack (installed into a temporary folder only when not importable). It
+# runs the exporters' torch modules on CUDA in fp32, fp16 and bf16 (plain, CUDA graphs,
+# torch.compile) against ONNX Runtime on the CPU; ARGS after -- go to bench/gpu_check.py --lean
+# (e.g. --batches 1,8,64 --models dlib_resnet). --cpu-only runs the same path with torch on the
+# CPU.
+#
+# FULL MODE (TensorRT): install the GPU packages, build TensorRT engines of the shipped encoders
+# (fp16, int8), check parity against ORT-CPU and time ORT-CPU, ORT-CUDA, ORT-TensorRT and the
+# raw engine.
 #
 # The GPU machine may have no internet: the run installs from the wheel folder .whl/ in the
 # repository (git-ignored) when it holds wheels, else from PyPI. --download-wheels fills .whl/
@@ -40,16 +55,22 @@ HOST_PY=${PYTHON}
 [[ -x $ROOT/.venv/bin/python ]] && HOST_PY=$ROOT/.venv/bin/python  # for --download-wheels / --pack-store
 DEADLINE=${GPU_CHECK_DEADLINE:-470}
 START=$SECONDS
-MODE=run CUDA_MAJOR=12 PYS=3.12,3.11 STORE=${RAP_EDGE_MODELS:-} BUDGET= CPU_ONLY=
-declare -a FAILED=()
+MODE= CUDA_MAJOR=12 PYS=3.12,3.11 STORE=${RAP_EDGE_MODELS:-} BUDGET= CPU_ONLY=
+CARRY=$ROOT/gpu-carry
+declare -a FAILED=() PASS=()
 
 say() { printf '[gpu_check %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 left() { echo $((DEADLINE - (SECONDS - START))); }
 fail() { FAILED+=("$1"); say "FAILED: $1 (recorded; going on)"; }
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case $1 in
+    --lean) MODE=lean ;;
+    --full) MODE=run ;;
+    --pack-lean) MODE=packlean; if [[ ${2:-} && $2 != -* ]]; then CARRY=$2; shift; fi ;;
+    --carry) CARRY=${2:?--carry needs a folder}; shift ;;
+    --) shift; PASS=("$@"); break ;;
     --download-wheels) MODE=download ;;
     --pack-store) MODE=pack ;;
     --cuda) CUDA_MAJOR=${2:?--cuda needs 12 or 13}; shift ;;
@@ -62,6 +83,59 @@ while (($#)); do
   esac
   shift
 done
+
+if [[ -z $MODE ]]; then
+  if "$PYTHON" -c 'import tensorrt' >/dev/null 2>&1 || compgen -G "$WHL/tensorrt*" >/dev/null; then
+    MODE=run
+  else
+    MODE=lean
+    say "no TensorRT importable by $PYTHON and none in $WHL: lean mode (--full to insist)"
+  fi
+fi
+
+if [[ $MODE == packlean ]]; then
+  say "packing the lean carry folder into $CARRY"
+  "$HOST_PY" "$ROOT/bench/gpu_carry.py" pack "$CARRY" ${STORE:+--store "$STORE"} || exit $?
+  say "carry it beside the repository on the GPU machine and run:"
+  say "  scripts/gpu_check.sh --lean --carry ${CARRY#"$ROOT"/}"
+  exit 0
+fi
+
+if [[ $MODE == lean ]]; then
+  say "lean mode: torch against ORT-CPU, carry folder $CARRY"
+  [[ -f $CARRY/carry.json ]] || { echo "gpu_check: no carry folder at $CARRY (make one with --pack-lean on a connected machine)" >&2; exit 1; }
+  if [[ -z $CPU_ONLY ]] && command -v nvidia-smi >/dev/null; then
+    timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || fail "nvidia-smi"
+  fi
+  SITE=$(mktemp -d "${TMPDIR:-/tmp}/rap-edge-lean-site.XXXXXX")
+  trap 'rm -rf "$SITE"' EXIT
+  for wheel in "$CARRY"/wheels/*.whl; do
+    [[ -f $wheel ]] || continue
+    module=$(basename "$wheel" | cut -d- -f1 | tr 'A-Z-' 'a-z_')
+    if "$PYTHON" -c "import $module" >/dev/null 2>&1; then
+      say "$module: already importable"
+    else
+      say "$module: installing $(basename "$wheel") into $SITE"
+      timeout 60 "$PYTHON" -m pip install --disable-pip-version-check --quiet --no-index --no-deps \
+        --target "$SITE" "$wheel" || fail "installing $(basename "$wheel")"
+    fi
+  done
+  export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
+  REMAIN=$(left)
+  PY_BUDGET=${BUDGET:-$((REMAIN - 60))}
+  ((PY_BUDGET < 30)) && PY_BUDGET=30
+  timeout --kill-after=5 "$((REMAIN - 10))" "$PYTHON" "$ROOT/bench/gpu_check.py" --lean \
+    --carry "$CARRY" --budget-s "$PY_BUDGET" $CPU_ONLY "${PASS[@]}"
+  RC=$?
+  if ((RC == 124 || RC == 137)); then
+    fail "bench/gpu_check.py hit the deadline (the JSON holds the rows done)"
+  elif ((RC != 0)); then
+    fail "bench/gpu_check.py exit $RC"
+  fi
+  say "finished in $((SECONDS - START)) s${FAILED:+; failed: ${FAILED[*]}}"
+  ((${#FAILED[@]})) && exit "$((RC == 1 ? 1 : 2))"
+  exit 0
+fi
 
 # The GPU stack for one CUDA major: onnxruntime-gpu, NVIDIA runtime wheels, TensorRT 10.
 gpu_packages() {
