@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "gpu": gpu_name() if not args.cpu_only else None,
             "tensorrt": trt_why if trt_ok else None,
         },
+        "mode": "full-cpu-only" if args.cpu_only else "full",
         "cpu_only": args.cpu_only,
         "store": str(store),
         "engines": str(engines),

@@ -116,11 +116,16 @@ if [[ $MODE == lean ]]; then
       say "$module: already importable"
     else
       say "$module: installing $(basename "$wheel") into $SITE"
-      timeout 60 "$PYTHON" -m pip install --disable-pip-version-check --quiet --no-index --no-deps \
+      timeout 60 "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore \
+        --quiet --no-index --no-deps \
         --target "$SITE" "$wheel" || fail "installing $(basename "$wheel")"
     fi
   done
   export PYTHONPATH=$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}
+  if ! MISSING=$("$PYTHON" -c 'import importlib.util as u; print(" ".join(m for m in ("numpy", "cv2", "torch", "onnxruntime") if u.find_spec(m) is None))') || [[ -n $MISSING ]]; then
+    echo "gpu_check: $PYTHON lacks ${MISSING:-a working interpreter} (the lean mode uses the machine's own)" >&2
+    exit 2
+  fi
   REMAIN=$(left)
   PY_BUDGET=${BUDGET:-$((REMAIN - 60))}
   ((PY_BUDGET < 30)) && PY_BUDGET=30
