@@ -46,12 +46,23 @@ def _serve(conn: Connection, name: str, model: str | None, options: dict[str, An
             msg = conn.recv()
         except EOFError:  # the parent went away
             return
+        if msg[0] == "stop":  # came after the answer it was meant to stop had ended
+            continue
         if msg[0] != "generate":
             backend.close()
             return
         try:
-            for piece in backend.generate(msg[1], max_tokens=msg[2]):
+            stream = backend.generate(msg[1], max_tokens=msg[2])
+            for piece in stream:
                 conn.send(("piece", piece))
+                if conn.poll(0):  # "stop": the reader has its answer ("close": shut down)
+                    command = conn.recv()[0]
+                    stream.close()  # type: ignore[attr-defined]
+                    if command != "stop":
+                        conn.send(("end", None))
+                        backend.close()
+                        return
+                    break
             conn.send(("end", None))
         except Exception as err:  # noqa: BLE001
             conn.send(("error", f"{type(err).__name__}: {err}", type(err).__name__))
@@ -156,6 +167,9 @@ class ProcessBackend:
                         raise _child_error(msg[1], msg[2])
                     yield msg[1]
             finally:
+                if not finished:  # the reader stopped early: stop the model too
+                    with contextlib.suppress(OSError, ValueError):
+                        self._conn.send(("stop",))
                 while not finished and self._proc.is_alive():  # an abandoned stream: drain it
                     finished = self._recv(self.token_timeout)[0] in {"end", "error"}
 

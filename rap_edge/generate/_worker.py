@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from rap_edge.generate._guard import unfaithful_names
+from rap_edge.generate._stop import MAX_SENTENCES, AnswerStop
 from rap_edge.generate._template import TemplateBackend
 
 if TYPE_CHECKING:
@@ -61,18 +62,27 @@ class GenerationResult:
     first_token_ms: float | None = None
     total_ms: float = 0.0
     pieces: int = 0
+    stopped: str = ""  # why the model's answer ended: turn, repeat, loop, sentences or end
 
 
 class Generator:
     """A backend behind the faithful-name guard, with the template as the last resort."""
 
     def __init__(
-        self, backend: Backend, *, known_names: Iterable[str] = (), max_tokens: int = 128
+        self,
+        backend: Backend,
+        *,
+        known_names: Iterable[str] = (),
+        max_tokens: int = 128,
+        max_sentences: int = MAX_SENTENCES,
     ) -> None:
         self.backend = backend
         self.fallback = TemplateBackend()
         self.known_names = list(known_names)
         self.max_tokens = max_tokens
+        # A model's answer ends after this many sentences, at a repeat, a loop or a new turn
+        # (0: no stopping rules at all, the raw decoding, kept for measurement).
+        self.max_sentences = max_sentences
         self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0, "failed": 0}
 
     def _run(
@@ -83,16 +93,35 @@ class Generator:
         result: GenerationResult,
         start: float,
     ) -> str:
+        """One attempt; a model's stream ends where :class:`AnswerStop` says."""
+        raw = isinstance(backend, TemplateBackend) or not self.max_sentences
+        stop = None if raw else AnswerStop(self.max_sentences)
         pieces = []
-        for piece in backend.generate(prompt, max_tokens=self.max_tokens):
-            if piece.strip() and not piece.strip().strip("<>"):
-                continue  # small models echo the prompt's <<< >>> data delimiters
-            if result.first_token_ms is None:
-                result.first_token_ms = (time.perf_counter() - start) * 1000
-            pieces.append(piece)
-            result.pieces += 1
-            if on_event is not None:
-                on_event("token", piece)
+        stream = backend.generate(prompt, max_tokens=self.max_tokens)
+        try:
+            for piece in stream:
+                if piece.strip() and not piece.strip().strip("<>"):
+                    continue  # small models echo the prompt's <<< >>> data delimiters
+                if result.first_token_ms is None:
+                    result.first_token_ms = (time.perf_counter() - start) * 1000
+                result.pieces += 1
+                shown = piece if stop is None else stop.feed(piece)
+                if shown:
+                    pieces.append(shown)
+                    if on_event is not None:
+                        on_event("token", shown)
+                if stop is not None and stop.done:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # stops the model between two tokens
+        if stop is not None:
+            tail = stop.finish()
+            if tail and on_event is not None:
+                on_event("token", tail)
+            result.stopped = stop.reason
+            return stop.text
         return "".join(pieces).strip()
 
     def answer(self, prompt: Prompt, on_event: Event | None = None) -> GenerationResult:
