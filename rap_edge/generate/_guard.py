@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from rap_edge.memory import Memory
 
-__all__ = ["memory_names", "unfaithful_names"]
+__all__ = ["WORLD", "memory_names", "unfaithful_names"]
 
 # Capitalised words that are not names (after the first word of a sentence).
 _OPENERS = frozenset(
@@ -165,6 +165,31 @@ _COMMON = frozenset(
 )
 
 
+# Common world words: places, peoples and languages, holidays. True context ("a former
+# president of the United States") is not an invented name; a memory name that was not
+# retrieved is still flagged wherever it appears, whatever this list holds.
+_WORLD = """
+    Africa America Americas Antarctica Arctic Asia Atlantic Australia Europe Oceania Pacific
+    Mediterranean Caribbean Middle East West North South Western Eastern Northern Southern
+    United States Kingdom Nations Union Republic Emirates Kingdom UK USA US EU UN
+    Afghanistan Argentina Austria Bangladesh Belgium Brazil Canada Chile China Colombia Cuba
+    Czech Denmark Egypt Ethiopia Finland France Germany Ghana Greece Hungary India Indonesia
+    Iran Iraq Ireland Israel Italy Jamaica Japan Kenya Korea Mexico Morocco Nepal Netherlands
+    Holland Nigeria Norway Pakistan Peru Philippines Poland Portugal Romania Russia Scotland
+    Wales England Britain Spain Sweden Switzerland Syria Taiwan Thailand Turkey Ukraine
+    Vietnam Zealand Hawaii Alaska California Texas Florida Chicago Boston Washington York
+    London Berlin Rome Madrid Tokyo Beijing Moscow Toronto Dublin Amsterdam
+    Hollywood Illinois Ohio Michigan Massachusetts
+    American Americans African Asian European British English French German Italian Spanish
+    Chinese Japanese Korean Indian Mexican Canadian Australian Russian Irish Scottish Dutch
+    Swedish Greek Polish Portuguese Brazilian Arabic Hebrew Latin Christian Muslim Jewish
+    Christmas Easter Halloween Thanksgiving Ramadan Hanukkah Diwali Valentine New Year
+    Earth Moon Sun God Internet Olympics Oscar Oscars Grammy Grammys NBA NFL FIFA Congress
+    Senate White House President Vice Prime Minister Queen King Prince Princess
+"""
+WORLD = frozenset(_WORLD.split())
+
+
 def memory_names(memory: Memory | None) -> list[str]:
     """Every name and alias in ``memory`` (the guard's ``known`` names; none without one)."""
     if memory is None:
@@ -181,12 +206,14 @@ _NEGATION = re.compile(
 )
 
 
-def unfaithful_names(
+def unfaithful_names(  # noqa: PLR0913
     text: str,
     allowed: Iterable[str],
     known: Iterable[str] = (),
     context: str = "",
     absent: Iterable[str] = (),
+    *,
+    world: bool = True,
 ) -> list[str]:
     """Names in ``text`` that the retriever did not return, in order of first appearance.
 
@@ -197,6 +224,8 @@ def unfaithful_names(
             they appear).
         context: Text the model was given (concept info, the question): its words pass.
         absent: Allowed names that are not in view: flagged in a sentence without negation.
+        world: Let common world words pass (:data:`WORLD`: places, peoples, languages,
+            days, months, holidays); False is the guard as it was before.
     """
     allowed = list(allowed)
     allowed_l = {a.lower() for a in allowed if a}
@@ -214,6 +243,7 @@ def unfaithful_names(
                 w[0].isupper()
                 and w.lower() not in allowed_words
                 and w not in _COMMON
+                and not (world and w in WORLD)
                 and not (i == 0 and w in _OPENERS)
                 and w not in bad
                 and not any(w.lower() == b.lower() for b in bad)
