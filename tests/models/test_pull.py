@@ -147,12 +147,15 @@ def test_registry_pins_are_well_formed() -> None:
     assert len(keys) == len(set(keys))
     for carrier in CARRIERS:
         assert len(carrier.dist_sha256) == 64
+        assert any(f.name == "LICENSE" for f in carrier.files)
+        assert all(len(wf.sha256) == 64 and int(wf.sha256, 16) >= 0 for wf in carrier.files)
+        if carrier.registry == "npm":  # `npm pack` names @scope/name as scope-name-VERSION.tgz
+            npm_name = carrier.package.lstrip("@").replace("/", "-")
+            assert carrier.dist_file == f"{npm_name}-{carrier.version}.tgz"
+            continue
         assert carrier.dist_file.startswith(
             carrier.package.replace("-", "_")
         ) or carrier.dist_file.startswith(carrier.package)
-        assert any(f.name == "LICENSE" for f in carrier.files)
-        for wf in carrier.files:
-            assert len(wf.sha256) == 64 and int(wf.sha256, 16) >= 0
 
 
 @pytest.mark.network
