@@ -3,7 +3,10 @@
 A model whose manifest exists and whose file matches the manifest's hash is left alone, so a
 second run takes seconds. Order matters: the landmark model's box map needs the detector. Last
 comes the LLM for descriptions (SmolLM2-135M, GGUF -> ORT GenAI INT4, about a minute; see
-``export/llm.py``); ``--no-llm`` skips it.
+``export/llm.py``); ``--no-llm`` skips it. The NanoDet object detector (npm carrier, converted
+by tf2onnx in an isolated venv, parity against TF.js under Node; ``export/nanodet.py``) is
+skipped with a message when npm, node or the export venv cannot be had; ``--no-detector``
+skips it on purpose.
 
 Usage:
     python -m export.all [--store DIR] [--force] [--no-llm]
@@ -16,7 +19,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from export import dlib_landmarks, dlib_resnet, llm, mobilenetv2, quantize, res10_ssd
+from export import dlib_landmarks, dlib_resnet, llm, mobilenetv2, nanodet, quantize, res10_ssd
 from export._common import check_photos
 from rap_edge.app import THRESHOLDS_FILE
 from rap_edge.errors import RapEdgeError
@@ -52,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the LLM (descriptions then use the template backend)",
     )
+    parser.add_argument(
+        "--no-detector", action="store_true", help="skip the NanoDet object detector"
+    )
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
-    store.pull(say=print)
+    store.pull([c for c in store.carriers if store.carriers[c].registry == "pypi"], say=print)
     photos = check_photos(args.store, say=print)
     out = store.path / "onnx"
     for stem, module in _EXPORTS:
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             ["--manifest", str(out / f"{stem}.json")]
             + ([] if args.store is None else ["--store", args.store])
         )
+    if not args.no_detector:
+        _detector(store, out, photos, force=args.force)
     install_thresholds(out)
     if not args.no_llm:
         genai_dir = llm.default_dirs(store)[1]
@@ -88,6 +96,26 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"{genai_dir.name}: wrote {genai_dir}")
     return 0
+
+
+def _detector(store: ModelStore, out: Path, photos: list[Path], *, force: bool) -> None:
+    """Pull and convert NanoDet; skip with a message when npm or the export venv is missing."""
+    if not force and _current(out / f"{nanodet.STEM}.json"):
+        print(f"{nanodet.STEM}: up to date")
+        return
+    print(
+        f"{nanodet.STEM}: pulling (npm), converting (tf2onnx), parity with TF.js ...", flush=True
+    )
+    try:
+        store.pull([nanodet.CARRIER], say=print)
+        m = nanodet.export(store, out, photos=photos, say=print)
+    except RapEdgeError as err:
+        print(
+            f"{nanodet.STEM}: SKIPPED ({err}); `run --objects` searches windows instead",
+            file=sys.stderr,
+        )
+        return
+    print(f"{nanodet.STEM}: wrote {m.onnx.name} (parity: {m.parity['matched']} detections)")
 
 
 def install_thresholds(out: Path) -> None:

@@ -38,6 +38,7 @@ def _check_one(
         dlib_resnet,
         hf_encoder,
         mobilenetv2,
+        nanodet,
         quantize,
         res10_ssd,
     )
@@ -59,6 +60,8 @@ def _check_one(
         return dlib_resnet.check(m, store, photos=photos)
     if m.name == mobilenetv2.NAME:
         return mobilenetv2.check(m, store, photos=photos)
+    if m.name == nanodet.NAME:  # TF.js under Node; about 3 minutes on 2 cores
+        return nanodet.check(m, store, photos=photos)
     if m.name == dlib_landmarks.NAME:
         return dlib_landmarks.check(m, store, photos=photos)
     return {"ok": False, "error": f"no reference check for model {m.name!r}"}
@@ -79,6 +82,11 @@ def _summary(r: dict[str, Any]) -> str:
         return (
             f"{r['faces']}/{r['reference_faces']} faces, min IoU {r['min_iou']:.5f}, max "
             f"score diff {r['max_score_diff']:.2g}"
+        )
+    if "matched" in r:
+        return (
+            f"{r['matched']}/{r['reference_detections']} detections matched, min IoU "
+            f"{r['min_iou']:.5f}, max score diff {r['max_score_diff']:.2g}"
         )
     if "parity_exact_faces" in r:
         return (
