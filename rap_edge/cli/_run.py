@@ -143,8 +143,13 @@ def _run(args: argparse.Namespace, session: Session) -> int:
     last = 0.0
     fps_est: float | None = None
     try:
-        with open_source(args.source, topic=args.topic) as source:
+        with open_source(
+            args.source, topic=args.topic, sequence=True if args.sequence else None
+        ) as source:
             print(source.describe(), file=sys.stderr)
+            # A single image or a folder of photos: every frame stands alone (no track, no
+            # reused embedding, no vote carried from one photo to the next).
+            independent = source.independent
             live = source.kind == "camera"
             if args.out:
                 writer = _Writer(Path(args.out), args.max_fps or 15.0)
@@ -166,6 +171,7 @@ def _run(args: argparse.Namespace, session: Session) -> int:
                         index=frame.index,
                         timestamp=frame.timestamp if frame.timestamp is not None else time.time(),
                         source=frame.source,
+                        independent=independent,
                     )
                 except RapEdgeError as err:  # one bad frame never ends the run
                     source.skipped += 1
@@ -266,6 +272,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-track",
         action="store_true",
         help="treat every frame on its own (no tracks, no reuse, no vote)",
+    )
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="an image folder holds the frames of one recording: track faces across them "
+        "(default: a folder is independent photos unless its files are named like frames, "
+        "frame_000123.png: one prefix and zero-padded numbers of 4+ digits)",
     )
     p.add_argument(
         "--unknown-dir",

@@ -30,7 +30,7 @@ from rap_edge.pipeline._objects import (
     object_categories,
     proposal_windows,
 )
-from rap_edge.pipeline._pipeline import Pipeline, PipelineConfig
+from rap_edge.pipeline._pipeline import SCENE_CUT, Pipeline, PipelineConfig, scene_signature
 from rap_edge.pipeline._scoring import (
     DEFAULT_MARGIN,
     REPO_THRESHOLDS,
@@ -50,6 +50,7 @@ __all__ = [
     "OBJECT_EMBEDDER",
     "PROPOSAL_LABEL",
     "REPO_THRESHOLDS",
+    "SCENE_CUT",
     "THRESHOLDS_ENV",
     "Candidate",
     "Cluster",
@@ -84,5 +85,6 @@ __all__ = [
     "mentioned_concepts",
     "object_categories",
     "proposal_windows",
+    "scene_signature",
     "score",
 ]

@@ -12,6 +12,11 @@ Per frame, for faces:
 5. per observation a decision (threshold, margin), per track a vote over recent decisions;
 6. unknown faces feed the unknown clusters.
 
+Tracks (with their reused embeddings and votes) are dropped before a frame that is an
+independent photo (``process(..., independent=True)``: a single image or a folder of photos)
+and at a scene cut: the resolution changes, or the frame's 32x24 grey thumbnail correlates
+with the previous one below ``scene_cut`` (see :func:`scene_signature`).
+
 The pipeline never raises on a frame's content: a frame that is not an image raises
 :class:`~rap_edge.errors.InvalidInputError` (the caller skips and counts it).
 """
@@ -42,7 +47,15 @@ if TYPE_CHECKING:
     from rap_edge.pipeline._types import Decision
     from rap_edge.pipeline._unknown import UnknownClusters
 
-__all__ = ["Pipeline", "PipelineConfig"]
+__all__ = ["SCENE_CUT", "Pipeline", "PipelineConfig", "scene_signature"]
+
+#: Correlation of consecutive frames' 32x24 grey thumbnails below which the scene changed.
+#: Measured (``bench/scene_cut.py``): consecutive frames of video-like streams (moving faces,
+#: pan, zoom, lighting swings, sensor noise, a person walking through) 0.938 or more; pairs of
+#: unrelated photos at one resolution (the labelled set and its conditions, 599 pairs) median
+#: 0.03, 597 of 599 below 0.85 (the other two: copies of one photo).
+SCENE_CUT = 0.85
+_THUMB = (32, 24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,8 @@ class PipelineConfig:
             one batched detector call of tiles^2 extra images per frame (see bench/).
         object_every: With an object path, look for objects every N frames (1: every frame);
             in between, the last object recognitions are repeated (``embedded`` false).
+        scene_cut: Drop the tracks when consecutive frames' thumbnails correlate below this
+            (0: only on a change of resolution); see :data:`SCENE_CUT`.
     """
 
     k: int = 3
@@ -78,6 +93,7 @@ class PipelineConfig:
     min_face_px: int = 8
     tiles: int = 1
     object_every: int = 5
+    scene_cut: float = SCENE_CUT
 
     def check(self) -> None:
         """Refuse absurd values with a message naming the field.
@@ -100,7 +116,7 @@ class PipelineConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 msg = f"{name} must be an integer in {lo}..{hi}, got {value!r}"
                 raise InvalidInputError(msg)
-        for name in ("margin", "reembed_iou", "track_iou"):
+        for name in ("margin", "reembed_iou", "track_iou", "scene_cut"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -151,6 +167,8 @@ class Pipeline:
             window=self.config.vote_window,
         )
         self._frame = -1
+        self._scene: tuple[tuple[int, ...], npt.NDArray[np.float32] | None] | None = None
+        self.scene_cuts = 0
 
     @property
     def face_threshold(self) -> float:
@@ -160,6 +178,8 @@ class Pipeline:
     def reset(self) -> None:
         """Forget the tracks (start of an unrelated sequence)."""
         self.tracker.reset()
+        self._scene = None
+        self._last_objects = []
 
     def forget_decisions(self) -> None:
         """Decide afresh from the next frame on (after a memory edit or a threshold change).
@@ -180,6 +200,7 @@ class Pipeline:
         index: int | None = None,
         timestamp: float | None = None,
         source: str = "",
+        independent: bool = False,
     ) -> FrameResult:
         """Recognitions in one BGR frame.
 
@@ -188,6 +209,9 @@ class Pipeline:
             index: Frame number (default: one more than the last).
             timestamp: Seconds (default: wall clock).
             source: Where the frame came from (kept with unknown-face crops).
+            independent: The frame is an unrelated photo: no track, reused embedding, vote or
+                object result of an earlier frame is used for it, nor is one of its own
+                kept for the next frame.
 
         Raises:
             InvalidInputError: if ``frame`` is not a BGR uint8 image.
@@ -195,14 +219,17 @@ class Pipeline:
         t_start = time.perf_counter()
         image = check_bgr_image(frame)
         self._frame = self._frame + 1 if index is None else index
-        if not self.config.track:
-            self.tracker.reset()
+        alone = independent or not self.config.track
         result = FrameResult(
             index=self._frame,
             timestamp=time.time() if timestamp is None else timestamp,
             width=image.shape[1],
             height=image.shape[0],
         )
+        result.scene_cut = self._scene_changed(image, check=not alone)
+        if alone or result.scene_cut:
+            self.tracker.reset()
+            self._last_objects = []
         timings = result.timings_ms
         t = time.perf_counter()
         detections = self._detect(image)
@@ -215,7 +242,7 @@ class Pipeline:
             for i, tr in enumerate(tracks)
             if tr.needs_embedding(
                 self._frame,
-                self.config.embed_every if self.config.track else 1,
+                1 if alone else self.config.embed_every,
                 self.config.reembed_iou,
             )
         ]
@@ -264,15 +291,39 @@ class Pipeline:
             result.recognitions.append(self._recognition(det, tr, voted, embedded=i in fresh))
         if self.objects is not None:
             t = time.perf_counter()
-            every = self.config.object_every if self.config.track else 1
+            every = 1 if alone else self.config.object_every
             if self._frame % every == 0 or not self._last_objects:
                 self._last_objects = self._objects(image)
             else:
                 self._last_objects = [replace(r, embedded=False) for r in self._last_objects]
             result.recognitions.extend(self._last_objects)
             timings["objects"] = _ms(t)
+        if alone:  # nothing of a photo's is kept for the next frame
+            self.tracker.reset()
+            self._scene = None
+            self._last_objects = []
         timings["total"] = _ms(t_start)
         return result
+
+    def _scene_changed(self, image: npt.NDArray[np.uint8], *, check: bool) -> bool:
+        """Whether ``image`` starts a new scene (resolution or content, see the module notes).
+
+        With ``check`` false (an independent photo, or tracking off) nothing is compared: the
+        caller drops the tracks anyway.
+        """
+        if not check:
+            return False
+        sig = scene_signature(image) if self.config.scene_cut > 0 else None
+        previous, self._scene = self._scene, (image.shape, sig)
+        if previous is None:
+            return False
+        cut = previous[0] != image.shape or (
+            sig is not None
+            and previous[1] is not None
+            and _correlation(previous[1], sig) < self.config.scene_cut
+        )
+        self.scene_cuts += cut
+        return cut
 
     def _objects(self, image: npt.NDArray[np.uint8]) -> list[Recognition]:
         """Objects and pets of the memory in the frame (see ``rap_edge.pipeline._objects``).
@@ -434,6 +485,24 @@ class Pipeline:
             embedded=embedded,
             cluster=tr.cluster if voted.decision == "unknown" else None,
         )
+
+
+def scene_signature(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """The frame's 32x24 grey thumbnail, zero-mean and unit-norm (all zeros when flat)."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    thumb = np.asarray(cv2.resize(grey, _THUMB, interpolation=cv2.INTER_AREA), np.float32)
+    thumb -= thumb.mean()
+    norm = float(np.linalg.norm(thumb))
+    return thumb / norm if norm > 1e-3 else np.zeros_like(thumb)  # noqa: PLR2004
+
+
+def _correlation(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float:
+    """Correlation of two signatures; two flat frames are the same scene."""
+    if not a.any() and not b.any():
+        return 1.0
+    return float((a * b).sum())
 
 
 def _ms(start: float) -> float:

@@ -89,6 +89,8 @@ class FrameResult:
         recognitions: One per detection, in detection order.
         timings_ms: Milliseconds per stage (``detect``, ``landmarks``, ``embed``, ``search``,
             ``track``, ``total``).
+        scene_cut: The tracks were dropped before this frame because the scene changed (its
+            resolution, or its content very strongly; see ``PipelineConfig.scene_cut``).
     """
 
     index: int
@@ -97,6 +99,7 @@ class FrameResult:
     height: int
     recognitions: list[Recognition] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    scene_cut: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

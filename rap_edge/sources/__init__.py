@@ -37,8 +37,10 @@ from rap_edge.sources._capture import (
 from rap_edge.sources._folder import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_FILE_BYTES,
+    SEQUENCE_MIN_DIGITS,
     ImageFilesSource,
     list_images,
+    looks_like_sequence,
     read_image_file,
 )
 from rap_edge.sources._normalize import (
@@ -66,6 +68,7 @@ __all__ = [
     "MAX_ERRORS",
     "MAX_FRAME_PIXELS",
     "MAX_IMAGE_FILE_BYTES",
+    "SEQUENCE_MIN_DIGITS",
     "STREAM_SCHEMES",
     "STREAM_TIMEOUT_MS",
     "CaptureSource",
@@ -83,6 +86,7 @@ __all__ = [
     "image_msg_array",
     "image_msg_to_bgr",
     "list_images",
+    "looks_like_sequence",
     "lookup_encoding",
     "normalize_frame",
     "open_camera",

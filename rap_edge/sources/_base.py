@@ -99,6 +99,9 @@ class FrameSource(ABC):
         skipped: Frames skipped so far because they could not be read or decoded.
         errors: The most recent :data:`MAX_ERRORS` messages about skipped frames and about
             iterations that ended early, oldest first.
+        independent: Every frame is an unrelated photo (a single image, or a folder of
+            photos): nothing seen in one frame may carry over to the next. False for videos,
+            cameras, streams, recordings and image sequences.
     """
 
     kind: SourceKind
@@ -107,6 +110,7 @@ class FrameSource(ABC):
     loop: bool
     skipped: int
     errors: list[str]
+    independent: bool = False
 
     def __init__(
         self, kind: SourceKind, name: str, *, total: int | None, loop: bool = False

@@ -5,6 +5,14 @@ order (``img2.png`` before ``img10.png``); subfolders and hidden files (names st
 dot, such as macOS ``._`` companions) are ignored. Files are decoded with OpenCV, keeping 16-bit
 depth and alpha (``IMREAD_UNCHANGED``), except JPEG files, which are read in colour so that their
 EXIF orientation is applied.
+
+**Photos or a sequence.** The images of a folder are independent photos unless the folder
+looks like the frames of one recording: every file name is one shared prefix followed by a
+zero-padded frame number of one fixed width of at least :data:`SEQUENCE_MIN_DIGITS` digits
+(``frame_000123.png``, ``cam0-0042.jpg``, ``000001.png``; what ``ffmpeg -i video
+frame_%06d.png`` writes), at least two of them. ``<name>_00.jpg``-style numbering (two digits)
+and mixed names are photos. :attr:`ImageFilesSource.independent` says which; ``rap-edge run
+--sequence`` makes any folder a sequence. A single image is always a photo.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_FILE_BYTES",
+    "SEQUENCE_MIN_DIGITS",
     "ImageFilesSource",
     "is_image_path",
     "list_images",
+    "looks_like_sequence",
     "read_image_file",
 ]
 
@@ -40,6 +50,11 @@ MAX_IMAGE_FILE_BYTES = 1 << 30
 """Image files larger than this (1 GiB) are skipped without being read."""
 
 _JPEG = frozenset({".jpg", ".jpeg"})
+
+SEQUENCE_MIN_DIGITS = 4
+"""Least width of the zero-padded frame number in a sequence's file names."""
+
+_FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
 
 
 def _natural_key(name: str) -> tuple[tuple[int | str, ...], str]:
@@ -66,6 +81,28 @@ def list_images(folder: Path) -> list[Path]:
         raise InvalidInputError(msg) from err
     files = [p for p in entries if is_image_path(p) and not p.name.startswith(".") and p.is_file()]
     return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def looks_like_sequence(paths: Sequence[Path]) -> bool:
+    """Whether the files are named as the frames of one recording (see the module notes).
+
+    Two or more files whose stems are all one prefix followed by a frame number of one width,
+    at least :data:`SEQUENCE_MIN_DIGITS` digits, distinct numbers; the extension does not matter.
+    """
+    if len(paths) < 2:  # noqa: PLR2004
+        return False
+    prefixes: set[str] = set()
+    widths: set[int] = set()
+    numbers: set[int] = set()
+    for path in paths:
+        found = _FRAME_NAME.match(path.stem)
+        if found is None:
+            return False
+        prefixes.add(found["prefix"])
+        widths.add(len(found["number"]))
+        numbers.add(int(found["number"]))
+    (width,) = widths if len(widths) == 1 else (0,)
+    return len(prefixes) == 1 and width >= SEQUENCE_MIN_DIGITS and len(numbers) == len(paths)
 
 
 def read_image_file(path: Path) -> np.ndarray:
@@ -102,10 +139,21 @@ def read_image_file(path: Path) -> np.ndarray:
 
 
 class ImageFilesSource(FrameSource):
-    """Frames from image files (kind ``folder`` or ``image``); timestamps are ``None``."""
+    """Frames from image files (kind ``folder`` or ``image``); timestamps are ``None``.
+
+    Attributes:
+        sequence: The files are frames of one recording (tracks may follow faces across
+            them); else each file is an independent photo (:attr:`independent`).
+    """
 
     def __init__(
-        self, paths: Sequence[Path], *, kind: SourceKind, name: str, loop: bool = False
+        self,
+        paths: Sequence[Path],
+        *,
+        kind: SourceKind,
+        name: str,
+        loop: bool = False,
+        sequence: bool | None = None,
     ) -> None:
         """A source over the given files, in the given order.
 
@@ -114,9 +162,17 @@ class ImageFilesSource(FrameSource):
             kind: ``folder`` or ``image``.
             name: The folder or file, for messages.
             loop: Start over after the last file.
+            sequence: Frames of one recording (True), independent photos (False), or decided
+                from the file names (None, see :func:`looks_like_sequence`). A single image
+                is always a photo.
         """
         super().__init__(kind, name, total=len(paths), loop=loop)
         self.paths = list(paths)
+        if kind == "image" or len(self.paths) < 2:  # noqa: PLR2004
+            self.sequence = False
+        else:
+            self.sequence = looks_like_sequence(self.paths) if sequence is None else sequence
+        self.independent = not self.sequence
 
     def _label(self, source: str) -> str:
         return PurePath(source).name
@@ -134,4 +190,5 @@ class ImageFilesSource(FrameSource):
     def _describe(self) -> str:
         if self.kind == "image":
             return f"image {self.name}"
-        return f"image folder {self.name} ({len(self.paths)} images)"
+        what = "frames of one sequence" if self.sequence else "independent photos"
+        return f"image folder {self.name} ({len(self.paths)} images, {what})"

@@ -113,7 +113,9 @@ def detect_source(spec: str) -> SourceSpec:
     return SourceSpec("video", path)
 
 
-def open_source(spec: str, *, topic: str | None = None, loop: bool = False) -> FrameSource:
+def open_source(
+    spec: str, *, topic: str | None = None, loop: bool = False, sequence: bool | None = None
+) -> FrameSource:
     """Open the frame source a ``--source`` string names (see :func:`detect_source`).
 
     Args:
@@ -123,6 +125,9 @@ def open_source(spec: str, *, topic: str | None = None, loop: bool = False) -> F
             picks one (see :mod:`rap_edge.sources._rosbag`).
         loop: Start over at the end (videos, image files, recordings; ignored for cameras and
             streams, whose ``loop`` stays ``False``).
+        sequence: For an image folder: its images are frames of one recording (True) or
+            independent photos (False); None decides from the file names (see
+            :func:`rap_edge.sources.looks_like_sequence`). Other kinds ignore it.
 
     Returns:
         An open source; use it in a ``with`` block (or call ``close``).
@@ -149,7 +154,9 @@ def open_source(spec: str, *, topic: str | None = None, loop: bool = False) -> F
             exts = " ".join(sorted(IMAGE_EXTENSIONS))
             msg = f"{path}: no image files in the folder (looked for {exts})"
             raise InvalidInputError(msg)
-        return ImageFilesSource(images, kind="folder", name=str(path), loop=loop)
+        return ImageFilesSource(
+            images, kind="folder", name=str(path), loop=loop, sequence=sequence
+        )
     if found.kind == "image":
         return ImageFilesSource([path], kind="image", name=str(path), loop=loop)
     return open_video(path, loop=loop)

@@ -150,6 +150,7 @@ def test_run_on_a_folder_writes_jsonl_video_and_clusters_then_enroll(
                 "run",
                 "--source",
                 str(frames),
+                "--sequence",  # frames of one recording: tracked (a folder is photos)
                 "--memory",
                 str(mem),
                 "--jsonl",
