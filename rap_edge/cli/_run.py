@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace, session: Session) -> int:
 
     from rap_edge.errors import RapEdgeError
     from rap_edge.pipeline import UnknownClusters, annotate
-    from rap_edge.sources import open_source
+    from rap_edge.sources import CaptureSource, Gap, open_source
 
     memory = session.memory
     unknown = None
@@ -147,6 +147,15 @@ def _run(args: argparse.Namespace, session: Session) -> int:
             args.source, topic=args.topic, sequence=True if args.sequence else None
         ) as source:
             print(source.describe(), file=sys.stderr)
+            if jsonl is not None and isinstance(source, CaptureSource):
+                out = jsonl
+
+                def gap_line(gap: Gap) -> None:  # a stream's outage: one line when it ends
+                    with jsonl_lock:
+                        out.write(json.dumps(gap.to_json()) + "\n")
+                        out.flush()
+
+                source.on_gap = gap_line
             # A single image or a folder of photos: every frame stands alone (no track, no
             # reused embedding, no vote carried from one photo to the next).
             independent = source.independent

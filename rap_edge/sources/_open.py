@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rap_edge.errors import InvalidInputError
-from rap_edge.sources._capture import open_camera, open_video, redact_url
+from rap_edge.sources._capture import ReconnectPolicy, open_camera, open_video, redact_url
 from rap_edge.sources._folder import IMAGE_EXTENSIONS, ImageFilesSource, is_image_path, list_images
 from rap_edge.sources._rosbag import RosbagSource, is_rosbag2_path
 
@@ -114,7 +114,12 @@ def detect_source(spec: str) -> SourceSpec:
 
 
 def open_source(
-    spec: str, *, topic: str | None = None, loop: bool = False, sequence: bool | None = None
+    spec: str,
+    *,
+    topic: str | None = None,
+    loop: bool = False,
+    sequence: bool | None = None,
+    policy: ReconnectPolicy | None = None,
 ) -> FrameSource:
     """Open the frame source a ``--source`` string names (see :func:`detect_source`).
 
@@ -125,6 +130,9 @@ def open_source(
             picks one (see :mod:`rap_edge.sources._rosbag`).
         loop: Start over at the end (videos, image files, recordings; ignored for cameras and
             streams, whose ``loop`` stays ``False``).
+        policy: For cameras, streams and pipelines: connect and read timeouts and the
+            reconnection backoff (default :class:`~rap_edge.sources.ReconnectPolicy`'s);
+            ignored for the other kinds.
         sequence: For an image folder: its images are frames of one recording (True) or
             independent photos (False); None decides from the file names (see
             :func:`rap_edge.sources.looks_like_sequence`). Other kinds ignore it.
@@ -136,7 +144,8 @@ def open_source(
         InvalidInputError: for a bad or missing path, a file OpenCV cannot open as a video, a
             folder without images, a recording without the topic, or ``topic`` given for a
             source that is not a recording.
-        BackendError: if a camera or stream cannot be opened.
+        BackendError: if a camera or stream cannot be opened within the policy's
+            ``connect_timeout``.
     """
     found = detect_source(spec)
     if topic is not None and found.kind != "rosbag2":
@@ -144,7 +153,7 @@ def open_source(
         raise InvalidInputError(msg)
     if found.kind == "camera":
         target = found.target if isinstance(found.target, int) else str(found.target)
-        return open_camera(target, api=found.api)
+        return open_camera(target, api=found.api, policy=policy)
     path = found.target if isinstance(found.target, Path) else Path(str(found.target))
     if found.kind == "rosbag2":
         return RosbagSource(path, topic=topic, loop=loop)
