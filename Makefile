@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 comma := ,
-EXTRAS := dev,cpu,export,rosbag,llm,hf
+EXTRAS := dev,cpu,export,rosbag,llm,hf,web
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 # The quick loop: lint, types and the tests that need no model export and no ROS (< 3 min).

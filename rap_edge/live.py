@@ -44,7 +44,13 @@ if TYPE_CHECKING:
     from rap_edge.generate import Describer, GenerationResult
     from rap_edge.interfaces import Concept
     from rap_edge.memory import Memory
-    from rap_edge.pipeline import FaceModels, FrameResult, ObjectModels, Thresholds
+    from rap_edge.pipeline import (
+        FaceModels,
+        FrameResult,
+        ObjectModels,
+        Thresholds,
+        UnknownClusters,
+    )
 
 __all__ = [
     "RUNTIME_FIELDS",
@@ -190,6 +196,7 @@ class LiveRuntime:
         on_result: Callable[[str, FrameResult, Any], None] | None = None,
         on_description: Callable[[str, int | None, GenerationResult, Any], None] | None = None,
         close_session: bool = False,
+        unknown: UnknownClusters | None = None,
     ) -> None:
         """Start the processing thread (and with ``describe``, the backend and describer).
 
@@ -200,6 +207,9 @@ class LiveRuntime:
             on_description: Called on the generation thread as
                 ``on_description(source, frame_index, result, meta)`` for each description.
             close_session: Close the session with the runtime.
+            unknown: Where every source's unknown faces are clustered (None: not clustered).
+                Only the processing thread writes to it; a caller that edits it from another
+                thread (name, merge, dismiss) makes its methods thread-safe.
 
         Raises:
             ModelStoreError: a named generation backend that cannot load (with ``describe``).
@@ -208,6 +218,7 @@ class LiveRuntime:
         self.on_result = on_result
         self.on_description = on_description
         self._close_session = close_session
+        self.unknown = unknown
         self._work = threading.RLock()  # pipelines' tracks
         self._cond = threading.Condition()  # slots and counters
         self._sources: dict[str, _Source] = {}
@@ -411,7 +422,7 @@ class LiveRuntime:
         try:
             with self._work:
                 if st.pipeline is None:
-                    st.pipeline = self.session.pipeline()
+                    st.pipeline = self.session.pipeline(unknown=self.unknown)
                 waited = (time.perf_counter() - frame.queued) * 1000
                 result = st.pipeline.process(frame.image, timestamp=frame.stamp, source=st.name)
             # How long the frame waited for the processing thread (not part of "total").

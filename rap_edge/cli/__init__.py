@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    from rap_edge.cli import _ask, _demo, _eval, _export, _memory, _models, _run
+    from rap_edge.cli import _ask, _demo, _eval, _export, _memory, _models, _run, _serve
 
     parser = argparse.ArgumentParser(
         prog="rap-edge",
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export.register(sub)
     _ask.register(sub)
     _demo.register(sub)
+    _serve.register(sub)
     return parser
 
 
