@@ -6,10 +6,15 @@ cosine; manifest ``mobilenetv2.json``). Its reference images are photos of the o
 embedded whole (:func:`rap_edge.embed.embed_objects_in_memory`). In a frame, candidates come
 from:
 
-* an ONNX object detector supplied by a manifest (:class:`~rap_edge.detect.YoloDetector`):
-  its boxes, kept only when their class name is one of the memory's object categories (RAP
-  prompts its open-vocabulary detector with those categories; a closed-set detector is
-  filtered by them instead), each cropped at full resolution and embedded; or
+* an ONNX object detector supplied by a manifest: NanoDet (COCO's 80 classes,
+  :class:`~rap_edge.detect._nanodet.NanoDetDetector`, ``nanodet.json``, picked by default
+  when ``make models`` built it) or a YOLO export (:class:`~rap_edge.detect.YoloDetector`).
+  Its boxes are kept only when their class is compatible with one of the memory's object
+  categories (:data:`CATEGORY_CLASSES`: a ``dog`` concept is searched with ``dog`` boxes, a
+  ``mug`` with ``cup`` boxes; RAP prompts an open-vocabulary detector with the categories, a
+  closed-set detector is filtered by them instead). Each box is cropped at full resolution,
+  widened to a square with the image around it (padded where the image ends) so the
+  embedder's square input keeps the object's aspect, and embedded; or
 * without a detector: the whole frame plus multi-scale sliding windows
   (:func:`proposal_windows`), each embedded and matched. This is **coarser and slower**: a
   window seldom fits the object, so the object shares its crop with background and scores
@@ -19,12 +24,15 @@ from:
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 # embed_objects_in_memory moved to rap_edge.embed; still importable from here.
+import numpy as np
+
 from rap_edge.embed import embed_objects_in_memory
 from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.pipeline._faces import FACE_CATEGORIES
@@ -33,20 +41,24 @@ from rap_edge.sources._normalize import check_bgr_image
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
-    import numpy as np
     import numpy.typing as npt
 
     from rap_edge.detect import Detection
+    from rap_edge.detect._nanodet import NanoDetDetector
     from rap_edge.detect._yolo import YoloDetector
     from rap_edge.memory import Memory
     from rap_edge.models import Encoder
     from rap_edge.runtime import Provider
 
 __all__ = [
+    "CATEGORY_CLASSES",
+    "DEFAULT_DETECTOR",
     "OBJECT_EMBEDDER",
     "PROPOSAL_LABEL",
+    "WINDOWS",
     "ObjectEmbedder",
     "ObjectModels",
+    "detector_classes",
     "embed_objects_in_memory",
     "is_object_category",
     "object_categories",
@@ -54,6 +66,47 @@ __all__ = [
 ]
 
 OBJECT_EMBEDDER = "mobilenetv2.json"
+DEFAULT_DETECTOR = "nanodet.json"
+WINDOWS = "windows"  # detector setting that forces the window search
+CONTEXT = 0.1  # share of a detector box added on each side before squaring
+
+#: Memory categories that are not themselves detector class names, and the COCO classes their
+#: concepts are searched with. A category that is a class name (``dog``, ``cat``, ``cup``,
+#: ``bottle``, ``backpack``, ``teddy bear``...) maps to itself. Anything else has no detector
+#: class: its concepts fall back to the window search (with a warning).
+CATEGORY_CLASSES: dict[str, tuple[str, ...]] = {
+    "pet": ("dog", "cat"),
+    "puppy": ("dog",),
+    "kitten": ("cat",),
+    "mug": ("cup",),
+    "coffee cup": ("cup",),
+    "glass": ("wine glass", "cup"),
+    "bag": ("handbag", "backpack", "suitcase"),
+    "purse": ("handbag",),
+    "luggage": ("suitcase",),
+    "toy": ("teddy bear",),
+    "plush": ("teddy bear",),
+    "plush toy": ("teddy bear",),
+    "teddy": ("teddy bear",),
+    "phone": ("cell phone",),
+    "smartphone": ("cell phone",),
+    "mobile phone": ("cell phone",),
+    "bike": ("bicycle",),
+    "motorbike": ("motorcycle",),
+    "ball": ("sports ball",),
+    "football": ("sports ball",),
+    "plant": ("potted plant",),
+    "houseplant": ("potted plant",),
+    "sofa": ("couch",),
+    "television": ("tv",),
+    "tv monitor": ("tv",),
+    "computer": ("laptop",),
+    "notebook": ("laptop", "book"),
+    "remote control": ("remote",),
+    "water bottle": ("bottle",),
+    "flask": ("bottle",),
+}
+_log = logging.getLogger(__name__)
 PROPOSAL_LABEL = "proposal"
 DEFAULT_SCALES = (1.0, 0.6, 0.35)
 MAX_WINDOWS = 1000  # refuse settings that would make a frame cost thousands of embeddings
@@ -69,6 +122,19 @@ def is_object_category(category: str) -> bool:
 def object_categories(memory: Memory) -> set[str]:
     """The lower-cased categories of the memory's object and pet concepts (to filter boxes)."""
     return {c.lower() for c in memory.categories() if is_object_category(c)}
+
+
+def detector_classes(category: str, labels: Iterable[str]) -> set[str]:
+    """The detector classes (lower-cased) whose boxes may hold a concept of ``category``.
+
+    A category that is one of ``labels`` maps to itself, else :data:`CATEGORY_CLASSES` is
+    looked up (only classes the detector has are returned); empty: no detector class.
+    """
+    known = {label.lower() for label in labels}
+    cat = category.strip().lower()
+    if cat in known:
+        return {cat}
+    return {c for c in CATEGORY_CLASSES.get(cat, ()) if c in known}
 
 
 def _positions(length: int, side: int, overlap: float) -> list[int]:
@@ -175,10 +241,11 @@ class ObjectModels:
     """
 
     encoder: Encoder
-    detector: YoloDetector | None = None
+    detector: YoloDetector | NanoDetDetector | None = None
     min_box_px: int = 16
     scales: tuple[float, ...] = DEFAULT_SCALES
     overlap: float = 0.0
+    _warned: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def load(
@@ -195,15 +262,17 @@ class ObjectModels:
             model_dir: Folder of exported manifests (default store: ``<store>/onnx``).
             encoder: Manifest file name (or absolute path) of the instance embedder, e.g. an
                 INT8 variant; its vectors get their own index.
-            detector: Manifest file name (or absolute path) of a YOLO detector (task
-                ``detect``, decoder ``yolo``); None: proposal windows.
+            detector: Manifest file name (or absolute path) of a detector (task ``detect``,
+                decoder ``nanodet`` or ``yolo``); None: :data:`DEFAULT_DETECTOR` when the
+                folder has it, else proposal windows; ``"windows"``: proposal windows.
             provider: Execution provider for the ONNX models.
 
         Raises:
             ModelStoreError: naming the file when a model is missing, damaged or mismatched.
         """
+        from rap_edge.detect._nanodet import NanoDetDetector
         from rap_edge.detect._yolo import YoloDetector
-        from rap_edge.models import Encoder
+        from rap_edge.models import Encoder, load_manifest
 
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
@@ -217,7 +286,15 @@ class ObjectModels:
         if enc.manifest.metric != "cosine":
             msg = f"{enc.manifest.path}: metric {enc.manifest.metric!r}; the memory uses cosine"
             raise ModelStoreError(msg)
-        det = None if detector is None else YoloDetector(where(detector), provider=provider)
+        if detector is None and (folder / DEFAULT_DETECTOR).is_file():
+            detector = DEFAULT_DETECTOR
+        det: YoloDetector | NanoDetDetector | None = None
+        if detector is not None and detector != WINDOWS:
+            manifest = load_manifest(where(detector))
+            if manifest.extra.get("decoder") == "nanodet":
+                det = NanoDetDetector(manifest, provider=provider)
+            else:
+                det = YoloDetector(manifest, provider=provider)
         return cls(encoder=enc, detector=det)
 
     @property
@@ -231,14 +308,13 @@ class ObjectModels:
         return None if self.detector is None else list(self.detector.labels)
 
     def undetectable(self, categories: Iterable[str]) -> set[str]:
-        """The categories the detector has no class for (their concepts are never proposed).
+        """The categories with no compatible detector class (see :func:`detector_classes`).
 
         Empty without a detector: proposal windows do not depend on the category.
         """
         if self.detector is None:
             return set()
-        known = {label.lower() for label in self.detector.labels}
-        return {c for c in categories if c.strip().lower() not in known}
+        return {c for c in categories if not detector_classes(c, self.detector.labels)}
 
     def propose(
         self, image: npt.NDArray[np.uint8], categories: Collection[str] | None = None
@@ -267,7 +343,24 @@ class ObjectModels:
         if wanted is not None and not wanted:
             return []
         h, w = image.shape[:2]
-        if self.detector is None:
+        if self.detector is not None and wanted is not None:
+            classes: set[str] = set()
+            for cat in sorted(wanted):
+                mapped = detector_classes(cat, self.detector.labels)
+                if not mapped and cat not in self._warned:
+                    self._warned.add(cat)
+                    _log.warning(
+                        "objects: category %r has no detector class (see CATEGORY_CLASSES); %s",
+                        cat,
+                        "its concepts are searched with windows"
+                        if not classes
+                        and all(not detector_classes(c, self.detector.labels) for c in wanted)
+                        else "its concepts are not searched while other categories use the "
+                        "detector",
+                    )
+                classes |= mapped
+            wanted = classes
+        if self.detector is None or (wanted is not None and not wanted):
             return [
                 Detection(*box, 1.0, PROPOSAL_LABEL)
                 for box in proposal_windows(w, h, scales=self.scales, overlap=self.overlap)
@@ -322,6 +415,103 @@ class ObjectModels:
                 raise InvalidInputError(msg)
             out.append(image[top:bottom, left:right].copy())
         return out
+
+    def compatible(self, category: str, label: str) -> bool:
+        """Whether a concept of ``category`` may be in a box labelled ``label``.
+
+        Windows (``proposal``) fit any object category; a detector box fits the categories
+        that map to its class (:func:`detector_classes`).
+        """
+        if not is_object_category(category):
+            return False
+        if label.lower() == PROPOSAL_LABEL or self.detector is None:
+            return True
+        return label.lower() in detector_classes(category, self.detector.labels)
+
+    @staticmethod
+    def square_crops(
+        image: npt.NDArray[np.uint8],
+        boxes: Sequence[Detection | Sequence[float] | npt.NDArray[np.floating]],
+        *,
+        context: float = CONTEXT,
+    ) -> list[npt.NDArray[np.uint8]]:
+        """Square crops around boxes: ``context`` added per side, the short side widened.
+
+        The embedder stretches its input to a square; a square crop keeps the object's
+        aspect. The square takes the image around the box; where it leaves the image it is
+        padded by replicating the border.
+
+        Raises:
+            InvalidInputError: if the image is not a BGR uint8 array or a box is malformed
+                or entirely outside the image.
+        """
+        import cv2
+
+        check_bgr_image(image, "image")
+        h, w = image.shape[:2]
+        out = []
+        for i, box in enumerate(boxes):
+            x1, y1, x2, y2 = _as_box(box, i)
+            if min(x2, float(w)) <= max(x1, 0.0) or min(y2, float(h)) <= max(y1, 0.0):
+                msg = f"box #{i + 1} {(x1, y1, x2, y2)} has no pixels inside the {w}x{h} image"
+                raise InvalidInputError(msg)
+            side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * context)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            left, top = math.floor(cx - side / 2), math.floor(cy - side / 2)
+            n = max(1, math.ceil(side))
+            crop = image[max(0, top) : max(0, top + n), max(0, left) : max(0, left + n)]
+            pads = (
+                max(0, -top),
+                max(0, top + n - h),
+                max(0, -left),
+                max(0, left + n - w),
+            )
+            if any(pads):
+                crop = np.asarray(cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE), np.uint8)
+            out.append(np.ascontiguousarray(crop))
+        return out
+
+    def detection_crops(
+        self, image: npt.NDArray[np.uint8], dets: Sequence[Detection]
+    ) -> list[npt.NDArray[np.uint8]]:
+        """What the embedder sees for each proposal: windows as they are, boxes squared."""
+        if dets and dets[0].label == PROPOSAL_LABEL:
+            return self.crops(image, dets)
+        return self.square_crops(image, dets)
+
+    def enrollment_crop(
+        self, image: npt.NDArray[np.uint8], category: str, *, whole_image: bool = False
+    ) -> npt.NDArray[np.uint8]:
+        """The part of a reference photo to embed for a concept of ``category``.
+
+        With a detector: the square crop of the largest box of a class compatible with the
+        category (a photo with twenty objects: the largest matching one). Without a detector,
+        for a category with no detector class, or with ``whole_image``: the whole photo.
+
+        Raises:
+            InvalidInputError: if the photo has no box of a compatible class, naming the
+                classes looked for and ``--whole-image``.
+        """
+        check_bgr_image(image, "image")
+        if whole_image or self.detector is None:
+            return image
+        classes = detector_classes(category, self.detector.labels)
+        if not classes:
+            _log.warning(
+                "objects: category %r has no detector class; its photo is embedded whole",
+                category,
+            )
+            return image
+        boxes = [d for d in self.propose(image, None) if d.label.lower() in classes]
+        if not boxes:
+            msg = (
+                f"no {' or '.join(sorted(classes))} found in the photo for category "
+                f"{category!r}; use a photo where it is visible, or --whole-image to embed "
+                "the whole photo"
+            )
+            raise InvalidInputError(msg)
+        big = max(boxes, key=lambda d: (d.x2 - d.x1) * (d.y2 - d.y1))
+        return self.square_crops(image, [big])[0]
 
     def embed(self, crops: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         """Vectors of crops, float32 [len(crops), dim] (batched by the encoder)."""

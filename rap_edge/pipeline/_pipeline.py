@@ -335,7 +335,6 @@ class Pipeline:
         """
         from rap_edge.pipeline._objects import (
             PROPOSAL_LABEL,
-            is_object_category,
             object_categories,
         )
 
@@ -349,7 +348,7 @@ class Pipeline:
         dets = objects.propose(image, categories)
         if not dets:
             return []
-        vectors = objects.embed(objects.crops(image, dets))
+        vectors = objects.embed(objects.detection_crops(image, dets))
         hits = self.memory.search(vectors, k=min(1000, 4 * self.config.k + 8), encoder=enc)
         threshold = self.thresholds.get(enc)
         found: list[tuple[Detection, Decision, Candidate | None, list[Candidate]]] = []
@@ -358,8 +357,7 @@ class Pipeline:
             cands = [
                 Candidate(h.concept_id, h.name, h.category, h.score)
                 for h in row
-                if is_object_category(h.category)
-                and (label == PROPOSAL_LABEL or h.category.lower() == label)
+                if objects.compatible(h.category, label)
             ]
             cands = cands[: self.config.k]
             decision, best = decide(cands, threshold, self.thresholds.margin)

@@ -25,6 +25,7 @@ from rap_edge.models import Encoder, ModelManifest, Preprocess, sha256_file, wri
 from rap_edge.pipeline._objects import (
     ObjectEmbedder,
     ObjectModels,
+    detector_classes,
     embed_objects_in_memory,
     is_object_category,
     object_categories,
@@ -394,7 +395,7 @@ def test_object_models_with_a_detector_filter_by_category(model_dir: Path) -> No
     assert [d.label for d in models.propose(frame, {"Cup"})] == ["cup"]
     assert [d.label for d in models.propose(frame, {"dog", "CUP ", "mug"})] == ["cup", "dog"]
     assert models.propose(frame, set()) == []
-    assert models.undetectable({"dog", "Mug"}) == {"Mug"}
+    assert models.undetectable({"dog", "Mug", "Spaceship"}) == {"Spaceship"}  # mug <- cup
     models.min_box_px = 17  # the person box is 16 x 16
     assert [d.label for d in models.propose(frame)] == ["cup", "dog"]
     with pytest.raises(InvalidInputError, match="image must be a BGR uint8 image"):
@@ -503,3 +504,73 @@ def test_object_embedder_is_the_encoder_on_whole_images(model_dir: Path) -> None
     img = _frame()
     np.testing.assert_array_equal(emb.embed([img]), enc.embed([img]))
     assert ObjectEmbedder(ObjectModels(encoder=enc)).encoder_id == enc.encoder_id
+
+
+# --- the detector path: category mapping, square crops, enrollment crop ----------------------
+
+
+def test_category_mapping_is_explicit() -> None:
+    coco = ["dog", "cat", "cup", "handbag", "backpack", "suitcase", "teddy bear"]
+    assert detector_classes("dog", coco) == {"dog"}
+    assert detector_classes(" Mug ", coco) == {"cup"}
+    assert detector_classes("bag", coco) == {"handbag", "backpack", "suitcase"}
+    assert detector_classes("toy", coco) == {"teddy bear"}
+    assert detector_classes("pet", coco) == {"dog", "cat"}
+    assert detector_classes("spaceship", coco) == set()
+    assert detector_classes("mug", ["dog"]) == set()  # only classes the detector has
+
+
+def test_mapped_categories_use_the_detector_and_unmapped_fall_back_to_windows(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = ObjectModels.load(model_dir, detector="yolo.json", provider="cpu")
+    frame = _frame()
+    assert [d.label for d in models.propose(frame, {"mug"})] == ["cup"]
+    assert models.compatible("mug", "cup") and not models.compatible("mug", "dog")
+    assert not models.compatible("person", "person")  # faces never go to the object path
+    with caplog.at_level("WARNING"):
+        props = models.propose(frame, {"spaceship"})
+    assert len(props) == 21 and props[0].label == "proposal"
+    assert "'spaceship' has no detector class" in caplog.text
+    assert "searched with windows" in caplog.text
+    assert models.compatible("spaceship", "proposal")
+
+
+def test_square_crops_keep_the_aspect_and_pad_at_the_border() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :100] = 255
+    (tall,) = ObjectModels.square_crops(image, [(90, 10, 110, 90)], context=0.0)
+    assert tall.shape == (80, 80, 3)  # 20 x 80 box -> 80 x 80 with the image around it
+    assert tall[:, :40].mean() == 255 and tall[:, 41:].mean() == 0
+    (edge,) = ObjectModels.square_crops(image, [(0, 0, 50, 50)], context=0.1)
+    assert edge.shape == (60, 60, 3)  # 5 px past the top-left edge, replicated
+    with pytest.raises(InvalidInputError, match="no pixels inside"):
+        ObjectModels.square_crops(image, [(300, 0, 400, 50)])
+
+
+def test_enrollment_crops_the_largest_matching_object(model_dir: Path) -> None:
+    models = ObjectModels.load(model_dir, detector="yolo.json", provider="cpu")
+    frame = _frame()
+    dogs = [d for d in models.propose(frame) if d.label == "dog"]
+    crop = models.enrollment_crop(frame, "dog")
+    (want,) = ObjectModels.square_crops(frame, dogs[:1])
+    assert crop.shape == want.shape and np.array_equal(crop, want)
+    models.min_box_px = 10_000  # now no box survives: nothing to enroll
+    with pytest.raises(InvalidInputError, match=r"no cup found .*'mug'.* --whole-image"):
+        models.enrollment_crop(frame, "mug")
+    assert models.enrollment_crop(frame, "mug", whole_image=True) is frame
+    assert models.enrollment_crop(frame, "spaceship") is frame  # no class: whole, warned
+    windows = ObjectModels.load(model_dir, detector="windows", provider="cpu")
+    assert windows.detector is None
+    assert windows.enrollment_crop(frame, "dog") is frame
+
+
+def test_nanodet_is_the_default_detector_when_exported(model_dir: Path) -> None:
+    from tests.detect.test_nanodet import _manifest
+
+    m = _manifest(model_dir)
+    (model_dir / "tiny.json").rename(model_dir / "nanodet.json")
+    assert m.onnx.parent == model_dir
+    models = ObjectModels.load(model_dir, provider="cpu")
+    assert type(models.detector).__name__ == "NanoDetDetector"
+    assert ObjectModels.load(model_dir, detector="windows", provider="cpu").detector is None
