@@ -7,7 +7,7 @@ EXTRAS := dev,cpu,export,rosbag,llm,hf,web
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 # The quick loop: lint, types and the tests that need no model export and no ROS (< 3 min).
-.PHONY: demo test check lint typecheck unit models ros bench-memory bench-encoders bench-pipeline bench-generation bench-ros venv clean
+.PHONY: demo test check lint typecheck unit web-test-deps models ros bench-memory bench-encoders bench-pipeline bench-generation bench-ros venv clean
 
 venv: $(STAMP)
 
@@ -32,8 +32,13 @@ models: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) web-test-deps
 	$(BIN)/python -m pytest
+
+# The web tests' broker and browser (Debian packages; CI runs as root). Skipped when present.
+web-test-deps:
+	@test -x /usr/sbin/mosquitto -a -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto chromium chromium-driver; }
 
 test: lint typecheck unit
 
