@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 def _frame(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        msg = f"{path}: not a readable image"
+        raise SystemExit(msg)
     scale = min(640 / img.shape[1], 480 / img.shape[0])
     small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
     out = np.zeros((480, 640, 3), np.uint8)
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     right = _frame(photos.file(OBJECT_PHOTOS.key, "motorcycle_right.png"))
 
     def unit(v: np.ndarray) -> np.ndarray:
-        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+        return np.asarray(v / np.linalg.norm(v, axis=-1, keepdims=True), np.float32)
 
     ref_det = unit(det.embed([det.enrollment_crop(left, "motorbike")])[0])
     ref_whole = unit(win.embed([left])[0])
