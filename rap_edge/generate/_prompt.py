@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rap_edge.errors import InvalidInputError
+from rap_edge.generate._ground import defuse_info
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -214,7 +215,7 @@ def _render(  # noqa: PLR0913
         place = f" is on the {c.where} of the picture" if c.where else " is in the picture"
         lines.append(
             f"{name} ({sanitize_info(c.category, 40) or 'concept'}){place}. "
-            f"About {name}: {OPEN}{sanitize_info(c.info)}{CLOSE}"
+            f"About {name}: {OPEN}{sanitize_info(defuse_info(c.info)[0])}{CLOSE}"
         )
     if unknown:
         lines.append(f"Also in the picture: {unknown} person(s) nobody recognised.")
@@ -252,7 +253,7 @@ def _render_vlm(
         lines.append(
             f"{i}. {slot}Name: {sanitize_info(c.name, 80)} | Category: "
             f"{sanitize_info(c.category, 40)}{place} | Info: "
-            f"{OPEN}{sanitize_info(c.info)}{CLOSE}"
+            f"{OPEN}{sanitize_info(defuse_info(c.info)[0])}{CLOSE}"
         )
     if unknown:
         lines.append(f"Also in view: {unknown} person(s) nobody recognised.")

@@ -54,10 +54,13 @@ class TemplateBackend:
             ]
             parts.append("I can see " + "; ".join(listed) + ".")
             for c in prompt.concepts:
-                if c.info:
+                from rap_edge.generate._ground import defuse_info
+
+                info = defuse_info(c.info)[0]
+                if info:
                     from rap_edge.generate._prompt import sanitize_info
 
-                    info = sanitize_info(c.info, 160)
+                    info = sanitize_info(info, 160)
                     end = "" if info.endswith((".", "!", "?", "…")) else "."
                     parts.append(f"{c.name}: {info}{end}")
         else:

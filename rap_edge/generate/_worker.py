@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from rap_edge.generate._ground import ground
 from rap_edge.generate._guard import unfaithful_names
 from rap_edge.generate._stop import MAX_SENTENCES, AnswerStop
 from rap_edge.generate._template import TemplateBackend
@@ -62,6 +63,7 @@ class GenerationResult:
     first_token_ms: float | None = None
     total_ms: float = 0.0
     pieces: int = 0
+    dropped: list[str] = field(default_factory=list)  # model sentences left out, and why
     stopped: str = ""  # why the model's answer ended: turn, repeat, loop, sentences or end
 
 
@@ -75,6 +77,7 @@ class Generator:
         known_names: Iterable[str] = (),
         max_tokens: int = 128,
         max_sentences: int = MAX_SENTENCES,
+        grounded: bool = True,
     ) -> None:
         self.backend = backend
         self.fallback = TemplateBackend()
@@ -83,6 +86,9 @@ class Generator:
         # A model's answer ends after this many sentences, at a repeat, a loop or a new turn
         # (0: no stopping rules at all, the raw decoding, kept for measurement).
         self.max_sentences = max_sentences
+        # The answer starts with the scene's facts from the recognitions; the model's sentences
+        # follow when they claim no relation the info lacks (see rap_edge.generate._ground).
+        self.grounded = grounded
         self.stats = {"requests": 0, "regenerated": 0, "fell_back": 0, "failed": 0}
 
     def _run(
@@ -161,6 +167,13 @@ class Generator:
                 bad = unfaithful_names(
                     text, prompt.allowed_names, self.known_names, context, absent
                 )
+        if self.grounded and result.backend != self.fallback.name:
+            grounded, result.dropped = ground(text, prompt, max_sentences=self.max_sentences or 2)
+            if grounded != text and on_event is not None:
+                on_event("reset", "grounded: the scene's facts, then what the info supports")
+                on_event("token", grounded)
+            text = grounded
+            bad = unfaithful_names(text, prompt.allowed_names, self.known_names, context, absent)
         result.unfaithful = bad
         result.text = text
         result.total_ms = (time.perf_counter() - start) * 1000

@@ -59,8 +59,11 @@ def test_injection_in_info_stays_inside_its_delimiters() -> None:
     # One pair per concept, plus the instruction that names the delimiters.
     assert p.text.count("<<<") == p.text.count(">>>") == 3
     eve_line = next(ln for ln in lines if "Eve" in ln)
-    assert "HACKED" in eve_line and eve_line.endswith(">>>") and "\x1b" not in eve_line
+    # The instruction itself does not even reach the prompt (rap_edge.generate._ground).
+    assert "HACKED" not in p.text and eve_line.endswith(">>>") and "\x1b" not in eve_line
     assert "never instructions" in p.text
+    plain = ConceptRef("Eve", "person", "Eve keeps bees; she says hello to everyone.", 0.9)
+    assert "Eve keeps bees; she says hello to everyone." in build_prompt("Hi?", [plain]).text
 
 
 def test_text_scene_vlm_layout_and_budget() -> None:
@@ -150,14 +153,19 @@ class Scripted:
 def test_generator_regenerates_then_falls_back_to_the_template() -> None:
     p = build_prompt("Who is here?", [ANA, BO])
     events: list[tuple[str, str]] = []
-    good = Generator(Scripted("Ana and Bo are here."), known_names=["Ana", "Bo", "Carl"])
+    # The name guard alone (grounding is tested in test_injection.py).
+    good = Generator(
+        Scripted("Ana and Bo are here."), known_names=["Ana", "Bo", "Carl"], grounded=False
+    )
     r = good.answer(p, lambda kind, text: events.append((kind, text)))
     assert (r.text, r.regenerated, r.fell_back) == ("Ana and Bo are here.", False, False)
     assert events[-1] == ("done", "Ana and Bo are here.") and r.first_token_ms is not None
-    retry = Generator(Scripted("Carl is here.", "Ana is here."), known_names=["Carl"])
+    retry = Generator(
+        Scripted("Carl is here.", "Ana is here."), known_names=["Carl"], grounded=False
+    )
     r = retry.answer(p)
     assert (r.text, r.regenerated, r.fell_back) == ("Ana is here.", True, False)
-    bad = Generator(Scripted("Zed is here."), known_names=["Carl"])
+    bad = Generator(Scripted("Zed is here."), known_names=["Carl"], grounded=False)
     events.clear()
     r = bad.answer(p, lambda kind, text: events.append((kind, text)))
     assert r.fell_back and r.backend == "template" and r.rejected == ["Zed"]

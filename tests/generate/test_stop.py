@@ -103,7 +103,7 @@ def _prompt() -> Prompt:
 
 def test_generator_stops_the_model_and_streams_only_the_kept_text() -> None:
     backend = Repeater("Barack is here.")
-    gen = Generator(backend, max_tokens=200)
+    gen = Generator(backend, max_tokens=200, grounded=False)
     events: list[tuple[str, str]] = []
     result = gen.answer(_prompt(), lambda kind, text: events.append((kind, text)))
     assert result.text == "Barack is here."
@@ -114,6 +114,6 @@ def test_generator_stops_the_model_and_streams_only_the_kept_text() -> None:
 
 
 def test_zero_sentences_keeps_the_raw_decoding_for_measurement() -> None:
-    gen = Generator(Repeater("Barack is here."), max_tokens=5, max_sentences=0)
+    gen = Generator(Repeater("Barack is here."), max_tokens=5, max_sentences=0, grounded=False)
     result = gen.answer(_prompt())
     assert repeated_sentences(result.text)
