@@ -302,6 +302,273 @@ def stall(reps: int) -> dict[str, Any]:
     return out
 
 
+# -- descriptions: a metric that does not grade itself ------------------------------------------
+
+# Concepts of the scene memory: one per identity of the labelled set (enrolled from its _00
+# photo), some with a relation in their info, some with a role, some with neither.
+_PEOPLE = {
+    "barack_obama": (
+        "Barack",
+        "Barack is a former president of the United States; he plays basketball.",
+    ),
+    "joe_biden": ("Joe", "Joe is the owner's uncle; he drinks tea in the morning."),
+    "ben_affleck": ("Ben", "Ben is an actor from Boston."),
+    "elton_john": ("Elton", "Elton is a singer who plays the piano."),
+    "jerry_seinfeld": ("Jerry", "Jerry is the owner's neighbour; he collects old cars."),
+    "madonna": ("Madonna", "Madonna sings and dances."),
+    "mindy_kaling": ("Mindy", "Mindy is the owner's sister; she writes stories."),
+    "john_salley": ("Salley", "Salley is a friend from the gym."),
+    "john_savage": ("Savage", "Savage comes on Mondays to fix the garden."),
+    "john_simm": ("Simm", "Simm is a colleague from work."),
+}
+# Relations and roles an answer must not claim unless some info in its prompt says so. This is
+# the benchmark's own list (wider than anything in rap_edge), written from the issue's
+# examples and common family, household and job words.
+RELATIONS = (
+    "owner|owners|neighbour|neighbor|neighbours|neighbors|friend|friends|sister|brother|"
+    "mother|mom|mum|father|dad|son|daughter|wife|husband|uncle|aunt|cousin|nephew|niece|"
+    "grandmother|grandfather|grandma|grandpa|grandson|granddaughter|boyfriend|girlfriend|"
+    "partner|fiance|fiancee|colleague|coworker|co-worker|boss|employee|teacher|student|"
+    "babysitter|nanny|roommate|flatmate|family|parent|parents|child|children|relative|"
+    "president|actor|actress|singer|pianist|doctor|nurse|chef|officer|gardener|"
+    "photographer|player|coach|guest|visitor|stranger|intruder|burglar|thief|host|manager"
+)
+_RELATION_RE = re.compile(rf"\b({RELATIONS})\b", re.IGNORECASE)
+_NEG_RE = re.compile(r"\b(not|no|nobody|none|never|cannot)\b|n't\b", re.IGNORECASE)
+DESC_QUESTIONS = ("Describe what you see.", "Who is in this photo?", "absent", "doing")
+
+
+def _say(text: str, name: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def _sentences(text: str) -> list[str]:
+    """The benchmark's own sentence split (independent of rap_edge.generate)."""
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if s.strip()]
+
+
+def _repeats(text: str) -> bool:
+    keys = [" ".join(re.findall(r"[a-z0-9']+", s.lower())) for s in _sentences(text)]
+    keys = [k for k in keys if k]
+    return len(keys) != len(set(keys))
+
+
+def desc_scenes(labelled: Path, limit: int, seed: int = 11) -> list[dict[str, Any]]:
+    """Scenes from real photos with known truth, recognised by the real session.
+
+    Every non-enrolment photo of the 10 identities (one face), the distractors (a face nobody
+    enrolled) and the ``two_people`` condition (two faces, each labelled); a question each,
+    cycling through "describe", "who", "is <someone not in view> here?" and "what is <someone
+    in view> doing?". Ground truth is the label, not the recognition.
+    """
+    import tempfile
+
+    from rap_edge.app import Session, Settings
+    from rap_edge.memory import Memory
+
+    rng = random.Random(seed)
+    photos: list[tuple[Path, list[str]]] = []
+    for ident in sorted(_PEOPLE):
+        photos += [(p, [ident]) for p in sorted((labelled / ident).glob("*.jpg"))[1:]]
+    photos += [(p, []) for p in sorted((labelled / "_distractors").glob("*.jpg"))]
+    two = labelled / "conditions" / "two_people"
+    prov = json.loads((two / "provenance.json").read_text())["files"] if two.is_dir() else {}
+    for rel, rec in sorted(prov.items()):
+        if not rel.split("/")[-1].endswith("_00.jpg"):
+            photos.append((two / rel, [f["label"] for f in rec["faces"] if f["label"] in _PEOPLE]))
+    rng.shuffle(photos)
+    photos = photos[:limit]
+    out: list[dict[str, Any]] = []
+    tmp = tempfile.TemporaryDirectory(prefix="rap-edge-desc-")
+    with (
+        Memory.init(Path(tmp.name) / "mem") as mem,
+        Session.open(Settings(), memory=mem) as session,
+    ):
+        for ident, (name, info) in sorted(_PEOPLE.items()):
+            session.add_concept(
+                name,
+                "person",
+                info=info,
+                files=[labelled / ident / f"{ident}_00.jpg"],
+                largest=True,
+            )
+        import cv2
+
+        for i, (path, truth_ids) in enumerate(photos):
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            frame = session.recognise(img, source=path.name)
+            truth = [_PEOPLE[t][0] for t in truth_ids]
+            kind = DESC_QUESTIONS[i % len(DESC_QUESTIONS)]
+            recognised = [r.name for r in frame.recognitions if r.decision == "known" and r.name]
+            if kind == "absent":
+                others = sorted(n for n, _ in _PEOPLE.values() if n not in truth)
+                question = f"Is {rng.choice(others)} here?"
+            elif kind == "doing" and recognised:
+                question = f"What is {recognised[0]} doing?"
+            else:
+                question = DESC_QUESTIONS[i % 2]
+            prompt = session.prompt(frame, question)
+            out.append(
+                {
+                    "photo": str(path.relative_to(labelled)),
+                    "truth": truth,
+                    "faces": len(truth_ids) or 1,
+                    "recognised": recognised,
+                    "question": question,
+                    "prompt": prompt,
+                    "split": "calibration" if i % 3 == 0 else "held-out",
+                }
+            )
+    tmp.cleanup()
+    return out
+
+
+def score_answer(text: str, scene: dict[str, Any]) -> dict[str, Any]:
+    """The metric: independent of the guard and of the decoder's stopping rules."""
+    prompt = scene["prompt"]
+    names = [n for n, _ in _PEOPLE.values()]
+    truth = set(scene["truth"])
+    should = [n for n in scene["recognised"] if n in truth]  # in view and recognised
+    asked_absent = [a for a in prompt.asked if a not in truth]
+    wrong = []
+    said = [n for n in names if _say(text, n)]
+    for n in said:
+        if n in truth:
+            continue
+        if n in asked_absent and all(_NEG_RE.search(s) for s in _sentences(text) if _say(s, n)):
+            continue  # "I do not see Joe here"
+        wrong.append(n)
+    given = " ".join([prompt.question, *(c.info for c in prompt.concepts)]).lower()
+    relations = sorted(
+        {
+            m.lower()
+            for m in _RELATION_RE.findall(text)
+            if not re.search(rf"\b{m.lower()}\b", given)
+        }
+    )
+    return {
+        "named": [n for n in should if _say(text, n)],
+        "should": should,
+        "said": said,
+        "wrong": wrong,
+        "relations": relations,
+        "repeats": _repeats(text),
+        "words": len(text.split()),
+        "sentences": len(_sentences(text)),
+    }
+
+
+def descriptions(  # noqa: PLR0913
+    scenes: list[dict[str, Any]],
+    backend_name: str,
+    *,
+    max_tokens: int,
+    max_sentences: int = 2,
+    split: str = "held-out",
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Every scene of ``split`` answered by ``backend_name``; the metric over the final answers."""
+    from rap_edge.generate import unfaithful_names
+
+    backend, note = open_backend(backend_name, model)
+    known = [n for n, _ in _PEOPLE.values()]
+    gen = Generator(backend, known_names=known, max_tokens=max_tokens, max_sentences=max_sentences)
+    rows = []
+    chosen = [s for s in scenes if split == "all" or s["split"] == split]
+    t0 = time.perf_counter()
+    for sc in chosen:
+        prompt = sc["prompt"]
+        pieces: list[str] = []
+        first: list[bool] = []
+
+        def on_event(
+            kind: str, text: str, pieces: list[str] = pieces, first: list[bool] = first
+        ) -> None:
+            if first:
+                return
+            if kind == "token":
+                pieces.append(text)
+            else:
+                first.append(True)
+
+        res = gen.answer(prompt, on_event)
+        raw = "".join(pieces).strip()
+        final = score_answer(res.text, sc)
+        rawm = score_answer(raw, sc)
+        raw_ok = not rawm["wrong"] and not rawm["relations"] and not rawm["repeats"]
+        context = " ".join([prompt.question, *(c.info for c in prompt.concepts)])
+        in_view = {c.name.lower() for c in prompt.concepts}
+        absent = [a for a in prompt.asked if a.lower() not in in_view]
+        old_guard = bool(
+            unfaithful_names(raw, prompt.allowed_names, known, context, absent, world=False)
+        )
+        new_guard = bool(unfaithful_names(raw, prompt.allowed_names, known, context, absent))
+        rows.append(
+            {
+                "photo": sc["photo"],
+                "question": sc["question"],
+                "truth": sc["truth"],
+                "recognised": sc["recognised"],
+                "raw": raw,
+                "final": res.text,
+                "backend": res.backend,
+                "regenerated": res.regenerated,
+                "fell_back": res.fell_back,
+                "stopped": res.stopped,
+                "raw_correct": raw_ok,
+                "old_guard_rejects": old_guard,
+                "new_guard_rejects": new_guard,
+                "first_token_ms": res.first_token_ms,
+                **final,
+            }
+        )
+    n = len(rows)
+    should = sum(len(r["should"]) for r in rows)
+    said = sum(len(r["said"]) for r in rows)
+    correct_raw = [r for r in rows if r["raw_correct"]]
+    return {
+        "backend": note,
+        "split": split,
+        "scenes": n,
+        "max_sentences": max_sentences,
+        "name_recall": round(sum(len(r["named"]) for r in rows) / max(should, 1), 4),
+        "name_precision": round(1 - sum(len(r["wrong"]) for r in rows) / max(said, 1), 4),
+        "invented_relation_rate": round(sum(bool(r["relations"]) for r in rows) / max(n, 1), 4),
+        "repetition_rate": round(sum(r["repeats"] for r in rows) / max(n, 1), 4),
+        "words_mean": round(statistics.mean(r["words"] for r in rows), 1),
+        "sentences_mean": round(statistics.mean(r["sentences"] for r in rows), 2),
+        "raw_correct": len(correct_raw),
+        "guard_false_rejections": round(
+            sum(r["regenerated"] for r in correct_raw) / max(len(correct_raw), 1), 4
+        ),
+        "old_guard_false_rejections": round(
+            sum(r["old_guard_rejects"] for r in correct_raw) / max(len(correct_raw), 1), 4
+        ),
+        "new_guard_false_rejections": round(
+            sum(r["new_guard_rejects"] for r in correct_raw) / max(len(correct_raw), 1), 4
+        ),
+        "regenerated": sum(r["regenerated"] for r in rows),
+        "fell_back": sum(r["fell_back"] for r in rows),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+    }
+
+
+def print_desc(results: list[dict[str, Any]]) -> None:
+    print(
+        "\n| backend | split | scenes | name recall | name precision | invented relations | "
+        "repetition | words | guard false rejections |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for r in results:
+        print(
+            f"| {r['label']} | {r['split']} | {r['scenes']} | {r['name_recall']:.3f} | "
+            f"{r['name_precision']:.3f} | {r['invented_relation_rate']:.1%} | "
+            f"{r['repetition_rate']:.1%} | {r['words_mean']} | "
+            f"{r['guard_false_rejections']:.1%} ({r['raw_correct']} correct raw) |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per timed run")
@@ -319,6 +586,25 @@ def main() -> None:
         help="comma-separated parts to run (default: all three)",
     )
     parser.add_argument(
+        "--labelled",
+        type=Path,
+        default=None,
+        help="labelled set from `python -m calibration.labelled` (descriptions part; default "
+        "$RAP_EDGE_LABELLED)",
+    )
+    parser.add_argument("--desc-scenes", type=int, default=240, help="description scenes")
+    parser.add_argument(
+        "--desc-backends",
+        default="ortgenai,transformers,template",
+        help="backends for the descriptions part",
+    )
+    parser.add_argument(
+        "--desc-split", default="held-out", choices=["held-out", "calibration", "all"]
+    )
+    parser.add_argument(
+        "--max-sentences", type=int, default=2, help="sentence cap (0: no stopping rules)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "generation.json"
     )
     args = parser.parse_args()
@@ -330,6 +616,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     sp, st, fa = old.get("speed"), old.get("stall"), old.get("faithfulness")
+    de = old.get("descriptions")
     if "speed" in parts:
         sp = speed(ort_dir, hf_dir, args.tokens, args.reps)
         print_speed(sp, args)
@@ -339,6 +626,25 @@ def main() -> None:
     if "faith" in parts:
         fa = faithfulness(args.faith_backend, None, args.scenes, args.max_tokens)
         print_faith(fa)
+    if "desc" in parts:
+        labelled = args.labelled or os.environ.get("RAP_EDGE_LABELLED")
+        if not labelled:
+            msg = "the descriptions part needs --labelled DIR (python -m calibration.labelled)"
+            raise SystemExit(msg)
+        scenes = desc_scenes(Path(labelled), args.desc_scenes)
+        de = []
+        for name in args.desc_backends.split(","):
+            r = descriptions(
+                scenes,
+                name,
+                max_tokens=args.max_tokens,
+                max_sentences=args.max_sentences,
+                split=args.desc_split,
+            )
+            r["label"] = name
+            de.append(r)
+            print_desc([r])
+        print_desc(de)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -346,6 +652,7 @@ def main() -> None:
                 "speed": sp,
                 "stall": st,
                 "faithfulness": fa,
+                "descriptions": de,
                 "machine": {"cpu": platform.processor(), "cores": os.cpu_count()},
                 "date": time.strftime("%Y-%m-%d"),
             },
