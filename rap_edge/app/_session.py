@@ -515,7 +515,10 @@ class Session:
     def _editor(self) -> ConceptEditor:
         if self._edits is None:
             self._edits = ConceptEditor(
-                self._memory(), self.models, embed=self.embed_pending, edited=self._edited
+                self._memory(),
+                self.models,
+                embed=lambda: self.embed_pending(),  # noqa: PLW0108 - looked up at call time
+                edited=self._edited,
             )
         return self._edits
 

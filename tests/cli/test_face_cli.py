@@ -225,6 +225,7 @@ def test_run_embeds_what_its_encoders_have_not_embedded(
                 str(obama),
                 "--category",
                 "person",
+                "--no-embed",  # left pending: the runs below embed it
             ]
         )
         == 0
