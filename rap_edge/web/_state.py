@@ -9,6 +9,7 @@ threads (once per frame, shared), so a slow browser never slows recognition.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -233,11 +234,20 @@ class WebState:
 
         from rap_edge.pipeline import annotate
 
-        out: Any = annotate(image, result, None)
-        scale = STREAM_MAX_SIDE / max(out.shape[:2])
+        # Scale first, then draw the scaled boxes: the full frame is never copied.
+        scale = STREAM_MAX_SIDE / max(image.shape[:2])
         if scale < 1:
-            out = cv2.resize(out, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            recs = [
+                dataclasses.replace(r, box=tuple(v * scale for v in r.box))
+                for r in result.recognitions
+            ]
+            result = dataclasses.replace(
+                result, width=small.shape[1], height=small.shape[0], recognitions=recs
+            )
+            image = small
+        out = annotate(image, result, None)
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 75])
         if not ok:
             return None
         jpeg = (seq, buf.tobytes())
