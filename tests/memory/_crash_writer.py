@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from rap_edge.memory import Memory
+from rap_edge.memory._index import new_index
+from rap_edge.memory._validate import check_image_bytes
 
 
 def main() -> None:
@@ -22,6 +24,13 @@ def main() -> None:
     rng = np.random.default_rng(seed)
     live: list[str] = []
     with Memory(path) as mem:
+        # Load what the first edit would import lazily (image checks, tqdm, USearch), so the
+        # kills land among edits rather than among imports on a busy machine.
+        ok, buf = cv2.imencode(".png", np.zeros((16, 16, 3), dtype=np.uint8))
+        check_image_bytes(buf.tobytes(), source="warm-up")
+        new_index(dim=4, dtype="f16")
+        import tqdm  # noqa: F401
+
         print("READY", flush=True)
         i = 0
         while True:
@@ -29,7 +38,7 @@ def main() -> None:
             roll = rng.random()
             if roll < 0.6 or not live:
                 name = f"s{seed}_{i}"
-                ok, buf = cv2.imencode(".png", rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
+                ok, buf = cv2.imencode(".png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
                 assert ok
                 vecs = rng.standard_normal((1, 64)).astype(np.float32)
                 print(f"TRY ADD {name}", flush=True)
