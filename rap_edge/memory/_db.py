@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from rap_edge.errors import (
+    ConflictError,
     MemoryLockedError,
     MemoryReadOnlyError,
     RapEdgeError,
@@ -162,6 +163,9 @@ class Database:
                 raise MemoryReadOnlyError(msg) from err
             msg = f"memory {self.folder}: {text}"
             raise StoreError(msg) from err
+        except sqlite3.IntegrityError as err:
+            msg = f"memory {self.folder}: the edit breaks a rule of the database ({err})"
+            raise ConflictError(msg) from err
         except sqlite3.DatabaseError as err:
             msg = f"{self.path} is not a usable memory database ({err})"
             raise SchemaError(msg) from err

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rap_edge.errors import ConceptNotFoundError, ConflictError, InvalidInputError
-from rap_edge.memory import _queries
+from rap_edge.memory import _queries, _schema
 from rap_edge.memory._validate import (
     check_image_bytes,
     check_image_file,
@@ -187,19 +187,78 @@ def insert_image(  # noqa: PLR0913, PLR0917 - the parts of an image row
     return image_id
 
 
+_KIND_PHRASE = {"id": "the id of", "name": "the name of", "alias": "an alias of"}
+
+
+def _handles(concept_id: str, name: str, aliases: Iterable[str]) -> list[tuple[str, str]]:
+    """(kind, text) of every handle of a concept: its id, name and aliases."""
+    return [("id", concept_id), ("name", name), *(("alias", a) for a in aliases)]
+
+
+def _free_handles(
+    tx: Tx,
+    concept_id: str,
+    handles: Sequence[tuple[str, str]],
+    *,
+    grandfathered: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, str]]:
+    """Check that no other concept holds these handles; return the (key, kind, text) to claim.
+
+    A handle the concept holds already, or one that repeats another of its handles, is
+    skipped. ``grandfathered`` keys clashed before names had to differ (schema 1) and are
+    left unclaimed, as they were.
+
+    Raises:
+        ConflictError: naming the handle and the concept that holds it.
+    """
+    out: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for kind, text in handles:
+        key = _schema.name_key(text)
+        if key in seen:
+            continue
+        seen.add(key)
+        owner = _queries.handle_owner(tx.conn, key)
+        if owner is None:
+            out.append((key, kind, text))
+            continue
+        other_id, other_kind, other_text, other_name = owner
+        if other_id == concept_id or key in grandfathered:
+            continue
+        if kind == "name" and other_kind == "name":
+            msg = f"a concept named {other_text!r} already exists ({other_id})"
+        else:
+            msg = (
+                f"{kind} {text!r} is already {_KIND_PHRASE[other_kind]} {other_name!r} "
+                f"({other_id}): names, aliases and ids must all differ"
+            )
+        raise ConflictError(msg)
+    return out
+
+
+def _claim(tx: Tx, concept_id: str, claims: Iterable[tuple[str, str, str]]) -> None:
+    tx.conn.executemany(
+        "INSERT INTO names(key, concept_id, kind, text) VALUES (?, ?, ?, ?)",
+        [(key, concept_id, kind, text) for key, kind, text in claims],
+    )
+
+
+def _new_id(tx: Tx) -> str:
+    """A fresh concept id that is no handle of any concept yet."""
+    while True:
+        concept_id = f"c_{secrets.token_hex(6)}"
+        if _queries.handle_owner(tx.conn, concept_id) is None:
+            return concept_id
+
+
 def insert_concept(tx: Tx, files: ImageStore, concept: CheckedConcept) -> str:
     """Add a concept row and its images; return its new id.
 
     Raises:
-        ConflictError: if the name is taken.
+        ConflictError: if its name or an alias is another concept's name, alias or id.
     """
-    existing = tx.conn.execute(
-        "SELECT id FROM concepts WHERE name = ? COLLATE NOCASE", (concept.name,)
-    ).fetchone()
-    if existing is not None:
-        msg = f"a concept named {concept.name!r} already exists ({existing[0]})"
-        raise ConflictError(msg)
-    concept_id = f"c_{secrets.token_hex(6)}"
+    concept_id = _new_id(tx)
+    claims = _free_handles(tx, concept_id, _handles(concept_id, concept.name, concept.aliases))
     tx.conn.execute(
         "INSERT INTO concepts(id, name, aliases, category, info, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -213,6 +272,7 @@ def insert_concept(tx: Tx, files: ImageStore, concept: CheckedConcept) -> str:
             tx.now,
         ),
     )
+    _claim(tx, concept_id, claims)
     vectors, encoder = concept.vectors, concept.encoder
     if vectors is not None and encoder is not None:
         register_encoder(tx, encoder, vectors.shape[1])
@@ -239,19 +299,27 @@ def update_concept(  # noqa: PLR0913 - the fields of a concept
     """Rename a concept or replace its category, info or aliases; return its id.
 
     Raises:
-        ConflictError: if the new name is taken by another concept.
+        ConflictError: if the new name or an alias is another concept's name, alias or id.
     """
     concept_id = _queries.resolve_id(tx.conn, ref)
     current = _queries.concepts(tx.conn, files, "WHERE id = ?", (concept_id,))[0]
     new_name = current.name if name is None else clean_name(name)
-    if new_name.casefold() != current.name.casefold():
-        clash = tx.conn.execute(
-            "SELECT id FROM concepts WHERE name = ? COLLATE NOCASE", (new_name,)
-        ).fetchone()
-        if clash is not None:
-            msg = f"a concept named {new_name!r} already exists ({clash[0]})"
-            raise ConflictError(msg)
     new_aliases = clean_aliases(current.aliases if aliases is None else aliases, name=new_name)
+    held = {
+        str(r[0])
+        for r in tx.conn.execute("SELECT key FROM names WHERE concept_id = ?", (concept_id,))
+    }
+    before = {_schema.name_key(h) for h in (current.name, *current.aliases)}
+    tx.conn.execute(
+        "DELETE FROM names WHERE concept_id = ? AND kind IN ('name', 'alias')", (concept_id,)
+    )
+    claims = _free_handles(
+        tx,
+        concept_id,
+        _handles(concept_id, new_name, new_aliases),
+        grandfathered=frozenset(before - held),
+    )
+    _claim(tx, concept_id, claims)
     tx.conn.execute(
         "UPDATE concepts SET name = ?, category = ?, info = ?, aliases = ?, "
         "updated_at = ? WHERE id = ?",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from rap_edge.errors import StoreError
 from rap_edge.memory._queries import generation
+from rap_edge.memory._schema import name_key
 
 if TYPE_CHECKING:
     import sqlite3
@@ -68,6 +70,7 @@ def verify(memory: Memory) -> VerifyReport:
                 warnings.append(
                     f"orphan file {path} (left by an interrupted edit; `vacuum` removes it)"
                 )
+        _check_handles(conn, problems, warnings)
         dims = memory.encoders()
         for key, enc, blob in conn.execute("SELECT id, encoder_id, vector FROM vectors"):
             vec = np.frombuffer(blob, dtype="<f4")
@@ -86,6 +89,40 @@ def verify(memory: Memory) -> VerifyReport:
     return VerifyReport(
         ok=not problems, problems=tuple(problems), warnings=tuple(warnings), counts=counts
     )
+
+
+_KIND_PHRASE = {"id": "the id of", "name": "the name of", "alias": "an alias of"}
+
+
+def _check_handles(conn: sqlite3.Connection, problems: list[str], warnings: list[str]) -> None:
+    """Check that every id, name and alias is registered in ``names`` under its concept.
+
+    A handle that clashed with another concept's before schema 2 is a warning naming both.
+    """
+    owners = {
+        str(r[0]): (str(r[1]), str(r[2]), str(r[3]))
+        for r in conn.execute("SELECT key, concept_id, kind, text FROM names")
+    }
+    names = {str(r[0]): str(r[1]) for r in conn.execute("SELECT id, name FROM concepts")}
+    expected: set[tuple[str, str]] = set()
+    for cid, name, aliases in conn.execute("SELECT id, name, aliases FROM concepts"):
+        handles = [("id", str(cid)), ("name", str(name))]
+        handles += [("alias", str(a)) for a in json.loads(aliases)]
+        for kind, text in handles:
+            key = name_key(text)
+            expected.add((key, str(cid)))
+            owner = owners.get(key)
+            if owner is None:
+                problems.append(f"database: {kind} {text!r} of {cid} is missing from names")
+            elif owner[0] != cid:
+                warnings.append(
+                    f"{kind} {text!r} of {name!r} ({cid}) is also {_KIND_PHRASE[owner[1]]} "
+                    f"{names.get(owner[0], '?')!r} ({owner[0]}), from before names, aliases "
+                    "and ids had to differ; rename one with `rap-edge memory update`"
+                )
+    for key, (cid, kind, text) in owners.items():
+        if (key, cid) not in expected:
+            problems.append(f"database: names holds {kind} {text!r} that {cid} no longer has")
 
 
 def vacuum(memory: Memory) -> dict[str, int]:

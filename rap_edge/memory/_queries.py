@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from rap_edge.errors import ConceptNotFoundError, InvalidInputError
 from rap_edge.interfaces import Concept, ImageRecord
+from rap_edge.memory._schema import name_key
 
 if TYPE_CHECKING:
     import sqlite3
@@ -18,6 +20,7 @@ __all__ = [
     "concepts",
     "encoder_dim",
     "generation",
+    "handle_owner",
     "image",
     "meta",
     "pending",
@@ -54,20 +57,36 @@ def encoder_dim(conn: sqlite3.Connection, encoder_id: str) -> int:
 
 
 def resolve_id(conn: sqlite3.Connection, ref: str) -> str:
-    """The id of the concept with this id or name (names match case-insensitively)."""
+    """The id of the concept with this id or name (matched by :func:`name_key`: any case)."""
     if not isinstance(ref, str) or not ref.strip():
         msg = f"a concept is named by its id or name, got {ref!r}"
         raise InvalidInputError(msg)
-    ref = ref.strip()
+    ref = unicodedata.normalize("NFC", ref.strip())
     row = conn.execute(
-        "SELECT id FROM concepts WHERE id = ? OR name = ? COLLATE NOCASE "
-        "ORDER BY id = ? DESC LIMIT 1",
-        (ref, ref, ref),
+        "SELECT concept_id FROM names WHERE key = ? AND kind IN ('id', 'name')",
+        (name_key(ref),),
     ).fetchone()
+    if row is None:
+        # A name that clashed with another handle before schema 2 is not in ``names``.
+        row = conn.execute(
+            "SELECT id FROM concepts WHERE id = ? OR name = ? COLLATE NOCASE "
+            "ORDER BY id = ? DESC LIMIT 1",
+            (ref, ref, ref),
+        ).fetchone()
     if row is None:
         msg = f"no concept with id or name {ref!r}"
         raise ConceptNotFoundError(msg)
     return str(row[0])
+
+
+def handle_owner(conn: sqlite3.Connection, key: str) -> tuple[str, str, str, str] | None:
+    """Who holds a :func:`name_key`: (concept id, kind, text as written, concept name)."""
+    row = conn.execute(
+        "SELECT n.concept_id, n.kind, n.text, c.name FROM names n "
+        "JOIN concepts c ON c.id = n.concept_id WHERE n.key = ?",
+        (key,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
 
 def concepts(

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from rap_edge.errors import ConflictError, InvalidInputError, StoreError
+from rap_edge.memory._schema import name_key
 from rap_edge.memory._store import NewConcept
 
 if TYPE_CHECKING:
@@ -208,15 +209,15 @@ def import_rap(
         msg = f"on_conflict must be 'error' or 'skip', got {on_conflict!r}"
         raise InvalidInputError(msg)
     items = read_rap(path, root=root)
-    existing = {c.name.casefold() for c in memory.list_concepts()}
-    clashes = [item.name for item in items if item.name.strip().casefold() in existing]
+    existing = {name_key(c.name) for c in memory.list_concepts()}
+    clashes = [item.name for item in items if name_key(item.name) in existing]
     if clashes and on_conflict == "error":
         msg = (
             f"{len(clashes)} concept(s) already in the memory: {', '.join(clashes[:5])} "
             "(use on_conflict='skip' / --skip-existing to import the others)"
         )
         raise ConflictError(msg)
-    todo = [item for item in items if item.name.strip().casefold() not in existing]
+    todo = [item for item in items if name_key(item.name) not in existing]
     return memory.add_many(todo, progress=progress)
 
 

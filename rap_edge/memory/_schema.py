@@ -3,10 +3,19 @@
 SQLite is the source of truth for everything, vectors included. Each encoder's ``generation``
 is bumped by triggers on every vector insert or delete, so a derived index file records the
 generation it was built from and is rebuilt whenever the two disagree, whoever wrote the change.
+
+A new database is made the way an old one is upgraded: the schema of version 1 (:data:`DDL`),
+then every migration in turn, so the two can never differ.
+
+Versions:
+    1. concepts, images, encoders, vectors.
+    2. ``names``: every concept's id, name and aliases under one unique key (Unicode case
+       folding after NFC), so no two handles of any concepts can be confused.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING
 
 from rap_edge.errors import SchemaError
@@ -15,7 +24,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x52415045  # "RAPE": marks the file as a rap-edge memory
 
 DDL = """
@@ -76,19 +85,69 @@ CREATE TRIGGER vectors_update_bumps AFTER UPDATE ON vectors BEGIN
 END;
 """
 
+NAMES_DDL = """
+CREATE TABLE names (
+    key        TEXT PRIMARY KEY,              -- name_key(text): NFC, then Unicode case folding
+    concept_id TEXT NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('id', 'name', 'alias')),
+    text       TEXT NOT NULL                  -- as the user wrote it
+) STRICT, WITHOUT ROWID;
+CREATE INDEX names_concept ON names(concept_id);
+"""
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Add ``names``, registering ids, then names, then aliases, oldest concept first.
+
+    Handles that clashed before (``Élise`` and ``élise``, a name equal to another concept's
+    alias) stay with the first to claim them; ``verify`` names the others' clashes.
+    """
+    import json
+
+    for statement in _statements(NAMES_DDL):
+        conn.execute(statement)
+    rows = conn.execute(
+        "SELECT id, name, aliases FROM concepts ORDER BY created_at, id"
+    ).fetchall()
+    handles = [(str(r[0]), "id", str(r[0])) for r in rows]
+    handles += [(str(r[0]), "name", str(r[1])) for r in rows]
+    handles += [(str(r[0]), "alias", str(a)) for r in rows for a in json.loads(r[2])]
+    conn.executemany(
+        "INSERT OR IGNORE INTO names(key, concept_id, kind, text) VALUES (?, ?, ?, ?)",
+        [(name_key(text), cid, kind, text) for cid, kind, text in handles],
+    )
+
+
 # MIGRATIONS[v] upgrades a database from schema version v to v + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
-def create(conn: sqlite3.Connection, *, created_at: float) -> None:
-    """Create the schema in an empty database (caller holds a write transaction)."""
+def name_key(text: str) -> str:
+    """The key under which a name, alias or id is unique: canonical caseless matching.
+
+    ``Élise``, ``élise`` and ``E\u0301LISE`` share a key, as do ``Straße`` and ``STRASSE``
+    (Unicode case folding of the canonical decomposition, recomposed to NFC).
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text.strip()).casefold())
+
+
+def create(conn: sqlite3.Connection, *, created_at: float, version: int = SCHEMA_VERSION) -> None:
+    """Create the schema in an empty database (caller holds a write transaction).
+
+    Args:
+        conn: The connection, inside a write transaction.
+        created_at: Time stamp recorded in ``meta``.
+        version: Schema version to create; older ones exist only to test migrations.
+    """
     for statement in _statements(DDL):
         conn.execute(statement)
+    for step in range(1, version):
+        MIGRATIONS[step](conn)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.executemany(
         "INSERT INTO meta(key, value) VALUES (?, ?)",
-        [("schema_version", str(SCHEMA_VERSION)), ("created_at", repr(created_at))],
+        [("schema_version", str(version)), ("created_at", repr(created_at))],
     )
 
 
@@ -119,13 +178,14 @@ def migrate(conn: sqlite3.Connection, *, version: int, path: str) -> int:
         raise SchemaError(msg)
     start = version
     while version < SCHEMA_VERSION:
-        step = MIGRATIONS.get(version)
-        if step is None:
-            msg = f"{path}: no migration from schema {version} to {version + 1}"
-            raise SchemaError(msg)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            step(conn)
+            # Another process may have migrated it while this one waited for the lock.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version >= SCHEMA_VERSION:
+                conn.execute("COMMIT")
+                break
+            _step(version, path)(conn)
             version += 1
             conn.execute(f"PRAGMA user_version = {version}")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
@@ -134,6 +194,14 @@ def migrate(conn: sqlite3.Connection, *, version: int, path: str) -> int:
             conn.execute("ROLLBACK")
             raise
     return start
+
+
+def _step(version: int, path: str) -> Callable[[sqlite3.Connection], None]:
+    step = MIGRATIONS.get(version)
+    if step is None:
+        msg = f"{path}: no migration from schema {version} to {version + 1}"
+        raise SchemaError(msg)
+    return step
 
 
 def _statements(script: str) -> list[str]:

@@ -87,10 +87,11 @@ def default_memory_dir() -> Path:
 def _check_new(item: NewConcept, names: set[str]) -> CheckedConcept:
     """Check one concept of a batch; ``names`` holds the batch's names so far."""
     name = clean_name(item.name)
-    if name.casefold() in names:
+    key = _schema.name_key(name)
+    if key in names:
         msg = f"concept name {name!r} is given twice"
         raise ConflictError(msg)
-    names.add(name.casefold())
+    names.add(key)
     return check_concept(item)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -327,3 +328,128 @@ def test_scores_are_exact_and_rerank_quantized_candidates(
             truth = vecs @ query / np.linalg.norm(vecs, axis=1) / np.linalg.norm(query)
             assert hit.name == f"c{int(np.argmax(truth))}"
             assert hit.score == pytest.approx(float(truth.max()), abs=1e-5)
+
+
+# -- issue 14 items 5 and 6: names, aliases and ids are unique handles ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Élise", "élise"),
+        ("Straße", "STRASSE"),
+        ("ÆSIR", "æsir"),
+        ("Σίσυφος", "ΣΊΣΥΦΟΣ"),
+        ("Élise", "E\u0301LISE"),  # decomposed: NFC first, then case folding
+        ("ǅemal", "Ǆemal"),
+    ],
+)
+def test_names_differing_only_in_unicode_case_are_one_name(
+    memory: Memory, first: str, second: str
+) -> None:
+    a = memory.add(first)
+    with pytest.raises(ConflictError, match=f"already exists \\({a.id}\\)"):
+        memory.add(second)
+    b = memory.add("other")
+    with pytest.raises(ConflictError, match=f"already exists \\({a.id}\\)"):
+        memory.update(b.id, name=second)
+    with pytest.raises(ConflictError, match="twice"):
+        memory.add_many([NewConcept("x1" + first), NewConcept("x1" + second)])
+    # The other spelling finds the concept, and a concept may be renamed to a case variant.
+    assert memory.get(second).id == a.id
+    stored = unicodedata.normalize("NFC", second)
+    assert memory.update(a.id, name=second).name == stored
+    assert memory.get(first).id == a.id
+    assert [c.name for c in memory.list_concepts()] == sorted([stored, "other"], key=str.lower)
+
+
+def test_a_name_may_not_equal_another_concepts_alias_or_id(memory: Memory) -> None:
+    ana = memory.add("Ana", aliases=["Bo"])
+    with pytest.raises(
+        ConflictError, match=f"name 'bo' is already an alias of 'Ana' \\({ana.id}\\)"
+    ):
+        memory.add("bo")
+    with pytest.raises(ConflictError, match=f"name '{ana.id.upper()}' is already the id of 'Ana'"):
+        memory.add(ana.id.upper())
+    cy = memory.add("Cy")
+    with pytest.raises(
+        ConflictError, match=f"alias 'ana' is already the name of 'Ana' \\({ana.id}\\)"
+    ):
+        memory.add("Dee", aliases=["ana"])
+    with pytest.raises(ConflictError, match="alias 'BO' is already an alias of 'Ana'"):
+        memory.update(cy.id, aliases=["BO"])
+    with pytest.raises(ConflictError, match="name 'Bo' is already an alias of 'Ana'"):
+        memory.update(cy.id, name="Bo")
+    with pytest.raises(ConflictError, match=f"is already the id of 'Cy' \\({cy.id}\\)"):
+        memory.update(ana.id, aliases=[cy.id])
+    with pytest.raises(ConflictError, match="alias 'eve' is already the name of 'Eve'"):
+        memory.add_many([NewConcept("Eve"), NewConcept("Fay", aliases=["eve"])])
+    # Dropping the alias frees it; renaming frees the old name.
+    memory.update(ana.id, aliases=[])
+    assert memory.add("Bo").name == "Bo"
+    memory.update(cy.id, name="Cyrus")
+    assert memory.add("cy", aliases=["Cee"]).aliases == ("Cee",)
+    assert len(memory) == 4
+    # An alias is no handle for get/remove (names and ids are), but it stays unique.
+    with pytest.raises(ConceptNotFoundError):
+        memory.get("Cee")
+    memory.remove("cy")
+    assert memory.add("Cee").name == "Cee"
+
+
+def _legacy_memory(path: Path, version: int) -> None:
+    """A memory with the schema of ``version``, holding handles that clash as rap-edge before
+    schema 2 let them: names differing only in non-ASCII case, a name equal to an alias."""
+    import json
+    import sqlite3
+
+    from rap_edge.memory import _schema
+
+    Memory.init(path).close()
+    (path / "memory.db").unlink()
+    conn = sqlite3.connect(path / "memory.db", isolation_level=None)
+    conn.execute("BEGIN")
+    _schema.create(conn, created_at=1.0, version=version)
+    conn.execute("INSERT INTO meta(key, value) VALUES ('index_dtype', 'f16')")
+    rows = [
+        ("c_000000000001", "Élise", ["Bo"], 1.0),
+        ("c_000000000002", "élise", [], 2.0),
+        ("c_000000000003", "bo", ["Straße"], 3.0),
+        ("c_000000000004", "STRASSE", [], 4.0),
+    ]
+    for cid, name, aliases, t in rows:
+        conn.execute(
+            "INSERT INTO concepts(id, name, aliases, category, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'person', ?, ?)",
+            (cid, name, json.dumps(aliases), t, t),
+        )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_migration_to_unique_handles_keeps_old_clashes_reachable(tmp_path: Path) -> None:
+    from rap_edge.memory import _schema
+
+    _legacy_memory(tmp_path / "m", version=1)
+    with Memory(tmp_path / "m") as mem:
+        version = mem._conn().execute("PRAGMA user_version").fetchone()[0]
+        assert version == _schema.SCHEMA_VERSION
+        # The older concept keeps a clashing handle; the newer is reached by its id.
+        assert mem.get("ÉLISE").id == "c_000000000001"
+        assert mem.get("c_000000000002").name == "élise"
+        assert mem.get("bo").id == "c_000000000003"  # "Bo" was only an alias of Élise
+        report = mem.verify()
+        assert report.ok, report.problems
+        clashes = sorted(w for w in report.warnings if "had to differ" in w)
+        assert len(clashes) == 3, clashes
+        assert any("name 'élise' of 'élise' (c_000000000002)" in w for w in clashes)
+        # Names are registered before aliases: the name "bo" keeps it, the alias "Bo" not.
+        bo = "alias 'Bo' of 'Élise' (c_000000000001) is also the name of 'bo'"
+        assert any(bo in w for w in clashes)
+        # Grandfathered clashes do not block other edits of those concepts...
+        mem.update("c_000000000002", info="still editable")
+        # ...but no new clash can be made, and renaming one out of the clash settles it.
+        with pytest.raises(ConflictError, match="already exists"):
+            mem.add("ÉLISE")
+        mem.update("c_000000000002", name="Élise B")
+        assert sum("had to differ" in w for w in mem.verify().warnings) == 2
