@@ -288,7 +288,7 @@ class Session:
         m = self.models
         th = self.thresholds
         enc = m.encoder_id
-        where = self.memory.path if self.memory else "none (all unknown)"
+        where = self.memory.path if self.memory is not None else "none (all unknown)"
         lines = [
             (
                 f"models: {m.detector.manifest.name} + {m.landmarks.manifest.name} + {enc} "
