@@ -127,10 +127,12 @@ def register_encoder(tx: Tx, encoder: str, dim: int) -> None:
 
 def insert_vector(tx: Tx, image_id: int, encoder: str, vector: npt.NDArray[np.float32]) -> None:
     """Store (or replace) the vector of an image for ``encoder``."""
+    blob = vector.astype("<f4").tobytes()
+    checksum = _schema.vector_checksum(blob)
     cur = tx.conn.execute(
-        "INSERT INTO vectors(image_id, encoder_id, vector) VALUES (?, ?, ?) "
+        "INSERT INTO vectors(image_id, encoder_id, vector, checksum) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(image_id, encoder_id) DO NOTHING",
-        (image_id, encoder, vector.astype("<f4").tobytes()),
+        (image_id, encoder, blob, checksum),
     )
     if cur.rowcount == 0:
         # Replacing a vector is a removal (the old key must leave the index) plus an add.
@@ -143,8 +145,8 @@ def insert_vector(tx: Tx, image_id: int, encoder: str, vector: npt.NDArray[np.fl
         )
         tx.removed.setdefault(encoder, []).extend(int(r[0]) for r in old)
         cur = tx.conn.execute(
-            "INSERT INTO vectors(image_id, encoder_id, vector) VALUES (?, ?, ?)",
-            (image_id, encoder, vector.astype("<f4").tobytes()),
+            "INSERT INTO vectors(image_id, encoder_id, vector, checksum) VALUES (?, ?, ?, ?)",
+            (image_id, encoder, blob, checksum),
         )
     tx.added.setdefault(encoder, []).append((int(cur.lastrowid or 0), vector))
 

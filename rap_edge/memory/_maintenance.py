@@ -11,7 +11,7 @@ import numpy as np
 
 from rap_edge.errors import StoreError
 from rap_edge.memory._queries import generation
-from rap_edge.memory._schema import name_key
+from rap_edge.memory._schema import name_key, vector_checksum
 
 if TYPE_CHECKING:
     import sqlite3
@@ -72,10 +72,22 @@ def verify(memory: Memory) -> VerifyReport:
                 )
         _check_handles(conn, problems, warnings)
         dims = memory.encoders()
-        for key, enc, blob in conn.execute("SELECT id, encoder_id, vector FROM vectors"):
+        for key, enc, blob, checksum, name in conn.execute(
+            "SELECT v.id, v.encoder_id, v.vector, v.checksum, c.name FROM vectors v "
+            "LEFT JOIN images i ON i.id = v.image_id "
+            "LEFT JOIN concepts c ON c.id = i.concept_id ORDER BY v.id"
+        ):
+            what = f"vector {key} of encoder {enc!r} (image of {name!r})"
+            if len(blob) % 4:
+                problems.append(f"{what} is malformed")
+                continue
             vec = np.frombuffer(blob, dtype="<f4")
             if vec.size != dims.get(enc, -1) or not np.isfinite(vec).all():
-                problems.append(f"vector {key} of encoder {enc!r} is malformed")
+                problems.append(f"{what} is malformed")
+            elif checksum is None:
+                problems.append(f"{what} has no checksum")
+            elif vector_checksum(bytes(blob)) != checksum:
+                problems.append(f"{what} does not match its checksum")
         for enc, dim in dims.items():
             reason = cache.stale_reason(enc, generation=generation(conn, enc), dim=dim)
             if reason:

@@ -11,11 +11,14 @@ Versions:
     1. concepts, images, encoders, vectors.
     2. ``names``: every concept's id, name and aliases under one unique key (Unicode case
        folding after NFC), so no two handles of any concepts can be confused.
+    3. ``vectors.checksum``: a CRC-32 of each vector's bytes, so ``verify`` finds a damaged
+       row (a vector whose sign bits flipped is still finite and well-formed).
 """
 
 from __future__ import annotations
 
 import unicodedata
+import zlib
 from typing import TYPE_CHECKING
 
 from rap_edge.errors import SchemaError
@@ -24,10 +27,17 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x52415045  # "RAPE": marks the file as a rap-edge memory
 
-DDL = """
+UPDATE_TRIGGER = """
+CREATE TRIGGER vectors_update_bumps AFTER UPDATE ON vectors BEGIN
+    UPDATE encoders SET generation = generation + 1 WHERE id = NEW.encoder_id;
+END;
+"""
+
+DDL = (
+    """
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -80,10 +90,9 @@ END;
 CREATE TRIGGER vectors_delete_bumps AFTER DELETE ON vectors BEGIN
     UPDATE encoders SET generation = generation + 1 WHERE id = OLD.encoder_id;
 END;
-CREATE TRIGGER vectors_update_bumps AFTER UPDATE ON vectors BEGIN
-    UPDATE encoders SET generation = generation + 1 WHERE id = NEW.encoder_id;
-END;
 """
+    + UPDATE_TRIGGER
+)
 
 NAMES_DDL = """
 CREATE TABLE names (
@@ -118,8 +127,26 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def vector_checksum(blob: bytes) -> int:
+    """CRC-32 of a stored vector's bytes (``vectors.checksum``, checked by ``verify``)."""
+    return zlib.crc32(blob)
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Add ``vectors.checksum`` and fill it in, without bumping any encoder's generation.
+
+    Filling it in is no change of the vectors, so the index files stay current.
+    """
+    conn.execute("ALTER TABLE vectors ADD COLUMN checksum INTEGER")
+    conn.create_function("rap_vector_checksum", 1, vector_checksum, deterministic=True)
+    conn.execute("DROP TRIGGER vectors_update_bumps")
+    conn.execute("UPDATE vectors SET checksum = rap_vector_checksum(vector)")
+    for statement in _statements(UPDATE_TRIGGER):
+        conn.execute(statement)
+
+
 # MIGRATIONS[v] upgrades a database from schema version v to v + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def name_key(text: str) -> str:

@@ -453,3 +453,63 @@ def test_migration_to_unique_handles_keeps_old_clashes_reachable(tmp_path: Path)
             mem.add("ÉLISE")
         mem.update("c_000000000002", name="Élise B")
         assert sum("had to differ" in w for w in mem.verify().warnings) == 2
+
+
+# -- issue 14 item 10: a checksum per vector ------------------------------------------------------
+
+
+def test_verify_finds_a_vector_row_with_flipped_sign_bits(memory: Memory) -> None:
+    import sqlite3
+
+    rng = np.random.default_rng(10)
+    memory.add("keep", images=[png_bytes(1)], vectors=unit(rng, 16), encoder=ENC)
+    memory.add("damaged", images=[png_bytes(2)], vectors=unit(rng, 16), encoder=ENC)
+    assert memory.verify().ok
+    conn = sqlite3.connect(memory.path / "memory.db")
+    key, blob = conn.execute(
+        "SELECT v.id, v.vector FROM vectors v JOIN images i ON i.id = v.image_id "
+        "JOIN concepts c ON c.id = i.concept_id WHERE c.name = 'damaged'"
+    ).fetchone()
+    flipped = (-np.frombuffer(blob, dtype="<f4")).astype("<f4").tobytes()  # every sign bit
+    conn.execute("UPDATE vectors SET vector = ? WHERE id = ?", (flipped, key))
+    conn.commit()
+    conn.close()
+    report = memory.verify()
+    assert not report.ok
+    assert report.problems == (
+        f"vector {key} of encoder {ENC!r} (image of 'damaged') does not match its checksum",
+    )
+    # Replacing the vector (re-embedding) repairs it.
+    [image] = memory.get("damaged").images
+    memory.set_vectors([image.id], unit(rng, 16), encoder=ENC)
+    assert memory.verify().ok
+
+
+def test_migration_adds_checksums_and_keeps_vectors(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rap_edge.memory import _schema
+
+    _legacy_memory(tmp_path / "m", version=2)
+    rng = np.random.default_rng(11)
+    vec = unit(rng, 16)
+    conn = sqlite3.connect(tmp_path / "m" / "memory.db", isolation_level=None)
+    conn.execute(
+        "INSERT INTO images(concept_id, sha256, ext, width, height, source_name, added_at) "
+        "VALUES ('c_000000000001', 'ab', 'png', 16, 16, 'x.png', 1.0)"
+    )
+    conn.execute("INSERT INTO encoders(id, dim, created_at) VALUES (?, 16, 1.0)", (ENC,))
+    conn.execute("INSERT INTO meta(key, value) VALUES ('active_encoder', ?)", (ENC,))
+    conn.execute(
+        "INSERT INTO vectors(image_id, encoder_id, vector) VALUES (1, ?, ?)",
+        (ENC, vec.astype("<f4").tobytes()),
+    )
+    gen = conn.execute("SELECT generation FROM encoders").fetchone()[0]
+    conn.close()
+    with Memory(tmp_path / "m") as mem:
+        conn = mem._conn()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.SCHEMA_VERSION
+        # The checksums were filled in without bumping the encoder's generation.
+        assert conn.execute("SELECT generation FROM encoders").fetchone()[0] == gen
+        assert not [p for p in mem.verify().problems if "vector" in p]
+        assert mem.search(vec, k=1)[0][0].name == "Élise"
