@@ -29,7 +29,11 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": str(repo)}
     total_acks = 0
     mid_edit_kills = 0
-    for run in range(KILLS):
+    run = -1
+    # At least KILLS kills, and more (up to 3x) while the writer has had fewer than KILLS edits
+    # acknowledged: on a busy machine an edit takes longer than the random wait, and the test
+    # must still see edits land between kills rather than fail for lack of them.
+    while (run := run + 1) < KILLS or (total_acks <= KILLS and run < 3 * KILLS):
         errors = tmp_path / f"writer{run}.err"
         with errors.open("w") as err_file:
             proc = subprocess.Popen(
@@ -91,5 +95,5 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(tmp_path: Path) ->
                 keys = {int(k) for k in mem._indexes["e"].index.keys}
                 rows = {r[0] for r in mem._conn().execute("SELECT id FROM vectors")}
                 assert keys == rows, f"run {run}: index keys differ from the database"
-    assert mid_edit_kills > KILLS // 2, "most kills must land in the middle of an edit"
+    assert mid_edit_kills > run // 2, "most kills must land in the middle of an edit"
     assert total_acks > KILLS, "the writer must get edits acknowledged between kills"
