@@ -31,7 +31,7 @@ DIM = 128
 
 
 def _png(i: int) -> bytes:
-    img = np.full((8, 8, 3), i % 251, dtype=np.uint8)
+    img = np.full((16, 16, 3), i % 251, dtype=np.uint8)
     img[0, :3] = [(i >> 16) & 255, (i >> 8) & 255, i & 255]
     ok, buf = cv2.imencode(".png", img)
     if not ok:

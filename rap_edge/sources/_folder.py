@@ -21,14 +21,14 @@ import re
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from rap_edge.errors import InvalidInputError
 from rap_edge.sources._base import FrameSource, SourceKind, _Read
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
+
+    import numpy as np
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -108,34 +108,31 @@ def looks_like_sequence(paths: Sequence[Path]) -> bool:
 def read_image_file(path: Path) -> np.ndarray:
     """Decode one image file as OpenCV gives it (BGR/BGRA/grey, 8 or 16 bit).
 
+    Only a regular file is read (never a FIFO or a device), at most
+    :data:`MAX_IMAGE_FILE_BYTES`, and only once its header declares at most
+    :data:`rap_edge.sources.MAX_FRAME_PIXELS` pixels (:mod:`rap_edge.sources._header`).
+
     Raises:
-        InvalidInputError: if the file cannot be read, is empty or too large, or does not
-            decode.
+        InvalidInputError: if the file cannot be read, is not a regular file, is empty or too
+            large, declares too many pixels, or does not decode.
     """
     import cv2
 
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            msg = "empty file"
-            raise InvalidInputError(msg)
-        if size > MAX_IMAGE_FILE_BYTES:
-            msg = f"{size} bytes is over the {MAX_IMAGE_FILE_BYTES} byte limit"
-            raise InvalidInputError(msg)
-        data = path.read_bytes()
-    except OSError as err:
-        msg = f"cannot read the file ({err.strerror or err})"
-        raise InvalidInputError(msg) from err
+    from rap_edge.sources._files import read_regular_file
+    from rap_edge.sources._header import DeclaredSizeError, decode_image
+
+    data = read_regular_file(path, max_bytes=MAX_IMAGE_FILE_BYTES, what="image file")
+    if not data:
+        msg = "empty file"
+        raise InvalidInputError(msg)
     flags = cv2.IMREAD_COLOR if path.suffix.lower() in _JPEG else cv2.IMREAD_UNCHANGED
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    except cv2.error as err:
-        msg = f"cannot decode the image ({str(err).strip()})"
+        return decode_image(data, flags=flags)
+    except DeclaredSizeError:
+        raise
+    except InvalidInputError as err:
+        msg = f"cannot decode the image ({err})"
         raise InvalidInputError(msg) from err
-    if image is None:
-        msg = f"cannot decode the image ({len(data)} bytes; corrupt or not a supported format)"
-        raise InvalidInputError(msg)
-    return np.asarray(image)
 
 
 class ImageFilesSource(FrameSource):

@@ -14,7 +14,8 @@ the message's log (receive) time in seconds, not its header stamp.
 Image messages may use the encodings of :mod:`rap_edge.sources._normalize` (``rgb8``, ``bgr8``,
 ``rgba8``, ``bgra8``, ``mono8``, ``mono16``, ``8UC1``, ``8UC3``, ``16UC1``, the 16-bit colour,
 Bayer and YUV 4:2:2 ones); row padding (``step``) and big-endian 16-bit data are handled.
-CompressedImage messages are decoded with ``cv2.imdecode`` (JPEG, PNG, ...), including
+CompressedImage messages are decoded with ``cv2.imdecode`` (JPEG, PNG, ...) once their header
+passed the size check of :mod:`rap_edge.sources._header`, including
 ``16UC1; compressedDepth`` PNGs; ``32FC1`` compressed depth is not supported. A message that
 cannot be deserialised or decoded is skipped and counted.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from rap_edge.errors import InvalidInputError
 from rap_edge.sources._base import FrameSource, _Read
+from rap_edge.sources._header import decode_image
 from rap_edge.sources._normalize import lookup_encoding, normalize_frame
 
 if TYPE_CHECKING:
@@ -138,8 +140,13 @@ def image_msg_to_bgr(msg: Any) -> npt.NDArray[np.uint8]:  # noqa: ANN401 (a mess
 def compressed_msg_array(msg: Any) -> npt.NDArray[Any]:  # noqa: ANN401 (a message)
     """The decoded pixels of a ``sensor_msgs/CompressedImage`` (BGR, BGRA or grey; 8/16 bit).
 
+    The data's header is read first: an image that declares more than
+    :data:`rap_edge.sources.MAX_FRAME_PIXELS` pixels, or whose format has no header check
+    (:mod:`rap_edge.sources._header`), is refused without being decoded.
+
     Raises:
-        InvalidInputError: if the data do not decode or the format is unsupported.
+        InvalidInputError: if the data do not decode, declare too many pixels, or the format
+            is unsupported.
     """
     import cv2
 
@@ -155,14 +162,10 @@ def compressed_msg_array(msg: Any) -> npt.NDArray[Any]:  # noqa: ANN401 (a messa
         msg_ = f"empty compressed image (format {fmt!r})"
         raise InvalidInputError(msg_)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:
+        return decode_image(data, flags=cv2.IMREAD_UNCHANGED)
+    except InvalidInputError as err:
         msg_ = f"cannot decode {data.size} bytes of compressed image (format {fmt!r}): {err}"
         raise InvalidInputError(msg_) from err
-    if image is None:
-        msg_ = f"cannot decode {data.size} bytes of compressed image (format {fmt!r})"
-        raise InvalidInputError(msg_)
-    return np.asarray(image)
 
 
 def compressed_msg_to_bgr(msg: Any) -> npt.NDArray[np.uint8]:  # noqa: ANN401 (a message)

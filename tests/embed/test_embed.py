@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from tests.conftest import Exported
 
 
+@pytest.fixture(autouse=True)
+def _older_memories(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store images under the memory's minimum size, as memories made before it hold them."""
+    monkeypatch.setattr("rap_edge.memory._validate.MIN_IMAGE_SIDE", 1)
+
+
 class ShapeEmbedder:
     """Mean colour of an image; refuses images smaller than 4x4, like a face path with no box."""
 

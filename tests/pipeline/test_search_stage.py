@@ -33,9 +33,9 @@ _made = iter(range(1, 1 << 20))
 
 
 def _add(mem: Memory, name: str, category: str, vector: np.ndarray) -> None:
-    """A concept with one tiny distinct image and its vector."""
+    """A concept with one small distinct image (the memory's smallest) and its vector."""
     i = next(_made)
-    img = np.full((8, 8, 3), i % 251, np.uint8)
+    img = np.full((16, 16, 3), i % 251, np.uint8)
     img[0, :3] = [(i >> 16) & 255, (i >> 8) & 255, i & 255]
     png = cv2.imencode(".png", img)[1].tobytes()
     mem.add(name, images=[png], category=category, vectors=vector[None], encoder=ENC)
