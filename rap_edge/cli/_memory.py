@@ -72,14 +72,21 @@ def _load_vectors(path: str) -> Any:  # noqa: ANN401 - a numpy array
         raise InvalidInputError(msg) from err
 
 
+MAX_INFO_FILE_BYTES = 64 * 1024
+"""The largest ``--info-file`` read (the info itself is capped at 4000 characters)."""
+
+
 def _read_info(args: argparse.Namespace) -> str | None:
     if getattr(args, "info_file", None):
+        from rap_edge.sources._files import read_user_file
+
+        # A regular file only (never /dev/zero or a FIFO), and never more than the cap.
+        data = read_user_file(args.info_file, max_bytes=MAX_INFO_FILE_BYTES, what="info file")
         try:
-            text: str = Path(args.info_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
             msg = f"{args.info_file}: cannot read as UTF-8 text ({err})"
             raise InvalidInputError(msg) from err
-        return text
     info: str | None = args.info
     return info
 

@@ -79,7 +79,7 @@ def read_regular_file(
             msg = f"is {_kind(info.st_mode)}, not a regular file"
             raise InvalidInputError(msg)
         if info.st_size > max_bytes:
-            msg = f"{info.st_size} bytes is over the {max_bytes} byte limit for a {what}"
+            msg = f"{info.st_size} bytes is over the {max_bytes} byte limit for the {what}"
             raise InvalidInputError(msg)
         chunks: list[bytes] = []
         total = 0
@@ -90,7 +90,7 @@ def read_regular_file(
             chunks.append(chunk)
             total += len(chunk)
         if total > max_bytes:
-            msg = f"grew past the {max_bytes} byte limit for a {what} while being read"
+            msg = f"grew past the {max_bytes} byte limit for the {what} while being read"
             raise InvalidInputError(msg)
         return b"".join(chunks)
     except OSError as err:

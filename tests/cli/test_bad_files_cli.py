@@ -118,3 +118,24 @@ def test_run_keeps_going_when_an_older_memory_holds_a_tiny_image(
     assert "not embedded" in caplog.text
     assert f"processed {len(face_models.photos)} frame(s)" in out + err
     assert "zz-bomb.png): PNG declares 30000x30000 pixels" in out + err
+
+
+def test_info_file_must_be_a_regular_file_of_bounded_size(
+    mem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    img = _png(tmp_path / "mug.png", 32, 32)
+    fifo = tmp_path / "info.txt"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"a" * (64 * 1024 + 1))
+    add = ["memory", "add", "mug", "--image", str(img), "--category", "mug", "--memory", mem]
+    for path, reason in (
+        ("/dev/zero", "/dev/zero: is a character device, not a regular file"),
+        (str(fifo), "info.txt: is a FIFO (named pipe), not a regular file"),
+        (str(huge), "huge.txt: 65537 bytes is over the 65536 byte limit for the info file"),
+    ):
+        assert main([*add, "--info-file", path]) == 1
+        assert reason in capsys.readouterr().err
+    ok = tmp_path / "ok.txt"
+    ok.write_text("A blue mug with a chipped handle.\n", encoding="utf-8")
+    assert main([*add, "--info-file", str(ok)]) == 0
