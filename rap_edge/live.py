@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 MAX_SOURCES = 64  # distinct source names; more is a caller bug (a name per frame?)
 KEPT_ERRORS = 5  # last error messages kept per source
+KEPT_WAITS = 256  # queue waits kept per source for the percentiles in stats()
 
 #: The live runtime's settings are the application's settings (one object, checked once).
 LiveConfig = Settings
@@ -74,6 +75,20 @@ def _is_number(value: object) -> bool:
     import math
 
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of sorted values, by linear interpolation; None if empty."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +103,11 @@ class SourceStats:
         last_errors: The latest error messages, oldest first (at most 5).
         last_frame: Index of the latest processed frame (None before the first).
         last_ms: Processing time of the latest processed frame, in milliseconds.
+        since_received_s: Seconds since the latest frame was submitted (None before the
+            first).
+        queue_wait_p50_ms: Median wait of a frame for the processing thread, over the last
+            256 processed frames (None before the first).
+        queue_wait_p99_ms: Its 99th percentile over the same frames.
     """
 
     received: int
@@ -97,6 +117,9 @@ class SourceStats:
     last_errors: tuple[str, ...]
     last_frame: int | None
     last_ms: float | None
+    since_received_s: float | None = None
+    queue_wait_p50_ms: float | None = None
+    queue_wait_p99_ms: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -108,6 +131,9 @@ class SourceStats:
             "last_errors": list(self.last_errors),
             "last_frame": self.last_frame,
             "last_ms": None if self.last_ms is None else round(self.last_ms, 2),
+            "since_received_s": _round(self.since_received_s, 3),
+            "queue_wait_p50_ms": _round(self.queue_wait_p50_ms, 2),
+            "queue_wait_p99_ms": _round(self.queue_wait_p99_ms, 2),
         }
 
 
@@ -181,6 +207,8 @@ class _Source:
     errors: int = 0
     last_errors: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT_ERRORS))
     last: tuple[FrameResult, Any] | None = None
+    last_received: float | None = None  # time.monotonic() of the latest submit
+    waits: deque[float] = field(default_factory=lambda: deque(maxlen=KEPT_WAITS))
 
 
 class LiveRuntime:
@@ -380,6 +408,7 @@ class LiveRuntime:
                 st = self._sources[source] = _Source(source)
                 self._order.append(source)
             st.received += 1
+            st.last_received = time.monotonic()
             if st.pending is not None:
                 st.dropped += 1
             st.pending = frame
@@ -436,6 +465,7 @@ class LiveRuntime:
             return
         with self._cond:
             st.processed += 1
+            st.waits.append(waited)
             st.last = (result, frame.meta)
             self._latest = st
         if self.on_result is not None:
@@ -623,7 +653,9 @@ class LiveRuntime:
 
     def stats(self) -> LiveStats:
         """A snapshot of the counters."""
+        now = time.monotonic()
         with self._cond:
+            waits = {st.name: sorted(st.waits) for st in self._sources.values()}
             sources = {
                 st.name: SourceStats(
                     received=st.received,
@@ -633,6 +665,11 @@ class LiveRuntime:
                     last_errors=tuple(st.last_errors),
                     last_frame=None if st.last is None else st.last[0].index,
                     last_ms=None if st.last is None else st.last[0].timings_ms.get("total"),
+                    since_received_s=None
+                    if st.last_received is None
+                    else max(now - st.last_received, 0.0),
+                    queue_wait_p50_ms=_percentile(waits[st.name], 0.5),
+                    queue_wait_p99_ms=_percentile(waits[st.name], 0.99),
                 )
                 for st in self._sources.values()
             }
