@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -13,6 +14,8 @@ from rap_edge.errors import InvalidInputError, ModelStoreError
 from rap_edge.runtime import Provider
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rap_edge.app import Session
     from rap_edge.embed import EmbedReport
     from rap_edge.interfaces import Concept, SearchHit
@@ -25,10 +28,22 @@ def _memory_dir(args: argparse.Namespace) -> Path:
     return Path(args.memory).expanduser() if args.memory else default_memory_dir()
 
 
-def _open(args: argparse.Namespace, *, readonly: bool = False) -> Memory:
+@contextlib.contextmanager
+def _open(args: argparse.Namespace, *, readonly: bool = False) -> Iterator[Memory]:
+    """The memory, closed afterwards; what its edits left unfinished is said on stderr.
+
+    An edit is done once committed, even when a full disk stops what follows (an index
+    save, deleting a forgotten image file, merging the WAL): the command then exits 0 and
+    says what is left and what finishes it.
+    """
     from rap_edge.memory import Memory
 
-    return Memory(_memory_dir(args), readonly=readonly, lock_timeout_s=args.lock_timeout)
+    with Memory(_memory_dir(args), readonly=readonly, lock_timeout_s=args.lock_timeout) as memory:
+        try:
+            yield memory
+        finally:
+            for line in memory.unfinished:
+                print(f"rap-edge: warning: {line}", file=sys.stderr)
 
 
 def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any dataclass tree

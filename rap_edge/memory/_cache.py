@@ -101,10 +101,11 @@ class IndexCache:
         new, built = self._load_or_build(conn, encoder)
         self._swap(encoder, new)
         if built and not self.readonly:
-            # Another writer may hold the lock; it will save, so do not wait for it.
+            # Another writer may hold the lock; it will save, so do not wait for it. A save
+            # that fails (a full disk) only costs the next process a rebuild.
             with self._file_lock.hold(blocking=False) as held:
                 if held and generation(conn, encoder) == new.generation:
-                    self._save(encoder, new)
+                    self._try_save(encoder, new)
 
     def rebuild(self, conn: sqlite3.Connection, encoders: Sequence[str]) -> dict[str, int]:
         """Build, install and save the index of each encoder; return vectors per encoder.
@@ -178,14 +179,65 @@ class IndexCache:
             (to_build if removed.get(enc) else to_save).add(enc)
         return to_save, to_build
 
-    def finish(self, conn: sqlite3.Connection, to_save: set[str], to_build: set[str]) -> None:
-        """After :meth:`patch`, still holding the writer lock: rebuild or save indexes."""
-        for enc in to_build:
-            state = self._build(conn, enc)
-            self._swap(enc, state)
-            self._save(enc, state)
-        for enc in to_save - to_build:
-            self._save(enc, self.states[enc])
+    def finish(
+        self, conn: sqlite3.Connection, to_save: set[str], to_build: set[str]
+    ) -> dict[str, tuple[str, bool]]:
+        """After :meth:`patch`, still holding the writer lock: rebuild or save indexes.
+
+        The edit is committed by then, so a save that fails (a full disk) does not fail it:
+        the outdated file is deleted instead (it may hold vectors just forgotten, and the
+        generation check would rebuild it anyway) and the index is rebuilt on next use.
+
+        Returns:
+            Encoder -> (what went wrong, whether its outdated file is still on disk), for
+            each index that could not be saved.
+        """
+        failed: dict[str, tuple[str, bool]] = {}
+        for enc in sorted(to_build | to_save):
+            state = self.states[enc] if enc not in to_build else None
+            if state is None:
+                state = self._build(conn, enc)
+                self._swap(enc, state)
+            problem = self._try_save(enc, state)
+            if problem is not None:
+                failed[enc] = problem
+        return failed
+
+    def _try_save(self, encoder: str, state: IndexState) -> tuple[str, bool] | None:
+        """Save, or on failure delete the outdated file; say what went wrong (None: saved)."""
+        try:
+            self._save(encoder, state)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            try:
+                self.path(encoder).unlink(missing_ok=True)
+            except OSError as unlink_err:
+                return (f"{reason}; its outdated file: {unlink_err.strerror or unlink_err}", True)
+            return reason, False
+        return None
+
+    def stale(self, conn: sqlite3.Connection) -> tuple[set[str], dict[str, tuple[str, bool]]]:
+        """Encoders whose saved index is missing or out of date; half-written files deleted.
+
+        An outdated file may hold the vectors of a concept forgotten since it was saved, so
+        the caller rebuilds these with :meth:`finish` (which deletes a file it cannot replace).
+
+        Returns:
+            The encoders, and the half-written files that could not be deleted (as
+            :meth:`finish` reports failures).
+        """
+        failed: dict[str, tuple[str, bool]] = {}
+        for path in self.folder.glob(".*.tmp"):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as err:
+                failed[path.name] = (err.strerror or str(err), True)
+        encoders = {
+            str(enc)
+            for enc, dim in conn.execute("SELECT id, dim FROM encoders").fetchall()
+            if self.stale_reason(enc, generation=generation(conn, enc), dim=int(dim))
+        }
+        return encoders, failed
 
     def _swap(self, encoder: str, new: IndexState) -> None:
         """Install ``new`` unless a newer index is already there (generations only grow)."""

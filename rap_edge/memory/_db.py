@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["DB_NAME", "Database"]
 
 DB_NAME = "memory.db"
+_NEARLY_FULL = 1024 * 1024  # bytes: below this, SQLite's "disk I/O error" is a full disk
 
 
 class Database:
@@ -140,6 +142,35 @@ class Database:
                     conn.close()
             self._conns.clear()
 
+    def disk_full(self, err: BaseException) -> str | None:
+        """Why ``err`` means the disk is full, or None if it does not."""
+        if isinstance(err, OSError) and err.errno in {errno.ENOSPC, errno.EDQUOT}:
+            return f"the disk is full (no space left on device: {err.filename or self.folder})"
+        if not isinstance(err, sqlite3.Error):
+            return None
+        text = str(err)
+        if "disk is full" in text:
+            return f"the disk is full ({text})"
+        if "disk I/O error" in text:
+            # SQLite reports a failed write of its -shm or -wal file as an I/O error.
+            try:
+                st = os.statvfs(self.folder)
+            except OSError:
+                return None
+            free = st.f_bavail * st.f_frsize
+            if free < _NEARLY_FULL:
+                return f"the disk is full ({text}, {free} bytes free)"
+        return None
+
+    def raise_if_disk_full(self, err: BaseException, *, done: str) -> None:
+        """Raise a :class:`StoreError` saying that nothing changed if the disk is full."""
+        why = self.disk_full(err)
+        if why is not None:
+            msg = (
+                f"memory {self.folder}: {why}; {done}, nothing changed. Free some space and retry"
+            )
+            raise StoreError(msg) from err
+
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
         """Translate SQLite and OS errors into rap-edge errors naming the memory."""
@@ -147,28 +178,31 @@ class Database:
             yield
         except RapEdgeError:
             raise
-        except sqlite3.OperationalError as err:
+        except (sqlite3.Error, OSError) as err:
+            self.raise_if_disk_full(err, done="the memory was left as it was")
+            raise self._translated(err) from err
+
+    def _translated(self, err: sqlite3.Error | OSError) -> RapEdgeError:
+        """The rap-edge error for an SQLite or OS error."""
+        if isinstance(err, sqlite3.OperationalError):
             text = str(err)
             if "locked" in text or "busy" in text:
                 msg = (
                     f"memory {self.folder} is locked by another writer for more than "
                     f"{self._timeout_s:g} s; retry, or stop the other process"
                 )
-                raise MemoryLockedError(msg) from err
+                return MemoryLockedError(msg)
             if "readonly" in text or "read-only" in text:
-                msg = f"memory {self.folder} is read-only ({text})"
-                raise MemoryReadOnlyError(msg) from err
+                return MemoryReadOnlyError(f"memory {self.folder} is read-only ({text})")
             if "unable to open" in text and not os.access(self.folder, os.W_OK):
                 msg = f"memory {self.folder} is read-only: its folder cannot be written ({text})"
-                raise MemoryReadOnlyError(msg) from err
-            msg = f"memory {self.folder}: {text}"
-            raise StoreError(msg) from err
-        except sqlite3.IntegrityError as err:
+                return MemoryReadOnlyError(msg)
+            return StoreError(f"memory {self.folder}: {text}")
+        if isinstance(err, sqlite3.IntegrityError):
             msg = f"memory {self.folder}: the edit breaks a rule of the database ({err})"
-            raise ConflictError(msg) from err
-        except sqlite3.DatabaseError as err:
-            msg = f"{self.path} is not a usable memory database ({err})"
-            raise SchemaError(msg) from err
-        except OSError as err:
-            msg = f"memory {self.folder}: {err.strerror or err} ({err.filename or ''})"
-            raise StoreError(msg) from err
+            return ConflictError(msg)
+        if isinstance(err, sqlite3.DatabaseError):
+            return SchemaError(f"{self.path} is not a usable memory database ({err})")
+        if isinstance(err, sqlite3.Error):
+            return StoreError(f"memory {self.folder}: {err}")
+        return StoreError(f"memory {self.folder}: {err.strerror or err} ({err.filename or ''})")

@@ -45,11 +45,17 @@ class ImageStore:
         dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(image.data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(image.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            # A full disk: leave no half-written copy behind.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         return dest
 
     def delete_unreferenced(

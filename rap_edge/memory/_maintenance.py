@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rap_edge.errors import StoreError
+from rap_edge.memory import _upkeep
 from rap_edge.memory._queries import generation
 from rap_edge.memory._schema import name_key, vector_checksum
 
 if TYPE_CHECKING:
-    import sqlite3
     from pathlib import Path
 
     from rap_edge.memory._files import ImageStore
@@ -148,11 +149,36 @@ def vacuum(memory: Memory) -> dict[str, int]:
     with db.errors(), memory._file_lock.hold():  # noqa: SLF001 - one writer at a time
         conn = db.conn()
         removed = files.delete_orphans(conn)
-        for path in cache.folder.glob(".*.tmp"):
-            path.unlink(missing_ok=True)
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        vectors = sum(memory.rebuild_index().values())
+        # First whatever an earlier edit left unfinished (so a forget completes even if the
+        # compaction below runs out of space), then the compaction.
+        left = _upkeep.run(
+            conn,
+            files,
+            cache,
+            orphaned=set(),
+            to_save=set(),
+            to_build=set(),
+            full=True,
+            merge_wal=True,
+        )
+        memory._record_upkeep(left, done=None)  # noqa: SLF001 - its own record
+        try:
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            vectors = sum(memory.rebuild_index().values())
+        except (sqlite3.Error, OSError, StoreError) as err:
+            why = db.disk_full(err) or _upkeep.describe(err)
+            state = " ".join(memory.unfinished) or (
+                "What earlier edits left unfinished (forgotten files, outdated indexes, the "
+                "WAL) is done."
+            )
+            msg = f"memory {memory.path}: vacuum could not compact it ({why}). {state}"
+            raise StoreError(msg) from err
+        if memory.unfinished:
+            msg = (
+                f"memory {memory.path}: vacuum left work unfinished: {' '.join(memory.unfinished)}"
+            )
+            raise StoreError(msg)
         missing = [
             f"image {image_id} of {name!r} ({path})"
             for image_id, name, path in _image_files(conn, files)

@@ -28,7 +28,7 @@ from rap_edge.errors import (
     StoreError,
 )
 from rap_edge.interfaces import SearchHit
-from rap_edge.memory import _index, _maintenance, _queries, _schema
+from rap_edge.memory import _index, _maintenance, _queries, _schema, _upkeep
 from rap_edge.memory._cache import IndexCache, IndexState
 from rap_edge.memory._db import DB_NAME, Database
 from rap_edge.memory._edits import (
@@ -204,6 +204,9 @@ class Memory:
             readonly=readonly,
             file_lock=self._file_lock,
         )
+        self._unfinished: dict[str, str] = {}
+        if not readonly:
+            self._upkeep_after_open()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -445,22 +448,88 @@ class Memory:
                 before = self._cache.generations(conn)
                 try:
                     yield tx
+                    # Upkeep is due until it is done; a kill or a full disk cannot lose it.
+                    forgets = bool(tx.removed or tx.maybe_orphaned)
+                    due_before = _upkeep.set_marker(conn) if forgets else _upkeep.is_marked(conn)
                     conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as err:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     new = {(p.stem, p.suffix[1:]) for p in tx.new_files}
                     self._files.delete_unreferenced(conn, new)
+                    self._db.raise_if_disk_full(err, done="the edit was rolled back")
                     raise
                 to_save, to_build = self._cache.patch(conn, tx.added, tx.removed, before)
             finally:
                 self._cache.writer_active = False
-            self._cache.finish(conn, to_save, to_build)
-            if tx.maybe_orphaned:
-                self._files.delete_unreferenced(conn, tx.maybe_orphaned)
-            if tx.removed or tx.maybe_orphaned:
-                # Drop the WAL's copies of deleted pages too: forgetting leaves no bytes behind.
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Committed: from here on nothing fails the edit; what is left is said instead.
+            self._finish_edit(conn, tx, to_save, to_build, full=due_before)
+
+    def _finish_edit(
+        self,
+        conn: sqlite3.Connection,
+        tx: Tx,
+        to_save: set[str],
+        to_build: set[str],
+        *,
+        full: bool,
+    ) -> None:
+        """After a commit, holding the writer lock: delete files, save indexes, merge the WAL."""
+        left = _upkeep.run(
+            conn,
+            self._files,
+            self._cache,
+            orphaned=tx.maybe_orphaned,
+            to_save=to_save,
+            to_build=to_build,
+            full=full,
+            merge_wal=bool(tx.removed or tx.maybe_orphaned),
+        )
+        done = {f"index:{enc}" for enc in to_save | to_build}
+        if full or tx.removed or tx.maybe_orphaned:
+            done |= {"files", "wal"}
+        self._record_upkeep(left, done=None if full else done)
+
+    def _record_upkeep(self, left: dict[str, str], *, done: set[str] | None) -> None:
+        """Update :attr:`unfinished` after an upkeep run that tried ``done`` (None: all)."""
+        if done is None:
+            self._unfinished.clear()
+        else:
+            for key in done:
+                self._unfinished.pop(key, None)
+        self._unfinished.update(left)
+
+    def _upkeep_after_open(self) -> None:
+        """Finish what an earlier edit left undone (a kill or a full disk); never fails."""
+        try:
+            with self._db.errors(), self._file_lock.hold(blocking=False) as held:
+                conn = self._conn()
+                if not held or not _upkeep.is_marked(conn):
+                    return
+                left = _upkeep.run(
+                    conn,
+                    self._files,
+                    self._cache,
+                    orphaned=set(),
+                    to_save=set(),
+                    to_build=set(),
+                    full=True,
+                    merge_wal=True,
+                )
+        except StoreError as err:
+            left = {"open": f"unfinished upkeep of an earlier edit could not run ({err})"}
+        self._record_upkeep(left, done=None)
+
+    @property
+    def unfinished(self) -> tuple[str, ...]:
+        """What the edits of this object left unfinished after their commit (each a sentence).
+
+        Empty when all is done. An edit is committed even when its upkeep is not: a full
+        disk can keep an index from being saved, an image file from being deleted or the
+        WAL from being merged. Each sentence says what remains and what finishes it (the
+        next writable open, the next edit, or :meth:`vacuum`).
+        """
+        return tuple(self._unfinished.values())
 
     def add(  # noqa: PLR0913 - the fields of a concept
         self,
