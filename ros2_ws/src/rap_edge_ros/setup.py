@@ -29,5 +29,11 @@ setup(
     maintainer_email="rap-edge@example.invalid",
     description="ROS 2 adapters of rap-edge (the node wraps the rap_edge library)",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["rap_edge_node = rap_edge_ros.node:main"]},
+    entry_points={
+        "console_scripts": [
+            "rap_edge_node = rap_edge_ros.node:main",
+            "rap_edge_lifecycle_node = rap_edge_ros.node:main_lifecycle",
+            "rap_edge_bringup = rap_edge_ros.bringup:main",
+        ]
+    },
 )

@@ -7,7 +7,10 @@
 
 Arguments: ``params_file`` (default: the installed config/params.yaml), ``memory`` (overrides
 the file's ``memory`` when given), ``namespace`` (topics become /<namespace>/rap_edge/...),
-``log_level``. A camera driver is started separately (usb_cam, v4l2_camera, ...); point
+``log_level``, ``lifecycle`` (``true``: run the managed node ``rap_edge_lifecycle_node``) and
+``autostart`` (with ``lifecycle``; ``true`` by default: it configures and activates itself,
+``false`` leaves that to a lifecycle manager or ``ros2 lifecycle set``). A camera driver is
+started separately (usb_cam, v4l2_camera, ...); point
 ``image_topics`` in the parameters file at its topic, or remap.
 
 The pip wheels used to build ros2_ws on a plain machine have no launch or launch_ros, so this
@@ -26,10 +29,14 @@ def _node(context, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202, AR
     memory = LaunchConfiguration("memory").perform(context)
     if memory:
         parameters.append({"memory": memory})
+    lifecycle = LaunchConfiguration("lifecycle").perform(context).lower() == "true"
+    if lifecycle:
+        autostart = LaunchConfiguration("autostart").perform(context).lower() == "true"
+        parameters.append({"autostart": autostart})
     return [
         Node(
             package="rap_edge_ros",
-            executable="rap_edge_node",
+            executable="rap_edge_lifecycle_node" if lifecycle else "rap_edge_node",
             name="rap_edge",
             namespace=LaunchConfiguration("namespace"),
             parameters=parameters,
@@ -60,6 +67,16 @@ def generate_launch_description():  # noqa: ANN201, D103
             ),
             DeclareLaunchArgument(
                 "log_level", default_value="info", description="debug, info, warn, error or fatal"
+            ),
+            DeclareLaunchArgument(
+                "lifecycle",
+                default_value="false",
+                description="true: the managed (lifecycle) node rap_edge_lifecycle_node",
+            ),
+            DeclareLaunchArgument(
+                "autostart",
+                default_value="true",
+                description="with lifecycle:=true, configure and activate at start",
             ),
             OpaqueFunction(function=_node),
         ]

@@ -43,6 +43,7 @@ from rap_edge_msgs.srv import AddConcept, Ask, ListConcepts, RemoveConcept, Upda
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
     from rap_edge.memory import Memory
     from rap_edge.pipeline import FrameResult
 
-__all__ = ["NODE_NAME", "RapEdgeNode", "main"]
+__all__ = ["NODE_NAME", "RapEdgeLifecycleNode", "RapEdgeNode", "main", "main_lifecycle"]
 
 NODE_NAME = "rap_edge"
 CLOSE_TIMEOUT_S = 5.0  # the runtime's threads, then the executor's callbacks
@@ -372,6 +373,15 @@ class RapEdgeNode(Node):
         self._pub_descriptions: Any = None
         self._pub_annotated: Any = None
         self._pub_detections: Any = None
+        self._made_publishers: list[Any] = []
+        self._made_services: list[Any] = []
+        self._made_subscriptions: list[Any] = []
+        self._made_timers: list[Any] = []
+        self._topic_params: tuple[list[str], list[str]] = ([], [])
+        self._session_summary: list[str] = []
+        self._describing = False
+        self._param_callback: Callable[..., Any] | None = None
+        self._publishing = True  # off while a lifecycle node is not active
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -389,6 +399,19 @@ class RapEdgeNode(Node):
 
     def start(self) -> None:
         """Load everything and start; the node then publishes and serves.
+
+        Raises:
+            NodeConfigError: a missing or bad parameter.
+            RapEdgeError: the models, thresholds, memory or backend cannot be used.
+        """
+        self._load()
+        self._create_publishers(lifecycle=False)
+        self._create_services()
+        self._create_subscriptions()
+        self._announce()
+
+    def _load(self) -> None:
+        """Check the parameters, open the session (models, memory) and start the runtime.
 
         Raises:
             NodeConfigError: a missing or bad parameter.
@@ -460,59 +483,108 @@ class RapEdgeNode(Node):
             self.memory = None
             raise
 
-        self._create_interfaces(image_topics, compressed_topics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        period = float(self._param("stats_period"))
-        if period > 0:
-            self.create_timer(period, self._log_stats, callback_group=self._frames_group)
-        for line in session.summary():
+        self._topic_params = (image_topics, compressed_topics)
+        self._session_summary = session.summary()
+        self._describing = settings.describe
+        if self._param_callback is None:
+            self._param_callback = self._on_set_parameters
+            self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _announce(self) -> None:
+        for line in self._session_summary:
             self.get_logger().info(line)
+        runtime = self.runtime
+        count = len(runtime.list_concepts()) if runtime is not None else 0
         self.get_logger().info(
-            f"recognising {', '.join(self._sources)} against "
-            f"{len(self.runtime.list_concepts())} concept(s); "
-            f"descriptions: {'on' if settings.describe else 'off'}"
+            f"recognising {', '.join(self._sources)} against {count} concept(s); "
+            f"descriptions: {'on' if self._describing else 'off'}"
         )
 
-    def _create_interfaces(self, image_topics: list[str], compressed_topics: list[str]) -> None:
-        services = ReentrantCallbackGroup()
+    def _publisher(self, lifecycle: bool, msg_type: Any, topic: str, qos: Any) -> Any:  # noqa: ANN401
+        """A publisher; a lifecycle one (published only while active) on a lifecycle node."""
+        if lifecycle:
+            pub = self.create_lifecycle_publisher(msg_type, topic, qos)
+        else:
+            pub = self.create_publisher(msg_type, topic, qos)
+        self._made_publishers.append(pub)
+        return pub
+
+    def _create_publishers(self, *, lifecycle: bool) -> None:
         results_qos = QoSProfile(depth=10)
-        self._pub_recognitions = self.create_publisher(
-            RecognitionArray, "~/recognitions", results_qos
+        self._pub_recognitions = self._publisher(
+            lifecycle, RecognitionArray, "~/recognitions", results_qos
         )
-        self._pub_descriptions = self.create_publisher(Description, "~/descriptions", results_qos)
+        self._pub_descriptions = self._publisher(
+            lifecycle, Description, "~/descriptions", results_qos
+        )
         if self._param("publish_annotated"):
             from rap_edge.pipeline import annotate
 
             self._annotate = annotate
-            self._pub_annotated = self.create_publisher(
-                Image, "~/annotated", qos_profile_sensor_data
+            self._pub_annotated = self._publisher(
+                lifecycle, Image, "~/annotated", qos_profile_sensor_data
             )
         if Detection2DArray is not None:
-            self._pub_detections = self.create_publisher(
-                Detection2DArray, "~/detections", results_qos
+            self._pub_detections = self._publisher(
+                lifecycle, Detection2DArray, "~/detections", results_qos
             )
         else:
             self.get_logger().info(
                 "vision_msgs is not installed: no ~/detections "
                 "(rap_edge_msgs/RecognitionArray on ~/recognitions has it all)"
             )
+
+    def _create_services(self) -> None:
+        group = ReentrantCallbackGroup()
+        for srv_type, name, handler in (
+            (AddConcept, "~/add_concept", self._add_concept),
+            (UpdateConcept, "~/update_concept", self._update_concept),
+            (RemoveConcept, "~/remove_concept", self._remove_concept),
+            (ListConcepts, "~/list_concepts", self._list_concepts),
+            (Ask, "~/ask", self._ask),
+        ):
+            self._made_services.append(
+                self.create_service(srv_type, name, handler, callback_group=group)
+            )
+
+    def _create_subscriptions(self) -> None:
+        """The camera subscriptions and the stats timer (what ``activate`` starts)."""
+        image_topics, compressed_topics = self._topic_params
+        self._sources = []
         for topic in image_topics:
             self._subscribe(Image, topic, self._on_image)
         for topic in compressed_topics:
             self._subscribe(CompressedImage, topic, self._on_compressed)
-        self.create_service(
-            AddConcept, "~/add_concept", self._add_concept, callback_group=services
-        )
-        self.create_service(
-            UpdateConcept, "~/update_concept", self._update_concept, callback_group=services
-        )
-        self.create_service(
-            RemoveConcept, "~/remove_concept", self._remove_concept, callback_group=services
-        )
-        self.create_service(
-            ListConcepts, "~/list_concepts", self._list_concepts, callback_group=services
-        )
-        self.create_service(Ask, "~/ask", self._ask, callback_group=services)
+        period = float(self._param("stats_period"))
+        if period > 0:
+            self._made_timers.append(
+                self.create_timer(period, self._log_stats, callback_group=self._frames_group)
+            )
+
+    def _destroy_subscriptions(self) -> None:
+        """Stop taking frames (what ``deactivate`` does); results in flight are dropped."""
+        subs, self._made_subscriptions = self._made_subscriptions, []
+        for sub in subs:
+            self.destroy_subscription(sub)
+        timers, self._made_timers = self._made_timers, []
+        for timer in timers:
+            self.destroy_timer(timer)
+
+    def _destroy_interfaces(self) -> None:
+        """Destroy the subscriptions, publishers and services (what ``cleanup`` does)."""
+        self._destroy_subscriptions()
+        pubs, self._made_publishers = self._made_publishers, []
+        self._pub_recognitions = self._pub_descriptions = None
+        self._pub_annotated = self._pub_detections = None
+        for pub in pubs:
+            destroy = getattr(self, "destroy_lifecycle_publisher", None)
+            if destroy is not None and hasattr(pub, "on_activate"):
+                destroy(pub)
+            else:
+                self.destroy_publisher(pub)
+        services, self._made_services = self._made_services, []
+        for srv in services:
+            self.destroy_service(srv)
 
     def _subscribe(
         self,
@@ -531,6 +603,7 @@ class RapEdgeNode(Node):
         )
         resolved[0] = sub.topic_name
         self._sources.append(sub.topic_name)
+        self._made_subscriptions.append(sub)
 
     def stop_runtime(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
         """Stop the runtime: no more results or descriptions (services then refuse).
@@ -590,15 +663,19 @@ class RapEdgeNode(Node):
 
     def _on_result(self, source: str, result: FrameResult, frame: _Frame) -> None:
         frame.result = result
+        recognitions = self._pub_recognitions
+        if not self._publishing or recognitions is None:
+            return
         msg = RecognitionArray()
         msg.header = frame.header
         msg.source_topic = source
         msg.recognitions = recognition_msgs(result)
         msg.timing_names = list(result.timings_ms)
         msg.timing_ms = [float(v) for v in result.timings_ms.values()]
-        self._pub_recognitions.publish(msg)
-        if self._pub_detections is not None:
-            self._pub_detections.publish(detections_msg(frame.header, result))
+        recognitions.publish(msg)
+        detections = self._pub_detections
+        if detections is not None:
+            detections.publish(detections_msg(frame.header, result))
         pub = self._pub_annotated
         if pub is not None and frame.image is not None and self._annotate is not None:
             if pub.get_subscription_count() > 0:
@@ -619,6 +696,9 @@ class RapEdgeNode(Node):
         self, source: str, index: int | None, answer: GenerationResult, frame: _Frame
     ) -> None:
         del source, index
+        pub = self._pub_descriptions
+        if not self._publishing or pub is None:
+            return
         msg = Description()
         msg.header = frame.header
         msg.recognitions = recognition_msgs(frame.result)
@@ -628,7 +708,7 @@ class RapEdgeNode(Node):
         msg.fell_back = bool(answer.fell_back)
         msg.first_token_ms = _nan(answer.first_token_ms)
         msg.total_ms = float(answer.total_ms)
-        self._pub_descriptions.publish(msg)
+        pub.publish(msg)
 
     def _log_stats(self) -> None:
         runtime = self.runtime
@@ -775,6 +855,116 @@ class RapEdgeNode(Node):
         return resp
 
 
+class RapEdgeLifecycleNode(RapEdgeNode, LifecycleNode):
+    """The same node, managed (``rclpy.lifecycle``): nothing is loaded until ``configure``.
+
+    * ``configure``: check the parameters, load the models, open the memory, start the runtime
+      (as :meth:`RapEdgeNode.start`), create the publishers (inactive) and the services. A
+      failure (a bad parameter, missing models, an unusable or locked memory) undoes what was
+      opened, logs the reason, keeps it in :attr:`last_error` and returns FAILURE: the node
+      stays *unconfigured* and may be configured again.
+    * ``activate``: subscribe to the cameras, start the stats timer, activate the publishers.
+    * ``deactivate``: unsubscribe and stop the timer (frames are no longer taken; results
+      still in flight are dropped), deactivate the publishers.
+    * ``cleanup``: stop the runtime, close the memory, destroy publishers and services.
+    * ``shutdown`` (from any state): the same, then :attr:`finished` is set and
+      :func:`main_lifecycle` exits with code 0.
+
+    With the parameter ``autostart`` true, :func:`main_lifecycle` configures and activates it
+    at start (for users without a lifecycle manager).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - Node's keyword arguments
+        """Create the node ``rap_edge`` (unconfigured) and declare its parameters."""
+        super().__init__(**kwargs)
+        self.declare_parameter(
+            "autostart",
+            value=False,
+            descriptor=_describe("configure and activate at start (the lifecycle node only)"),
+        )
+        self._publishing = False
+        self.last_error = ""
+        self.finished = threading.Event()
+        # rclpy raises out of the executor on a transition the current state does not have
+        # (which stops spinning): answer success=False instead and keep the state.
+        service = self._service_change_state
+        handle = service.callback
+
+        def change_state(req: Any, resp: Any) -> Any:  # noqa: ANN401
+            try:
+                return handle(req, resp)
+            except Exception as err:  # noqa: BLE001 - refused, not fatal
+                self.get_logger().warning(
+                    f"transition {req.transition.id} {req.transition.label!r} refused in "
+                    f"state {self._state_machine.current_state[1]}: {err}"
+                )
+                resp.success = False
+                return resp
+
+        service.callback = change_state
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the models and the memory, start the runtime, create publishers and services."""
+        try:
+            self._load()
+            self._create_publishers(lifecycle=True)
+            self._create_services()
+        except Exception as err:  # noqa: BLE001 - reported; the node stays unconfigured
+            known = isinstance(err, (NodeConfigError, RapEdgeError))
+            self.last_error = str(err) if known else f"{type(err).__name__}: {err}"
+            self.get_logger().error(
+                f"configure failed, staying unconfigured: "
+                f"{self.last_error if known else traceback.format_exc()}"
+            )
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.last_error = ""
+        self.get_logger().info("configured (inactive): models and memory loaded")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the cameras and activate the publishers."""
+        self._create_subscriptions()
+        self._publishing = True
+        ret = super().on_activate(state)
+        self._announce()
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop taking frames and deactivate the publishers."""
+        self._publishing = False
+        self._destroy_subscriptions()
+        self.get_logger().info("deactivated: not taking frames")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the runtime, close the memory, destroy the publishers and services."""
+        ret = super().on_cleanup(state)
+        self._release()
+        self.get_logger().info("cleaned up: runtime stopped, memory closed")
+        return ret
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything, from whichever state, and let :func:`main_lifecycle` exit."""
+        ret = super().on_shutdown(state)
+        self._release()
+        self.get_logger().info("shut down")
+        self.finished.set()
+        return ret
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything and go back to unconfigured."""
+        self._release()
+        self.get_logger().error(f"error in a transition; back to unconfigured ({state.label})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._publishing = False
+        if not self.close(CLOSE_TIMEOUT_S):  # the runtime first: nothing publishes after it
+            self.get_logger().warning(f"the runtime did not stop within {CLOSE_TIMEOUT_S:.0f} s")
+        self._destroy_interfaces()
+
+
 def _init_rclpy(args: list[str] | None) -> None:
     """``rclpy.init`` without rclpy's signal handlers (main installs its own)."""
     try:
@@ -827,6 +1017,56 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 
+def main_lifecycle(args: list[str] | None = None) -> int:
+    """Run the lifecycle node until SIGINT, SIGTERM or its ``shutdown`` transition.
+
+    It starts unconfigured (a lifecycle manager, ``ros2 lifecycle set`` or
+    ``python -m rap_edge_ros.bringup`` drives it), or configured and active with the
+    parameter ``autostart``. Exit code 0 after a clean stop; with ``autostart``, a failed
+    configure exits with the error's code (1 for a bad parameter).
+    """
+    _init_rclpy(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        del signum
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        node = RapEdgeLifecycleNode()
+    except Exception as err:  # noqa: BLE001 - reported, then a clean exit
+        get_logger(NODE_NAME).error(f"cannot start: {err}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name="rap-edge-spin", daemon=True)
+    spinner.start()
+    code = 0
+    if node.get_parameter("autostart").value:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().error(f"autostart: configure failed: {node.last_error}")
+            code = 1
+            stop.set()
+        elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().error("autostart: activate failed")
+            code = 1
+            stop.set()
+    while not stop.wait(0.2):
+        if node.finished.is_set() or not spinner.is_alive():
+            break
+    node.get_logger().info("shutting down")
+    if not node.finished.is_set():
+        try:
+            node.trigger_shutdown()
+        except Exception as err:  # noqa: BLE001 - e.g. already finalized; release anyway
+            node.get_logger().warning(f"shutdown transition: {err}")
+    _stop(node, executor, spinner)
+    return code
+
+
 def _stop(
     node: RapEdgeNode,
     executor: MultiThreadedExecutor | None = None,
@@ -849,4 +1089,4 @@ def _stop(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_lifecycle() if "--lifecycle" in sys.argv[1:2] else main())
