@@ -10,8 +10,12 @@ same check its exporter ran, on the same real check photos:
 * INT8 variants: their fp32 model (cosine, nearest-neighbour changes), which must reproduce
   what the export recorded.
 
-Prints a table and exits 1 when a check fails. ``rap-edge models verify`` runs this when the
-source checkout and the ``export`` extra are present.
+Every model is checked, whatever happens to the others, and each row gets a status: 0 passed,
+1 the check ran and failed (a file that differs from its manifest, parity out of tolerance),
+2 it could not run (a missing model file, an unreadable manifest, a missing reference, an
+error). Prints a table (or ``--json``, one object per model) and exits with the worst status.
+``rap-edge models verify`` runs this when the source checkout and the ``export`` extra are
+present.
 
 Usage:
     python -m export.verify [--store DIR] [--json]
@@ -31,8 +35,13 @@ from rap_edge.models import ModelManifest, ModelStore, load_manifest, sha256_fil
 
 
 def _check_one(
-    m: ModelManifest, store: ModelStore, photos: list[Path], fp32: dict[str, ModelManifest]
+    m: ModelManifest,
+    store: ModelStore,
+    photos: list[Path] | RapEdgeError,
+    fp32: dict[str, ModelManifest],
 ) -> dict[str, Any]:
+    if isinstance(photos, RapEdgeError):  # the check photos could not be found
+        raise photos
     from export import (
         dlib_landmarks,
         dlib_resnet,
@@ -103,7 +112,10 @@ def verify(store_dir: str | None) -> list[dict[str, Any]]:
     if not manifests:
         msg = f"{folder}: no exported models (run `make models`)"
         raise SystemExit(msg)
-    photos = check_photos(store_dir)
+    try:
+        photos: list[Path] | RapEdgeError = check_photos(store_dir)
+    except RapEdgeError as err:  # every parity check needs them; the hashes are still checked
+        photos = err
     loaded: list[ModelManifest | tuple[Path, str]] = []
     for path in manifests:
         try:
@@ -118,18 +130,44 @@ def verify(store_dir: str | None) -> list[dict[str, Any]]:
     rows = []
     for m in loaded:
         if isinstance(m, tuple):
-            rows.append({"model": m[0].name, "hash": "unreadable", "ok": False, "check": m[1]})
+            rows.append(
+                {"model": m[0].name, "hash": "unreadable", "ok": False, "status": 2, "check": m[1]}
+            )
             continue
-        row: dict[str, Any] = {"model": m.name, "file": m.onnx.name}
-        if not m.onnx.is_file():
-            row.update(hash="missing", ok=False, check="model file missing")
-        elif sha256_file(m.onnx) != m.onnx_sha256:
-            row.update(hash="DIFFERS", ok=False, check="file does not match its manifest")
-        else:
-            result = _check_one(m, store, photos, fp32)
-            row.update(hash="ok", ok=bool(result.get("ok")), check=_summary(result), result=result)
-        rows.append(row)
+        rows.append(_row(m, store, photos, fp32))
     return rows
+
+
+def _row(
+    m: ModelManifest,
+    store: ModelStore,
+    photos: list[Path] | RapEdgeError,
+    fp32: dict[str, ModelManifest],
+) -> dict[str, Any]:
+    """One model's row; an error in its check is its row's, never the others'."""
+    row: dict[str, Any] = {"model": m.name, "file": m.onnx.name}
+    try:
+        if not m.onnx.is_file():
+            row.update(hash="missing", ok=False, status=2, check="model file missing")
+            return row
+        if sha256_file(m.onnx) != m.onnx_sha256:
+            row.update(
+                hash="DIFFERS", ok=False, status=1, check="file does not match its manifest"
+            )
+            return row
+        row["hash"] = "ok"
+        result = _check_one(m, store, photos, fp32)
+    except RapEdgeError as err:
+        row.setdefault("hash", "?")
+        row.update(ok=False, status=max(2, err.exit_code), check=f"could not check: {err}")
+        return row
+    except Exception as err:  # noqa: BLE001 - a reference runtime's failure is this row's
+        row.setdefault("hash", "?")
+        row.update(ok=False, status=2, check=f"could not check: {type(err).__name__}: {err}")
+        return row
+    ok = bool(result.get("ok"))
+    row.update(ok=ok, status=0 if ok else 1, check=_summary(result), result=result)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['model']:<34} | {r['hash']} | {'ok' if r['ok'] else 'FAILED':<6} | "
                 f"{r['check']} |"
             )
-    return 0 if all(r["ok"] for r in rows) else 1
+    return max((int(r["status"]) for r in rows), default=0)
 
 
 if __name__ == "__main__":

@@ -122,16 +122,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return code
     else:
         why = "this install has no source checkout (export/ is not shipped in the package)"
-    # Without the reference runtimes: only the files against their manifests.
+    # Without the reference runtimes: only the files against their manifests, every one.
+    from rap_edge.errors import RapEdgeError
+
     folder = ModelStore(args.dir).path / "onnx"
-    bad = 0
+    rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
-        m = load_manifest(path)
-        ok = m.onnx.is_file() and sha256_file(m.onnx) == m.onnx_sha256
-        bad += not ok
-        print(f"{m.name:<36} {'hash ok' if ok else 'MISSING OR DIFFERS'}")
-    print(f"parity not re-run: {why}")
-    return 1 if bad else 0
+        try:
+            m = load_manifest(path)
+        except RapEdgeError as err:
+            rows.append({"model": path.name, "hash": "unreadable", "status": 2, "check": str(err)})
+            continue
+        if not m.onnx.is_file():
+            rows.append({"model": m.name, "hash": "missing", "status": 2, "check": "file missing"})
+            continue
+        same = sha256_file(m.onnx) == m.onnx_sha256
+        rows.append(
+            {
+                "model": m.name,
+                "hash": "ok" if same else "DIFFERS",
+                "status": 0 if same else 1,
+                "check": f"parity not re-run: {why}",
+            }
+        )
+    for row in rows:
+        row["ok"] = row["status"] == 0
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print(f"{row['model']:<36} hash {row['hash']}")
+        print(f"parity not re-run: {why}")
+    return max((int(r["status"]) for r in rows), default=0)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,8 +204,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="re-run every exported model's parity check against its reference runtime",
         description="For each manifest in <store>/onnx: the model file's SHA-256, then the "
         "exporter's parity check on the real check photos (OpenCV DNN, dlib, torch, or the "
-        "fp32 model for INT8 variants); prints a table, exits 1 on a failure. Needs the "
-        "source checkout and the export extra; otherwise only the hashes are checked.",
+        "fp32 model for INT8 variants). Every model is reported, even after a damaged one; "
+        "exits with the worst status: 0 all passed, 1 a check failed (a file that differs "
+        "from its manifest, parity out of tolerance), 2 a check could not run (a missing "
+        "file, an unreadable manifest, a missing reference). Needs the source checkout and "
+        "the export extra; otherwise only the hashes are checked.",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_verify)
