@@ -275,3 +275,23 @@ def test_compressed_errors_name_the_problem() -> None:
 def test_bgr_to_image_fields_refuses_non_bgr(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"expected a BGR uint8 image \[H, W, 3\], got "):
         bgr_to_image_fields(bad)
+
+
+def test_a_compressed_bomb_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CompressedImage declaring 30000x30000 pixels is refused before anything decodes it."""
+    from tests.sources.test_header import png_bomb
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        msg = "cv2.imdecode was called"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+    bomb = png_bomb()
+    for data in (bomb, array.array("B", bomb)):
+        with pytest.raises(InvalidInputError, match=r"PNG declares 30000x30000 pixels"):
+            compressed_to_bgr("png", data)
+    # and a compressedDepth PNG behind its 12-byte header
+    with pytest.raises(InvalidInputError, match="not decoded"):
+        compressed_to_bgr("16UC1; compressedDepth png", bytes(12) + bomb)
+    with pytest.raises(InvalidInputError, match="not a PNG, JPEG"):
+        compressed_to_bgr("gif", b"GIF89a" + bytes(20))

@@ -5,7 +5,9 @@ here imports ROS: the functions take a message's fields, so they are tested in p
 the node passes ``msg.encoding, msg.height, ...`` through.
 
 Decoding is :mod:`rap_edge.sources`' (the same code reads rosbag2 recordings); this module adds
-the field-based signatures, an up-front size check, and the way back to an ``Image``.
+the field-based signatures, an up-front size check, and the way back to an ``Image``. A
+``CompressedImage`` is sized from its header before it is decoded
+(:mod:`rap_edge.sources._header`), so a small message declaring gigapixels costs nothing.
 
 Encodings (case-insensitive; :data:`rap_edge.sources.ENCODINGS` has the full table):
 
@@ -123,10 +125,13 @@ def compressed_to_bgr(format: str, data: BytesLike) -> npt.NDArray[np.uint8]:  #
             the data's own header decides how it is decoded (``cv2.imdecode``), including
             ``16UC1; compressedDepth`` PNGs. Named like the message's field, as the other
             functions' arguments are.
-        data: The compressed bytes.
+        data: The compressed bytes. Their header is read first: an image declaring more
+            than :data:`rap_edge.sources.MAX_FRAME_PIXELS` pixels (a decompression bomb),
+            or in a format whose size cannot be read before decoding, is never decoded.
 
     Raises:
-        InvalidInputError: (a ``ValueError``) when the data is empty or does not decode.
+        InvalidInputError: (a ``ValueError``) when the data is empty, declares too many
+            pixels, or does not decode.
     """
     fields = SimpleNamespace(
         format=format, data=_checked_bytes(data, f"compressed image ({format!r})")
