@@ -72,6 +72,11 @@ def verify(memory: Memory) -> VerifyReport:
                     f"orphan file {path} (left by an interrupted edit; `vacuum` removes it)"
                 )
         _check_handles(conn, problems, warnings)
+        if _upkeep.is_marked(conn):
+            warnings.append(
+                "an earlier edit's upkeep is unfinished (a full disk or a kill after its "
+                "commit): the next writable open of the memory or `vacuum` finishes it"
+            )
         dims = memory.encoders()
         for key, enc, blob, checksum, name in conn.execute(
             "SELECT v.id, v.encoder_id, v.vector, v.checksum, c.name FROM vectors v "

@@ -700,7 +700,9 @@ class Memory:
 
         After this returns no search names the concept, its image files are deleted (unless
         another concept shares the same picture), and its vectors' bytes are gone from the
-        database, the WAL and the index files.
+        database, the WAL and the index files. Should a full disk stop any of that after the
+        commit, the concept is still forgotten, :attr:`unfinished` says what is left, and the
+        next writable open or :meth:`vacuum` finishes it.
         """
         with self._writing() as tx:
             delete_concept(tx, ref)

@@ -81,3 +81,30 @@ def test_vacuum_removes_orphans_and_shrinks(tmp_path: Path) -> None:
         assert (mem.path / "memory.db").stat().st_size < size_before
         report = mem.verify()
         assert report.ok and report.warnings == ()
+
+
+def test_an_interrupted_forget_is_finished_by_the_next_open(tmp_path: Path) -> None:
+    """Issue 14, item 3: a kill right after a forget's commit leaves its upkeep due, and it is
+    not lost: verify says so, and the next writable open deletes the bytes."""
+    rng = np.random.default_rng(14)
+    gone = unit(rng, 32)
+    gone_image = png_bytes(3, size=24)
+    with Memory.init(tmp_path / "m") as mem:
+        mem.add("gone", images=[gone_image], vectors=gone, encoder="e")
+        mem.add("kept", images=[png_bytes(4)], vectors=unit(rng, 32), encoder="e")
+        with pytest.MonkeyPatch.context() as patch:
+            # What a SIGKILL between the commit and the upkeep leaves.
+            patch.setattr(Memory, "_finish_edit", lambda *_a, **_k: None)
+            mem.remove("gone")
+    needles = [gone[0].astype("<f4").tobytes(), gone[0].astype(np.float16).tobytes(), gone_image]
+    assert any(_where(n, _all_bytes(tmp_path / "m")) for n in needles)
+    with Memory(tmp_path / "m", readonly=True) as ro:
+        report = ro.verify()
+        assert report.ok and any("upkeep is unfinished" in w for w in report.warnings)
+    Memory(tmp_path / "m").close()
+    after = _all_bytes(tmp_path / "m")
+    assert [n for n in needles if _where(n, after)] == []
+    with Memory(tmp_path / "m") as mem:
+        report = mem.verify()
+        assert report.ok and report.warnings == (), report.warnings
+        assert [h.name for h in mem.search(gone[0], k=5)[0]] == ["kept"]
