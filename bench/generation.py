@@ -466,13 +466,24 @@ def descriptions(  # noqa: PLR0913
     max_sentences: int = 2,
     split: str = "held-out",
     model: str | None = None,
+    grounded: bool = True,
 ) -> dict[str, Any]:
-    """Every scene of ``split`` answered by ``backend_name``; the metric over the final answers."""
+    """Every scene of ``split`` answered by ``backend_name``; the metric over the final answers.
+
+    With ``split="all"`` every scene is answered once and the summary holds the metric of each
+    split (``by_split``), so that a choice made on the calibration split is reported held out.
+    """
     from rap_edge.generate import unfaithful_names
 
     backend, note = open_backend(backend_name, model)
     known = [n for n, _ in _PEOPLE.values()]
-    gen = Generator(backend, known_names=known, max_tokens=max_tokens, max_sentences=max_sentences)
+    gen = Generator(
+        backend,
+        known_names=known,
+        max_tokens=max_tokens,
+        max_sentences=max_sentences,
+        grounded=grounded,
+    )
     rows = []
     chosen = [s for s in scenes if split == "all" or s["split"] == split]
     t0 = time.perf_counter()
@@ -506,6 +517,7 @@ def descriptions(  # noqa: PLR0913
         rows.append(
             {
                 "photo": sc["photo"],
+                "split": sc["split"],
                 "question": sc["question"],
                 "truth": sc["truth"],
                 "recognised": sc["recognised"],
@@ -516,25 +528,47 @@ def descriptions(  # noqa: PLR0913
                 "fell_back": res.fell_back,
                 "stopped": res.stopped,
                 "raw_correct": raw_ok,
+                "raw_repeats": rawm["repeats"],
                 "old_guard_rejects": old_guard,
                 "new_guard_rejects": new_guard,
                 "first_token_ms": res.first_token_ms,
                 **final,
             }
         )
+    out = summarise(rows)
+    out.update(
+        {
+            "backend": note,
+            "split": split,
+            "grounded": grounded,
+            "max_sentences": max_sentences,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "rows": rows,
+        }
+    )
+    if split == "all":
+        out["by_split"] = {
+            name: summarise([r for r in rows if r["split"] == name])
+            for name in ("calibration", "held-out")
+        }
+    return out
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metric over answered scenes (rows of :func:`descriptions`)."""
     n = len(rows)
     should = sum(len(r["should"]) for r in rows)
     said = sum(len(r["said"]) for r in rows)
     correct_raw = [r for r in rows if r["raw_correct"]]
     return {
-        "backend": note,
-        "split": split,
         "scenes": n,
-        "max_sentences": max_sentences,
         "name_recall": round(sum(len(r["named"]) for r in rows) / max(should, 1), 4),
         "name_precision": round(1 - sum(len(r["wrong"]) for r in rows) / max(said, 1), 4),
         "invented_relation_rate": round(sum(bool(r["relations"]) for r in rows) / max(n, 1), 4),
         "repetition_rate": round(sum(r["repeats"] for r in rows) / max(n, 1), 4),
+        # the model's first attempt, before the guard and grounding (with --max-sentences 0 or
+        # the :raw variant: before the stopping rules too)
+        "raw_repetition_rate": round(sum(r["raw_repeats"] for r in rows) / max(n, 1), 4),
         "words_mean": round(statistics.mean(r["words"] for r in rows), 1),
         "sentences_mean": round(statistics.mean(r["sentences"] for r in rows), 2),
         "raw_correct": len(correct_raw),
@@ -549,24 +583,28 @@ def descriptions(  # noqa: PLR0913
         ),
         "regenerated": sum(r["regenerated"] for r in rows),
         "fell_back": sum(r["fell_back"] for r in rows),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "rows": rows,
     }
 
 
 def print_desc(results: list[dict[str, Any]]) -> None:
     print(
         "\n| backend | split | scenes | name recall | name precision | invented relations | "
-        "repetition | words | guard false rejections |\n"
+        "repetition (first attempt) | words | guard false rejections |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for r in results:
-        print(
-            f"| {r['label']} | {r['split']} | {r['scenes']} | {r['name_recall']:.3f} | "
-            f"{r['name_precision']:.3f} | {r['invented_relation_rate']:.1%} | "
-            f"{r['repetition_rate']:.1%} | {r['words_mean']} | "
-            f"{r['guard_false_rejections']:.1%} ({r['raw_correct']} correct raw) |"
-        )
+    for res in results:
+        splits = res.get("by_split") or {res["split"]: res}
+        for split, r in splits.items():
+            print_desc_row(res["label"], split, r)
+
+
+def print_desc_row(label: str, split: str, r: dict[str, Any]) -> None:
+    print(
+        f"| {label} | {split} | {r['scenes']} | {r['name_recall']:.3f} | "
+        f"{r['name_precision']:.3f} | {r['invented_relation_rate']:.1%} | "
+        f"{r['repetition_rate']:.1%} ({r['raw_repetition_rate']:.1%} raw) | {r['words_mean']} | "
+        f"{r['guard_false_rejections']:.1%} ({r['raw_correct']} correct raw) |"
+    )
 
 
 def main() -> None:
@@ -596,7 +634,8 @@ def main() -> None:
     parser.add_argument(
         "--desc-backends",
         default="ortgenai,transformers,template",
-        help="backends for the descriptions part",
+        help="backends for the descriptions part; NAME:free answers without grounding, NAME:raw "
+        "without grounding nor the stopping rules (the raw decoding)",
     )
     parser.add_argument(
         "--desc-split", default="held-out", choices=["held-out", "calibration", "all"]
@@ -632,27 +671,36 @@ def main() -> None:
             msg = "the descriptions part needs --labelled DIR (python -m calibration.labelled)"
             raise SystemExit(msg)
         scenes = desc_scenes(Path(labelled), args.desc_scenes)
+        print(f"{len(scenes)} scenes", flush=True)
         de = []
-        for name in args.desc_backends.split(","):
+        for label in args.desc_backends.split(","):
+            name, _, variant = label.partition(":")
+            if variant not in ("", "free", "raw"):
+                raise SystemExit(f"unknown variant {variant!r} in {label!r} (free or raw)")
             r = descriptions(
                 scenes,
                 name,
                 max_tokens=args.max_tokens,
-                max_sentences=args.max_sentences,
+                max_sentences=0 if variant == "raw" else args.max_sentences,
                 split=args.desc_split,
+                grounded=not variant,
             )
-            r["label"] = name
+            r["label"] = label
             de.append(r)
             print_desc([r])
+            write_out(args.out, {"speed": sp, "stall": st, "faithfulness": fa, "descriptions": de})
+            # after each backend: a long run keeps its parts
         print_desc(de)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
+    write_out(args.out, {"speed": sp, "stall": st, "faithfulness": fa, "descriptions": de})
+
+
+def write_out(out: Path, parts: dict[str, object]) -> None:
+    """``bench/results/generation.json``; parts not run this time are kept from before."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
-                "speed": sp,
-                "stall": st,
-                "faithfulness": fa,
-                "descriptions": de,
+                **parts,
                 "machine": {"cpu": platform.processor(), "cores": os.cpu_count()},
                 "date": time.strftime("%Y-%m-%d"),
             },
@@ -660,7 +708,7 @@ def main() -> None:
         )
         + "\n"
     )
-    print(f"wrote {args.out} (parts not run this time are kept from the previous file)")
+    print(f"wrote {out} (parts not run this time are kept from the previous file)", flush=True)
 
 
 def print_speed(sp: dict[str, Any], args: argparse.Namespace) -> None:
