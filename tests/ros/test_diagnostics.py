@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rap_edge_ros.diagnostics import (
     ERROR,
     MAX_QUEUE_P99_MS,
@@ -110,3 +111,22 @@ def test_percentile() -> None:
     assert _percentile([4.0], 0.99) == 4.0
     assert _percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert _percentile([float(v) for v in range(101)], 0.99) == 99.0
+
+
+def test_the_no_frames_threshold_is_a_setting() -> None:
+    clock = Clock()
+    diag = Diagnostics("rap_edge", clock, no_frames_error_s=1.5)
+    clock.now += 1
+    assert levels(diag, stats(15, 15, since=0.1)) == (OK, OK)
+    clock.now += 1
+    camera, runtime = diag.statuses(
+        [TOPIC], stats(15, 15, since=1.5), unconvertible={}, extra={"annotated": "2"}
+    )
+    assert camera.level == ERROR
+    assert camera.message == "no frames for 1.5 s"
+    assert camera.hardware_id == TOPIC
+    assert runtime.hardware_id == "rap_edge"
+    assert runtime.values["annotated"] == "2"
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(ValueError, match="no_frames_error_s must be a positive number"):
+            Diagnostics("rap_edge", clock, no_frames_error_s=bad)  # type: ignore[arg-type]

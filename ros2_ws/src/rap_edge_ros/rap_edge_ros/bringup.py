@@ -18,10 +18,8 @@ import sys
 from typing import Any
 
 import rclpy
-
-# (pyproject's mypy overrides do not list lifecycle_msgs yet; it has no type information)
-from lifecycle_msgs.msg import Transition  # type: ignore[import-not-found]
-from lifecycle_msgs.srv import ChangeState, GetState  # type: ignore[import-not-found]
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.node import Node
 
 __all__ = ["TRANSITIONS", "main", "set_states"]

@@ -6,8 +6,8 @@ Every ``period`` (1 s) the node turns :meth:`rap_edge.live.LiveRuntime.stats` in
 
 Per camera (``rap_edge: camera <topic>``):
 
-* **ERROR**: no frame received for :data:`NO_FRAMES_ERROR_S` (5 s) or more, or never since
-  the node started taking frames;
+* **ERROR**: no frame received for :data:`NO_FRAMES_ERROR_S` (5 s; the node's parameter
+  ``stale_after_s``) or more, or never since the node started taking frames;
 * **WARN**: the processed rate is under :data:`MIN_PROCESSED_RATIO` (50 %) of the input rate
   over the last period, the queue wait p99 is over :data:`MAX_QUEUE_P99_MS` (500 ms), or
   frames failed or could not be converted in the last period;
@@ -53,6 +53,7 @@ class Status:
     name: str
     message: str
     values: dict[str, str] = field(default_factory=dict)
+    hardware_id: str = ""
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -70,9 +71,30 @@ class _Seen:
 class Diagnostics:
     """Turns successive runtime stats into statuses (rates over the time between calls)."""
 
-    def __init__(self, node_name: str, clock: Any = time.monotonic) -> None:  # noqa: ANN401
-        """Start counting now (a camera that sends nothing is an ERROR after 5 s)."""
+    def __init__(
+        self,
+        node_name: str,
+        clock: Any = time.monotonic,  # noqa: ANN401
+        *,
+        no_frames_error_s: float = NO_FRAMES_ERROR_S,
+    ) -> None:
+        """Start counting now (a camera that sends nothing is an ERROR after 5 s).
+
+        Raises:
+            ValueError: ``no_frames_error_s`` is not a positive number.
+        """
+        if not (
+            isinstance(no_frames_error_s, (int, float))
+            and not isinstance(no_frames_error_s, bool)
+            and 0 < no_frames_error_s < float("inf")
+        ):
+            msg = (
+                "no_frames_error_s must be a positive number of seconds, "
+                f"got {no_frames_error_s!r}"
+            )
+            raise ValueError(msg)
         self.node_name = node_name
+        self.no_frames_error_s = float(no_frames_error_s)
         self._clock = clock
         self._started = clock()
         self._seen: dict[str, _Seen] = {}
@@ -87,8 +109,12 @@ class Diagnostics:
         memory_size: int | None = None,
         llm: str = "",
         latest_error: str = "",
+        extra: dict[str, str] | None = None,
     ) -> list[Status]:
-        """The statuses of every camera topic and of the runtime, now."""
+        """The statuses of every camera topic and of the runtime, now.
+
+        ``extra`` adds the node's own counters to the runtime's values.
+        """
         now = self._clock()
         out = [self._camera(topic, stats, unconvertible.get(topic, 0), now) for topic in topics]
         if stats is None:
@@ -98,6 +124,7 @@ class Diagnostics:
                     f"{self.node_name}: runtime",
                     "not running",
                     {"latest_error": latest_error},
+                    self.node_name,
                 )
             )
             return out
@@ -119,8 +146,9 @@ class Diagnostics:
             "descriptions_fell_back": str(gen.get("fell_back", 0)),
             "edits": str(stats.edits),
             "latest_error": latest_error,
+            **(extra or {}),
         }
-        out.append(Status(level, f"{self.node_name}: runtime", message, values))
+        out.append(Status(level, f"{self.node_name}: runtime", message, values, self.node_name))
         return out
 
     def _camera(self, topic: str, stats: LiveStats | None, bad: int, now: float) -> Status:
@@ -152,9 +180,9 @@ class Diagnostics:
         }
         name = f"{self.node_name}: camera {topic}"
         quiet = since if since is not None else now - self._started
-        if quiet >= NO_FRAMES_ERROR_S:
+        if quiet >= self.no_frames_error_s:
             what = "no frames yet" if since is None else "no frames"
-            return Status(ERROR, name, f"{what} for {quiet:.1f} s", values)
+            return Status(ERROR, name, f"{what} for {quiet:.1f} s", values, topic)
         problems = []
         if input_hz > 0 and processed_hz < MIN_PROCESSED_RATIO * input_hz:
             problems.append(f"processing {processed_hz:.1f} of {input_hz:.1f} frames/s")
@@ -163,5 +191,5 @@ class Diagnostics:
         if new_failed > 0:
             problems.append(f"{new_failed} frame(s) failed or unconvertible")
         if problems:
-            return Status(WARN, name, "; ".join(problems), values)
-        return Status(OK, name, f"{processed_hz:.1f} frames/s processed", values)
+            return Status(WARN, name, "; ".join(problems), values, topic)
+        return Status(OK, name, f"{processed_hz:.1f} frames/s processed", values, topic)

@@ -32,6 +32,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rap_edge_msgs.msg import (
     ConceptHit,
     ConceptSummary,
@@ -51,6 +52,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from rap_edge.errors import InvalidInputError, RapEdgeError
 from rap_edge_ros.convert import bgr_to_image_fields, compressed_to_bgr, image_to_bgr
+from rap_edge_ros.diagnostics import NO_FRAMES_ERROR_S, Diagnostics, Status
 
 try:  # apt's ros-$ROS_DISTRO-vision-msgs; there is no pip wheel of it
     from vision_msgs.msg import (
@@ -191,12 +193,25 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
     "publish_annotated": (
         False,
         _describe(
-            "publish ~/annotated (bgr8 frames with boxes and names) while it has subscribers"
+            "offer ~/annotated (bgr8 frames with boxes and names) and ~/annotated/compressed "
+            "(the same as JPEG); each is drawn and published only while it has subscribers"
         ),
+    ),
+    "annotated_jpeg_quality": (
+        80,
+        _describe("JPEG quality of ~/annotated/compressed, 1..100"),
     ),
     "stats_period": (
         10.0,
         _describe("seconds between the one-line counters in the log (0: never)"),
+    ),
+    "diagnostics_period": (
+        1.0,
+        _describe("seconds between diagnostic_msgs/DiagnosticArray on /diagnostics (0: none)"),
+    ),
+    "stale_after_s": (
+        NO_FRAMES_ERROR_S,
+        _describe("/diagnostics: a camera with no frame for this many seconds is an ERROR (> 0)"),
     ),
 }
 
@@ -249,6 +264,7 @@ class _BadFrames:
         self._log = log
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.latest = ""  # the newest problem, "topic: message"
         self._seen: set[tuple[str, str]] = set()
 
     def add(self, topic: str, what: str, err: Exception) -> None:
@@ -256,6 +272,7 @@ class _BadFrames:
         key = (topic, re.sub(r"\d+", "#", text))
         with self._lock:
             self.counts[topic] = self.counts.get(topic, 0) + 1
+            self.latest = f"{topic}: {text}"
             first = key not in self._seen and len(self._seen) < MAX_LOGGED_PROBLEMS
             if first:
                 self._seen.add(key)
@@ -372,7 +389,13 @@ class RapEdgeNode(Node):
         self._pub_recognitions: Any = None
         self._pub_descriptions: Any = None
         self._pub_annotated: Any = None
+        self._pub_annotated_jpeg: Any = None
+        self._jpeg_quality = 80
+        self.annotated_published = {"raw": 0, "compressed": 0}
         self._pub_detections: Any = None
+        self._pub_diagnostics: Any = None
+        self._diagnostics: Diagnostics | None = None
+        self._provider = ""
         self._made_publishers: list[Any] = []
         self._made_services: list[Any] = []
         self._made_subscriptions: list[Any] = []
@@ -464,6 +487,20 @@ class RapEdgeNode(Node):
             "llm_threads": llm_threads if llm_threads > 0 else None,
             "max_tokens": self._param("max_tokens"),
         }
+        for name in ("stats_period", "diagnostics_period"):
+            period = self._param(name)
+            if not (isinstance(period, float) and 0 <= period < math.inf):
+                msg = f"parameter {name} must be 0 (off) or a positive number, got {period!r}"
+                raise NodeConfigError(msg)
+        quality = self._param("annotated_jpeg_quality")
+        if not (isinstance(quality, int) and 1 <= quality <= 100):  # noqa: PLR2004
+            msg = f"parameter annotated_jpeg_quality must be 1..100, got {quality!r}"
+            raise NodeConfigError(msg)
+        self._jpeg_quality = quality
+        stale = self._param("stale_after_s")
+        if not (isinstance(stale, float) and 0 < stale < math.inf):
+            msg = f"parameter stale_after_s must be a positive number of seconds, got {stale!r}"
+            raise NodeConfigError(msg)
         try:  # before anything is opened: nothing to undo on a bad value
             settings = Settings.from_env().merged(values)
         except RapEdgeError as err:
@@ -485,6 +522,7 @@ class RapEdgeNode(Node):
 
         self._topic_params = (image_topics, compressed_topics)
         self._session_summary = session.summary()
+        self._provider = str(session.models.encoder.provider)
         self._describing = settings.describe
         if self._param_callback is None:
             self._param_callback = self._on_set_parameters
@@ -524,6 +562,13 @@ class RapEdgeNode(Node):
             self._pub_annotated = self._publisher(
                 lifecycle, Image, "~/annotated", qos_profile_sensor_data
             )
+            self._pub_annotated_jpeg = self._publisher(
+                lifecycle, CompressedImage, "~/annotated/compressed", qos_profile_sensor_data
+            )
+        if float(self._param("diagnostics_period")) > 0:
+            self._pub_diagnostics = self._publisher(
+                lifecycle, DiagnosticArray, "/diagnostics", QoSProfile(depth=10)
+            )
         if Detection2DArray is not None:
             self._pub_detections = self._publisher(
                 lifecycle, Detection2DArray, "~/detections", results_qos
@@ -560,6 +605,17 @@ class RapEdgeNode(Node):
             self._made_timers.append(
                 self.create_timer(period, self._log_stats, callback_group=self._frames_group)
             )
+        period = float(self._param("diagnostics_period"))
+        if period > 0 and self._pub_diagnostics is not None:
+            # Counting starts now: a camera that sends nothing is an ERROR after stale_after_s.
+            self._diagnostics = Diagnostics(
+                self.get_name(), no_frames_error_s=float(self._param("stale_after_s"))
+            )
+            self._made_timers.append(
+                self.create_timer(
+                    period, self._publish_diagnostics, callback_group=self._frames_group
+                )
+            )
 
     def _destroy_subscriptions(self) -> None:
         """Stop taking frames (what ``deactivate`` does); results in flight are dropped."""
@@ -575,7 +631,9 @@ class RapEdgeNode(Node):
         self._destroy_subscriptions()
         pubs, self._made_publishers = self._made_publishers, []
         self._pub_recognitions = self._pub_descriptions = None
-        self._pub_annotated = self._pub_detections = None
+        self._pub_annotated = self._pub_detections = self._pub_diagnostics = None
+        self._pub_annotated_jpeg = None
+        self._diagnostics = None
         for pub in pubs:
             destroy = getattr(self, "destroy_lifecycle_publisher", None)
             if destroy is not None and hasattr(pub, "on_activate"):
@@ -635,7 +693,8 @@ class RapEdgeNode(Node):
         runtime = self.runtime
         if runtime is None:
             return
-        frame = _Frame(header, topic, bgr if self._pub_annotated is not None else None)
+        keep = self._pub_annotated is not None or self._pub_annotated_jpeg is not None
+        frame = _Frame(header, topic, bgr if keep else None)
         try:
             runtime.submit(topic, bgr, frame, stamp=_stamp_seconds(header))
         except InvalidInputError as err:  # (a stamp that is not finite cannot come from ROS)
@@ -676,21 +735,42 @@ class RapEdgeNode(Node):
         detections = self._pub_detections
         if detections is not None:
             detections.publish(detections_msg(frame.header, result))
-        pub = self._pub_annotated
-        if pub is not None and frame.image is not None and self._annotate is not None:
-            if pub.get_subscription_count() > 0:
-                fields = bgr_to_image_fields(self._annotate(frame.image, result, None))
-                img = Image(
-                    header=frame.header,
-                    encoding=fields["encoding"],
-                    height=fields["height"],
-                    width=fields["width"],
-                    step=fields["step"],
-                    is_bigendian=fields["is_bigendian"],
-                )
-                img.data = array.array("B", fields["data"])  # no per-byte check
-                pub.publish(img)
-            frame.image = None
+        image, frame.image = frame.image, None
+        if image is not None:
+            self._publish_annotated(frame.header, image, result)
+
+    def _publish_annotated(self, header: Any, image: Any, result: FrameResult) -> None:  # noqa: ANN401
+        """Draw the frame only if someone subscribes to ~/annotated or its JPEG; publish."""
+        raw, jpeg = self._pub_annotated, self._pub_annotated_jpeg
+        want_raw = raw is not None and raw.get_subscription_count() > 0
+        want_jpeg = jpeg is not None and jpeg.get_subscription_count() > 0
+        if not (want_raw or want_jpeg) or self._annotate is None:
+            return
+        drawn = self._annotate(image, result, None)
+        if want_raw:
+            fields = bgr_to_image_fields(drawn)
+            img = Image(
+                header=header,
+                encoding=fields["encoding"],
+                height=fields["height"],
+                width=fields["width"],
+                step=fields["step"],
+                is_bigendian=fields["is_bigendian"],
+            )
+            img.data = array.array("B", fields["data"])  # no per-byte check
+            raw.publish(img)
+            self.annotated_published["raw"] += 1
+        if want_jpeg:
+            import cv2
+
+            ok, buf = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, self._jpeg_quality])
+            if not ok:
+                self.get_logger().warning("~/annotated/compressed: JPEG encoding failed")
+                return
+            msg = CompressedImage(header=header, format="jpeg")
+            msg.data = array.array("B", buf.tobytes())
+            jpeg.publish(msg)
+            self.annotated_published["compressed"] += 1
 
     def _on_description(
         self, source: str, index: int | None, answer: GenerationResult, frame: _Frame
@@ -730,6 +810,65 @@ class RapEdgeNode(Node):
         if stats.callback_errors:
             tail += f"; callback errors {stats.callback_errors}"
         self.get_logger().info(f"stats: {'; '.join(parts)}; {tail}")
+
+    def diagnostic_statuses(self) -> list[Status]:
+        """The statuses of every camera and of the runtime, now (see :mod:`.diagnostics`)."""
+        diagnostics = self._diagnostics
+        if diagnostics is None:
+            return []
+        runtime = self.runtime
+        stats = runtime.stats() if runtime is not None else None
+        memory_size = None
+        llm = ""
+        if runtime is not None:
+            try:
+                memory_size = len(runtime.list_concepts())
+            except RapEdgeError:  # closing meanwhile
+                memory_size = None
+            if self._describing:
+                llm = runtime.session.backend_note or "not loaded yet"
+            else:
+                llm = "off (describe is false)"
+        return diagnostics.statuses(
+            list(self._sources),
+            stats,
+            unconvertible=dict(self._bad.counts),
+            provider=self._provider,
+            memory_size=memory_size,
+            llm=llm,
+            latest_error=self._latest_error(stats),
+            extra={
+                "annotated_published": str(self.annotated_published["raw"]),
+                "annotated_compressed_published": str(self.annotated_published["compressed"]),
+            },
+        )
+
+    def _latest_error(self, stats: Any) -> str:  # noqa: ANN401 - a LiveStats or None
+        """The newest problem: a frame that could not be converted, else a failed frame."""
+        if self._bad.latest:
+            return self._bad.latest
+        if stats is None:
+            return ""
+        errors = [e for s in stats.sources.values() for e in s.last_errors]
+        return errors[-1] if errors else ""
+
+    def _publish_diagnostics(self) -> None:
+        pub = self._pub_diagnostics
+        if not self._publishing or pub is None:
+            return
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [
+            DiagnosticStatus(
+                level=bytes([s.level]),
+                name=s.name,
+                message=s.message,
+                hardware_id=s.hardware_id,
+                values=[KeyValue(key=k, value=v) for k, v in s.values.items()],
+            )
+            for s in self.diagnostic_statuses()
+        ]
+        pub.publish(msg)
 
     # -- parameters --------------------------------------------------------------------------
 
