@@ -18,6 +18,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from rap_edge.pipeline import (
     evaluate,
     face_vectors,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.eval_faces
+from bench.eval_faces import closeup_condition
 
 
 def subset(full: LabelledSet, names: set[str], distractors: set[str]) -> LabelledSet:
@@ -58,7 +62,9 @@ def main() -> int:
     parser.add_argument("--labelled", required=True)
     parser.add_argument("--models", default=None)
     parser.add_argument("--far", type=float, default=0.002)
-    parser.add_argument("--tiles", type=int, default=2)
+    parser.add_argument(
+        "--tiles", type=int, default=1, help="1 (default): as `rap-edge run` with no flags"
+    )
     parser.add_argument("--out", default="bench/results/eval_crossval.json")
     args = parser.parse_args()
     full = LabelledSet.load(args.labelled)
@@ -69,6 +75,9 @@ def main() -> int:
     dnames = sorted(p.name for p in full.distractors)
     folds_d = [set(dnames[0::2]), set(dnames[1::2])]
     conditions = full.conditions()
+    conditions["closeup"] = closeup_condition(
+        full, Path(tempfile.mkdtemp(prefix="rap-edge-closeup-"))
+    )
     pooled: dict[str, dict[str, float]] = {}
     folds = []
     for k in (0, 1):

@@ -22,6 +22,7 @@ import json
 import math
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,33 @@ class TextbookRecognizer:
         return out
 
 
+#: The close-up condition: the photo cropped to the face box's middle rows (forehead and chin
+#: cut off) and a little wider than the box, then scaled to 480 px high: a face that fills the
+#: frame, as someone walking up to a robot's camera shows it.
+CLOSEUP_ROWS = (0.15, 0.85)
+CLOSEUP_COLS = (-0.08, 1.08)
+CLOSEUP_HEIGHT = 480
+
+
+def closeup_condition(labelled: LabelledSet, out: Path) -> LabelledSet:
+    """Write the close-up copy of every photo (pinned face boxes in provenance.json) to ``out``."""
+    prov = json.loads((labelled.root / "provenance.json").read_text())["files"]
+    for rel, rec in prov.items():
+        img = cv2.imread(str(labelled.root / rel))
+        if img is None or not rec.get("face_box"):
+            continue
+        x, y, w, h = rec["face_box"]
+        y1, y2 = int(y + CLOSEUP_ROWS[0] * h), int(y + CLOSEUP_ROWS[1] * h)
+        x1, x2 = int(x + CLOSEUP_COLS[0] * w), int(x + CLOSEUP_COLS[1] * w)
+        crop = img[max(0, y1) : y2, max(0, x1) : x2]
+        scale = CLOSEUP_HEIGHT / crop.shape[0]
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), CLOSEUP_HEIGHT))
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(dest), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return LabelledSet.load(out)
+
+
 def _f(v: float | None) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
@@ -142,7 +170,11 @@ def main() -> int:
     sets: dict[str, list[tuple[Path, str | None]] | None] = {"clean": None}
     wanted = None if args.conditions == "all" else set(args.conditions.split(","))
     if args.conditions != "none":
-        for name, cond in labelled.conditions().items():
+        conds = labelled.conditions()
+        if wanted is None or "closeup" in wanted:
+            tmp = tempfile.mkdtemp(prefix="rap-edge-closeup-")
+            conds["closeup"] = closeup_condition(labelled, Path(tmp))
+        for name, cond in conds.items():
             if wanted is None or name in wanted:
                 sets[name] = cond.tests_like(labelled, 1)
     results: dict[str, dict[str, Any]] = {}

@@ -41,6 +41,10 @@ class Detection:
         y2: Bottom edge.
         score: Class confidence in 0..1.
         label: Class name, e.g. ``face``.
+        angle: In-plane rotation (degrees, counter-clockwise) that makes the object upright,
+            for faces found on a rotated copy of the frame: the box is then the upright box
+            about the same centre (rotate the image by ``angle`` about the box centre, as
+            ``cv2.getRotationMatrix2D`` does, to see it upright). 0 for upright detections.
     """
 
     x1: float
@@ -49,6 +53,7 @@ class Detection:
     y2: float
     score: float
     label: str = "face"
+    angle: float = 0.0
 
     @property
     def box(self) -> npt.NDArray[np.float32]:

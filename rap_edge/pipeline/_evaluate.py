@@ -332,10 +332,10 @@ def face_vectors(
             img = _read(path)
         except InvalidInputError:
             continue
-        face = largest(models.detect(img))
+        face = largest(models.detect(img, fallback=True))
         if face is None:
             continue
-        pts = models.landmarks_for(img, [face.box])[0]
+        pts = models.landmarks_for_detections(img, [face])[0]
         out[i] = models.embed_chips([models.chip(img, pts)])[0]
         found[i] = True
     return out, found

@@ -35,6 +35,17 @@ MIN_INSIDE = 0.6
 TILE_OVERLAP = 0.25  # share of a tile that overlaps its neighbour
 EDGE_PX = 2  # a tile box this close to an inner tile edge is a cut face
 TILE_MAX_FACE = 0.6  # tile boxes wider than this share of the tile: left to the whole frame
+# Second passes, run only when the first finds no face (see FaceModels.detect):
+FALLBACK_PAD = 0.3  # close-ups: grey border on every side, as a share of the longer side
+FALLBACK_ANGLES = (45.0, -45.0)  # tilted faces: the frame rotated by these (degrees)
+FALLBACK_GREY = 128
+# Evidence for a box that is not a plain upright in-frame detection: the SSD must find a face
+# again, at this score, centred within VERIFY_CENTRE px of the aligned chip's centre, on the
+# chip set in the middle of a VERIFY_CANVAS grey square.
+VERIFY_SCORE = 0.5
+MIN_TILE_PX = 16  # frames whose tiles would be smaller are not tiled
+VERIFY_CANVAS = 300
+VERIFY_CENTRE = 40.0
 
 
 @dataclass
@@ -49,12 +60,18 @@ class FaceModels:
             standard test-time augmentation; measured on the labelled set: clean recall 0.944
             -> 0.972 at the manifest threshold). The vectors differ from plain ones, so the
             encoder id gets a ``+flip`` suffix and they live in their own index.
+        fallback_runs: Frames on which :meth:`detect` ran its second passes.
+        verified: Candidate boxes :meth:`verify` confirmed.
+        rejected: Candidate boxes :meth:`verify` rejected.
     """
 
     detector: SsdFaceDetector
     landmarks: ShapePredictor
     encoder: Encoder
     flip: bool = True
+    fallback_runs: int = 0
+    verified: int = 0
+    rejected: int = 0
 
     @classmethod
     def load(
@@ -103,14 +120,58 @@ class FaceModels:
         min_px: int = 8,
         tiles: int = 1,
         nms_iou: float = 0.4,
+        fallback: bool = False,
     ) -> list[Detection]:
-        """Faces in a BGR frame, boxes clipped to it, in full-resolution pixels.
+        """Faces in a BGR frame, in full-resolution pixels.
+
+        The first pass is :meth:`detect_upright`. Its boxes with less than ``min_inside`` of
+        their area inside the frame are kept only with evidence (:meth:`verify`): the SSD
+        proposes such boxes on real photos (20 of 26 extra boxes on the labelled set's 173
+        clean photos lay largely outside), but a face that fills the frame, forehead and chin
+        cut off, looks the same. Such a verified box keeps its extent beyond the frame.
+
+        With ``fallback``, when the first pass finds no face, second passes run (counted in
+        :attr:`fallback_runs`): one detector call on the frame with a grey border on every
+        side (close-ups the SSD misses because the face overflows the frame) and on the frame
+        rotated by +-45 degrees (tilted faces; their detections carry the ``angle``), each box
+        kept only with evidence; if none is, the 2x2 tiles (far faces) when ``tiles`` is 1.
+        """
+        kept, overflow = self.detect_upright(
+            image,
+            max_side=max_side,
+            min_inside=min_inside,
+            min_px=min_px,
+            tiles=tiles,
+            nms_iou=nms_iou,
+        )
+        if overflow:
+            kept += self.verify(image, overflow)
+        if kept or not fallback:
+            return kept
+        self.fallback_runs += 1
+        found = self.verify(image, self._second_pass(image, max_side=max_side, min_px=min_px))
+        if not found and tiles == 1:
+            found, overflow = self.detect_upright(
+                image, max_side=max_side, min_inside=min_inside, min_px=min_px, tiles=2
+            )
+            found += self.verify(image, overflow)
+        return found
+
+    def detect_upright(  # noqa: PLR0913
+        self,
+        image: npt.NDArray[np.uint8],
+        *,
+        max_side: int = 1280,
+        min_inside: float = MIN_INSIDE,
+        min_px: int = 8,
+        tiles: int = 1,
+        nms_iou: float = 0.4,
+    ) -> tuple[list[Detection], list[Detection]]:
+        """One upright detector pass: (boxes clipped to the frame, boxes mostly outside it).
 
         A frame larger than ``max_side`` is detected on a downscaled copy. Boxes with less than
-        ``min_inside`` of their area inside the frame are dropped: the SSD proposes such boxes
-        on real photos (measured: 20 of 26 extra boxes on the labelled set's 173 clean photos
-        lay largely outside), and a clipped remnant of one makes a bad face. Boxes narrower
-        than ``min_px`` after clipping are dropped too.
+        ``min_inside`` of their area inside the frame come second, unclipped (see
+        :meth:`detect`). Boxes narrower than ``min_px`` after clipping are dropped.
 
         ``tiles`` > 1 also runs the detector on a ``tiles`` x ``tiles`` grid of overlapping
         tiles (one batched call), for small faces: the SSD sees its input at 300x300, so a
@@ -118,33 +179,19 @@ class FaceModels:
         an inner tile edge (cut faces) are dropped; the rest merge with the whole-frame boxes by
         NMS at ``nms_iou``.
         """
-        import cv2
-
         from rap_edge.detect import Detection, nms
 
         h, w = image.shape[:2]
-        scale = min(1.0, max_side / max(h, w))
-        small = (
-            image
-            if scale == 1.0
-            else np.asarray(
-                cv2.resize(
-                    image,
-                    (max(1, round(w * scale)), max(1, round(h * scale))),
-                    interpolation=cv2.INTER_AREA,
-                ),
-                dtype=np.uint8,
-            )
-        )
+        small, scale = _downscale(image, max_side)
         views: list[
             tuple[npt.NDArray[np.uint8], int, int, tuple[bool, bool, bool, bool] | None]
         ] = [(small, 0, 0, None)]
-        if tiles > 1:
-            sh, sw = small.shape[:2]
-            tw, th = (
-                int(sw / (tiles - (tiles - 1) * TILE_OVERLAP)),
-                int(sh / (tiles - (tiles - 1) * TILE_OVERLAP)),
-            )
+        sh, sw = small.shape[:2]
+        tw, th = (
+            int(sw / (tiles - (tiles - 1) * TILE_OVERLAP)),
+            int(sh / (tiles - (tiles - 1) * TILE_OVERLAP)),
+        )
+        if tiles > 1 and min(tw, th) >= MIN_TILE_PX:  # no tiles of a tiny frame
             for r in range(tiles):
                 for c in range(tiles):
                     x0 = round(c * (sw - tw) / (tiles - 1))
@@ -185,23 +232,112 @@ class FaceModels:
                 )
                 scores.append(d.score)
         if not boxes:
-            return []
+            return [], []
         arr = np.asarray(boxes, dtype=np.float32)
         keep = (
             nms(arr, np.asarray(scores, dtype=np.float32), nms_iou)
             if tiles > 1
             else range(len(arr))
         )
-        out = []
+        out, outside = [], []
         for i in keep:
             x1, y1, x2, y2 = (float(v) for v in arr[i])
             area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
             cx1, cy1 = min(max(x1, 0.0), w - 1.0), min(max(y1, 0.0), h - 1.0)
             cx2, cy2 = min(max(x2, 0.0), w - 1.0), min(max(y2, 0.0), h - 1.0)
             inside = max(cx2 - cx1, 0.0) * max(cy2 - cy1, 0.0)
-            if area <= 0 or inside / area < min_inside or cx2 - cx1 < max(1, min_px):
+            if area <= 0 or cx2 - cx1 < max(1, min_px) or cy2 - cy1 < max(1, min_px):
                 continue
-            out.append(Detection(cx1, cy1, cx2, cy2, float(scores[i]), "face"))
+            if inside / area < min_inside:
+                outside.append(Detection(x1, y1, x2, y2, float(scores[i]), "face"))
+            else:
+                out.append(Detection(cx1, cy1, cx2, cy2, float(scores[i]), "face"))
+        return out, outside
+
+    def _second_pass(
+        self, image: npt.NDArray[np.uint8], *, max_side: int, min_px: int
+    ) -> list[Detection]:
+        """Candidates from the padded and the rotated frame, in frame pixels (unverified)."""
+        import cv2
+
+        from rap_edge.detect import Detection
+
+        small, scale = _downscale(image, max_side)
+        sh, sw = small.shape[:2]
+        pad = max(1, round(FALLBACK_PAD * max(sh, sw)))
+        grey = (FALLBACK_GREY,) * 3
+        views = [cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=grey)]
+        rotations = []
+        for angle in FALLBACK_ANGLES:
+            m = cv2.getRotationMatrix2D((sw / 2, sh / 2), angle, 1.0)
+            cos, sin = abs(m[0, 0]), abs(m[0, 1])
+            nw, nh = int(sh * sin + sw * cos) + 1, int(sh * cos + sw * sin) + 1
+            m[0, 2] += nw / 2 - sw / 2
+            m[1, 2] += nh / 2 - sh / 2
+            views.append(
+                cv2.warpAffine(
+                    small, m, (nw, nh), borderMode=cv2.BORDER_CONSTANT, borderValue=grey
+                )
+            )
+            rotations.append((angle, cv2.invertAffineTransform(m)))
+        found = self.detector.detect_batch([np.ascontiguousarray(v) for v in views])
+        h, w = image.shape[:2]
+        out = []
+        for d in found[0]:
+            x1, y1, x2, y2 = ((v - pad) / scale for v in (d.x1, d.y1, d.x2, d.y2))
+            if min(x2, w) - max(x1, 0) >= min_px and min(y2, h) - max(y1, 0) >= min_px:
+                out.append(Detection(x1, y1, x2, y2, d.score, "face"))
+        for (angle, inv), dets in zip(rotations, found[1:], strict=True):
+            for d in dets:
+                cx, cy = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2
+                fx = (inv[0, 0] * cx + inv[0, 1] * cy + inv[0, 2]) / scale
+                fy = (inv[1, 0] * cx + inv[1, 1] * cy + inv[1, 2]) / scale
+                hw, hh = (d.x2 - d.x1) / scale / 2, (d.y2 - d.y1) / scale / 2
+                if 0 <= fx < w and 0 <= fy < h and 2 * hw >= min_px:
+                    out.append(
+                        Detection(fx - hw, fy - hh, fx + hw, fy + hh, d.score, "face", angle)
+                    )
+        return out
+
+    def verify(
+        self, image: npt.NDArray[np.uint8], candidates: Sequence[Detection]
+    ) -> list[Detection]:
+        """The candidates the SSD confirms on their own aligned chip (best score first).
+
+        Each candidate's landmarks give the aligned 150x150 chip the embedder would see; it is
+        set in the middle of a grey square and detected again: a face comes back centred, a
+        phantom box (a shadow, a patch of wall or hair) gives nothing there. Candidates whose
+        centre lies inside a better confirmed box are dropped (the same face from two passes).
+        One batched detector call; counted in :attr:`verified` / :attr:`rejected`.
+        """
+        if not candidates:
+            return []
+        pts = self.landmarks_for_detections(image, candidates)
+        side, chip = VERIFY_CANVAS, CHIP_SIZE
+        lo = (side - chip) // 2
+        canvases = []
+        for p in pts:
+            canvas = np.full((side, side, 3), FALLBACK_GREY, np.uint8)
+            canvas[lo : lo + chip, lo : lo + chip] = self.chip(image, p)
+            canvases.append(canvas)
+        again = self.detector.detect_batch(canvases)
+        ok = [
+            d
+            for d, dets in zip(candidates, again, strict=True)
+            if any(
+                e.score >= VERIFY_SCORE
+                and abs((e.x1 + e.x2) / 2 - side / 2) <= VERIFY_CENTRE
+                and abs((e.y1 + e.y2) / 2 - side / 2) <= VERIFY_CENTRE
+                for e in dets
+            )
+        ]
+        self.verified += len(ok)
+        self.rejected += len(candidates) - len(ok)
+        out: list[Detection] = []
+        for d in sorted(ok, key=lambda d: -d.score):
+            cx, cy = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2
+            if not any(o.x1 <= cx <= o.x2 and o.y1 <= cy <= o.y2 for o in out):
+                out.append(d)
         return out
 
     @property
@@ -224,12 +360,56 @@ class FaceModels:
         """5 landmarks per detector box, [len(boxes), 5, 2]."""
         return self.landmarks.predict_many(image, boxes, detector=self.detector.manifest.name)
 
+    def landmarks_for_detections(
+        self, image: npt.NDArray[np.uint8], detections: Sequence[Detection]
+    ) -> npt.NDArray[np.float32]:
+        """5 landmarks per detection, [len(detections), 5, 2], in frame pixels.
+
+        A rotated detection (``angle`` not 0) is looked at upright: a square around its box is
+        warped by ``angle`` about the box centre, the landmarks found there and mapped back.
+        """
+        import cv2
+
+        out = np.zeros((len(detections), 5, 2), np.float32)
+        upright = [i for i, d in enumerate(detections) if d.angle == 0]
+        if upright:
+            out[upright] = self.landmarks_for(image, [detections[i].box for i in upright])
+        for i, d in enumerate(detections):
+            if d.angle == 0:
+                continue
+            cx, cy = (d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2
+            side = max(8, int(2 * max(d.x2 - d.x1, d.y2 - d.y1)))
+            m = cv2.getRotationMatrix2D((cx, cy), d.angle, 1.0)
+            m[0, 2] += side / 2 - cx
+            m[1, 2] += side / 2 - cy
+            view = np.asarray(
+                cv2.warpAffine(image, m, (side, side), borderMode=cv2.BORDER_REPLICATE), np.uint8
+            )
+            hw, hh = (d.x2 - d.x1) / 2, (d.y2 - d.y1) / 2
+            box = np.array([side / 2 - hw, side / 2 - hh, side / 2 + hw, side / 2 + hh])
+            pts = self.landmarks_for(view, [box])[0]
+            inv = cv2.invertAffineTransform(m)
+            out[i] = pts @ inv[:, :2].T + inv[:, 2]
+        return out
+
     @staticmethod
     def chip(image: npt.NDArray[np.uint8], landmarks: npt.ArrayLike) -> npt.NDArray[np.uint8]:
         """The aligned 150x150 chip the embedder expects."""
         from rap_edge.detect import align_face
 
         return align_face(image, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
+
+
+def _downscale(image: npt.NDArray[np.uint8], max_side: int) -> tuple[npt.NDArray[np.uint8], float]:
+    """The frame shrunk so its longer side is at most ``max_side`` (area filter), and the scale."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return image, scale
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8), scale
 
 
 def _covered(
@@ -274,16 +454,17 @@ class FaceEmbedder:
 
     def chips(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[npt.NDArray[np.uint8]]:
         """The aligned chip of each image's largest face."""
+        from rap_edge.detect import Detection
+
         out = []
         fallbacks = 0
         for img in images:
-            face = largest(self.models.detect(img))
-            box = np.array([0, 0, img.shape[1] - 1, img.shape[0] - 1], dtype=np.float64)
+            face = largest(self.models.detect(img, fallback=True))
             if face is None:
                 fallbacks += 1
-            else:
-                box = face.box.astype(np.float64)
-            out.append(self.models.chip(img, self.models.landmarks_for(img, [box])[0]))
+                face = Detection(0.0, 0.0, img.shape[1] - 1.0, img.shape[0] - 1.0, 0.0)
+            pts = self.models.landmarks_for_detections(img, [face])[0]
+            out.append(self.models.chip(img, pts))
         # Counted once the batch succeeds: a failed batch is retried image by image.
         self.fallbacks += fallbacks
         return out

@@ -79,6 +79,10 @@ class PipelineConfig:
             in between, the last object recognitions are repeated (``embedded`` false).
         scene_cut: Drop the tracks when consecutive frames' thumbnails correlate below this
             (0: only on a change of resolution); see :data:`SCENE_CUT`.
+        fallback_every: When the first detector pass finds no face, run the second passes
+            (padded frame for close-ups, +-45 degree rotations, then 2x2 tiles; see
+            ``FaceModels.detect``) on every independent photo and on every Nth such frame of a
+            stream (0: never). They cost several detector calls on frames without faces.
     """
 
     k: int = 3
@@ -94,6 +98,7 @@ class PipelineConfig:
     tiles: int = 1
     object_every: int = 5
     scene_cut: float = SCENE_CUT
+    fallback_every: int = 3
 
     def check(self) -> None:
         """Refuse absurd values with a message naming the field.
@@ -110,6 +115,7 @@ class PipelineConfig:
             "min_face_px": (0, 10_000),
             "tiles": (1, 4),
             "object_every": (1, 10_000),
+            "fallback_every": (0, 10_000),
         }
         for name, (lo, hi) in rules.items():
             value = getattr(self, name)
@@ -232,7 +238,9 @@ class Pipeline:
             self._last_objects = []
         timings = result.timings_ms
         t = time.perf_counter()
-        detections = self._detect(image)
+        every = self.config.fallback_every
+        fallback = every > 0 and (alone or self._frame % every == 0)
+        detections = self._detect(image, fallback=fallback)
         timings["detect"] = _ms(t)
         t = time.perf_counter()
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
@@ -249,7 +257,7 @@ class Pipeline:
         timings["track"] = _ms(t)
         t = time.perf_counter()
         points = (
-            self.faces.landmarks_for(image, [detections[i].box for i in todo])
+            self.faces.landmarks_for_detections(image, [detections[i] for i in todo])
             if todo
             else np.zeros((0, 5, 2), np.float32)
         )
@@ -398,12 +406,13 @@ class Pipeline:
             )
         return out
 
-    def _detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+    def _detect(self, image: npt.NDArray[np.uint8], *, fallback: bool) -> list[Detection]:
         return self.faces.detect(
             image,
             max_side=self.config.detect_max_side,
             min_px=self.config.min_face_px,
             tiles=self.config.tiles,
+            fallback=fallback,
         )
 
     def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]) -> list[list[Candidate]]:

@@ -1,0 +1,139 @@
+"""Second detector passes on real photos: a close-up, a face tilted by 45 degrees, a 20 px face.
+
+The real check photos and models; Obama is enrolled from ``obama.jpg`` and looked for in his
+other photos, Biden (never enrolled) must stay unknown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pytest
+
+from rap_edge.memory import Memory
+from rap_edge.pipeline import FaceEmbedder, FaceModels, Pipeline, embed_faces_in_memory
+from rap_edge.pipeline._faces import largest
+
+if TYPE_CHECKING:
+
+    from tests.conftest import Exported
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="module")
+def models(face_models: Exported) -> FaceModels:
+    return FaceModels.load(face_models.out, provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def pipe(
+    face_models: Exported, models: FaceModels, tmp_path_factory: pytest.TempPathFactory
+) -> Pipeline:
+    mem = Memory.init(tmp_path_factory.mktemp("mem") / "m")
+    obama = next(p for p in face_models.photos if p.name == "obama.jpg")
+    mem.add("Barack", images=[obama], category="person")
+    assert embed_faces_in_memory(mem, FaceEmbedder(models)) == 1
+    return Pipeline(models, mem)
+
+
+def _photo(face_models: Exported, stem: str) -> np.ndarray:
+    path = next(p for p in face_models.photos if p.stem == stem)
+    return np.asarray(cv2.imread(str(path)), np.uint8)
+
+
+def _box(models: FaceModels, image: np.ndarray) -> tuple[float, float, float, float]:
+    face = largest(models.detect(image))
+    assert face is not None
+    return face.x1, face.y1, face.x2, face.y2
+
+
+def _names(pipe: Pipeline, image: np.ndarray) -> list[tuple[str, str | None]]:
+    res = pipe.process(image, independent=True)
+    return [(r.decision, r.name) for r in res.recognitions]
+
+
+def closeup(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The face's middle 70 % of rows (forehead and chin cut off), 480 px high."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    crop = image[
+        int(y1 + 0.15 * h) : int(y1 + 0.85 * h), max(0, int(x1 - 0.08 * w)) : int(x2 + 0.08 * w)
+    ]
+    size = (round(crop.shape[1] * 480 / crop.shape[0]), 480)
+    return np.asarray(cv2.resize(crop, size), np.uint8)
+
+
+@pytest.mark.parametrize("stem", ["obama2", "obama3"])
+def test_a_face_that_overflows_the_frame_is_found_and_named(
+    face_models: Exported, models: FaceModels, pipe: Pipeline, stem: str
+) -> None:
+    photo = _photo(face_models, stem)
+    image = closeup(photo, _box(models, photo))
+    assert models.detect(image) == []  # the SSD alone finds nothing
+    runs = models.fallback_runs
+    assert _names(pipe, image) == [("known", "Barack")]
+    assert models.fallback_runs == runs + 1
+
+
+def test_a_strangers_closeup_stays_unknown_and_a_blank_frame_gets_no_phantom(
+    face_models: Exported, models: FaceModels, pipe: Pipeline
+) -> None:
+    photo = _photo(face_models, "biden")
+    assert _names(pipe, closeup(photo, _box(models, photo))) == [("unknown", None)]
+    for blank in (np.zeros((480, 640, 3), np.uint8), np.full((1, 1, 3), 200, np.uint8)):
+        assert _names(pipe, blank) == []
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo rotated on an expanded canvas (nothing cut), grey corners."""
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(h * sin + w * cos), int(h * cos + w * sin)
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    return np.asarray(cv2.warpAffine(image, m, (nw, nh), borderValue=(90, 90, 90)), np.uint8)
+
+
+@pytest.mark.parametrize("degrees", [45.0, -45.0])
+@pytest.mark.parametrize("stem", ["obama2", "obama3"])
+def test_a_face_tilted_by_45_degrees_is_named(
+    face_models: Exported, pipe: Pipeline, stem: str, degrees: float
+) -> None:
+    assert _names(pipe, rotate(_photo(face_models, stem), degrees)) == [("known", "Barack")]
+
+
+def test_the_rotated_pass_finds_tilted_faces_the_upright_pass_misses(
+    face_models: Exported, models: FaceModels
+) -> None:
+    """On a 60 % crop around the face (no context to help the upright SSD) at 45 degrees."""
+    photo = _photo(face_models, "obama2")
+    x1, y1, x2, y2 = _box(models, photo)
+    w, h = x2 - x1, y2 - y1
+    crop = photo[max(0, int(y1 - h)) : int(y2 + h), max(0, int(x1 - w)) : int(x2 + w)]
+    tilted = rotate(crop, 45.0)
+    found = models.detect(tilted, fallback=True)
+    assert len(found) == 1
+    if not models.detect(tilted):  # found by the rotated pass: it carries the angle
+        assert found[0].angle == 45.0
+
+
+@pytest.mark.parametrize("stem", ["obama2", "obama3"])
+def test_a_20_px_face_in_a_640x480_frame_is_named(
+    face_models: Exported, models: FaceModels, pipe: Pipeline, stem: str
+) -> None:
+    photo = _photo(face_models, stem)
+    x1, _, x2, _ = _box(models, photo)
+    s = 20 / (x2 - x1)
+    size = (round(photo.shape[1] * s), round(photo.shape[0] * s))
+    small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[200 : 200 + small.shape[0], 300 : 300 + small.shape[1]] = small[:280, :340]
+    assert models.detect(frame) == []  # too small for the whole-frame pass
+    res = pipe.process(frame, independent=True)
+    assert [(r.decision, r.name) for r in res.recognitions] == [("known", "Barack")]
+    (rec,) = res.recognitions
+    assert 16 <= rec.box[2] - rec.box[0] <= 26
