@@ -196,16 +196,14 @@ class Settings:
         """
         import yaml
 
+        from rap_edge.sources._files import read_user_file
+
         p = Path(path).expanduser()
-        if not p.is_file():
-            msg = f"{p}: settings file not found (or not a regular file)"
-            raise InvalidInputError(msg)
-        if p.stat().st_size > 1_000_000:  # noqa: PLR2004
-            msg = f"{p}: a settings file of over 1 MB is not a settings file"
-            raise InvalidInputError(msg)
+        # A regular file of at most 1 MB: a FIFO or /dev/zero is refused, never read forever.
+        raw = read_user_file(p, max_bytes=1_000_000, what="settings file")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            data = yaml.safe_load(raw.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as err:
             msg = f"{p}: cannot read the settings ({err})"
             raise InvalidInputError(msg) from err
         if data is None:

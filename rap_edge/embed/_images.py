@@ -75,7 +75,6 @@ def embed_images(  # noqa: PLR0913 - the options of one embedding pass
         InvalidInputError: on a bad ``batch_size``.
         StoreError: without ``skip_failures``, if a stored image is missing or corrupt.
     """
-    import cv2
     from tqdm import tqdm
 
     if (
@@ -105,7 +104,7 @@ def embed_images(  # noqa: PLR0913 - the options of one embedding pass
             records: list[ImageRecord] = []
             pixels: list[npt.NDArray[np.uint8]] = []
             for rec in batch:
-                img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+                img = _read_stored(rec.path)
                 if img is None:
                     msg = f"stored image {rec.path} is missing or corrupt; run `verify`"
                     if not skip_failures:
@@ -173,3 +172,20 @@ def _checked(vecs: object, count: int, dim: int) -> npt.NDArray[np.float32]:
 def _reason(err: Exception) -> str:
     text = str(err) or type(err).__name__
     return text if isinstance(err, RapEdgeError) else f"{type(err).__name__}: {text}"
+
+
+def _read_stored(path: Path) -> npt.NDArray[np.uint8] | None:
+    """A stored reference image as BGR, checked from its header before decoding.
+
+    A file an older rap-edge stored (or one replaced on disk) could be a decompression bomb;
+    :func:`rap_edge.sources.read_image_file` refuses those before decoding. None when the file
+    is missing, corrupt or refused.
+    """
+    from pathlib import Path
+
+    from rap_edge.sources import normalize_frame, read_image_file
+
+    try:
+        return normalize_frame(read_image_file(Path(path)))
+    except InvalidInputError:
+        return None

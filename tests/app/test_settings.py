@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -92,8 +93,12 @@ def test_unknown_names_and_non_mapping_files_are_refused(tmp_path: Path) -> None
     broken.write_text("tiles: [1\n")
     with pytest.raises(InvalidInputError, match="cannot read the settings"):
         Settings.from_yaml(broken)
-    with pytest.raises(InvalidInputError, match="not found"):
+    with pytest.raises(InvalidInputError, match="no such settings file"):
         Settings.from_yaml(tmp_path / "missing.yaml")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # would block a plain read forever
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        Settings.from_yaml(fifo)
 
 
 def test_text_values_are_converted_by_type() -> None:
