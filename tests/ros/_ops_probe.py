@@ -12,7 +12,11 @@ one camera topic with ``diagnostics_period`` 0.5 s and ``stale_after_s`` 2 s, th
    with nobody subscribed nothing is drawn or published (the runtime's status counts what was
    published); once the probe subscribes to the JPEG topic alone, JPEG frames of the stream
    come back (the raw topic still publishes nothing), encoded at quality 60 (read from the
-   JPEG's quantisation table).
+   JPEG's quantisation table);
+3. per-camera settings (``camera_settings``, a YAML file): a node given a bad value does not
+   start and names the camera and the field; the running node has an ignore zone covering the
+   whole of TOPIC_B's frame, so Barack frames there come back with no recognitions, while the
+   same frames on TOPIC_A are recognised.
 
 It prints one JSON line (tests/ros/test_ops.py asserts on it). Every wait is bounded and waits
 for what is asserted.
@@ -39,6 +43,7 @@ from _node_probe import (
     START_S,
     STEP_S,
     TOPIC_A,
+    TOPIC_B,
     canvas,
     image_msg,
     interfaces,
@@ -102,6 +107,7 @@ class Probe:
         self.jpegs: list[tuple[float, Any]] = []
         self.count = 0
         self.pub = self.node.create_publisher(Image, TOPIC_A, qos_profile_sensor_data)
+        self.pub_b = self.node.create_publisher(Image, TOPIC_B, qos_profile_sensor_data)
         self.subs = [
             self.node.create_subscription(
                 RecognitionArray,
@@ -169,8 +175,9 @@ class Probe:
 class Stream:
     """Publishes one frame on TOPIC_A every PERIOD_S on its own thread."""
 
-    def __init__(self, probe: Probe, frame: Any) -> None:
+    def __init__(self, probe: Probe, frame: Any, pub: Any = None) -> None:
         self.probe, self.frame = probe, frame
+        self.pub = pub or probe.pub
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -182,7 +189,7 @@ class Stream:
                 self.probe.count += 1
                 n = self.probe.count
             msg.header.stamp.sec, msg.header.stamp.nanosec = 3000 + n, 11
-            self.probe.pub.publish(msg)
+            self.pub.publish(msg)
             time.sleep(PERIOD_S)
 
     def close(self) -> float:
@@ -286,14 +293,56 @@ def annotated_stage(probe: Probe, frame: Any, out: dict[str, Any]) -> None:
     probe.node.destroy_subscription(sub)
 
 
+def bad_settings_stage(cfg: dict[str, Any], out: dict[str, Any]) -> None:
+    bad = Path(cfg["tmp"]) / "bad_cameras.yaml"
+    bad.write_text(f"cameras:\n  {TOPIC_A}:\n    max_rate: -1\n")
+    proc = subprocess.run(
+        node_command(cfg, camera_settings=str(bad)),
+        capture_output=True,
+        text=True,
+        timeout=START_S,
+        check=False,
+    )
+    out["bad_settings"] = [proc.returncode, (proc.stdout + proc.stderr)[-2000:]]
+
+
+def zone_stage(probe: Probe, frame: Any, out: dict[str, Any]) -> None:
+    z: dict[str, Any] = {}
+    out["zone"] = z
+    t = time.monotonic()
+
+    def from_b() -> list[Any]:
+        with probe.lock:
+            got = [m for at, m in probe.recognitions if at >= t and m.source_topic == TOPIC_B]
+        return got if len(got) >= 3 else []
+
+    stream = Stream(probe, frame, probe.pub_b)
+    try:
+        got = probe.until(from_b)
+    finally:
+        stream.close()
+    z["arrays"] = len(got or [])
+    z["recognitions"] = [names(m) for m in got or []]
+
+
 def run(cfg: dict[str, Any], probe: Probe, out: dict[str, Any]) -> None:
     frame = canvas(cv2.imread(cfg["photos"]["obama2"]))
+    bad_settings_stage(cfg, out)
+    cameras = Path(cfg["tmp"]) / "cameras.yaml"
+    cameras.write_text(
+        f"cameras:\n  {TOPIC_B}:\n    ignore_zones:\n"
+        "      - [[0, 0], [640, 0], [640, 480], [0, 480]]\n"
+    )
+    command = node_command(
+        cfg, image_topics=f"[{TOPIC_A},{TOPIC_B}]", camera_settings=str(cameras)
+    )
     with Path(cfg["log"]).open("w") as log:
-        proc = subprocess.Popen(node_command(cfg), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
             matched = probe.until(
                 lambda: (
                     probe.pub.get_subscription_count() >= 1
+                    and probe.pub_b.get_subscription_count() >= 1
                     and all(s.get_publisher_count() >= 1 for s in probe.subs)
                 ),
                 START_S,
@@ -301,6 +350,7 @@ def run(cfg: dict[str, Any], probe: Probe, out: dict[str, Any]) -> None:
             out["matched"] = bool(matched)
             diagnostics_stage(probe, frame, out)
             annotated_stage(probe, frame, out)
+            zone_stage(probe, frame, out)
             out["exit"] = stop(proc)
         finally:
             if proc.poll() is None:

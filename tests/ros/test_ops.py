@@ -1,4 +1,4 @@
-"""The node's operational topics (/diagnostics, ~/annotated/compressed) over DDS in a netns.
+"""The node's operational side over DDS in a netns: /diagnostics, JPEG debug images, cameras.
 
 One run of ``tests/ros/_ops_probe.py`` through ``scripts/netns_run.sh`` (private network
 namespace, only lo). Real models and photos; Barack is enrolled before the node starts.
@@ -141,3 +141,18 @@ def test_annotated_compressed_is_a_jpeg_at_the_set_quality(run: dict[str, Any]) 
     assert a["shape"] == [480, 640, 3]
     assert a["stamp_nanosec"] == 11  # the source frame's header
     assert a["dc_quantiser"] == a["expected_dc_quantiser"] == 13  # quality 60, not the default
+
+
+def test_a_bad_camera_setting_is_refused_naming_camera_and_field(run: dict[str, Any]) -> None:
+    code, output = run["bad_settings"]
+    assert code == 1, output
+    assert "cannot start:" in output
+    assert "camera '/cam_a/image_raw': max_rate must be 0 (every frame) to 1000" in output
+    assert "Traceback" not in output
+
+
+def test_nothing_is_recognised_in_an_ignore_zone(run: dict[str, Any]) -> None:
+    z = run["zone"]
+    assert z["arrays"] >= 3, run["log"][-3000:]
+    assert z["recognitions"] == [[]] * z["arrays"]  # Barack is named on /cam_a, not here
+    assert run["diagnostics"]["recognised"]

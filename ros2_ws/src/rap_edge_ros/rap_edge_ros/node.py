@@ -28,6 +28,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     from rclpy.parameter import Parameter
 
+    from rap_edge.app._cameras import CameraSettings, RateLimit
     from rap_edge.generate import GenerationResult
     from rap_edge.interfaces import Concept
     from rap_edge.live import LiveRuntime
@@ -195,6 +197,28 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         _describe(
             "offer ~/annotated (bgr8 frames with boxes and names) and ~/annotated/compressed "
             "(the same as JPEG); each is drawn and published only while it has subscribers"
+        ),
+    ),
+    "camera_settings": (
+        "",
+        _describe(
+            "YAML file of per-camera settings ({cameras: {<topic>: {min_face_size, max_rate, "
+            "ignore_zones, objects}}}); a field a camera omits is the parameter's below"
+        ),
+    ),
+    "min_face_size": (
+        0,
+        _describe("every camera: faces narrower or lower than this many pixels are dropped"),
+    ),
+    "max_rate": (
+        0.0,
+        _describe("every camera: at most this many frames/s are processed (0: every frame)"),
+    ),
+    "ignore_zones": (
+        "",
+        _describe(
+            "every camera: polygons where nothing is recognised, as YAML/JSON text, e.g. "
+            "'[[[0,0],[320,0],[320,480],[0,480]]]' (pixels)"
         ),
     ),
     "annotated_jpeg_quality": (
@@ -395,6 +419,9 @@ class RapEdgeNode(Node):
         self._pub_detections: Any = None
         self._pub_diagnostics: Any = None
         self._diagnostics: Diagnostics | None = None
+        self._camera_settings: dict[str, CameraSettings] = {}  # by configured topic
+        # by resolved topic: the settings, the rate limit, whether recognitions are filtered
+        self._cameras: dict[str, tuple[CameraSettings, RateLimit, bool]] = {}
         self._provider = ""
         self._made_publishers: list[Any] = []
         self._made_services: list[Any] = []
@@ -497,6 +524,7 @@ class RapEdgeNode(Node):
             msg = f"parameter annotated_jpeg_quality must be 1..100, got {quality!r}"
             raise NodeConfigError(msg)
         self._jpeg_quality = quality
+        self._camera_settings = self._load_camera_settings(image_topics + compressed_topics)
         stale = self._param("stale_after_s")
         if not (isinstance(stale, float) and 0 < stale < math.inf):
             msg = f"parameter stale_after_s must be a positive number of seconds, got {stale!r}"
@@ -527,6 +555,45 @@ class RapEdgeNode(Node):
         if self._param_callback is None:
             self._param_callback = self._on_set_parameters
             self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _load_camera_settings(self, topics: list[str]) -> dict[str, CameraSettings]:
+        """Every camera's settings: the file's, over the parameters' (checked; no ROS).
+
+        Raises:
+            NodeConfigError: a bad value (naming the camera and field), an unreadable file, or
+                a camera in the file the node does not subscribe to.
+        """
+        import yaml
+
+        from rap_edge.app._cameras import CameraSettings, load_camera_settings
+
+        zones_text = str(self._param("ignore_zones")).strip()
+        try:
+            zones = yaml.safe_load(zones_text) if zones_text else []
+        except yaml.YAMLError as err:
+            msg = f"parameter ignore_zones is not YAML/JSON: {err}"
+            raise NodeConfigError(msg) from err
+        try:
+            base = CameraSettings.from_mapping(
+                "(parameters)",
+                {
+                    "min_face_size": self._param("min_face_size"),
+                    "max_rate": self._param("max_rate"),
+                    "ignore_zones": zones,
+                },
+            )
+            path = str(self._param("camera_settings")).strip()
+            from_file = load_camera_settings(path, base=base) if path else {}
+        except RapEdgeError as err:
+            raise NodeConfigError(str(err)) from err
+        strangers = sorted(set(from_file) - set(topics))
+        if strangers:
+            msg = (
+                f"{path}: camera(s) {', '.join(strangers)} are not among image_topics or "
+                f"compressed_topics ({', '.join(topics)})"
+            )
+            raise NodeConfigError(msg)
+        return {topic: from_file.get(topic, base) for topic in topics}
 
     def _announce(self) -> None:
         for line in self._session_summary:
@@ -660,6 +727,11 @@ class RapEdgeNode(Node):
             callback_group=self._frames_group,
         )
         resolved[0] = sub.topic_name
+        from rap_edge.app._cameras import CameraSettings, RateLimit
+
+        settings = self._camera_settings.get(topic, CameraSettings())
+        filters = settings.min_face_size > 0 or bool(settings.ignore_zones) or not settings.objects
+        self._cameras[sub.topic_name] = (settings, RateLimit(settings.max_rate), filters)
         self._sources.append(sub.topic_name)
         self._made_subscriptions.append(sub)
 
@@ -693,6 +765,9 @@ class RapEdgeNode(Node):
         runtime = self.runtime
         if runtime is None:
             return
+        camera = self._cameras.get(topic)
+        if camera is not None and not camera[1].allow(time.monotonic()):
+            return  # over the camera's max_rate: skipped before any work
         keep = self._pub_annotated is not None or self._pub_annotated_jpeg is not None
         frame = _Frame(header, topic, bgr if keep else None)
         try:
@@ -721,6 +796,13 @@ class RapEdgeNode(Node):
     # -- results out (runtime threads) -------------------------------------------------------
 
     def _on_result(self, source: str, result: FrameResult, frame: _Frame) -> None:
+        camera = self._cameras.get(source)
+        if camera is not None and camera[2]:
+            from rap_edge.app._cameras import filter_recognitions
+
+            # In place, before anything sees it: the runtime offers this same result to the
+            # describer after on_result returns, so descriptions see only what is kept.
+            result.recognitions = filter_recognitions(camera[0], result.recognitions)
         frame.result = result
         recognitions = self._pub_recognitions
         if not self._publishing or recognitions is None:
