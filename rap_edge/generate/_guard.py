@@ -108,6 +108,9 @@ _OPENERS = frozenset(
         "Left",
         "Right",
         "Above",
+        "About",  # "About Savage: ..." (rejected on the description benchmark's calibration split)
+        "After",
+        "Before",
         "Below",
         "Under",
         "Over",

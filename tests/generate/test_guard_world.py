@@ -18,3 +18,13 @@ def test_the_guard_keeps_world_words_and_still_protects_names() -> None:
         "Chelsea"
     ]
     assert unfaithful_names("Barack met Kevin in Paris.", ["Barack"], []) == ["Kevin", "Paris"]
+
+
+def test_sentence_opening_function_words_are_not_names() -> None:
+    # A first attempt the description benchmark's calibration split saw rejected.
+    text = "Savage is on the left. About Savage: he fixes the garden."
+    assert unfaithful_names(text, ["Savage"], ["Savage", "Joe"]) == []
+    # An invented name after an opener is still caught, and so is an unknown opener.
+    assert unfaithful_names("About Zorg: he fixes it.", ["Savage"], []) == ["Zorg"]
+    assert unfaithful_names("Zorg fixes it.", ["Savage"], []) == ["Zorg"]
+    assert unfaithful_names("With Joe here.", ["Savage"], ["Savage", "Joe"]) == ["Joe"]
