@@ -220,8 +220,11 @@ def _free_handles(
         if key in seen:
             continue
         seen.add(key)
+        if tx.conn.execute("SELECT 1 FROM names WHERE key = ?", (key,)).fetchone() is None:
+            out.append((key, kind, text))
+            continue
         owner = _queries.handle_owner(tx.conn, key)
-        if owner is None:
+        if owner is None:  # not reachable with foreign keys on; then the key is free
             out.append((key, kind, text))
             continue
         other_id, other_kind, other_text, other_name = owner
@@ -249,7 +252,7 @@ def _new_id(tx: Tx) -> str:
     """A fresh concept id that is no handle of any concept yet."""
     while True:
         concept_id = f"c_{secrets.token_hex(6)}"
-        if _queries.handle_owner(tx.conn, concept_id) is None:
+        if tx.conn.execute("SELECT 1 FROM names WHERE key = ?", (concept_id,)).fetchone() is None:
             return concept_id
 
 

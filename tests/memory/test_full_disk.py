@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 DIM = 128
-STEP = 8 * 1024  # bytes between two fill levels
-LEVELS = 64  # 0 .. 504 KiB free
+STEP = 12 * 1024  # bytes between two fill levels
+LEVELS = 64  # 0 .. 756 KiB free
 
 
 @pytest.fixture
