@@ -54,20 +54,14 @@ class ExportResult:
 
 
 def _load_json(path: Path) -> dict[str, object]:
+    from rap_edge.sources._files import read_user_file
+
+    # A regular file under the limit: /dev/zero or a FIFO is refused, never read forever.
+    raw = read_user_file(path, max_bytes=MAX_DATABASE_BYTES, what="file")
     try:
-        size = path.stat().st_size
-        if size > MAX_DATABASE_BYTES:
-            msg = f"{path}: {size} bytes is over the {MAX_DATABASE_BYTES} byte limit"
-            raise InvalidInputError(msg)
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        msg = f"{path}: no such file"
-        raise InvalidInputError(msg) from err
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         msg = f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"
-        raise InvalidInputError(msg) from err
-    except OSError as err:
-        msg = f"{path}: cannot read ({err.strerror or err})"
         raise InvalidInputError(msg) from err
     try:
         data = json.loads(text)
@@ -87,6 +81,9 @@ def _resolve_image(raw: object, *, roots: list[Path], where: str) -> Path:
     """Resolve one image path of the JSON against the candidate roots, refusing escapes."""
     if not isinstance(raw, str) or not raw.strip():
         msg = f"{where}: image path must be a non-empty string, got {raw!r}"
+        raise InvalidInputError(msg)
+    if "\x00" in raw:  # the OS cannot name such a file (Path.resolve would raise)
+        msg = f"{where}: image path {raw!r} contains a NUL character"
         raise InvalidInputError(msg)
     rel = PurePosixPath(raw.strip().replace("\\", "/"))
     if rel.is_absolute() or re.match(r"^[A-Za-z]:", raw):

@@ -23,9 +23,17 @@ JSON = st.recursive(
     ),
     max_leaves=12,
 )
-# "a.png\x00" (a NUL in a path) is left out here until the defect it found is fixed: see
-# test_a_nul_in_an_image_path_is_an_input_error below.
-IMAGES = ["a.png", "sub/b.png", "../outside.png", "/etc/passwd", "", "missing.png", "a\tb.png"]
+# "a.png\x00": a NUL in a path, which the fuzzer found raising ValueError (fixed).
+IMAGES = [
+    "a.png",
+    "sub/b.png",
+    "../outside.png",
+    "/etc/passwd",
+    "",
+    "missing.png",
+    "a\tb.png",
+    "a.png\x00",
+]
 TEXT = st.text(max_size=12) | st.sampled_from(["<bo>", "Bo", " ", "\u202e", "x" * 200])
 
 
@@ -103,13 +111,6 @@ def test_an_import_is_everything_or_nothing(
         assert len(memory.list_concepts()) == len(added)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="found by the fuzzer (issue 14): rap_edge/memory/_rap.py _resolve_image passes a "
-    "path with a NUL to Path.resolve(), which raises ValueError (a traceback, not a one-line "
-    "error); the memory's owner fixes it there",
-)
 def test_a_nul_in_an_image_path_is_an_input_error(root: Path) -> None:
     path = root / "database.json"
     path.write_text(

@@ -241,3 +241,19 @@ def test_an_error_in_a_10k_entry_import_names_the_concept(memory: Memory, tmp_pa
     assert "'person 7321'" in message and "<p7321>" in message, message
     assert "7322 of 10000" in message and "info has 5000 characters" in message, message
     assert len(memory) == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_import_refuses_what_is_not_a_regular_file(
+    memory: Memory, tmp_path: Path, kind: str
+) -> None:
+    """/dev/zero once filled 9.6 GB and a FIFO hung the import (issue 14, item 7)."""
+    if kind == "fifo":
+        path = tmp_path / "database.json"
+        os.mkfifo(path)
+    else:
+        path = tmp_path / "zero.json"
+        path.symlink_to("/dev/zero")
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        import_rap(memory, path)
+    assert memory.list_concepts() == []
