@@ -17,7 +17,6 @@ from rap_edge.pipeline import FaceEmbedder, FaceModels, Pipeline, embed_faces_in
 from rap_edge.pipeline._faces import largest
 
 if TYPE_CHECKING:
-
     from tests.conftest import Exported
 
 pytestmark = pytest.mark.network
