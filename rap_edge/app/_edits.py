@@ -126,11 +126,17 @@ class ConceptEditor:
         info: str | None = None,
         aliases: Sequence[str] | None = None,
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
+        add_files: Sequence[Path] = (),
+        face: int | None = None,
+        largest: bool = False,
     ) -> Concept:
         """Rename a concept, change its category, info or aliases, or add images.
 
-        None leaves a field as it is. Added images are embedded now; a change into a face
-        category requires a face in every image (old and new).
+        None leaves a field as it is. Added images (``add_images``, then the files
+        ``add_files``) are embedded now. For a face concept each added photo follows the rule
+        of :meth:`add`: one face, or ``face`` / ``largest`` picks one of several (stored as a
+        crop around it), and a photo without a face is refused; a change into a face category
+        requires a face in the old images too.
 
         Raises:
             ConceptNotFoundError: no such concept.
@@ -142,26 +148,32 @@ class ConceptEditor:
 
         memory = self.memory
         imgs = _check_images(add_images)
-        with self._edit:
+        _check_choice(face, largest=largest)
+        if len(imgs) + len(add_files) > MAX_IMAGES:
+            msg = f"at most {MAX_IMAGES} images per edit, got {len(imgs) + len(add_files)}"
+            raise InvalidInputError(msg)
+        with self._edit, tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
             old = memory.get(ref)
             new_category = old.category if category is None else category
+            paths = _write_pngs(imgs, Path(tmp), old.name) + [Path(f) for f in add_files]
             if isinstance(new_category, str) and not is_object_category(new_category):
-                check = list(imgs)
                 if is_object_category(old.category):  # becomes a face concept
-                    check += _read_images(rec.path for rec in old.images)
-                self._require_faces(check, old.name)
+                    self._require_faces(_read_images(rec.path for rec in old.images), old.name)
+                labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in add_files]
+                paths = self._one_face_each(
+                    paths, labels, Path(tmp), old.name, face=face, largest=largest
+                )
+            elif face is not None or largest:
+                msg = "--face and --largest pick a face in a photo of a person; this is an object"
+                raise InvalidInputError(msg)
             added: list[int] = []
             updated = False
             try:
-                concept = old
                 if any(v is not None for v in (name, category, info, aliases)):
-                    concept = memory.update(
-                        old.id, name=name, category=category, info=info, aliases=aliases
-                    )
+                    memory.update(old.id, name=name, category=category, info=info, aliases=aliases)
                     updated = True
-                with tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
-                    for path in _write_pngs(imgs, Path(tmp), concept.name):
-                        added.append(memory.add_image(old.id, path).id)
+                for path in paths:
+                    added.append(memory.add_image(old.id, path).id)
                 self._embed()
             except BaseException:
                 self._undo_update(old, added, restore=updated)

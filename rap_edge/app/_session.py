@@ -488,10 +488,21 @@ class Session:
         info: str | None = None,
         aliases: Sequence[str] | None = None,
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
+        add_files: Sequence[Path] = (),
+        face: int | None = None,
+        largest: bool = False,
     ) -> Concept:
         """Change a concept (see :meth:`ConceptEditor.update`)."""
         return self._editor().update(
-            ref, name=name, category=category, info=info, aliases=aliases, add_images=add_images
+            ref,
+            name=name,
+            category=category,
+            info=info,
+            aliases=aliases,
+            add_images=add_images,
+            add_files=add_files,
+            face=face,
+            largest=largest,
         )
 
     def remove_concept(self, ref: str) -> Concept:

@@ -221,19 +221,54 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    from rap_edge.pipeline import is_object_category
+
     info = _read_info(args)
+    picks = args.face is not None or args.largest
+    if picks and not args.add_image:
+        msg = "--face and --largest pick a face in a photo given with --add-image"
+        raise InvalidInputError(msg)
+    embedded = ""
     with _open(args) as memory:
         current = memory.get(args.concept)
         aliases = None
         if args.add_alias or args.remove_alias:
             drop = {a.casefold() for a in args.remove_alias}
             aliases = [a for a in current.aliases if a.casefold() not in drop] + args.add_alias
-        if any(v is not None for v in (args.name, args.category, info, aliases)):
-            memory.update(
-                current.id, name=args.name, category=args.category, info=info, aliases=aliases
-            )
-        for image in args.add_image:
-            memory.add_image(current.id, image)
+        category = args.category or current.category
+        face_concept = not is_object_category(category)
+        if picks and not face_concept:
+            msg = "--face and --largest pick a face in a photo of a person; this is an object"
+            raise InvalidInputError(msg)
+        # New photos of a person: the rule of `memory add` (one face, or --face N / --largest
+        # picks one), embedded at once when the face models are present.
+        session = _face_session(args, memory) if args.add_image and face_concept else None
+        if session is not None:
+            with session:
+                session.update_concept(
+                    current.id,
+                    name=args.name,
+                    category=args.category,
+                    info=info,
+                    aliases=aliases,
+                    add_files=[Path(p) for p in args.add_image],
+                    face=args.face,
+                    largest=args.largest,
+                )
+                embedded = session.models.encoder_id
+        else:
+            if picks:
+                msg = (
+                    "--face and --largest need the face models to find the faces "
+                    "(`make models`, or --models DIR)"
+                )
+                raise ModelStoreError(msg)
+            if any(v is not None for v in (args.name, args.category, info, aliases)):
+                memory.update(
+                    current.id, name=args.name, category=args.category, info=info, aliases=aliases
+                )
+            for image in args.add_image:
+                memory.add_image(current.id, image)
         for image_id in args.remove_image:
             if image_id not in {img.id for img in current.images}:
                 msg = f"concept {current.name!r} has no image {image_id}"
@@ -244,6 +279,17 @@ def cmd_update(args: argparse.Namespace) -> int:
         _print_json(asdict(concept))
     else:
         print(f"updated {_concept_line(concept)}")
+    if embedded:
+        print(
+            f"embedded {len(args.add_image)} new face image(s) with {embedded}",
+            file=sys.stderr,
+        )
+    elif args.add_image and face_concept:
+        print(
+            "the new image(s) wait for the face models: after `make models`, run "
+            "`rap-edge memory embed-faces` (any `run` or `ask` also embeds them first)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -514,37 +560,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="float32 [n_images, dim] vectors of the images, from --encoder",
     )
     p.add_argument("--encoder", metavar="ID", help="id of the encoder that made --vectors")
-    p.add_argument(
-        "--models",
-        metavar="DIR",
-        default=None,
-        help="folder of exported models for embedding a person's photos now (default: "
-        "<model store>/onnx; without face models the photos wait for `memory embed-faces`)",
-    )
-    p.add_argument(
-        "--provider",
-        choices=[v.value for v in Provider],
-        default=None,
-        help="ONNX Runtime provider for embedding now (default auto)",
-    )
-    pick = p.add_mutually_exclusive_group()
-    pick.add_argument(
-        "--face",
-        type=int,
-        metavar="N",
-        help="a photo with several faces: enrol the N-th face from the left (1 = leftmost); "
-        "the stored image is a crop around it",
-    )
-    pick.add_argument(
-        "--largest",
-        action="store_true",
-        help="a photo with several faces: enrol the largest (stored as a crop around it)",
-    )
-    p.add_argument(
-        "--no-embed",
-        action="store_true",
-        help="store a person's photos without embedding them now (no face check)",
-    )
+    _embed_options(p)
 
     p = add("list", cmd_list, "list the concepts", json_out=True)
     p.add_argument("--category", help="only this category")
@@ -568,6 +584,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--remove-alias", action="append", default=[], metavar="ALIAS")
     p.add_argument("--add-image", action="append", default=[], metavar="PATH")
     p.add_argument("--remove-image", action="append", default=[], type=int, metavar="IMAGE_ID")
+    _embed_options(p)
 
     p = add("remove", cmd_remove, "forget concepts: rows, images, vectors (then compact)")
     p.add_argument("concept", nargs="+", help="concept ids or names")
@@ -706,3 +723,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         json_out=True,
     )
     add("vacuum", cmd_vacuum, "compact: drop orphan files, VACUUM, truncate WAL, rebuild indexes")
+
+
+def _embed_options(p: argparse.ArgumentParser) -> None:
+    """--models, --provider, --face N / --largest and --no-embed (`add` and `update`)."""
+    p.add_argument(
+        "--models",
+        metavar="DIR",
+        default=None,
+        help="folder of exported models for embedding a person's photos now (default: "
+        "<model store>/onnx; without face models the photos wait for `memory embed-faces`)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=[v.value for v in Provider],
+        default=None,
+        help="ONNX Runtime provider for embedding now (default auto)",
+    )
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument(
+        "--face",
+        type=int,
+        metavar="N",
+        help="a photo with several faces: enrol the N-th face from the left (1 = leftmost); "
+        "the stored image is a crop around it",
+    )
+    pick.add_argument(
+        "--largest",
+        action="store_true",
+        help="a photo with several faces: enrol the largest (stored as a crop around it)",
+    )
+    p.add_argument(
+        "--no-embed",
+        action="store_true",
+        help="store a person's photos without embedding them now (no face check)",
+    )
