@@ -263,15 +263,12 @@ class ConceptEditor:
         without a face, or with several and no choice, is refused. A file that cannot be
         decoded is left for the memory's own checks, which name it.
         """
-        import cv2
-
         out: list[Path] = []
         for i, (path, label) in enumerate(zip(paths, labels, strict=True), 1):
-            raw = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
-            if raw is None:
+            img = _decode(path)
+            if img is None:
                 out.append(path)
                 continue
-            img = np.asarray(raw, dtype=np.uint8)
             dets = sorted(self.models.detect(img), key=lambda d: d.x1 + d.x2)
             if not dets:
                 msg = (
@@ -298,6 +295,8 @@ class ConceptEditor:
             chosen = dets[face - 1] if face is not None else max(dets, key=_area)
             crop = self._crop_to(img, chosen)
             crop_path = folder / f"face-{i}-of-{path.stem[:40]}.png"
+            import cv2
+
             ok, buf = cv2.imencode(".png", crop)
             if not ok:
                 msg = f"image #{i}: the face crop could not be encoded as PNG"
@@ -375,14 +374,21 @@ def _read_images(paths: Iterable[Path]) -> list[npt.NDArray[np.uint8]]:
 
     A file that cannot be read is left out: the memory's own checks name it when it is added.
     """
-    import cv2
+    return [img for img in map(_decode, paths) if img is not None]
 
-    out = []
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is not None:
-            out.append(np.asarray(img, dtype=np.uint8))
-    return out
+
+def _decode(path: Path) -> npt.NDArray[np.uint8] | None:
+    """A photo as BGR, or None when it cannot be read or is refused.
+
+    Its declared size is checked from the header before decoding: a decompression bomb is
+    never decoded (the memory's own checks then name it).
+    """
+    from rap_edge.sources import normalize_frame, read_image_file
+
+    try:
+        return normalize_frame(read_image_file(Path(path)))
+    except InvalidInputError:
+        return None
 
 
 def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object) -> list[Path]:
