@@ -269,7 +269,11 @@ class Memory:
         with self._db.errors():
             conn = self._conn()
             concept_id = _queries.resolve_id(conn, ref)
-            return _queries.concepts(conn, self._files, "WHERE id = ?", (concept_id,))[0]
+            found = _queries.concepts(conn, self._files, "WHERE id = ?", (concept_id,))
+        if not found:  # removed by another writer between the two reads
+            msg = f"no concept with id or name {ref!r}"
+            raise ConceptNotFoundError(msg)
+        return found[0]
 
     def list_concepts(self, *, category: str | None = None) -> list[Concept]:
         """All concepts (optionally of one category), sorted by name."""

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from rap_edge.errors import ConceptNotFoundError
 from rap_edge.memory import Memory, _index
 from tests.conftest import png_bytes, unit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 DIM = 32
@@ -119,3 +121,18 @@ def test_search_is_not_blocked_while_remove_compacts(
         assert not remover.is_alive()
         assert {h.name for h in mem.search(vecs[1], k=3)[0]} == {"c0", "c2"}
         assert mem.verify().ok
+
+
+def test_get_of_a_concept_removed_between_its_reads_is_not_found(
+    memory: Memory, make_image: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer can remove the concept after its id is resolved.
+
+    The live runtime's describer hit this as an IndexError while edits flowed.
+    """
+    from rap_edge.memory import _queries
+
+    c = memory.add("ana", images=[make_image(1)])
+    monkeypatch.setattr(_queries, "concepts", lambda *_a, **_k: [])
+    with pytest.raises(ConceptNotFoundError, match="ana"):
+        memory.get(c.name)
