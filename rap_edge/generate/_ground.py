@@ -122,7 +122,9 @@ def lead(prompt: Prompt) -> str:
         c = in_view.get(name.lower())
         if c is None:
             parts.append(f"I do not see {name} here.")
-    seen = [f"{c.name} on the {c.where}" if c.where else c.name for c in prompt.concepts]
+    from rap_edge.generate._prompt import at
+
+    seen = [f"{c.name} {at(c.where)}" if c.where else c.name for c in prompt.concepts]
     if prompt.unknown:
         seen.append(
             "someone I don't know"

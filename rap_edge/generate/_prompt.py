@@ -135,6 +135,11 @@ def where(box: tuple[float, float, float, float], width: int, height: int) -> st
     return f"{vert}{horiz}"
 
 
+def at(place: str) -> str:
+    """``where``'s place as a phrase: "in the centre", "on the left", "on the top right"."""
+    return f"in the {place}" if place == "centre" else f"on the {place}"
+
+
 def _tokens(text: str) -> int:
     return (len(text) + 3) // 4  # a rough, tokenizer-free estimate
 

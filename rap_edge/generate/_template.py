@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rap_edge.generate._prompt import at
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -49,7 +51,7 @@ class TemplateBackend:
             listed = [
                 c.name
                 + ("" if c.category in _PEOPLE or not c.category else f", your {c.category}")
-                + (f", on the {c.where}" if c.where else "")
+                + (f", {at(c.where)}" if c.where else "")
                 for c in prompt.concepts
             ]
             parts.append("I can see " + "; ".join(listed) + ".")
