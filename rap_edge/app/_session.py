@@ -18,6 +18,7 @@ command, not only by ``run``.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,7 @@ import numpy as np
 from rap_edge.app._edits import ConceptEditor
 from rap_edge.app._generation import Generation
 from rap_edge.app._settings import RUNTIME_FIELDS, Settings
+from rap_edge.app._strangers import DEFAULT_MAX_MB, DEFAULT_RETENTION_DAYS, LiveClusters
 from rap_edge.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -521,6 +523,30 @@ class Session:
         """Make an unknown-face cluster a concept (see :meth:`ConceptEditor.enroll_unknown`)."""
         return self._editor().enroll_unknown(
             clusters, cluster, name=name, category=category, info=info
+        )
+
+    def strangers(
+        self,
+        *,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+        max_mb: float = DEFAULT_MAX_MB,
+    ) -> LiveClusters:
+        """The memory's unknown-face clusters (``<memory>/unknown``), shared by the front ends.
+
+        Hand them to :class:`~rap_edge.live.LiveRuntime` (``unknown=``) to cluster the faces
+        it cannot name; :meth:`enroll_unknown` names one.
+
+        Raises:
+            InvalidInputError: no memory, or a retention or cap that is not positive.
+        """
+        if not (0 < max_mb < math.inf):
+            msg = f"strangers: the storage cap must be a positive number of MB, got {max_mb!r}"
+            raise InvalidInputError(msg)
+        return LiveClusters(
+            self._memory().path / "unknown",
+            threshold=self.thresholds.get(self.models.encoder_id),
+            retention_days=retention_days,
+            max_bytes=int(max_mb * 1e6),
         )
 
     def _editor(self) -> ConceptEditor:

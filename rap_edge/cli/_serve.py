@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from rap_edge.app._strangers import DEFAULT_MAX_MB
 from rap_edge.cli._options import (
     add_generation_options,
     add_memory_option,
@@ -73,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         msg = f"rap-edge serve needs the web extra: pip install 'rap-edge[web]' ({err})"
         raise StoreError(msg) from err
-    from rap_edge.web import InstanceLock, LiveClusters, Sightings, WebConfig, WebState, create_app
+    from rap_edge.web import InstanceLock, Sightings, WebConfig, WebState, create_app
 
     lock = InstanceLock(memory)
     lock.acquire()
@@ -83,10 +84,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             assert session.memory is not None  # noqa: S101 - required
             clusters = None
             if not args.no_cluster:
-                clusters = LiveClusters(
-                    session.memory.path / "unknown",
-                    threshold=session.thresholds.get(session.models.encoder_id),
-                    retention_days=args.retention_days,
+                clusters = session.strangers(
+                    retention_days=args.retention_days, max_mb=args.strangers_max_mb
                 )
             sightings = Sightings(session.memory.path, retention_days=args.retention_days)
             mqtt = None
@@ -198,7 +197,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=14.0,
         metavar="N",
-        help="delete stranger crops and sightings older than N days (default 14)",
+        help="delete stranger crops and sightings older than N days (default 14; applied "
+        "at start and every hour)",
+    )
+    p.add_argument(
+        "--strangers-max-mb",
+        type=float,
+        default=DEFAULT_MAX_MB,
+        metavar="MB",
+        help=f"storage cap of the stranger crops: past it the oldest are deleted "
+        f"(default {DEFAULT_MAX_MB:g})",
     )
     p.add_argument(
         "--mqtt",

@@ -8,9 +8,9 @@ only when the app is made. See docs/web.md.
 
 from __future__ import annotations
 
+from rap_edge.app._strangers import DEFAULT_RETENTION_DAYS, LiveClusters
 from rap_edge.web._app import WebConfig, create_app, error_status, is_loopback
 from rap_edge.web._auth import InstanceLock, has_password, set_password, verify_password
-from rap_edge.web._clusters import DEFAULT_RETENTION_DAYS, LiveClusters
 from rap_edge.web._sightings import Sighting, Sightings, parse_last_seen_question
 from rap_edge.web._state import Camera, WebState, camera_name
 from rap_edge.web._uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload, sniff_image

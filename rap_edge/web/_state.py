@@ -27,13 +27,12 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from rap_edge.app import Session
+    from rap_edge.app import LiveClusters, Session
     from rap_edge.generate import GenerationResult
     from rap_edge.interfaces import Concept, ImageRecord
     from rap_edge.live import LiveRuntime
     from rap_edge.pipeline import FrameResult
     from rap_edge.sources import FrameSource
-    from rap_edge.web._clusters import LiveClusters
     from rap_edge.web._mqtt import MqttBridge
     from rap_edge.web._sightings import Sightings
 
@@ -41,6 +40,7 @@ __all__ = ["Camera", "WebState", "camera_name"]
 
 log = logging.getLogger("rap_edge.web")
 
+PURGE_EVERY_S = 3600.0  # how often the retention and storage cap are applied while serving
 STREAM_MAX_SIDE = 960  # viewers get at most this many pixels on the long side
 MAX_ALIASES = 20
 _NAME = re.compile(r"^(?P<name>[A-Za-z][\w-]{0,31})=(?P<spec>.+)$")
@@ -119,6 +119,10 @@ class WebState:
             on_description=self._on_description,
             unknown=clusters,
         )
+        self._housekeeper = threading.Thread(
+            target=self._housekeep, name="rap-edge-retention", daemon=True
+        )
+        self._housekeeper.start()
 
     # -- cameras -----------------------------------------------------------------------------
 
@@ -557,6 +561,21 @@ class WebState:
         crops = self.clusters.purge() if self.clusters is not None else 0
         rows = self.sightings.purge() if self.sightings is not None else 0
         return {"crops": crops, "sightings": rows}
+
+    def _housekeep(self) -> None:
+        """Apply the retention and the crops' storage cap every PURGE_EVERY_S until closed."""
+        while not self._stop.wait(PURGE_EVERY_S):
+            try:
+                purged = self.purge()
+            except Exception:
+                log.exception("rap-edge serve: applying the retention failed")
+                continue
+            if any(purged.values()):
+                log.info(
+                    "retention: deleted %d stranger crop(s) and %d sighting(s)",
+                    purged["crops"],
+                    purged["sightings"],
+                )
 
     @property
     def stopping(self) -> bool:
