@@ -247,6 +247,7 @@ class LiveRuntime:
         self.on_description = on_description
         self._close_session = close_session
         self.unknown = unknown
+        self._describe_every: dict[str, float] = {}  # per source, over the settings' period
         self._work = threading.RLock()  # pipelines' tracks
         self._cond = threading.Condition()  # slots and counters
         self._sources: dict[str, _Source] = {}
@@ -360,6 +361,23 @@ class LiveRuntime:
         if not ok:
             log.warning("rap-edge live runtime: a thread did not stop within %.1f s", timeout)
         return ok
+
+    def set_describe_every(self, source: str, seconds: float | None) -> None:
+        """Describe ``source`` also every ``seconds`` while unchanged (0: only on changes).
+
+        None goes back to the settings' ``describe_every``. A camera's own period, as
+        ``describe_every`` in :class:`~rap_edge.app._cameras.CameraSettings` gives it.
+
+        Raises:
+            InvalidInputError: not a number of seconds in 0..86400.
+        """
+        if seconds is None:
+            self._describe_every.pop(source, None)
+            return
+        if not _is_number(seconds) or not 0 <= seconds <= 86400:  # noqa: PLR2004
+            msg = f"describe_every of {source!r} must be 0..86400 seconds, got {seconds!r}"
+            raise InvalidInputError(msg)
+        self._describe_every[source] = float(seconds)
 
     # -- frames ------------------------------------------------------------------------------
 
@@ -493,7 +511,12 @@ class LiveRuntime:
         if describer is None:
             return
         try:
-            rid = describer.offer(result, source=st.name, tag=(st.name, result.index, meta))
+            rid = describer.offer(
+                result,
+                source=st.name,
+                tag=(st.name, result.index, meta),
+                every=self._describe_every.get(st.name),
+            )
         except Exception:
             log.exception("rap-edge live runtime: describing a frame of %s failed", st.name)
             self._callback_failed()

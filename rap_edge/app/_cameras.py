@@ -10,6 +10,8 @@ optional::
         ignore_zones:            # polygons (x, y in pixels, 3+ points) where nothing is
           - [[0, 0], [320, 0], [320, 480], [0, 480]]   # recognised: a recognition whose box
         objects: false           # centre lies in one is dropped; objects/pets on or off
+        describe_every: 30       # seconds between descriptions of an unchanged scene
+                                 # (0: only on changes; omitted: the front end's setting)
 
 :func:`load_camera_settings` reads and checks such a file, :meth:`CameraSettings.from_mapping`
 checks one camera's fields; every error names the camera and the field. :func:`filter_recognitions`
@@ -43,6 +45,7 @@ MAX_ZONES = 64
 MAX_ZONE_POINTS = 256
 MAX_RATE_HZ = 1000.0
 MAX_FACE_PX = 10_000
+MAX_DESCRIBE_EVERY_S = 86_400.0
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
@@ -78,12 +81,16 @@ class CameraSettings:
         ignore_zones: Polygons of (x, y) pixel points: a recognition whose box centre lies
             inside one is dropped.
         objects: False drops the camera's object and pet recognitions.
+        describe_every: With descriptions on, this camera is also described every so many
+            seconds while what it sees is unchanged (0: only on changes; None: the front
+            end's ``describe_every``).
     """
 
     min_face_size: int = 0
     max_rate: float = 0.0
     ignore_zones: tuple[Polygon, ...] = ()
     objects: bool = True
+    describe_every: float | None = None
 
     @classmethod
     def from_mapping(
@@ -124,6 +131,15 @@ def _check(camera: str, name: str, value: object) -> object:
             msg = f"{where} must be 0 (every frame) to {MAX_RATE_HZ:g} frames/s, got {value!r}"
             raise InvalidInputError(msg)
         return hz
+    if name == "describe_every":
+        seconds = _number(value)
+        if value is not None and (seconds is None or not 0 <= seconds <= MAX_DESCRIBE_EVERY_S):
+            msg = (
+                f"{where} must be 0 (only on changes) to {MAX_DESCRIBE_EVERY_S:g} seconds, "
+                f"got {value!r}"
+            )
+            raise InvalidInputError(msg)
+        return seconds
     if name == "objects":
         if not isinstance(value, bool):
             msg = f"{where} must be true or false, got {value!r}"

@@ -135,22 +135,31 @@ class Describer:
         """What the description depends on: the recognised concepts and unknown faces."""
         return tuple(sorted(r.concept_id or r.decision for r in result.recognitions))
 
-    def offer(self, result: FrameResult, *, source: str = "", tag: Any = None) -> int | None:  # noqa: ANN401
+    def offer(
+        self,
+        result: FrameResult,
+        *,
+        source: str = "",
+        tag: Any = None,  # noqa: ANN401
+        every: float | None = None,
+    ) -> int | None:
         """Request a description if ``source``'s recognised set changed or the period passed.
 
         Args:
             result: The processed frame.
             source: Which camera it came from (change detection is per source).
             tag: Handed back to ``on_result`` with the answer (default: the frame's index).
+            every: This source's period (None: :attr:`every`).
 
         Returns:
             The request id, or None when no description was needed.
         """
         key = self.key(result)
         now = time.monotonic()
+        period = self.every if every is None else every
         with self._lock:
             last_key, last_time = self._seen.get(source, (None, 0.0))
-            if key == last_key and not (self.every and now - last_time >= self.every):
+            if key == last_key and not (period and now - last_time >= period):
                 return None
             self._seen[source] = (key, now)
         # On the frame thread: no text retrieval (it would scan every concept for names).

@@ -62,6 +62,7 @@ class UnknownClusters:
         self.max_crops = max_crops
         self.clusters: dict[str, Cluster] = {}
         self._seq = 0
+        self._last_id = 0  # cluster ids are never reused, even after a dismissal
         if self.folder is not None and (self.folder / INDEX).is_file():
             self._load()
 
@@ -80,6 +81,8 @@ class UnknownClusters:
                     crops=[(float(c["quality"]), str(c["file"])) for c in rec["crops"]],
                     sources=[str(s) for s in rec.get("sources", [])],
                 )
+            numbers = [int(c[1:]) for c in self.clusters if c[1:].isdigit()]
+            self._last_id = max([int(data.get("last_id", 0)), *numbers])
         except (OSError, ValueError, KeyError, TypeError) as err:
             msg = f"{path}: unreadable unknown-face clusters ({err})"
             raise StoreError(msg) from err
@@ -92,6 +95,7 @@ class UnknownClusters:
         data = {
             "version": 1,
             "threshold": self.threshold,
+            "last_id": self._last_id,
             "clusters": [c.to_json() for c in self.clusters.values()],
         }
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
@@ -109,9 +113,8 @@ class UnknownClusters:
             if best is not None and best_cos >= self.threshold:
                 cluster = best.id
             else:
-                cluster = f"u{len(self.clusters) + 1:04d}"
-                while cluster in self.clusters:
-                    cluster = f"u{int(cluster[1:]) + 1:04d}"
+                self._last_id += 1
+                cluster = f"u{self._last_id:04d}"
                 self.clusters[cluster] = Cluster(
                     cluster, np.zeros_like(vec), first_seen=time.time()
                 )

@@ -64,7 +64,9 @@ def test_a_file_is_read_and_checked(tmp_path: Path) -> None:
         ({"ignore_zones": [[[0, 0], [1, 1], [2, "x"]]]}, r"ignore_zones\[0\]\[2\] must be an"),
         ({"ignore_zones": [[[0, 0], [1, 1], [2, 2]]]}, r"ignore_zones\[0\] encloses no area"),
         ({"ignore_zones": "left"}, "ignore_zones must be a list of at most 64 polygons"),
-        ({"min_face": 3}, r"unknown setting 'min_face' \(known: ignore_zones, max_rate"),
+        ({"describe_every": -5}, "describe_every must be 0 .only on changes. to 86400 seconds"),
+        ({"describe_every": "often"}, "describe_every must be 0 .only on changes."),
+        ({"min_face": 3}, r"unknown setting 'min_face' \(known: describe_every, ignore_zones"),
     ],
 )
 def test_invalid_values_are_refused_naming_camera_and_field(
@@ -95,6 +97,10 @@ def test_defaults_and_a_base() -> None:
     base = CameraSettings(min_face_size=30, objects=False)
     got = CameraSettings.from_mapping(CAM, {"max_rate": 2}, base=base)
     assert got == CameraSettings(min_face_size=30, max_rate=2.0, objects=False)
+    assert got.describe_every is None  # the front end's period
+    porch = CameraSettings.from_mapping(CAM, {"describe_every": 30}, base=base)
+    assert porch.describe_every == 30.0
+    assert CameraSettings.from_mapping(CAM, {"describe_every": None}).describe_every is None
 
 
 def test_point_in_polygon() -> None:

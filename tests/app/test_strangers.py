@@ -68,3 +68,15 @@ def test_purge_applies_the_cap_after_the_retention(tmp_path: Path) -> None:
 def test_absurd_limits_are_refused(tmp_path: Path, kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         LiveClusters(tmp_path / "unknown", threshold=0.9, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_dismissed_strangers_id_is_never_reused(tmp_path: Path) -> None:
+    c = LiveClusters(tmp_path / "unknown", threshold=0.99)
+    (first,) = _fill(c, 1)
+    c.dismiss(first)
+    (second,) = _fill(c, 1, seed=1)
+    assert second != first  # a name given to the old id cannot land on a new face
+    again = LiveClusters(tmp_path / "unknown", threshold=0.99)  # nor after a restart
+    again.dismiss(second)
+    (third,) = _fill(again, 1, seed=2)
+    assert third not in {first, second}

@@ -285,6 +285,17 @@ def test_describer_asks_on_changes_latest_first_without_blocking() -> None:
     every.close()
 
 
+def test_a_sources_own_period_overrides_the_describers() -> None:
+    d = Describer(Generator(Scripted("Bo.")), None, every=0.0)  # only on changes
+    for source in ("porch", "hall"):
+        assert d.offer(_frame(0, ["Bo"]), source=source, every=0.01 if source == "porch" else None)
+    time.sleep(0.03)  # longer than the porch's period
+    assert d.offer(_frame(1, ["Bo"]), source="porch", every=0.01) is not None
+    assert d.offer(_frame(1, ["Bo"]), source="hall") is None  # unchanged, no period
+    assert d.offer(_frame(2, ["Bo"]), source="porch", every=0.0) is None  # 0: changes only
+    d.close()
+
+
 def test_frame_prompt_uses_memory_info_place_and_question_names(
     memory: Memory, make_image
 ) -> None:

@@ -492,11 +492,15 @@ def test_descriptions_arrive_per_source_with_their_meta(
     assert (source, index, meta) == ("cam", 2, "joined")
     assert "1 person I do not know" in answer.text
     rt.set_config(describe_every=0.05)
+    rt.set_describe_every("cam", 0.0)  # this camera's own period: only on changes
     time.sleep(0.1)
     step("cam2", obama, "period", 3 + 1)  # the period passed: described again
+    step("cam", frame(photos["obama2"], photos["biden"]), "own period", 3 + 1)  # not here
     stats = rt.stats()
     assert stats.described["requested"] == 4 and stats.described["done"] == 4
     assert stats.generator["requests"] == 4
+    with pytest.raises(InvalidInputError, match="describe_every of 'cam' must be 0..86400"):
+        rt.set_describe_every("cam", -1.0)
 
 
 @pytest.mark.network

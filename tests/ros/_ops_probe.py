@@ -16,7 +16,12 @@ one camera topic with ``diagnostics_period`` 0.5 s and ``stale_after_s`` 2 s, th
 3. per-camera settings (``camera_settings``, a YAML file): a node given a bad value does not
    start and names the camera and the field; the running node has an ignore zone covering the
    whole of TOPIC_B's frame, so Barack frames there come back with no recognitions, while the
-   same frames on TOPIC_A are recognised.
+   same frames on TOPIC_A are recognised;
+4. strangers: Joe (not enrolled) streamed on TOPIC_A becomes a cluster listed by
+   ``~/list_strangers`` with its crops on disk; ``~/dismiss_stranger`` deletes it (and its
+   crops); streamed again, he is a new cluster, which ``~/name_stranger`` enrolls as "Joe",
+   and the next frames name him. A request for a cluster that does not exist fails with a
+   message naming it.
 
 It prints one JSON line (tests/ros/test_ops.py asserts on it). Every wait is bounded and waits
 for what is asserted.
@@ -51,6 +56,7 @@ from _node_probe import (
 )
 from diagnostic_msgs.msg import DiagnosticArray
 from rap_edge_msgs.msg import RecognitionArray
+from rap_edge_msgs.srv import DismissStranger, ListStrangers, NameStranger
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -325,6 +331,66 @@ def zone_stage(probe: Probe, frame: Any, out: dict[str, Any]) -> None:
     z["recognitions"] = [names(m) for m in got or []]
 
 
+def call(probe: Probe, client: Any, request: Any) -> Any:
+    """Call a service and wait (bounded) for the response; None if it never came."""
+    if not client.wait_for_service(timeout_sec=STEP_S):
+        return None
+    future = client.call_async(request)
+    return probe.until(lambda: future.done() and future.result(), STEP_S)
+
+
+def strangers_stage(probe: Probe, cfg: dict[str, Any], out: dict[str, Any]) -> None:
+    s: dict[str, Any] = {}
+    out["strangers"] = s
+    joe = canvas(cv2.imread(cfg["photos"]["biden"]))
+    unknown = Path(cfg["memory"]) / "unknown"
+    lister = probe.node.create_client(ListStrangers, f"{NODE}/list_strangers")
+    namer = probe.node.create_client(NameStranger, f"{NODE}/name_stranger")
+    dismisser = probe.node.create_client(DismissStranger, f"{NODE}/dismiss_stranger")
+
+    def listed() -> list[Any]:
+        resp = call(probe, lister, ListStrangers.Request())
+        return [c for c in resp.strangers if c.crops > 0] if resp and resp.success else []
+
+    stream = Stream(probe, joe)
+    try:
+        first = probe.until(listed)
+    finally:
+        stream.close()
+    if not first:
+        return
+    c = first[0]
+    s["first"] = {"id": c.id, "count": c.count, "crops": c.crops, "cameras": list(c.cameras)}
+    s["first_files"] = len(list((unknown / c.id).glob("*.jpg")))
+    resp = call(probe, dismisser, DismissStranger.Request(id=c.id))
+    s["dismissed"] = [resp.success, resp.message] if resp else None
+    s["after_dismiss_exists"] = (unknown / c.id).exists()
+    s["after_dismiss_listed"] = [x.id for x in listed()]
+    resp = call(probe, dismisser, DismissStranger.Request(id="u_nobody"))
+    s["dismiss_missing"] = [resp.success, resp.message] if resp else None
+
+    t = time.monotonic()
+    stream = Stream(probe, joe)
+    try:
+        again = probe.until(listed)
+        if not again:
+            return
+        s["second_id"] = again[0].id
+        resp = call(probe, namer, NameStranger.Request(id=again[0].id, name="Joe", info="a"))
+        s["named"] = [resp.success, resp.message, resp.concept.name] if resp else None
+
+        def joe_named() -> bool:
+            with probe.lock:
+                return any(
+                    at >= t and ["known", "Joe"] in names(m) for at, m in probe.recognitions
+                )
+
+        s["recognised"] = bool(probe.until(joe_named))
+    finally:
+        stream.close()
+    s["after_name_listed"] = [x.id for x in listed()]
+
+
 def run(cfg: dict[str, Any], probe: Probe, out: dict[str, Any]) -> None:
     frame = canvas(cv2.imread(cfg["photos"]["obama2"]))
     bad_settings_stage(cfg, out)
@@ -351,6 +417,7 @@ def run(cfg: dict[str, Any], probe: Probe, out: dict[str, Any]) -> None:
             diagnostics_stage(probe, frame, out)
             annotated_stage(probe, frame, out)
             zone_stage(probe, frame, out)
+            strangers_stage(probe, cfg, out)
             out["exit"] = stop(proc)
         finally:
             if proc.poll() is None:

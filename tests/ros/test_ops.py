@@ -156,3 +156,24 @@ def test_nothing_is_recognised_in_an_ignore_zone(run: dict[str, Any]) -> None:
     assert z["arrays"] >= 3, run["log"][-3000:]
     assert z["recognitions"] == [[]] * z["arrays"]  # Barack is named on /cam_a, not here
     assert run["diagnostics"]["recognised"]
+
+
+def test_strangers_are_listed_dismissed_and_named_through_services(run: dict[str, Any]) -> None:
+    s = run["strangers"]
+    first = s.get("first")
+    assert first is not None, run["log"][-3000:]
+    assert first["crops"] >= 1 and first["count"] >= 1
+    assert first["cameras"] == ["/cam_a/image_raw"]
+    assert s["first_files"] == first["crops"]  # the crops are on disk
+    assert s["dismissed"][0], s["dismissed"]
+    assert not s["after_dismiss_exists"]  # dismissed: its crops are deleted
+    assert first["id"] not in s["after_dismiss_listed"]
+    ok, message = s["dismiss_missing"]
+    assert not ok
+    assert "no unknown-face cluster 'u_nobody'" in message
+    assert s["second_id"] != first["id"]
+    ok, message, name = s["named"]
+    assert ok, message
+    assert name == "Joe"
+    assert s["recognised"], run["log"][-3000:]
+    assert s["second_id"] not in s["after_name_listed"]  # enrolled: no longer a stranger

@@ -40,8 +40,18 @@ from rap_edge_msgs.msg import (
     Description,
     Recognition,
     RecognitionArray,
+    StrangerSummary,
 )
-from rap_edge_msgs.srv import AddConcept, Ask, ListConcepts, RemoveConcept, UpdateConcept
+from rap_edge_msgs.srv import (
+    AddConcept,
+    Ask,
+    DismissStranger,
+    ListConcepts,
+    ListStrangers,
+    NameStranger,
+    RemoveConcept,
+    UpdateConcept,
+)
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
@@ -51,6 +61,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+from rap_edge.app._strangers import DEFAULT_MAX_MB, DEFAULT_RETENTION_DAYS
 from rap_edge.errors import InvalidInputError, RapEdgeError
 from rap_edge_ros.convert import bgr_to_image_fields, compressed_to_bgr, image_to_bgr
 from rap_edge_ros.diagnostics import NO_FRAMES_ERROR_S, Diagnostics, Status
@@ -71,6 +82,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     from rclpy.parameter import Parameter
 
+    from rap_edge.app import LiveClusters
     from rap_edge.app._cameras import CameraSettings, RateLimit
     from rap_edge.generate import GenerationResult
     from rap_edge.interfaces import Concept
@@ -84,6 +96,7 @@ NODE_NAME = "rap_edge"
 CLOSE_TIMEOUT_S = 5.0  # the runtime's threads, then the executor's callbacks
 MAX_LOGGED_PROBLEMS = 256  # distinct (topic, problem) pairs logged before going quiet
 # Settings set_config takes while frames flow (the other parameters are read-only).
+STRANGERS_PURGE_S = 3600.0  # how often the strangers' retention and cap are applied
 RUNTIME_PARAMETERS = ("face_threshold", "margin", "top_k", "describe_every")
 
 
@@ -203,7 +216,8 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
         "",
         _describe(
             "YAML file of per-camera settings ({cameras: {<topic>: {min_face_size, max_rate, "
-            "ignore_zones, objects}}}); a field a camera omits is the parameter's below"
+            "ignore_zones, objects, describe_every}}}); a field a camera omits is the "
+            "parameter's of the same name"
         ),
     ),
     "min_face_size": (
@@ -220,6 +234,21 @@ PARAMETERS: dict[str, tuple[Any, ParameterDescriptor]] = {
             "every camera: polygons where nothing is recognised, as YAML/JSON text, e.g. "
             "'[[[0,0],[320,0],[320,480],[0,480]]]' (pixels)"
         ),
+    ),
+    "cluster_unknown": (
+        True,
+        _describe(
+            "cluster unknown faces (strangers) into <memory>/unknown, listed, named and "
+            "dismissed with ~/list_strangers, ~/name_stranger and ~/dismiss_stranger"
+        ),
+    ),
+    "strangers_retention_days": (
+        DEFAULT_RETENTION_DAYS,
+        _describe("strangers' crops older than this many days are deleted (> 0; hourly)"),
+    ),
+    "strangers_max_mb": (
+        DEFAULT_MAX_MB,
+        _describe("storage cap of the strangers' crops in MB: past it the oldest go (> 0)"),
     ),
     "annotated_jpeg_quality": (
         80,
@@ -405,6 +434,7 @@ class RapEdgeNode(Node):
             self.declare_parameter(name, default, descriptor)
         self.runtime: LiveRuntime | None = None
         self.memory: Memory | None = None
+        self.strangers: LiveClusters | None = None
         self._bad = _BadFrames(self.get_logger().warning)
         self._sources: list[str] = []
         self._annotate: Callable[..., Any] | None = None
@@ -534,18 +564,28 @@ class RapEdgeNode(Node):
         except RapEdgeError as err:
             raise NodeConfigError(str(err)) from err
 
+        retention, cap = self._param("strangers_retention_days"), self._param("strangers_max_mb")
+        for name, value in (("strangers_retention_days", retention), ("strangers_max_mb", cap)):
+            if not (isinstance(value, float) and 0 < value < math.inf):
+                msg = f"parameter {name} must be a positive number, got {value!r}"
+                raise NodeConfigError(msg)
+
         session = Session.open(settings, memory="required", isolate=True)
         self.memory = session.memory
         try:
+            if self._param("cluster_unknown"):
+                self.strangers = session.strangers(retention_days=retention, max_mb=cap)
+                self._purge_strangers()
             self.runtime = LiveRuntime(
                 session,
                 on_result=self._on_result,
                 on_description=self._on_description,
                 close_session=True,
+                unknown=self.strangers,
             )
         except BaseException:
             session.close()
-            self.memory = None
+            self.memory = self.strangers = None
             raise
 
         self._topic_params = (image_topics, compressed_topics)
@@ -654,6 +694,9 @@ class RapEdgeNode(Node):
             (RemoveConcept, "~/remove_concept", self._remove_concept),
             (ListConcepts, "~/list_concepts", self._list_concepts),
             (Ask, "~/ask", self._ask),
+            (ListStrangers, "~/list_strangers", self._list_strangers),
+            (NameStranger, "~/name_stranger", self._name_stranger),
+            (DismissStranger, "~/dismiss_stranger", self._dismiss_stranger),
         ):
             self._made_services.append(
                 self.create_service(srv_type, name, handler, callback_group=group)
@@ -671,6 +714,12 @@ class RapEdgeNode(Node):
         if period > 0:
             self._made_timers.append(
                 self.create_timer(period, self._log_stats, callback_group=self._frames_group)
+            )
+        if self.strangers is not None:
+            self._made_timers.append(
+                self.create_timer(
+                    STRANGERS_PURGE_S, self._purge_strangers, callback_group=self._frames_group
+                )
             )
         period = float(self._param("diagnostics_period"))
         if period > 0 and self._pub_diagnostics is not None:
@@ -732,6 +781,8 @@ class RapEdgeNode(Node):
         settings = self._camera_settings.get(topic, CameraSettings())
         filters = settings.min_face_size > 0 or bool(settings.ignore_zones) or not settings.objects
         self._cameras[sub.topic_name] = (settings, RateLimit(settings.max_rate), filters)
+        if self.runtime is not None:
+            self.runtime.set_describe_every(sub.topic_name, settings.describe_every)
         self._sources.append(sub.topic_name)
         self._made_subscriptions.append(sub)
 
@@ -751,6 +802,7 @@ class RapEdgeNode(Node):
             True when the runtime's threads stopped within ``timeout``.
         """
         ok = self.stop_runtime(timeout)
+        self.strangers = None
         memory, self.memory = self.memory, None
         if memory is not None:
             memory.close()
@@ -1059,6 +1111,79 @@ class RapEdgeNode(Node):
         except Exception as err:  # noqa: BLE001 - the response has no message field
             self._failed("list_concepts", err)
             resp.concepts = []
+        return resp
+
+    def _strangers(self) -> LiveClusters:
+        self._runtime()
+        strangers = self.strangers
+        if strangers is None:
+            msg = "strangers are not clustered here (parameter cluster_unknown is false)"
+            raise InvalidInputError(msg)
+        return strangers
+
+    def _purge_strangers(self) -> None:
+        """Apply the strangers' retention and storage cap (at start, then hourly)."""
+        strangers = self.strangers
+        if strangers is None:
+            return
+        try:
+            removed = strangers.purge()
+        except Exception as err:  # noqa: BLE001 - logged; the node keeps running
+            self._failed("purging the strangers' crops", err)
+            return
+        if removed:
+            self.get_logger().info(
+                f"strangers: deleted {removed} crop(s) past the retention "
+                f"({strangers.retention_days:g} days) or the cap "
+                f"({strangers.max_bytes / 1e6:g} MB)"
+            )
+
+    def _list_strangers(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        del req
+        try:
+            listing = self._strangers().listing()
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("list_strangers", err)
+            return resp
+        out = []
+        for c in listing:
+            msg = StrangerSummary()
+            msg.id, msg.count, msg.crops = c["id"], int(c["count"]), int(c["crops"])
+            msg.first_seen, msg.last_seen = float(c["first_seen"]), float(c["last_seen"])
+            msg.cameras = list(c["cameras"])
+            out.append(msg)
+        resp.strangers = out
+        resp.success, resp.message = True, f"{len(out)} stranger(s)"
+        return resp
+
+    def _name_stranger(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            strangers = self._strangers()
+            strangers.get(req.id)  # names the known clusters when there is no such one
+            concept, crops = self._runtime().session.enroll_unknown(
+                strangers,
+                req.id,
+                name=req.name,
+                category=req.category or "person",
+                info=req.info,
+            )
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("name_stranger", err)
+            return resp
+        resp.success = True
+        resp.message = f"named stranger {req.id} {concept.name} ({concept.id}, {crops} crop(s))"
+        resp.concept = concept_summary(concept)
+        self.get_logger().info(f"memory: {resp.message}")
+        return resp
+
+    def _dismiss_stranger(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
+        try:
+            self._strangers().dismiss(req.id)
+        except Exception as err:  # noqa: BLE001
+            resp.success, resp.message = False, self._failed("dismiss_stranger", err)
+            return resp
+        resp.success, resp.message = True, f"dismissed stranger {req.id} (crops deleted)"
+        self.get_logger().info(f"strangers: {resp.message}")
         return resp
 
     def _ask(self, req: Any, resp: Any) -> Any:  # noqa: ANN401
