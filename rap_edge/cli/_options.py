@@ -7,10 +7,12 @@ and the command line, all checked by :class:`rap_edge.app.Settings` with the sam
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rap_edge.app._settings import PROVIDERS
+from rap_edge.errors import InvalidInputError
 from rap_edge.runtime import LLM_PROVIDERS
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 
     from rap_edge.app import Session, Settings
     from rap_edge.memory import Memory
+    from rap_edge.sources import ReconnectPolicy
 
 __all__ = [
     "add_config_option",
@@ -25,8 +28,10 @@ __all__ = [
     "add_memory_option",
     "add_model_options",
     "add_object_options",
+    "add_stream_options",
     "open_session",
     "settings_from_args",
+    "stream_policy",
 ]
 
 # argparse dest -> Settings field, where they differ; ``no_*`` flags are negated.
@@ -210,6 +215,59 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="most concepts in a prompt; the lowest-scoring go first (default: 5)",
     )
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """Timeouts and backoff of cameras, RTSP/HTTP streams and GStreamer pipelines."""
+    g = p.add_argument_group(
+        "streams (cameras, RTSP/HTTP, GStreamer)",
+        "A dropped or stalled stream is reconnected with exponential backoff; the gap is "
+        "logged and counted.",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a source that cannot be opened is retried for S seconds, then fails (default 10)",
+    )
+    g.add_argument(
+        "--read-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="no frame for S seconds is a stall: the stream is reconnected (default 10)",
+    )
+    g.add_argument(
+        "--backoff-max",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest wait between reconnection attempts (default 30)",
+    )
+
+
+def stream_policy(args: argparse.Namespace) -> ReconnectPolicy:
+    """The :class:`~rap_edge.sources.ReconnectPolicy` the stream flags name.
+
+    Raises:
+        InvalidInputError: a flag that is not a positive number of seconds (named).
+    """
+    from rap_edge.sources import ReconnectPolicy
+
+    values = {
+        "connect_timeout": args.connect_timeout,
+        "read_timeout": args.read_timeout,
+        "backoff_max": args.backoff_max,
+    }
+    for field, value in values.items():
+        if value is not None and not (0 < value < math.inf):
+            flag = "--" + field.replace("_", "-")
+            msg = f"{flag} must be a positive number of seconds, got {value:g}"
+            raise InvalidInputError(msg)
+    chosen = {k: v for k, v in values.items() if v is not None}
+    chosen["backoff_initial"] = min(ReconnectPolicy().backoff_initial, args.backoff_max)
+    return ReconnectPolicy(**chosen)
 
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Settings:  # noqa: ANN401

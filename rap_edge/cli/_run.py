@@ -14,7 +14,9 @@ from rap_edge.cli._options import (
     add_memory_option,
     add_model_options,
     add_object_options,
+    add_stream_options,
     open_session,
+    stream_policy,
 )
 
 if TYPE_CHECKING:
@@ -109,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004
         msg = f"--max-fps must be in (0, 1000], got {args.max_fps}"
         raise InvalidInputError(msg)
+    stream_policy(args)  # checked before the models load
     with open_session(args, isolate=True) as session:
         return _run(args, session)
 
@@ -144,7 +147,10 @@ def _run(args: argparse.Namespace, session: Session) -> int:
     fps_est: float | None = None
     try:
         with open_source(
-            args.source, topic=args.topic, sequence=True if args.sequence else None
+            args.source,
+            topic=args.topic,
+            sequence=True if args.sequence else None,
+            policy=stream_policy(args),
         ) as source:
             print(source.describe(), file=sys.stderr)
             if jsonl is not None and isinstance(source, CaptureSource):
@@ -312,6 +318,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --describe, also describe every S seconds (default 0: only on changes)",
     )
     add_generation_options(p)
+    add_stream_options(p)
     add_model_options(p)
     add_object_options(p)
     p.set_defaults(func=cmd_run)

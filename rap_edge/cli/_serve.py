@@ -11,8 +11,10 @@ from rap_edge.cli._options import (
     add_memory_option,
     add_model_options,
     add_object_options,
+    add_stream_options,
     memory_path,
     open_session,
+    stream_policy,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:  # noqa: PLR2004
         msg = f"--port must be in 1..65535, got {args.port}"
         raise InvalidInputError(msg)
+    policy = stream_policy(args)  # checked before anything is opened
     if args.retention_days <= 0:
         msg = f"--retention-days must be positive, got {args.retention_days}"
         raise InvalidInputError(msg)
@@ -107,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             for spec in args.source or []:
-                cam = state.add_source(spec, max_fps=args.max_fps)
+                cam = state.add_source(spec, max_fps=args.max_fps, policy=policy)
                 assert cam.source is not None  # noqa: S101 - opened
                 print(f"camera {cam.name}: {cam.source.describe()}", file=sys.stderr)
             hosts: tuple[str, ...] = ()
@@ -253,6 +256,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --describe, also describe every S seconds",
     )
     add_generation_options(p)
+    add_stream_options(p)
     add_model_options(p)
     add_object_options(p)
     p.set_defaults(func=cmd_serve)

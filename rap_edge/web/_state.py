@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rap_edge.interfaces import Concept, ImageRecord
     from rap_edge.live import LiveRuntime
     from rap_edge.pipeline import FrameResult
-    from rap_edge.sources import FrameSource
+    from rap_edge.sources import FrameSource, ReconnectPolicy
     from rap_edge.web._mqtt import MqttBridge
     from rap_edge.web._sightings import Sightings
 
@@ -126,8 +126,17 @@ class WebState:
 
     # -- cameras -----------------------------------------------------------------------------
 
-    def add_source(self, spec: str, *, max_fps: float = 10.0, loop: bool = True) -> Camera:
+    def add_source(
+        self,
+        spec: str,
+        *,
+        max_fps: float = 10.0,
+        loop: bool = True,
+        policy: ReconnectPolicy | None = None,
+    ) -> Camera:
         """Open a ``--source`` and start feeding its frames to the runtime.
+
+        ``policy``: a camera's or stream's timeouts and reconnection backoff.
 
         Raises:
             InvalidInputError: a bad source or a duplicate camera name.
@@ -143,7 +152,7 @@ class WebState:
             msg = f"--max-fps must be in (0, 1000], got {max_fps}"
             raise InvalidInputError(msg)
         cam = Camera(len(self.cameras), name, target, max_fps)
-        cam.source = open_source(target, loop=loop)
+        cam.source = open_source(target, loop=loop, policy=policy)
         self.cameras.append(cam)
         self._by_name[name] = cam
         cam.thread = threading.Thread(

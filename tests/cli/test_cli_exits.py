@@ -59,3 +59,31 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == EXIT_BROKEN_PIPE, err
     assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--read-timeout", "0"), ("--connect-timeout", "-1"), ("--backoff-max", "inf")],
+)
+def test_stream_timeouts_are_checked_before_anything_loads(
+    flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    memory = str(tmp_path / "memory")
+    assert main(["memory", "init", "--memory", memory]) == 0
+    for command in ("run", "serve"):
+        argv = [command, "--source", "rtsp://127.0.0.1:9/none", flag, value, "--memory", memory]
+        capsys.readouterr()
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} must be a positive number of seconds" in err, (command, err)
+
+
+def test_a_stream_that_never_appears_fails_after_the_connect_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Port 9 on loopback refuses at once; the source is retried with backoff, then given up.
+    code = main(["run", "--source", "rtsp://127.0.0.1:9/none", "--connect-timeout", "1"])
+    assert code == 2  # the environment, not the input
+    err = capsys.readouterr().err
+    assert "rtsp://127.0.0.1:9/none: OpenCV cannot open this camera or stream" in err
+    assert "connect timeout 1 s" in err
