@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x52415045  # "RAPE": marks the file as a rap-edge memory
 
 UPDATE_TRIGGER = """
@@ -145,8 +145,35 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Who or what was seen, when, by which camera (one row per visit; rap_edge.web.Sightings
+# writes them). Rows go with their concept (ON DELETE CASCADE): forgetting a concept from any
+# front end forgets where it was seen, in the same transaction.
+SIGHTINGS_DDL = """
+CREATE TABLE sightings (
+    id         INTEGER PRIMARY KEY,
+    concept_id TEXT NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    camera     TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    count      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX sightings_concept ON sightings(concept_id, last_seen);
+CREATE INDEX sightings_last ON sightings(last_seen);
+"""
+
+
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Add ``sightings``."""
+    for statement in _statements(SIGHTINGS_DDL):
+        conn.execute(statement)
+
+
 # MIGRATIONS[v] upgrades a database from schema version v to v + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}
 
 
 def name_key(text: str) -> str:

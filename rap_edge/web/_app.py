@@ -194,6 +194,13 @@ def create_app(state: "WebState", config: WebConfig) -> "FastAPI":
             return JSONResponse({"error": f"unexpected Host header {host!r}"}, status_code=400)
         length = request.headers.get("content-length")
         limit = config.max_body_bytes
+        if length is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+            # A chunked body has no size to check up front, and the multipart parser would
+            # spool all of it before a handler could refuse it: such uploads are refused.
+            msg = "a request body must state its size (Content-Length); chunked bodies are refused"
+            return JSONResponse(
+                {"error": msg, "type": "InvalidInputError", "exit_code": 1}, status_code=411
+            )
         if length is not None and (not length.isdigit() or int(length) > limit):
             msg = f"the request is larger than {limit / 1e6:.1f} MB"
             return JSONResponse(

@@ -119,3 +119,20 @@ def test_a_second_serve_on_the_same_memory_is_refused(
         lock.release()
     assert main(["serve", "--memory", str(tmp_path / "mem"), "--host", "0.0.0.0"]) == 1  # noqa: S104
     assert "needs a password" in capsys.readouterr().err
+
+
+def test_a_chunked_upload_without_a_size_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    client, _ = _client(tmp_path, auth=False)
+    sent = []
+
+    def body():  # 64 MB if it were all read; the guard answers before reading any of it
+        for _ in range(1024):
+            sent.append(1)
+            yield b"\0" * 65536
+
+    res = client.post(
+        "/api/recognise", content=body(), headers={"content-type": "application/octet-stream"}
+    )
+    assert res.status_code == 411
+    assert "chunked bodies are refused" in res.json()["error"]
+    assert len(sent) < 1024
