@@ -12,6 +12,7 @@ __all__ = [
     "ConceptNotFoundError",
     "ConfigError",
     "ConflictError",
+    "FaceCountError",
     "InvalidInputError",
     "MemoryLockedError",
     "MemoryReadOnlyError",
@@ -32,6 +33,24 @@ class InvalidInputError(RapEdgeError, ValueError):
     """Input that the caller can fix: bad names, images, vectors, files or parameters."""
 
     exit_code = 1
+
+
+class FaceCountError(InvalidInputError):
+    """A face concept's photo shows no face, or several and none was chosen.
+
+    The one-face rule is the session's (:class:`rap_edge.app.Session` ``add_concept`` and
+    ``update_concept``); each front end may word it its own way from the attributes.
+
+    Attributes:
+        image: Which photo of the edit (1-based).
+        faces: How many faces it shows (0: none).
+        name: The concept's name.
+    """
+
+    def __init__(self, message: str, *, image: int, faces: int, name: str) -> None:
+        """The message (the CLI's wording) and what it is about."""
+        super().__init__(message)
+        self.image, self.faces, self.name = image, faces, name
 
 
 class ConfigError(RapEdgeError):

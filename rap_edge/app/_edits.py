@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rap_edge.errors import InvalidInputError, RapEdgeError
+from rap_edge.errors import ConceptNotFoundError, FaceCountError, InvalidInputError, RapEdgeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -197,6 +197,31 @@ class ConceptEditor:
             self._edited()
             return concept
 
+    def remove_image(self, ref: str, image_id: int) -> Concept:
+        """Remove one reference image of a concept (never its last one); re-decide live.
+
+        Returns:
+            The concept after the change.
+
+        Raises:
+            ConceptNotFoundError: no such concept, or the image is not one of its.
+            InvalidInputError: the concept's only image (forget the concept instead).
+        """
+        memory = self.memory
+        with self._edit:
+            concept = memory.get(ref)
+            if all(rec.id != image_id for rec in concept.images):
+                msg = f"{concept.name} has no reference image {image_id}"
+                raise ConceptNotFoundError(msg)
+            if len(concept.images) == 1:
+                msg = (
+                    f"{concept.name}'s only photo cannot be removed; forget {concept.name} instead"
+                )
+                raise InvalidInputError(msg)
+            memory.remove_image(image_id)
+            self._edited()
+            return memory.get(concept.id)
+
     def enroll_unknown(
         self,
         clusters: UnknownClusters,
@@ -275,7 +300,7 @@ class ConceptEditor:
                     f"{name!r}: no face found in image #{i}{label}; a face concept "
                     "needs photos that show the face (nothing was changed)"
                 )
-                raise InvalidInputError(msg)
+                raise FaceCountError(msg, image=i, faces=0, name=str(name))
             if len(dets) == 1:
                 out.append(path)
                 continue
@@ -285,7 +310,7 @@ class ConceptEditor:
                     f"with --face N (1..{len(dets)}, from the left) or --largest (nothing was "
                     "changed)"
                 )
-                raise InvalidInputError(msg)
+                raise FaceCountError(msg, image=i, faces=len(dets), name=str(name))
             if face is not None and face > len(dets):
                 msg = (
                     f"{name!r}: image #{i}{label} shows {len(dets)} faces, so there "

@@ -511,6 +511,10 @@ class Session:
         """Forget a concept (see :meth:`ConceptEditor.remove`)."""
         return self._editor().remove(ref)
 
+    def remove_image(self, ref: str, image_id: int) -> Concept:
+        """Remove one reference image (see :meth:`ConceptEditor.remove_image`)."""
+        return self._editor().remove_image(ref, image_id)
+
     def enroll_unknown(
         self,
         clusters: UnknownClusters,

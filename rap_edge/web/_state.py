@@ -9,6 +9,7 @@ threads (once per frame, shared), so a slow browser never slows recognition.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rap_edge.errors import ConceptNotFoundError, InvalidInputError, RapEdgeError
+from rap_edge.errors import ConceptNotFoundError, FaceCountError, InvalidInputError, RapEdgeError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -310,26 +311,24 @@ class WebState:
 
     # -- concepts ----------------------------------------------------------------------------
 
-    def check_faces(self, images: Sequence[npt.NDArray[np.uint8]], name: str) -> None:
-        """Every photo of a person must show exactly one face.
-
-        Raises:
-            InvalidInputError: a photo with no face, or with several (which one is named).
-        """
-        for i, img in enumerate(images, 1):
-            n = len(self.session.models.detect(img))
-            if n == 0:
+    @staticmethod
+    @contextlib.contextmanager
+    def _faces_worded() -> Iterator[None]:
+        """The session's one-face rule, in the family's words (the rule is not repeated here)."""
+        try:
+            yield
+        except FaceCountError as err:
+            if err.faces == 0:
                 msg = (
-                    f"photo #{i}: no face found; use a photo where {name}'s face is clear and "
-                    "not too small (nothing was changed)"
+                    f"photo #{err.image}: no face found; use a photo where {err.name}'s face is "
+                    "clear and not too small (nothing was changed)"
                 )
-                raise InvalidInputError(msg)
-            if n > 1:
+            else:
                 msg = (
-                    f"photo #{i}: {n} faces found; use a photo with only {name}'s face "
-                    "(nothing was changed)"
+                    f"photo #{err.image}: {err.faces} faces found; use a photo with only "
+                    f"{err.name}'s face (nothing was changed)"
                 )
-                raise InvalidInputError(msg)
+            raise InvalidInputError(msg) from err
 
     def add_concept(
         self,
@@ -341,13 +340,10 @@ class WebState:
         images: Sequence[npt.NDArray[np.uint8]] = (),
     ) -> Concept:
         """Add a concept (a person's photos must each show one face)."""
-        from rap_edge.pipeline import is_object_category
-
-        if isinstance(category, str) and not is_object_category(category):
-            self.check_faces(images, name)
-        return self.runtime.add_concept(
-            name, category, info=info, aliases=list(aliases)[:MAX_ALIASES], images=images
-        )
+        with self._faces_worded():
+            return self.runtime.add_concept(
+                name, category, info=info, aliases=list(aliases)[:MAX_ALIASES], images=images
+            )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept
         self,
@@ -360,19 +356,16 @@ class WebState:
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
     ) -> Concept:
         """Change a concept; added photos of a person must each show one face."""
-        from rap_edge.pipeline import is_object_category
-
         concept = self.runtime.get_concept(ref)
-        if add_images and not is_object_category(category or concept.category):
-            self.check_faces(add_images, concept.name)
-        return self.runtime.update_concept(
-            concept.id,
-            name=name,
-            category=category,
-            info=info,
-            aliases=None if aliases is None else list(aliases)[:MAX_ALIASES],
-            add_images=add_images,
-        )
+        with self._faces_worded():
+            return self.runtime.update_concept(
+                concept.id,
+                name=name,
+                category=category,
+                info=info,
+                aliases=None if aliases is None else list(aliases)[:MAX_ALIASES],
+                add_images=add_images,
+            )
 
     def forget(self, ref: str) -> Concept:
         """Forget a concept, its sightings and its MQTT entities."""
@@ -407,17 +400,10 @@ class WebState:
             ConceptNotFoundError: no such concept or image.
             InvalidInputError: the concept's only photo.
         """
-        concept = self.runtime.get_concept(ref)
-        self.image_record(image_id, concept.id)
-        if len(concept.images) == 1:
-            msg = f"{concept.name}'s only photo cannot be removed; forget {concept.name} instead"
-            raise InvalidInputError(msg)
-        memory = self.session.memory
-        assert memory is not None  # noqa: S101 - get_concept needs one
-        memory.remove_image(image_id)
+        concept = self.session.remove_image(ref, image_id)  # the streams re-decide at once
         with self._faces_lock:
             self._faces.pop(image_id, None)
-        return self.runtime.get_concept(concept.id)
+        return concept
 
     def face_crop(self, image_id: int) -> bytes:
         """A JPEG of the largest face in a reference photo (the whole photo if none)."""

@@ -348,6 +348,34 @@ def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
 
 @pytest.mark.network
 @pytest.mark.slow
+def test_removing_a_wrong_photo_re_decides_a_tracked_face_at_once(
+    runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
+) -> None:
+    rt = runtime(embed_every=10)  # votes accumulate on the track: stale ones would linger
+    # Joe was enrolled with a photo of Barack by mistake.
+    joe = rt.add_concept("Joe", "person", images=[photos["biden"], photos["obama"]])
+    stream = Streamer(rt, "cam", frame(photos["obama2"]))
+    try:
+        wait_for(lambda: len(results.of("cam")) >= 3, "frames of Barack")
+        # Barack's face matches Barack and "Joe" alike: neither name is said.
+        assert all(names(r) == [("uncertain", None)] for r, _ in results.of("cam"))
+        wrong = joe.images[1].id
+        with pytest.raises(ConceptNotFoundError, match="has no reference image"):
+            rt.session.remove_image("Barack", wrong)  # not Barack's photo
+        fixed = rt.session.remove_image("Joe", wrong)
+        assert [i.id for i in fixed.images] == [joe.images[0].id]
+        mark = stream.mark()
+        wait_for(lambda: len(results.after("cam", mark)) >= 3, "frames after the removal")
+        assert all(names(r) == [("known", "Barack")] for r in results.after("cam", mark))
+        with pytest.raises(InvalidInputError, match="only photo cannot be removed"):
+            rt.session.remove_image("Joe", fixed.images[0].id)
+    finally:
+        stream.close()
+    assert rt.stats().edits == 2  # the add and the removal
+
+
+@pytest.mark.network
+@pytest.mark.slow
 def test_edits_while_frames_flow_keep_the_memory_sound(
     runtime: Callable[..., LiveRuntime],
     results: Results,
