@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rap_edge.detect import Detection
     from rap_edge.interfaces import Concept
     from rap_edge.memory import Memory
-    from rap_edge.pipeline import FaceModels, UnknownClusters
+    from rap_edge.pipeline import FaceModels, ObjectModels, UnknownClusters
 
 __all__ = ["MAX_IMAGES", "ConceptEditor"]
 
@@ -43,6 +43,8 @@ class ConceptEditor:
         models: The face models (the one-face check).
         embed: Embeds the memory's pending images with the encoders in use.
         edited: Called after every successful edit (names for the guard, votes forgotten).
+        objects: The object models; with a detector, an object's reference photo is stored
+            as the crop of the detected object (:meth:`ObjectModels.enrollment_crop`).
     """
 
     def __init__(
@@ -52,9 +54,11 @@ class ConceptEditor:
         *,
         embed: Callable[[], object],
         edited: Callable[[], None],
+        objects: ObjectModels | None = None,
     ) -> None:
         self.memory = memory
         self.models = models
+        self.objects = objects
         self._embed = embed
         self._edited = edited
         self._edit = threading.Lock()  # one memory edit at a time
@@ -70,14 +74,20 @@ class ConceptEditor:
         files: Sequence[Path] = (),
         face: int | None = None,
         largest: bool = False,
+        whole_image: bool = False,
     ) -> Concept:
         """Add a concept and embed its images now: the next frame can name it.
 
         Images of a face category (``person``, ``face``, ...) must each show exactly one face,
         or ``face`` / ``largest`` must pick one: the image is then stored as a crop around the
         chosen face, so that the face embedder (which enrols the largest face of a reference
-        image) embeds that face and no other. Other categories' images are embedded whole by
-        the object embedder when objects are on (else they wait for ``memory embed-objects``).
+        image) embeds that face and no other. Other categories' images go to the object
+        embedder when objects are on (else they wait for ``memory embed-objects``); with an
+        object detector each is stored as the square crop of the largest detected object of
+        a class the category maps to (:meth:`ObjectModels.enrollment_crop`: a ``dog`` photo
+        becomes the dog), and a photo without one is refused unless ``whole_image``. A
+        category with no detector class, or no detector (window search), keeps the photo
+        whole.
 
         Args:
             name: Unique name.
@@ -89,10 +99,13 @@ class ConceptEditor:
             face: In a photo with several faces, enrol the ``face``-th from the left (1 is the
                 leftmost).
             largest: In a photo with several faces, enrol the largest.
+            whole_image: An object's photos are stored and embedded whole, not cropped to
+                the detected object.
 
         Raises:
             InvalidInputError: a bad field or image, a face image without a face, or one with
-                several faces and no choice. Nothing is added then.
+                several faces and no choice, an object photo without the object (and no
+                ``whole_image``). Nothing is added then.
             ConflictError: the name is taken.
         """
         from rap_edge.pipeline import is_object_category
@@ -100,13 +113,18 @@ class ConceptEditor:
         memory = self.memory
         imgs = _check_images(images)
         _check_choice(face, largest=largest)
+        _check_whole_image(whole_image)
         with self._edit, tempfile.TemporaryDirectory(prefix="rap-edge-edit-") as tmp:
             paths = _write_pngs(imgs, Path(tmp), name) + [Path(f) for f in files]
+            labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in files]
             if isinstance(category, str) and not is_object_category(category):
-                labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in files]
+                if whole_image:
+                    raise InvalidInputError(_WHOLE_IMAGE_FOR_OBJECTS)
                 paths = self._one_face_each(
                     paths, labels, Path(tmp), name, face=face, largest=largest
                 )
+            elif isinstance(category, str) and not whole_image:
+                paths = self._object_crops(paths, labels, Path(tmp), name, category)
             concept = memory.add(name, images=paths, category=category, info=info, aliases=aliases)
             try:
                 self._embed()
@@ -129,6 +147,7 @@ class ConceptEditor:
         add_files: Sequence[Path] = (),
         face: int | None = None,
         largest: bool = False,
+        whole_image: bool = False,
     ) -> Concept:
         """Rename a concept, change its category, info or aliases, or add images.
 
@@ -136,12 +155,14 @@ class ConceptEditor:
         ``add_files``) are embedded now. For a face concept each added photo follows the rule
         of :meth:`add`: one face, or ``face`` / ``largest`` picks one of several (stored as a
         crop around it), and a photo without a face is refused; a change into a face category
-        requires a face in the old images too.
+        requires a face in the old images too. For an object concept each added photo is
+        cropped to the detected object as in :meth:`add` (in the new category's classes),
+        unless ``whole_image``; the photos it already has stay as they are.
 
         Raises:
             ConceptNotFoundError: no such concept.
-            InvalidInputError: a bad field or image, or a face image without a face (nothing
-                changes then).
+            InvalidInputError: a bad field or image, a face image without a face, or an
+                object photo without the object (nothing changes then).
             ConflictError: the new name is taken, or an image is already the concept's.
         """
         from rap_edge.pipeline import is_object_category
@@ -149,6 +170,7 @@ class ConceptEditor:
         memory = self.memory
         imgs = _check_images(add_images)
         _check_choice(face, largest=largest)
+        _check_whole_image(whole_image)
         if len(imgs) + len(add_files) > MAX_IMAGES:
             msg = f"at most {MAX_IMAGES} images per edit, got {len(imgs) + len(add_files)}"
             raise InvalidInputError(msg)
@@ -156,16 +178,20 @@ class ConceptEditor:
             old = memory.get(ref)
             new_category = old.category if category is None else category
             paths = _write_pngs(imgs, Path(tmp), old.name) + [Path(f) for f in add_files]
+            labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in add_files]
             if isinstance(new_category, str) and not is_object_category(new_category):
+                if whole_image:
+                    raise InvalidInputError(_WHOLE_IMAGE_FOR_OBJECTS)
                 if is_object_category(old.category):  # becomes a face concept
                     self._require_faces(_read_images(rec.path for rec in old.images), old.name)
-                labels = [""] * len(imgs) + [f" ({Path(f).name})" for f in add_files]
                 paths = self._one_face_each(
                     paths, labels, Path(tmp), old.name, face=face, largest=largest
                 )
             elif face is not None or largest:
                 msg = "--face and --largest pick a face in a photo of a person; this is an object"
                 raise InvalidInputError(msg)
+            elif isinstance(new_category, str) and not whole_image:
+                paths = self._object_crops(paths, labels, Path(tmp), old.name, new_category)
             added: list[int] = []
             updated = False
             try:
@@ -330,6 +356,62 @@ class ConceptEditor:
             out.append(crop_path)
         return out
 
+    def _object_crops(
+        self,
+        paths: list[Path],
+        labels: list[str],
+        folder: Path,
+        name: object,
+        category: str,
+    ) -> list[Path]:
+        """Each reference photo of an object concept, cropped to the object to enrol.
+
+        With an object detector a photo is replaced by the square crop of the largest
+        detected object of a class ``category`` maps to (what the pipeline embeds for a
+        detected box), so the object embedder embeds the dog and not the room around it; a
+        photo without such an object is refused. Without a detector (window search), or for a
+        category with no detector class (a warning is logged), the photos stay whole. A file
+        the memory would refuse (unreadable, too small, too large) is refused first, with the
+        memory's own message naming it.
+        """
+        objects = self.objects
+        if objects is None or objects.detector is None:
+            return paths
+        from rap_edge.pipeline._objects import detector_classes
+
+        if not detector_classes(category, objects.detector.labels):
+            log.warning(
+                "%r: category %r has no detector class (see CATEGORY_CLASSES); its photos are "
+                "enrolled whole",
+                name,
+                category,
+            )
+            return paths
+        import cv2
+
+        from rap_edge.memory._validate import check_image_file
+
+        out: list[Path] = []
+        for i, (path, label) in enumerate(zip(paths, labels, strict=True), 1):
+            check_image_file(path)  # the memory's own checks first, naming the file
+            img = _decode(path)
+            if img is None:
+                out.append(path)
+                continue
+            try:
+                crop = objects.enrollment_crop(img, category, photo=f"image #{i}{label}")
+            except InvalidInputError as err:
+                msg = f"{name!r}: {err} (nothing was changed)"
+                raise InvalidInputError(msg) from err
+            ok, buf = cv2.imencode(".png", crop)
+            if not ok:
+                msg = f"image #{i}: the object crop could not be encoded as PNG"
+                raise InvalidInputError(msg)
+            crop_path = folder / f"object-{i}-of-{path.stem[:40]}.png"
+            crop_path.write_bytes(buf.tobytes())
+            out.append(crop_path)
+        return out
+
     def _crop_to(self, img: npt.NDArray[np.uint8], chosen: Detection) -> npt.NDArray[np.uint8]:
         """A crop of ``img`` whose largest detected face is ``chosen``.
 
@@ -361,6 +443,18 @@ class ConceptEditor:
             raise InvalidInputError(msg)
 
     # -- generation --------------------------------------------------------------------------
+
+
+_WHOLE_IMAGE_FOR_OBJECTS = (
+    "--whole-image keeps an object's or pet's whole photo; a person's photo is cut around the "
+    "face (use --face N or --largest to pick one)"
+)
+
+
+def _check_whole_image(whole_image: object) -> None:
+    if not isinstance(whole_image, bool):
+        msg = f"whole_image must be true or false, got {whole_image!r}"
+        raise InvalidInputError(msg)
 
 
 def _check_choice(face: object, *, largest: bool) -> None:

@@ -468,6 +468,7 @@ class Session:
         files: Sequence[Path] = (),
         face: int | None = None,
         largest: bool = False,
+        whole_image: bool = False,
     ) -> Concept:
         """Add a concept and embed its images now (see :meth:`ConceptEditor.add`)."""
         return self._editor().add(
@@ -479,6 +480,7 @@ class Session:
             files=files,
             face=face,
             largest=largest,
+            whole_image=whole_image,
         )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept
@@ -493,6 +495,7 @@ class Session:
         add_files: Sequence[Path] = (),
         face: int | None = None,
         largest: bool = False,
+        whole_image: bool = False,
     ) -> Concept:
         """Change a concept (see :meth:`ConceptEditor.update`)."""
         return self._editor().update(
@@ -505,6 +508,7 @@ class Session:
             add_files=add_files,
             face=face,
             largest=largest,
+            whole_image=whole_image,
         )
 
     def remove_concept(self, ref: str) -> Concept:
@@ -560,6 +564,7 @@ class Session:
                 self.models,
                 embed=lambda: self.embed_pending(),  # noqa: PLW0108 - looked up at call time
                 edited=self._edited,
+                objects=self.objects,
             )
         return self._edits
 

@@ -480,7 +480,12 @@ class ObjectModels:
         return self.square_crops(image, dets)
 
     def enrollment_crop(
-        self, image: npt.NDArray[np.uint8], category: str, *, whole_image: bool = False
+        self,
+        image: npt.NDArray[np.uint8],
+        category: str,
+        *,
+        whole_image: bool = False,
+        photo: str = "the photo",
     ) -> npt.NDArray[np.uint8]:
         """The part of a reference photo to embed for a concept of ``category``.
 
@@ -488,9 +493,15 @@ class ObjectModels:
         category (a photo with twenty objects: the largest matching one). Without a detector,
         for a category with no detector class, or with ``whole_image``: the whole photo.
 
+        Args:
+            image: The photo, BGR uint8.
+            category: The concept's category (``dog``, ``mug``, ...).
+            whole_image: Keep the whole photo.
+            photo: How the refusal names the photo (``image #2 (rex.jpg)``).
+
         Raises:
             InvalidInputError: if the photo has no box of a compatible class, naming the
-                classes looked for and ``--whole-image``.
+                photo, the classes looked for and ``--whole-image``.
         """
         check_bgr_image(image, "image")
         if whole_image or self.detector is None:
@@ -505,8 +516,8 @@ class ObjectModels:
         boxes = [d for d in self.propose(image, None) if d.label.lower() in classes]
         if not boxes:
             msg = (
-                f"no {' or '.join(sorted(classes))} found in the photo for category "
-                f"{category!r}; use a photo where it is visible, or --whole-image to embed "
+                f"no {' or '.join(sorted(classes))} found in {photo} for category "
+                f"{category!r}; use a photo where it is visible, or --whole-image to enrol "
                 "the whole photo"
             )
             raise InvalidInputError(msg)
