@@ -131,9 +131,17 @@ def cmd_add(args: argparse.Namespace) -> int:
     if (args.face is not None or args.largest) and not face_concept:
         msg = "--face and --largest pick a face in a photo of a person; this is an object"
         raise InvalidInputError(msg)
-    embedded = ""
+    if args.whole_image and face_concept:
+        raise InvalidInputError(WHOLE_IMAGE_FOR_OBJECTS)
+    embedded = cropped = note = ""
     with _open(args) as memory:
-        session = _face_session(args, memory) if face_concept and vectors is None else None
+        session = None
+        if vectors is not None:
+            pass
+        elif face_concept:
+            session = _face_session(args, memory)
+        elif args.image:  # an object's photos are cut to the detected object (and embedded) now
+            session, note = _object_session(args, memory, args.category)
         if session is not None:  # embed at once: every command recognises it from now on
             with session:
                 concept = session.add_concept(
@@ -145,7 +153,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                     face=args.face,
                     largest=args.largest,
                 )
-                embedded = session.models.encoder_id
+                embedded, cropped = _encoder_used(session, args.category)
         else:
             if args.face is not None or args.largest:
                 msg = (
@@ -166,7 +174,15 @@ def cmd_add(args: argparse.Namespace) -> int:
         _print_json(asdict(concept))
     else:
         print(f"added {_concept_line(concept)}")
-    if embedded and concept.images:
+    if note:
+        print(note, file=sys.stderr)
+    if embedded and cropped and concept.images:
+        print(
+            f"embedded {len(concept.images)} object image(s) with {embedded}, each cropped to "
+            f"the largest {cropped} found in it: `run --objects` recognises it from now on",
+            file=sys.stderr,
+        )
+    elif embedded and concept.images:
         print(
             f"embedded {len(concept.images)} face image(s) with {embedded}: `ask`, `run` and "
             "the demo recognise it from now on",
@@ -179,6 +195,58 @@ def cmd_add(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+WHOLE_IMAGE_FOR_OBJECTS = (
+    "--whole-image keeps an object's or pet's whole photo; a person's photo is cut around the "
+    "face (use --face N or --largest to pick one)"
+)
+
+
+def _encoder_used(session: Session, category: str) -> tuple[str, str]:
+    """The encoder that embedded an edit's photos, and the detector classes they were cut to."""
+    from rap_edge.pipeline._objects import detector_classes, is_object_category
+
+    objects = session.objects
+    if objects is None or objects.detector is None or not is_object_category(category):
+        return session.models.encoder_id, ""
+    classes = detector_classes(category, objects.detector.labels)
+    return objects.encoder_id, " or ".join(sorted(classes))
+
+
+def _object_session(
+    args: argparse.Namespace, memory: Memory, category: str
+) -> tuple[Session | None, str]:
+    """A session that cuts an object's photos to the detected object, or None and why.
+
+    None (the photos are stored whole and wait for ``memory embed-objects``, as before the
+    detector) with ``--whole-image`` or ``--no-embed``, without the models, without an
+    object detector, or for a category no detector class maps to. The reason is a note to
+    print once the edit is done.
+    """
+    from rap_edge.cli._options import open_session
+    from rap_edge.pipeline._objects import detector_classes
+
+    if args.no_embed or args.whole_image:
+        return None, ""
+    try:
+        session = open_session(args, memory=memory, embed=False, say=False, objects=True)
+    except ModelStoreError as err:
+        if args.models:  # asked for by name: a missing or damaged model is an error
+            raise
+        first = str(err).splitlines()[0]
+        return None, f"object models not loaded ({first}): the photos are kept whole"
+    objects = session.objects
+    if objects is None or objects.detector is None:
+        session.close()
+        return None, ""
+    if not detector_classes(category, objects.detector.labels):
+        session.close()
+        return None, (
+            f"category {category!r} has no detector class (see docs/objects.md): its photos "
+            "are kept whole"
+        )
+    return session, ""
 
 
 def _face_session(args: argparse.Namespace, memory: Memory) -> Session | None:
@@ -228,7 +296,10 @@ def cmd_update(args: argparse.Namespace) -> int:
     if picks and not args.add_image:
         msg = "--face and --largest pick a face in a photo given with --add-image"
         raise InvalidInputError(msg)
-    embedded = ""
+    if args.whole_image and not args.add_image:
+        msg = "--whole-image keeps the whole of a photo given with --add-image"
+        raise InvalidInputError(msg)
+    embedded = cropped = note = ""
     with _open(args) as memory:
         current = memory.get(args.concept)
         aliases = None
@@ -240,9 +311,16 @@ def cmd_update(args: argparse.Namespace) -> int:
         if picks and not face_concept:
             msg = "--face and --largest pick a face in a photo of a person; this is an object"
             raise InvalidInputError(msg)
+        if args.whole_image and face_concept:
+            raise InvalidInputError(WHOLE_IMAGE_FOR_OBJECTS)
         # New photos of a person: the rule of `memory add` (one face, or --face N / --largest
-        # picks one), embedded at once when the face models are present.
-        session = _face_session(args, memory) if args.add_image and face_concept else None
+        # picks one), embedded at once when the face models are present. New photos of an
+        # object: cut to the detected object (unless --whole-image) and embedded at once.
+        session = None
+        if args.add_image and face_concept:
+            session = _face_session(args, memory)
+        elif args.add_image:
+            session, note = _object_session(args, memory, category)
         if session is not None:
             with session:
                 session.update_concept(
@@ -255,7 +333,7 @@ def cmd_update(args: argparse.Namespace) -> int:
                     face=args.face,
                     largest=args.largest,
                 )
-                embedded = session.models.encoder_id
+                embedded, cropped = _encoder_used(session, category)
         else:
             if picks:
                 msg = (
@@ -279,7 +357,15 @@ def cmd_update(args: argparse.Namespace) -> int:
         _print_json(asdict(concept))
     else:
         print(f"updated {_concept_line(concept)}")
-    if embedded:
+    if note:
+        print(note, file=sys.stderr)
+    if embedded and cropped:
+        print(
+            f"embedded {len(args.add_image)} new object image(s) with {embedded}, each "
+            f"cropped to the largest {cropped} found in it",
+            file=sys.stderr,
+        )
+    elif embedded:
         print(
             f"embedded {len(args.add_image)} new face image(s) with {embedded}",
             file=sys.stderr,
@@ -726,13 +812,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _embed_options(p: argparse.ArgumentParser) -> None:
-    """--models, --provider, --face N / --largest and --no-embed (`add` and `update`)."""
+    """--models, --provider, --face N / --largest, --whole-image, --no-embed (`add`, `update`)."""
     p.add_argument(
         "--models",
         metavar="DIR",
         default=None,
-        help="folder of exported models for embedding a person's photos now (default: "
-        "<model store>/onnx; without face models the photos wait for `memory embed-faces`)",
+        help="folder of exported models for embedding a person's photos, or cutting an "
+        "object's photos to the detected object, now (default: <model store>/onnx; without "
+        "the models the photos wait for `memory embed-faces` / `embed-objects`)",
     )
     p.add_argument(
         "--provider",
@@ -754,7 +841,15 @@ def _embed_options(p: argparse.ArgumentParser) -> None:
         help="a photo with several faces: enrol the largest (stored as a crop around it)",
     )
     p.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="an object's or pet's photo: keep the whole photo instead of the crop of the "
+        "largest detected object of its category (e.g. the dog for --category dog); a photo "
+        "where the detector finds no such object is refused without it",
+    )
+    p.add_argument(
         "--no-embed",
         action="store_true",
-        help="store a person's photos without embedding them now (no face check)",
+        help="store the photos as given without embedding them now (no face check, no "
+        "object crop)",
     )

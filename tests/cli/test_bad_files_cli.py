@@ -128,7 +128,9 @@ def test_info_file_must_be_a_regular_file_of_bounded_size(
     os.mkfifo(fifo)
     huge = tmp_path / "huge.txt"
     huge.write_bytes(b"a" * (64 * 1024 + 1))
-    add = ["memory", "add", "mug", "--image", str(img), "--category", "mug", "--memory", mem]
+    # A grey square is no cup for the detector: --whole-image enrols it as it is (issue 17).
+    add = ["memory", "add", "mug", "--image", str(img), "--category", "mug", "--whole-image"]
+    add += ["--memory", mem]
     for path, reason in (
         ("/dev/zero", "/dev/zero: is a character device, not a regular file"),
         (str(fifo), "info.txt: is a FIFO (named pipe), not a regular file"),
