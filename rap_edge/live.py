@@ -635,7 +635,7 @@ class LiveRuntime:
         """The concept with this id or name (see :meth:`Session.get_concept`)."""
         return self.session.get_concept(ref)
 
-    def add_concept(
+    def add_concept(  # noqa: PLR0913 - the fields of a concept
         self,
         name: str,
         category: str,
@@ -643,9 +643,12 @@ class LiveRuntime:
         info: str = "",
         aliases: Sequence[str] = (),
         images: Sequence[npt.NDArray[np.uint8]] = (),
+        whole_image: bool = False,
     ) -> Concept:
         """Add a concept and embed its images now (see :meth:`Session.add_concept`)."""
-        return self.session.add_concept(name, category, info=info, aliases=aliases, images=images)
+        return self.session.add_concept(
+            name, category, info=info, aliases=aliases, images=images, whole_image=whole_image
+        )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept
         self,
@@ -656,10 +659,17 @@ class LiveRuntime:
         info: str | None = None,
         aliases: Sequence[str] | None = None,
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
+        whole_image: bool = False,
     ) -> Concept:
         """Change a concept (see :meth:`Session.update_concept`)."""
         return self.session.update_concept(
-            ref, name=name, category=category, info=info, aliases=aliases, add_images=add_images
+            ref,
+            name=name,
+            category=category,
+            info=info,
+            aliases=aliases,
+            add_images=add_images,
+            whole_image=whole_image,
         )
 
     def remove_concept(self, ref: str) -> Concept:
