@@ -753,7 +753,7 @@ def _panel(  # noqa: PLR0913 - a panel's parts
     cv2.putText(img, title, (x0 + 6, y0 + 20), FONT, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     for label, a, b, color in lines:
         _dashed(img, xy(*a), xy(*b), color)
-        cv2.putText(img, label, (xy(*a)[0] + 4, xy(*a)[1] - 5), FONT, 0.4, color, 1, cv2.LINE_AA)
+        cv2.putText(img, label, (xy(*a)[0] + 4, xy(*a)[1] + 14), FONT, 0.4, color, 1, cv2.LINE_AA)
     lx = px1
     for label, xs, yy, color in reversed(series):
         pts = [xy(x, y) for x, y in zip(xs, yy, strict=True) if y is not None]
@@ -902,7 +902,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         )
         draw(5, "load average, 1 min", [("load1", xs, col_of("load1"), GREY)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         msg = f"{path}: cannot write the plot"
         raise OSError(msg)
 
