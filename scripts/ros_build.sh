@@ -3,7 +3,8 @@
 #
 #   scripts/ros_build.sh [extra colcon build arguments, e.g. --packages-select rap_edge_msgs]
 #
-# 1. ros2_ws/.venv: a venv with the ROS 2 wheels, colcon and this project (editable, [cpu]), so a
+# 1. ros2_ws/.venv: a venv with the ROS 2 wheels, colcon and this project (editable, [cpu,llm]: the
+#    node describes with the real LLM, as the CLI does), so a
 #    node there can `import rap_edge`. Skipped when the venv's stamp matches this script and
 #    pyproject.toml (delete ros2_ws/.venv to start over).
 # 2. The *_rosidl_generator_py CMake exports of the wheels name the wheel builder's Python
@@ -74,10 +75,10 @@ else
   fi
   touch "$VENV/COLCON_IGNORE"
   rm -f "$STAMP"
-  say "installing the ROS 2 Jazzy wheels, colcon and rap-edge[cpu] (editable) into ros2_ws/.venv"
+  say "installing the ROS 2 Jazzy wheels, colcon and rap-edge[cpu,llm] (editable) into ros2_ws/.venv"
   # (the filter drops one warning per package about pip.conf index folders that do not exist)
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "${ROS_WHEELS[@]}" -e "$ROOT[cpu]" \
+    "${ROS_WHEELS[@]}" -e "$ROOT[cpu,llm]" \
     2> >(grep -v -- 'is ignored: it is neither a file nor a directory' >&2) \
     || die "pip could not install the ROS 2 wheels or rap-edge into ros2_ws/.venv (see above)"
   echo "$want" >"$STAMP"
