@@ -17,6 +17,7 @@ command, not only by ``run``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, fields, replace
@@ -29,7 +30,7 @@ from rap_edge.app._edits import ConceptEditor
 from rap_edge.app._generation import Generation
 from rap_edge.app._settings import RUNTIME_FIELDS, Settings
 from rap_edge.app._strangers import DEFAULT_MAX_MB, DEFAULT_RETENTION_DAYS, LiveClusters
-from rap_edge.errors import ConfigError, InvalidInputError
+from rap_edge.errors import ConfigError, InvalidInputError, RapEdgeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -168,6 +169,7 @@ class Session:
         self.generation = Generation(lambda: self.settings, memory, isolate=isolate)
         self._edits: ConceptEditor | None = None
         self._edit_listeners: list[Callable[[], None]] = []
+        self._strangers: list[LiveClusters] = []  # opened by strangers(): checked after edits
         self.embedded: EmbedReport | None = None  # what the last embed_pending did
 
     @classmethod
@@ -550,12 +552,47 @@ class Session:
         if not (0 < max_mb < math.inf):
             msg = f"strangers: the storage cap must be a positive number of MB, got {max_mb!r}"
             raise InvalidInputError(msg)
-        return LiveClusters(
+        clusters = LiveClusters(
             self._memory().path / "unknown",
             threshold=self.thresholds.get(self.models.encoder_id),
             retention_days=retention_days,
             max_bytes=int(max_mb * 1e6),
         )
+        self._strangers.append(clusters)
+        self.resolve_strangers(clusters)
+        return clusters
+
+    def resolve_strangers(self, clusters: UnknownClusters) -> list[tuple[str, str]]:
+        """Forget the strangers who now look like someone the memory knows.
+
+        A cluster seen before its person was enrolled (or before a photo was added that
+        matches it) would stay a "stranger" who is in fact known: its centroid is searched
+        like a face, and a match at the face threshold deletes the cluster and its crops.
+        Runs after every edit of this session, and when the clusters are opened.
+
+        Returns:
+            (cluster id, concept name) for each cluster forgotten.
+        """
+        memory = self.memory
+        encoder = self.models.encoder_id
+        with getattr(clusters, "lock", contextlib.nullcontext()):
+            ids = [c.id for c in clusters.clusters.values() if c.count]
+            cents = [clusters.clusters[i].centroid for i in ids]
+        if memory is None or not ids or encoder not in memory.encoders():
+            return []
+        vecs = np.stack(cents).astype(np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        threshold = self.thresholds.get(encoder)
+        hits = memory.search(vecs, k=1, threshold=threshold, encoder=encoder)
+        out = []
+        for cid, found in zip(ids, hits, strict=True):
+            if found:
+                clusters.forget(cid)
+                out.append((cid, found[0].name))
+                log.info(
+                    "strangers: %s looks like %s now: no longer a stranger", cid, found[0].name
+                )
+        return out
 
     def _editor(self) -> ConceptEditor:
         if self._edits is None:
@@ -570,6 +607,11 @@ class Session:
 
     def _edited(self) -> None:
         self.generation.refresh_names()
+        for clusters in list(self._strangers):
+            try:
+                self.resolve_strangers(clusters)
+            except RapEdgeError:
+                log.warning("strangers: checking them against the memory failed", exc_info=True)
         for listener in list(self._edit_listeners):
             listener()
 

@@ -348,6 +348,28 @@ def test_a_face_concept_without_a_face_is_refused_and_nothing_is_left(
 
 @pytest.mark.network
 @pytest.mark.slow
+def test_a_stranger_enrolled_later_is_no_longer_a_stranger(
+    runtime: Callable[..., LiveRuntime], photos: dict[str, np.ndarray]
+) -> None:
+    rt = runtime()
+    strangers = rt.session.strangers()
+    rt.unknown = strangers  # before the first frame: each source's pipeline is made then
+    stream = Streamer(rt, "cam", frame(photos["biden"]))
+    try:
+        wait_for(lambda: any(c["crops"] for c in strangers.listing()), "Biden clustered")
+    finally:
+        stream.close()
+    (cluster,) = strangers.listing()
+    crops = strangers.crop_paths(cluster["id"])
+    rt.update_concept("Barack", info="Likes chess.")  # an edit about someone else
+    assert [c["id"] for c in strangers.listing()] == [cluster["id"]]
+    rt.add_concept("Joe", "person", images=[photos["biden"]])  # enrolled another way
+    assert strangers.listing() == []  # known now: not a stranger any more
+    assert crops and not any(p.exists() for p in crops)
+
+
+@pytest.mark.network
+@pytest.mark.slow
 def test_removing_a_wrong_photo_re_decides_a_tracked_face_at_once(
     runtime: Callable[..., LiveRuntime], results: Results, photos: dict[str, np.ndarray]
 ) -> None:

@@ -18,7 +18,7 @@ pytest.importorskip("httpx")
 
 from rap_edge.app import Session, Settings
 from rap_edge.memory import Memory
-from rap_edge.web import LiveClusters, Sightings, WebConfig, WebState, create_app
+from rap_edge.web import Sightings, WebConfig, WebState, create_app
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -60,10 +60,7 @@ def open_web(
     )
     session = Session.open(settings, memory="required")
     assert session.memory is not None
-    clusters = LiveClusters(
-        session.memory.path / "unknown",
-        threshold=session.thresholds.get(session.models.encoder_id),
-    )
+    clusters = session.strangers()  # as `rap-edge serve` opens them
     sightings = Sightings(session.memory.path)
     state = WebState(session, clusters=clusters, sightings=sightings)
     cfg = WebConfig(memory=session.memory.path, auth=auth, **config)
