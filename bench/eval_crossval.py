@@ -8,8 +8,12 @@ then the fold is evaluated with it (enroll the first photo, test the rest, on th
 every condition). Counts are pooled over both folds. Each fold's gallery holds only half the
 identities, so impostor matches are rarer than with all ten enrolled.
 
+``--textbook`` runs the textbook dlib pipeline (``bench/eval_faces.py``'s: HOG detector, 5-point
+landmarks, ResNet descriptor, distance < 0.6) on the same folds in the same run, side by side;
+its rule is fixed, so every fold is held out for it too.
+
 Example:
-    python bench/eval_crossval.py --labelled DIR --tiles 2
+    python bench/eval_crossval.py --labelled DIR --textbook
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from rap_edge.pipeline import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.eval_faces
-from bench.eval_faces import closeup_condition
+from bench.eval_faces import TextbookRecognizer, closeup_condition
 
 
 def subset(full: LabelledSet, names: set[str], distractors: set[str]) -> LabelledSet:
@@ -46,6 +50,29 @@ def subset(full: LabelledSet, names: set[str], distractors: set[str]) -> Labelle
         {k: v for k, v in full.identities.items() if k in names},
         [p for p in full.distractors if p.name in distractors],
     )
+
+
+def _counts(rep: Any) -> dict[str, int]:  # noqa: ANN401 - an EvalReport
+    """Pooled counts of one evaluation: true and false positives, tests, distractors."""
+    per = rep.per_identity.values()
+    return {
+        "tp": sum(int(m["true_pos"]) for m in per),
+        "fp": sum(int(m["false_pos"]) for m in per),
+        "n": sum(int(m["tests"]) for m in per),
+        "rej": round((rep.distractor_rejection or 0.0) * rep.distractors),
+        "d": int(rep.distractors),
+    }
+
+
+def _rates(a: dict[str, float]) -> dict[str, float]:
+    """Precision, recall and distractor rejection of pooled counts (with the counts)."""
+    nan = float("nan")
+    return {
+        "precision": a["tp"] / (a["tp"] + a["fp"]) if a["tp"] + a["fp"] else nan,
+        "recall": a["tp"] / a["n"] if a["n"] else nan,
+        "distractor_rejection": a["rej"] / a["d"] if a["d"] else nan,
+        **a,
+    }
 
 
 def threshold_for(models: FaceModels, part: LabelledSet, far: float) -> dict[str, Any]:
@@ -65,6 +92,9 @@ def main() -> int:
     parser.add_argument(
         "--tiles", type=int, default=1, help="1 (default): as `rap-edge run` with no flags"
     )
+    parser.add_argument(
+        "--textbook", action="store_true", help="also the textbook dlib pipeline, side by side"
+    )
     parser.add_argument("--out", default="bench/results/eval_crossval.json")
     args = parser.parse_args()
     full = LabelledSet.load(args.labelled)
@@ -78,7 +108,15 @@ def main() -> int:
     conditions["closeup"] = closeup_condition(
         full, Path(tempfile.mkdtemp(prefix="rap-edge-closeup-"))
     )
+    textbook = None
+    if args.textbook:
+        from rap_edge.models import CARRIERS, ModelStore
+
+        store = ModelStore(None, carriers=[c for c in CARRIERS if c.key == "dlib-face"])
+        store.pull()
+        textbook = TextbookRecognizer(store)
     pooled: dict[str, dict[str, float]] = {}
+    pooled_textbook: dict[str, dict[str, float]] = {}
     folds = []
     for k in (0, 1):
         train = subset(full, folds_ids[1 - k], folds_d[1 - k])
@@ -97,47 +135,51 @@ def main() -> int:
             if cname != "clean":
                 cond = subset(conditions[cname], folds_ids[k], folds_d[k])
                 tests = cond.tests_like(test, 1)
-            rep = evaluate(rec, test, tests=tests)
-            tp = sum(int(m["true_pos"]) for m in rep.per_identity.values())
-            fp = sum(int(m["false_pos"]) for m in rep.per_identity.values())
-            n = sum(int(m["tests"]) for m in rep.per_identity.values())
-            rej = round((rep.distractor_rejection or 0.0) * rep.distractors)
-            acc = pooled.setdefault(cname, {"tp": 0, "fp": 0, "n": 0, "rej": 0, "d": 0})
-            for key, val in (
-                ("tp", tp),
-                ("fp", fp),
-                ("n", n),
-                ("rej", rej),
-                ("d", rep.distractors),
-            ):
-                acc[key] += val
-            fold[cname] = {
-                "tp": tp,
-                "fp": fp,
-                "tests": n,
-                "distractors": rep.distractors,
-                "rejected": rej,
-            }
-            print(
-                f"fold {k} {cname}: threshold {cal['threshold']:.4f} TP {tp} FP {fp} / {n}, "
-                f"rejected {rej}/{rep.distractors}",
-                file=sys.stderr,
-                flush=True,
-            )
+            systems: list[tuple[str, Any, dict[str, dict[str, float]]]] = [
+                ("rap-edge", rec, pooled)
+            ]
+            if textbook is not None:
+                systems.append(("textbook", textbook, pooled_textbook))
+            for label, recognizer, into in systems:
+                counts = _counts(evaluate(recognizer, test, tests=tests))
+                acc = into.setdefault(cname, {"tp": 0, "fp": 0, "n": 0, "rej": 0, "d": 0})
+                for key in acc:
+                    acc[key] += counts[key]
+                fold[cname if label == "rap-edge" else f"{cname} (textbook)"] = counts
+                print(
+                    f"fold {k} {cname} {label}: TP {counts['tp']} FP {counts['fp']} / "
+                    f"{counts['n']}, rejected {counts['rej']}/{counts['d']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         folds.append(fold)
     print(
         f"\n2-fold cross-validation by identity, FAR {args.far}, tiles {args.tiles}; "
         f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}\n"
     )
-    print("| condition | precision | recall | distractors rejected |")
-    print("|---|---:|---:|---:|")
-    rows = {}
-    for cname, a in pooled.items():
-        prec = a["tp"] / (a["tp"] + a["fp"]) if a["tp"] + a["fp"] else float("nan")
-        rec_ = a["tp"] / a["n"] if a["n"] else float("nan")
-        rej_ = a["rej"] / a["d"] if a["d"] else float("nan")
-        rows[cname] = {"precision": prec, "recall": rec_, "distractor_rejection": rej_, **a}
-        print(f"| {cname} | {prec:.3f} | {rec_:.3f} | {rej_:.3f} |")
+    rows = {c: _rates(a) for c, a in pooled.items()}
+    rows_textbook = {c: _rates(a) for c, a in pooled_textbook.items()}
+    if rows_textbook:
+        print(
+            "| condition | rap-edge precision | recall | rejected | "
+            "textbook precision | recall | rejected |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for cname, r in rows.items():
+            t = rows_textbook[cname]
+            print(
+                f"| {cname} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                f"{r['distractor_rejection']:.3f} | {t['precision']:.3f} | {t['recall']:.3f} | "
+                f"{t['distractor_rejection']:.3f} |"
+            )
+    else:
+        print("| condition | precision | recall | distractors rejected |")
+        print("|---|---:|---:|---:|")
+        for cname, r in rows.items():
+            print(
+                f"| {cname} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                f"{r['distractor_rejection']:.3f} |"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -149,6 +191,7 @@ def main() -> int:
                 "encoder": models.encoder_id,
                 "folds": folds,
                 "pooled": rows,
+                **({"pooled_textbook": rows_textbook} if rows_textbook else {}),
             },
             indent=1,
         )
