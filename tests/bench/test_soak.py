@@ -1,10 +1,10 @@
 """bench/soak.py end to end in seconds: rows of ~5 s instead of minutes (plumbing, not verdicts).
 
 The live part runs on the real exported face models (the session's export, so network-marked)
-and the check photos, with the template backend (no LLM needed); the node part runs only where
-the ROS workspace is built, inside scripts/netns_run.sh like every DDS test (skipped where no
-network namespace can be made). What is checked: the JSON's shape (rows, their metrics, the
-verdicts) and that the PNG is written; whether the verdicts pass is the soak's business.
+and the check photos, with the template backend (no LLM needed); the node part is
+``tests/ros/test_soak_node.py`` (it needs the built ROS workspace: the ``ros_ws`` fixture).
+What is checked: the JSON's shape (rows, their metrics, the verdicts) and that the PNG is
+written; whether the verdicts pass is the soak's business.
 """
 
 from __future__ import annotations
@@ -119,19 +119,3 @@ def test_live_part_writes_rows_verdicts_and_a_plot(face_models: Exported, tmp_pa
     assert "template" in live["description_backend"]
     assert sum(r["descriptions"] for r in live["rows"]) > 0
     assert live["closed_cleanly"] is True
-
-
-@pytest.mark.network
-@pytest.mark.slow
-@pytest.mark.ros
-def test_node_part_in_the_network_namespace(face_models: Exported, tmp_path: Path) -> None:
-    if not (ROOT / "ros2_ws" / "install" / "setup.bash").is_file():
-        pytest.skip("ros2_ws is not built (scripts/ros_build.sh)")
-    result = _soak(tmp_path, face_models, "--minutes", "0", "--node-minutes", "0.4", timeout=300)
-    node = result["node"]
-    if node.get("skipped"):
-        pytest.skip(f"no network namespace here: {node['skipped']}")
-    assert node["error"] is None
-    assert node["namespace_interfaces"] == ["lo"]
-    assert node["node_exit"] == 0
-    _check_part(node, rows=5, sources={"/soak/cam_a/image", "/soak/cam_b/image"})
