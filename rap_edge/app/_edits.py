@@ -346,14 +346,7 @@ class ConceptEditor:
             chosen = dets[face - 1] if face is not None else max(dets, key=_area)
             crop = self._crop_to(img, chosen)
             crop_path = folder / f"face-{i}-of-{path.stem[:40]}.png"
-            import cv2
-
-            ok, buf = cv2.imencode(".png", crop)
-            if not ok:
-                msg = f"image #{i}: the face crop could not be encoded as PNG"
-                raise InvalidInputError(msg)
-            crop_path.write_bytes(buf.tobytes())
-            out.append(crop_path)
+            out.append(_write_png(crop_path, crop, f"image #{i}: the face crop"))
         return out
 
     def _object_crops(
@@ -387,7 +380,6 @@ class ConceptEditor:
                 category,
             )
             return paths
-        import cv2
 
         from rap_edge.memory._validate import check_image_file
 
@@ -403,13 +395,8 @@ class ConceptEditor:
             except InvalidInputError as err:
                 msg = f"{name!r}: {err} (nothing was changed)"
                 raise InvalidInputError(msg) from err
-            ok, buf = cv2.imencode(".png", crop)
-            if not ok:
-                msg = f"image #{i}: the object crop could not be encoded as PNG"
-                raise InvalidInputError(msg)
             crop_path = folder / f"object-{i}-of-{path.stem[:40]}.png"
-            crop_path.write_bytes(buf.tobytes())
-            out.append(crop_path)
+            out.append(_write_png(crop_path, crop, f"image #{i}: the object crop"))
         return out
 
     def _crop_to(self, img: npt.NDArray[np.uint8], chosen: Detection) -> npt.NDArray[np.uint8]:
@@ -510,17 +497,21 @@ def _decode(path: Path) -> npt.NDArray[np.uint8] | None:
         return None
 
 
-def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object) -> list[Path]:
+def _write_png(path: Path, image: npt.NDArray[np.uint8], what: str) -> Path:
+    """Write ``image`` as a PNG at ``path`` (``what`` names it if it cannot be encoded)."""
     import cv2
 
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image))
+    if not ok:
+        msg = f"{what} could not be encoded as PNG"
+        raise InvalidInputError(msg)
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def _write_pngs(images: Sequence[npt.NDArray[np.uint8]], folder: Path, name: object) -> list[Path]:
     stem = "".join(ch if ch.isalnum() else "_" for ch in str(name))[:40] or "image"
-    out = []
-    for i, img in enumerate(images):
-        ok, buf = cv2.imencode(".png", np.ascontiguousarray(img))
-        if not ok:
-            msg = f"image #{i + 1} could not be encoded as PNG"
-            raise InvalidInputError(msg)
-        path = folder / f"{stem}-{i + 1}.png"
-        path.write_bytes(buf.tobytes())
-        out.append(path)
-    return out
+    return [
+        _write_png(folder / f"{stem}-{i + 1}.png", img, f"image #{i + 1}")
+        for i, img in enumerate(images)
+    ]
