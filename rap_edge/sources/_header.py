@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEADER_FORMATS",
     "MAX_DECLARED_PIXELS",
+    "MAX_DECODED_SIDE",
     "DeclaredSizeError",
     "HeaderError",
     "ImageHeader",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 MAX_DECLARED_PIXELS = 100_000_000
+# OpenCV refuses (with an exception, not None) a width or height above this (CV_IO_MAX_IMAGE_*).
+MAX_DECODED_SIDE = 1 << 20
 """The most pixels an encoded image may declare (100 megapixels, the frame and memory limit)."""
 
 HEADER_FORMATS = ("png", "jpeg", "bmp", "tiff", "webp", "pnm")
@@ -325,9 +328,16 @@ def check_image_header(
 
     Raises:
         InvalidInputError: as :func:`read_image_header`, or if the image declares more than
-            ``max_pixels`` pixels (it is never decoded).
+            ``max_pixels`` pixels or a side over :data:`MAX_DECODED_SIDE` (it is never
+            decoded).
     """
     header = read_image_header(data)
+    if max(header.width, header.height) > MAX_DECODED_SIDE:
+        msg = (
+            f"{header.format.upper()} declares {header.width}x{header.height} pixels, a side "
+            f"over the {MAX_DECODED_SIDE:,} pixels an image may have; not decoded"
+        )
+        raise DeclaredSizeError(msg)
     if header.pixels > max_pixels:
         msg = (
             f"{header.format.upper()} declares {header.width}x{header.height} pixels "

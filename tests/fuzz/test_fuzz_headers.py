@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from rap_edge.errors import InvalidInputError
 from rap_edge.sources._header import (
     MAX_DECLARED_PIXELS,
+    MAX_DECODED_SIDE,
+    DeclaredSizeError,
     ImageHeader,
     check_image_header,
+    decode_image,
     read_image_header,
 )
 from tests.fuzz.conftest import FUZZ
@@ -81,15 +84,38 @@ def test_a_damaged_image_is_refused_or_decodes_to_its_declared_size(
     sample: tuple[bytes, str, int, int], cuts: list[tuple[int, int]], end: int | None
 ) -> None:
     """The property the bomb check rests on: OpenCV never decodes more than the header says."""
-    data = _mutate(sample[0], cuts, end)
+    _refused_or_within_its_header(_mutate(sample[0], cuts, end))
+
+
+def _refused_or_within_its_header(data: bytes) -> None:
     try:
         header = read_image_header(data)
     except InvalidInputError:
         return
     assert header.width > 0 and header.height > 0
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        # OpenCV's own refusal (a side over CV_IO_MAX_IMAGE_WIDTH/HEIGHT): nothing decoded;
+        # check_image_header refuses those sides first, and decode_image says so.
+        assert max(header.width, header.height) > MAX_DECODED_SIDE, header
+        with pytest.raises(DeclaredSizeError, match="a side over the 1,048,576 pixels"):
+            check_image_header(data)
+        return
     if decoded is not None:
         assert decoded.shape[0] * decoded.shape[1] <= header.pixels, (header, decoded.shape)
+
+
+def test_a_bmp_whose_damaged_width_is_over_opencvs_limit_is_refused() -> None:
+    """The case the fuzzer found: one changed byte makes a 1x27 BMP declare 1048577x27."""
+    ok, buf = cv2.imencode(".bmp", np.zeros((27, 1, 3), np.uint8))
+    assert ok
+    data = bytearray(buf.tobytes())
+    data[20] = 16  # the width's third byte: 1 -> 1,048,577
+    assert read_image_header(bytes(data)).width == (1 << 20) + 1
+    _refused_or_within_its_header(bytes(data))
+    with pytest.raises(InvalidInputError, match="declares 1048577x27 pixels, a side over"):
+        decode_image(bytes(data))
 
 
 @FUZZ
@@ -161,7 +187,7 @@ def test_declared_sizes_are_read_exactly_and_limited(
     raw = build(width, height)  # type: ignore[operator]
     header = read_image_header(raw)
     assert (header.width, header.height) == (width, height)
-    if width * height > MAX_DECLARED_PIXELS:
+    if width * height > MAX_DECLARED_PIXELS or max(width, height) > MAX_DECODED_SIDE:
         with pytest.raises(InvalidInputError, match="not decoded"):
             check_image_header(raw)
     else:
