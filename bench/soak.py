@@ -72,6 +72,7 @@ from bench._soak_common import (
     pct,
     sample,
 )
+from bench.pipeline import compose  # the frames bench/pipeline.py measures
 
 if TYPE_CHECKING:
     from rap_edge.generate import GenerationResult
@@ -96,21 +97,6 @@ GROUPS = (
 
 
 # -- frames --------------------------------------------------------------------------------------
-
-
-def compose(images: list[np.ndarray], shift: int) -> np.ndarray:
-    """A 640x480 frame with the images scaled into equal columns, moved by ``shift`` px."""
-    canvas = np.full((480, 640, 3), 90, np.uint8)
-    col = 640 // len(images)
-    for i, img in enumerate(images):
-        s = min((col - 20) / img.shape[1], 440 / img.shape[0])
-        small = cv2.resize(
-            img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA
-        )
-        x, y = i * col + 10 + shift, 20 + shift // 2
-        h, w = small.shape[:2]
-        canvas[y : y + h, x : x + min(w, 640 - x)] = small[:, : 640 - x]
-    return canvas
 
 
 def load_photos(folder: Path | None) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
