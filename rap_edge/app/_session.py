@@ -17,7 +17,6 @@ command, not only by ``run``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass, fields, replace
@@ -562,7 +561,7 @@ class Session:
         self.resolve_strangers(clusters)
         return clusters
 
-    def resolve_strangers(self, clusters: UnknownClusters) -> list[tuple[str, str]]:
+    def resolve_strangers(self, clusters: LiveClusters) -> list[tuple[str, str]]:
         """Forget the strangers who now look like someone the memory knows.
 
         A cluster seen before its person was enrolled (or before a photo was added that
@@ -575,7 +574,7 @@ class Session:
         """
         memory = self.memory
         encoder = self.models.encoder_id
-        with getattr(clusters, "lock", contextlib.nullcontext()):
+        with clusters.lock:
             ids = [c.id for c in clusters.clusters.values() if c.count]
             cents = [clusters.clusters[i].centroid for i in ids]
         if memory is None or not ids or encoder not in memory.encoders():

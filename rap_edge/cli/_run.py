@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from rap_edge.app import Session
     from rap_edge.generate import Describer
+    from rap_edge.sources import ReconnectPolicy
 
 
 __all__ = ["register"]
@@ -111,12 +112,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_fps is not None and not 0 < args.max_fps <= 1000:  # noqa: PLR2004
         msg = f"--max-fps must be in (0, 1000], got {args.max_fps}"
         raise InvalidInputError(msg)
-    stream_policy(args)  # checked before the models load
+    policy = stream_policy(args)  # checked before the models load
     with open_session(args, isolate=True) as session:
-        return _run(args, session)
+        return _run(args, session, policy)
 
 
-def _run(args: argparse.Namespace, session: Session) -> int:
+def _run(args: argparse.Namespace, session: Session, policy: ReconnectPolicy) -> int:
     import numpy as np
     from tqdm import tqdm
 
@@ -150,7 +151,7 @@ def _run(args: argparse.Namespace, session: Session) -> int:
             args.source,
             topic=args.topic,
             sequence=True if args.sequence else None,
-            policy=stream_policy(args),
+            policy=policy,
         ) as source:
             print(source.describe(), file=sys.stderr)
             if jsonl is not None and isinstance(source, CaptureSource):

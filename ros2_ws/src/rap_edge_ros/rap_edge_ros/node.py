@@ -1321,8 +1321,8 @@ def _init_rclpy(args: list[str] | None) -> None:
         rclpy.init(args=args)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT or SIGTERM; exit code 0 then, non-zero if it cannot start."""
+def _init_rclpy_until_signal(args: list[str] | None) -> threading.Event:
+    """Initialise rclpy; the event returned is set by SIGINT or SIGTERM."""
     _init_rclpy(args)
     stop = threading.Event()
 
@@ -1332,6 +1332,12 @@ def main(args: list[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    return stop
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until SIGINT or SIGTERM; exit code 0 then, non-zero if it cannot start."""
+    stop = _init_rclpy_until_signal(args)
 
     try:
         node = RapEdgeNode()  # a parameter override of the wrong type fails here
@@ -1371,15 +1377,7 @@ def main_lifecycle(args: list[str] | None = None) -> int:
     parameter ``autostart``. Exit code 0 after a clean stop; with ``autostart``, a failed
     configure exits with the error's code (1 for a bad parameter).
     """
-    _init_rclpy(args)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        del signum
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    stop = _init_rclpy_until_signal(args)
     try:
         node = RapEdgeLifecycleNode()
     except Exception as err:  # noqa: BLE001 - reported, then a clean exit
