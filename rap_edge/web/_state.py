@@ -368,10 +368,8 @@ class WebState:
             )
 
     def forget(self, ref: str) -> Concept:
-        """Forget a concept, its sightings and its MQTT entities."""
+        """Forget a concept and its MQTT entities (its sightings go with it in the memory)."""
         concept = self.runtime.remove_concept(ref)
-        if self.sightings is not None:
-            self.sightings.forget(concept.id)
         if self.mqtt is not None:
             self.mqtt.forget(concept)
         with self._faces_lock:
