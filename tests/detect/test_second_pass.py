@@ -54,15 +54,26 @@ def _names(pipe: Pipeline, image: np.ndarray) -> list[tuple[str, str | None]]:
     return [(r.decision, r.name) for r in res.recognitions]
 
 
-def closeup(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """The face's middle 70 % of rows (forehead and chin cut off), 480 px high."""
+def closeup(
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    rows: tuple[float, float] = (0.15, 0.85),
+) -> np.ndarray:
+    """The face's middle rows (default 70 %: forehead and chin cut off), 480 px high."""
+    return _closeup_and_map(image, box, rows)[0]
+
+
+def _closeup_and_map(
+    image: np.ndarray, box: tuple[float, float, float, float], rows: tuple[float, float]
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The close-up and how photo pixels map into it: (x0, y0, scale)."""
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
-    crop = image[
-        int(y1 + 0.15 * h) : int(y1 + 0.85 * h), max(0, int(x1 - 0.08 * w)) : int(x2 + 0.08 * w)
-    ]
-    size = (round(crop.shape[1] * 480 / crop.shape[0]), 480)
-    return np.asarray(cv2.resize(crop, size), np.uint8)
+    x0, y0 = max(0, int(x1 - 0.08 * w)), int(y1 + rows[0] * h)
+    crop = image[y0 : int(y1 + rows[1] * h), x0 : int(x2 + 0.08 * w)]
+    scale = 480 / crop.shape[0]
+    size = (round(crop.shape[1] * scale), 480)
+    return np.asarray(cv2.resize(crop, size), np.uint8), (x0, y0, scale)
 
 
 @pytest.mark.parametrize("stem", ["obama2", "obama3"])
@@ -75,6 +86,31 @@ def test_a_face_that_overflows_the_frame_is_found_and_named(
     runs = models.fallback_runs
     assert _names(pipe, image) == [("known", "Barack")]
     assert models.fallback_runs == runs + 1
+
+
+@pytest.mark.parametrize(("stem", "rows"), [("biden", (0.1, 0.9)), ("obama3", (0.2, 0.8))])
+def test_a_closeups_shifted_first_pass_box_gives_way_to_the_padded_pass(
+    face_models: Exported, models: FaceModels, pipe: Pipeline, stem: str, rows: tuple[float, float]
+) -> None:
+    """On these close-ups the SSD's only box is a phantom shifted by half a face, mostly
+    outside the frame, that its own chip confirms. Landmarks from it cut a chip that no one
+    can be named from; the padded pass's box must win, landmarks where the photo has them.
+    """
+    photo = _photo(face_models, stem)
+    face = largest(models.detect(photo))
+    assert face is not None
+    image, (x0, y0, scale) = _closeup_and_map(photo, face.box, rows)
+    inside, outside = models.detect_upright(image)
+    assert inside == []
+    assert len(outside) == 1
+    assert models.verify(image, outside)  # the phantom alone would have been kept
+    (found,) = models.detect(image, fallback=True)
+    expected = (models.landmarks_for_detections(photo, [face])[0] - [x0, y0]) * scale
+    got = models.landmarks_for_detections(image, [found])[0]
+    eyes = float(np.linalg.norm(expected[0] - expected[2]))
+    assert float(np.linalg.norm(got - expected, axis=1).mean()) < 0.05 * eyes
+    expect = [("unknown", None)] if stem == "biden" else [("known", "Barack")]
+    assert _names(pipe, image) == expect
 
 
 def test_a_strangers_closeup_stays_unknown_and_a_blank_frame_gets_no_phantom(
