@@ -12,6 +12,9 @@ identities, so impostor matches are rarer than with all ten enrolled.
 landmarks, ResNet descriptor, distance < 0.6) on the same folds in the same run, side by side;
 its rule is fixed, so every fold is held out for it too.
 
+The quality gate's low-quality threshold (``rap_edge.pipeline._quality``) is calibrated on the
+other fold too, from that fold's degraded copies, with ``--quality-gate`` (off by default).
+
 Example:
     python bench/eval_crossval.py --labelled DIR --textbook
 """
@@ -35,8 +38,10 @@ from rap_edge.pipeline import (
     PipelineRecognizer,
     Thresholds,
     calibrate_threshold,
+    degraded_probes,
     evaluate,
     face_vectors,
+    low_quality_threshold,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.eval_faces
@@ -75,13 +80,32 @@ def _rates(a: dict[str, float]) -> dict[str, float]:
     }
 
 
-def threshold_for(models: FaceModels, part: LabelledSet, far: float) -> dict[str, Any]:
+def threshold_for(
+    models: FaceModels,
+    part: LabelledSet,
+    far: float,
+    conditions: dict[str, LabelledSet] | None = None,
+) -> dict[str, Any]:
+    """The calibration of one fold: threshold, and with ``conditions`` the low-quality one."""
     photos = [p for v in part.identities.values() for p in v] + part.distractors
     labels: list[str | None] = [k for k, v in part.identities.items() for _ in v]
     labels += [None] * len(part.distractors)
     vectors, found = face_vectors(models, photos)
     keep = [i for i, ok in enumerate(found) if ok]
-    return calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=far)
+    out = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=far)
+    if conditions:
+        ids = [i for i in keep if labels[i] is not None]
+        out.update(
+            low_quality_threshold(
+                models,
+                vectors[ids],
+                [str(labels[i]) for i in ids],
+                degraded_probes(conditions),
+                far=far,
+                threshold=out["threshold"],
+            )
+        )
+    return out
 
 
 def main() -> int:
@@ -94,6 +118,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--textbook", action="store_true", help="also the textbook dlib pipeline, side by side"
+    )
+    parser.add_argument(
+        "--quality-gate",
+        action="store_true",
+        help="also calibrate and apply the low-quality threshold (off by default, as in "
+        "`rap-edge calibrate thresholds`)",
     )
     parser.add_argument("--out", default="bench/results/eval_crossval.json")
     args = parser.parse_args()
@@ -121,13 +151,23 @@ def main() -> int:
     for k in (0, 1):
         train = subset(full, folds_ids[1 - k], folds_d[1 - k])
         test = subset(full, folds_ids[k], folds_d[k])
-        cal = threshold_for(models, train, args.far)
+        train_conditions = (
+            {c: subset(v, folds_ids[1 - k], folds_d[1 - k]) for c, v in full.conditions().items()}
+            if args.quality_gate
+            else None
+        )
+        cal = threshold_for(models, train, args.far, train_conditions)
         th = Thresholds(margin=DEFAULT_MARGIN)
         th.set_default(models.encoder_id, cal["threshold"], origin=f"fold {k} calibration")
+        if cal.get("low_quality_threshold") is not None:
+            th.low_quality[models.encoder_id] = cal["low_quality_threshold"]
         rec = PipelineRecognizer(models, thresholds=th, config=PipelineConfig(tiles=args.tiles))
         fold: dict[str, Any] = {
             "test_identities": sorted(folds_ids[k]),
             "threshold": cal["threshold"],
+            "low_quality_threshold": cal.get("low_quality_threshold"),
+            "low_quality_probes": cal.get("low_quality_probes"),
+            "low_quality_impostor_pairs": cal.get("low_quality_impostor_pairs"),
             "calibration_pairs": [cal["genuine_pairs"], cal["impostor_pairs"]],
         }
         for cname in ["clean", *conditions]:
@@ -155,7 +195,13 @@ def main() -> int:
         folds.append(fold)
     print(
         f"\n2-fold cross-validation by identity, FAR {args.far}, tiles {args.tiles}; "
-        f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}\n"
+        f"thresholds {folds[0]['threshold']:.4f} / {folds[1]['threshold']:.4f}; "
+        "low-quality thresholds "
+        + " / ".join(
+            "none" if f["low_quality_threshold"] is None else f"{f['low_quality_threshold']:.4f}"
+            for f in folds
+        )
+        + "\n"
     )
     rows = {c: _rates(a) for c, a in pooled.items()}
     rows_textbook = {c: _rates(a) for c, a in pooled_textbook.items()}
@@ -188,6 +234,7 @@ def main() -> int:
                 "machine": platform.platform(),
                 "far": args.far,
                 "tiles": args.tiles,
+                "quality_gate": args.quality_gate,
                 "encoder": models.encoder_id,
                 "folds": folds,
                 "pooled": rows,

@@ -322,10 +322,23 @@ def face_vectors(
 
     Photos without a detected face (or unreadable) get a zero row and ``False``.
     """
+    vectors, found, _ = face_probes(models, photos, progress=progress)
+    return vectors, found
+
+
+def face_probes(
+    models: FaceModels,
+    photos: Sequence[Path],
+    *,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> tuple[npt.NDArray[np.float32], list[bool], list[float]]:
+    """As :func:`face_vectors`, with each face's quality (0 where none was found)."""
     from rap_edge.pipeline._faces import largest
+    from rap_edge.pipeline._quality import face_quality
 
     out = np.zeros((len(photos), models.encoder.dim), dtype=np.float32)
     found = [False] * len(photos)
+    quality = [0.0] * len(photos)
     wrap = progress or (lambda x: x)
     for i, path in wrap(list(enumerate(photos))):
         try:
@@ -336,9 +349,95 @@ def face_vectors(
         if face is None:
             continue
         pts = models.landmarks_for_detections(img, [face])[0]
-        out[i] = models.embed_chips([models.chip(img, pts)])[0]
+        chip = models.chip(img, pts)
+        out[i] = models.embed_chips([chip])[0]
         found[i] = True
-    return out, found
+        quality[i] = face_quality(chip, pts)
+    return out, found, quality
+
+
+#: Conditions whose photos hold more than one face: the largest face need not be the label's.
+MULTI_FACE_CONDITIONS = frozenset({"two_people"})
+
+
+def degraded_probes(conditions: dict[str, LabelledSet]) -> list[tuple[Path, str | None]]:
+    """Every photo of the single-face conditions with its label (None: a distractor)."""
+    out: list[tuple[Path, str | None]] = []
+    for name, cond in conditions.items():
+        if name in MULTI_FACE_CONDITIONS:
+            continue
+        out += [(p, k) for k, v in cond.identities.items() for p in v]
+        out += [(p, None) for p in cond.distractors]
+    return out
+
+
+def low_quality_threshold(  # noqa: PLR0913
+    models: FaceModels,
+    gallery: npt.NDArray[np.float32],
+    gallery_labels: Sequence[str],
+    probes: Sequence[tuple[Path, str | None]],
+    *,
+    far: float,
+    threshold: float,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Embed the degraded ``probes`` and :func:`calibrate_low_quality` them on ``gallery``."""
+    vectors, found, quality = face_probes(models, [p for p, _ in probes], progress=progress)
+    keep = [i for i, ok in enumerate(found) if ok]
+    return calibrate_low_quality(
+        gallery,
+        gallery_labels,
+        vectors[keep],
+        [probes[i][1] for i in keep],
+        [quality[i] for i in keep],
+        far=far,
+        threshold=threshold,
+    )
+
+
+def calibrate_low_quality(  # noqa: PLR0913
+    gallery: npt.NDArray[np.float32],
+    gallery_labels: Sequence[str],
+    probes: npt.NDArray[np.float32],
+    probe_labels: Sequence[str | None],
+    probe_quality: Sequence[float],
+    *,
+    far: float,
+    threshold: float,
+) -> dict[str, Any]:
+    """The threshold at which *low-quality* faces meet the false-accept target ``far``.
+
+    Impostor pairs: each low-quality probe (quality < 1; degraded photos) with every gallery
+    photo (clean photos) of another identity; a distractor probe (label None) with all of
+    them. The result's ``low_quality_threshold`` is the least threshold whose false-accept
+    rate on those pairs is at most ``far``, and never below ``threshold`` (low-quality faces
+    that are no riskier than the rest keep the main threshold). ``None`` when there are fewer
+    impostor pairs than ``1 / far`` (too few to measure that rate).
+    """
+    g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
+    low = [i for i, q in enumerate(probe_quality) if q < 1.0]
+    p = probes[low] / np.maximum(np.linalg.norm(probes[low], axis=1, keepdims=True), 1e-12)
+    sims = p @ g.T
+    glab = np.array(list(gallery_labels), dtype=object)
+    impostor_rows = [sims[j][glab != probe_labels[i]] for j, i in enumerate(low)]
+    impostor = np.sort(np.concatenate(impostor_rows)) if impostor_rows else np.zeros(0)
+    out: dict[str, Any] = {
+        "low_quality_probes": len(low),
+        "probes": len(probe_quality),
+        "low_quality_impostor_pairs": len(impostor),
+        "low_quality_far_at_threshold": float((impostor >= threshold).mean())
+        if len(impostor)
+        else None,
+    }
+    if len(impostor) < 1 / far:
+        out["low_quality_threshold"] = None
+        return out
+    allowed = int(np.floor(far * len(impostor)))
+    cut = float(impostor[len(impostor) - allowed - 1])
+    low_t = max(threshold, math.ceil(np.nextafter(cut, 2.0) * 1e6) / 1e6)
+    out["low_quality_threshold"] = low_t
+    out["low_quality_far"] = float((impostor >= low_t).mean())
+    return out
 
 
 def calibrate_threshold(

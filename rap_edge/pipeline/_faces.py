@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ MIN_INSIDE = 0.6
 TILE_OVERLAP = 0.25  # share of a tile that overlaps its neighbour
 EDGE_PX = 2  # a tile box this close to an inner tile edge is a cut face
 TILE_MAX_FACE = 0.6  # tile boxes wider than this share of the tile: left to the whole frame
+COVERED = 0.25  # a tile box this much inside a whole-frame box is part of that face
 # Second passes, run only when the first finds no face (see FaceModels.detect):
 FALLBACK_PAD = 0.3  # close-ups: grey border on every side, as a share of the longer side
 FALLBACK_ANGLES = (45.0, -45.0)  # tilted faces: the frame rotated by these (degrees)
@@ -42,6 +44,10 @@ FALLBACK_GREY = 128
 # Evidence for a box that is not a plain upright in-frame detection: the SSD must find a face
 # again, at this score, centred within VERIFY_CENTRE px of the aligned chip's centre, on the
 # chip set in the middle of a VERIFY_CANVAS grey square.
+# Tiles of the second passes (and of `tiled` passes) are cut from the full-resolution frame,
+# about TILE_SIDE px a side: 2x2 up to 960 px, 3x3 up to 1440, at most MAX_AUTO_TILES a side.
+TILE_SIDE = 480
+MAX_AUTO_TILES = 4
 VERIFY_SCORE = 0.5
 MIN_TILE_PX = 16  # frames whose tiles would be smaller are not tiled
 VERIFY_CANVAS = 300
@@ -121,6 +127,7 @@ class FaceModels:
         tiles: int = 1,
         nms_iou: float = 0.4,
         fallback: bool = False,
+        tiled: bool = False,
     ) -> list[Detection]:
         """Faces in a BGR frame, in full-resolution pixels.
 
@@ -135,14 +142,23 @@ class FaceModels:
         :attr:`fallback_runs`): one detector call on the frame with a grey border on every
         side (close-ups the SSD misses because the face overflows the frame) and on the frame
         rotated by +-45 degrees (tilted faces; their detections carry the ``angle``), each box
-        kept only with evidence; if none is, the 2x2 tiles (far faces) when ``tiles`` is 1.
+        kept only with evidence; if none is, tiles (far faces) when ``tiles`` is 1: 2x2 on
+        frames up to 1280 px, more on larger ones (:func:`auto_tiles`), cut from the
+        full-resolution frame (a frame over ``max_side`` is otherwise detected downscaled, which
+        shrinks its far faces further).
+
+        ``tiled`` (with ``tiles`` 1): the first pass itself is tiled that way, for when faces
+        too small for the whole-frame pass are expected even though others are in view (an
+        independent large photo, a small face's track just lost).
         """
+        auto = auto_tiles(image.shape[0], image.shape[1])
+        full = max(max_side, *image.shape[:2])
         kept, overflow = self.detect_upright(
             image,
-            max_side=max_side,
+            max_side=full if tiled and tiles == 1 else max_side,
             min_inside=min_inside,
             min_px=min_px,
-            tiles=tiles,
+            tiles=auto if tiled and tiles == 1 else tiles,
             nms_iou=nms_iou,
         )
         if kept or not fallback:
@@ -159,9 +175,9 @@ class FaceModels:
             self._second_pass(image, max_side=max_side, min_px=min_px) + overflow,
             ordered=True,
         )
-        if not found and tiles == 1:
+        if not found and tiles == 1 and not tiled:
             found, overflow = self.detect_upright(
-                image, max_side=max_side, min_inside=min_inside, min_px=min_px, tiles=2
+                image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=auto
             )
             found += self.verify(image, overflow)
         return found
@@ -414,6 +430,11 @@ class FaceModels:
         return align_face(image, landmarks, size=CHIP_SIZE, padding=CHIP_PADDING)
 
 
+def auto_tiles(height: int, width: int) -> int:
+    """Tiles a side for a frame: about :data:`TILE_SIDE` px each, 2 to :data:`MAX_AUTO_TILES`."""
+    return min(MAX_AUTO_TILES, max(2, math.ceil(max(height, width) / TILE_SIDE)))
+
+
 def _downscale(image: npt.NDArray[np.uint8], max_side: int) -> tuple[npt.NDArray[np.uint8], float]:
     """The frame shrunk so its longer side is at most ``max_side`` (area filter), and the scale."""
     import cv2
@@ -429,13 +450,18 @@ def _downscale(image: npt.NDArray[np.uint8], max_side: int) -> tuple[npt.NDArray
 def _covered(
     box: npt.NDArray[np.float64], others: Sequence[Sequence[float]], scale: float
 ) -> bool:
-    """Whether half of ``box`` (detector pixels) lies inside one of ``others`` (frame pixels)."""
+    """Whether a quarter of ``box`` (detector pixels) lies inside one of ``others`` (frame px).
+
+    A tile's view of a face the whole-frame pass found comes back as a part of it (an eye, a
+    chin) or, on a tilted face, shifted by half a face; two real faces rarely share a quarter
+    of the smaller one's box.
+    """
     area = (box[2] - box[0]) * (box[3] - box[1])
     for o in others:
         ox1, oy1, ox2, oy2 = (v * scale for v in o)
         iw = min(box[2], ox2) - max(box[0], ox1)
         ih = min(box[3], oy2) - max(box[1], oy1)
-        if iw > 0 and ih > 0 and iw * ih >= 0.5 * area:
+        if iw > 0 and ih > 0 and iw * ih >= COVERED * area:
             return True
     return False
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from rap_edge.errors import InvalidInputError
 from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceModels
+from rap_edge.pipeline._quality import face_quality
 from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
 from rap_edge.pipeline._tracker import Observation, Track, Tracker
 from rap_edge.pipeline._types import Candidate, FrameResult, Recognition
@@ -55,6 +56,12 @@ __all__ = ["SCENE_CUT", "Pipeline", "PipelineConfig", "scene_signature"]
 #: unrelated photos at one resolution (the labelled set and its conditions, 599 pairs) median
 #: 0.03, 597 of 599 below 0.85 (the other two: copies of one photo).
 SCENE_CUT = 0.85
+# A face track narrower than this (px) that goes missing makes the next frames tiled: the
+# whole-frame pass finds faces down to about 25 px in 640x480, tiles down to about 16.
+SMALL_TRACK_PX = 40
+# Independent photos with a longer side over this get a tiled first pass: the whole-frame pass
+# (the SSD sees 300x300) misses faces under about 4 % of the longer side, 38 px at 960.
+AUTO_TILE_MIN_SIDE = 960
 _THUMB = (32, 24)
 
 
@@ -83,6 +90,10 @@ class PipelineConfig:
             (padded frame for close-ups, +-45 degree rotations, then 2x2 tiles; see
             ``FaceModels.detect``) on every independent photo and on every Nth such frame of a
             stream (0: never). They cost several detector calls on frames without faces.
+        auto_tiles: With ``tiles`` 1, tile the first pass itself (full resolution, about
+            480 px tiles; see ``FaceModels.detect``'s ``tiled``) on an independent photo larger
+            than :data:`AUTO_TILE_MIN_SIDE`, and on the frames of a stream while a face track
+            narrower than :data:`SMALL_TRACK_PX` is missing (a far face the whole-frame pass lost).
     """
 
     k: int = 3
@@ -99,6 +110,7 @@ class PipelineConfig:
     object_every: int = 5
     scene_cut: float = SCENE_CUT
     fallback_every: int = 3
+    auto_tiles: bool = True
 
     def check(self) -> None:
         """Refuse absurd values with a message naming the field.
@@ -175,6 +187,7 @@ class Pipeline:
         self._frame = -1
         self._scene: tuple[tuple[int, ...], npt.NDArray[np.float32] | None] | None = None
         self.scene_cuts = 0
+        self.small_track_tiles = 0  # frames tiled because a small face's track was missing
 
     @property
     def face_threshold(self) -> float:
@@ -240,7 +253,7 @@ class Pipeline:
         t = time.perf_counter()
         every = self.config.fallback_every
         fallback = every > 0 and (alone or self._frame % every == 0)
-        detections = self._detect(image, fallback=fallback)
+        detections = self._detect(image, fallback=fallback, tiled=self._tiled(image, alone))
         timings["detect"] = _ms(t)
         t = time.perf_counter()
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
@@ -276,13 +289,19 @@ class Pipeline:
                     self._frame,
                 )
                 tr.extra["landmarks"] = points[j]
+                tr.extra["quality"] = face_quality(chips[j], points[j])
         timings["embed"] = _ms(t)
         t = time.perf_counter()
         found = self._search([tr.embedding for tr in tracks])
         timings["search"] = _ms(t)
         fresh = set(todo)
         for i, (det, tr) in enumerate(zip(detections, tracks, strict=True)):
-            decision, best = decide(found[i], self.face_threshold, self.thresholds.margin)
+            decision, best = decide(
+                found[i],
+                self.face_threshold,
+                self.thresholds.margin,
+                name_at=self.thresholds.for_quality(self.faces.encoder_id, _quality(tr)),
+            )
             obs = Observation(
                 decision,
                 best.concept_id if best else None,
@@ -406,13 +425,29 @@ class Pipeline:
             )
         return out
 
-    def _detect(self, image: npt.NDArray[np.uint8], *, fallback: bool) -> list[Detection]:
+    def _tiled(self, image: npt.NDArray[np.uint8], alone: bool) -> bool:
+        """Whether this frame's first pass is tiled (see ``PipelineConfig.auto_tiles``)."""
+        if not self.config.auto_tiles or self.config.tiles != 1:
+            return False
+        if alone:
+            return bool(max(image.shape[:2]) > AUTO_TILE_MIN_SIDE)
+        tiled = any(
+            tr.kind == "face" and tr.missed > 0 and tr.box[2] - tr.box[0] < SMALL_TRACK_PX
+            for tr in self.tracker.tracks.values()
+        )
+        self.small_track_tiles += tiled
+        return tiled
+
+    def _detect(
+        self, image: npt.NDArray[np.uint8], *, fallback: bool, tiled: bool = False
+    ) -> list[Detection]:
         return self.faces.detect(
             image,
             max_side=self.config.detect_max_side,
             min_px=self.config.min_face_px,
             tiles=self.config.tiles,
             fallback=fallback,
+            tiled=tiled,
         )
 
     def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]) -> list[list[Candidate]]:
@@ -491,7 +526,14 @@ class Pipeline:
             landmarks=landmarks,
             embedded=embedded,
             cluster=tr.cluster if voted.decision == "unknown" else None,
+            quality=_quality(tr),
         )
+
+
+def _quality(track: Track) -> float | None:
+    """The quality of the track's embedded chip (None before one was embedded)."""
+    q = track.extra.get("quality")
+    return float(q) if isinstance(q, float) else None
 
 
 def scene_signature(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:

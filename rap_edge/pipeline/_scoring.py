@@ -5,6 +5,8 @@ A concept scores its best reference image (the memory's per-concept aggregation)
 * no candidate at or above the encoder's threshold: ``unknown`` (never a forced nearest match);
 * the best and second-best *concepts* within ``margin`` of each other: ``uncertain`` (also
   when the runner-up is just under the threshold: the pair is still too close to call);
+* a low-quality face (small, blurred or dim; ``rap_edge.pipeline._quality``) whose best score
+  is under the calibrated ``low_quality_threshold``: ``uncertain`` (abstain, not guess);
 * otherwise ``known``: the best concept.
 
 Thresholds come from a calibration file written by ``rap-edge calibrate thresholds``
@@ -73,12 +75,16 @@ class Thresholds:
         origin: encoder id -> where the value came from (file path or ``manifest``).
         margin: Best-vs-second margin for ``uncertain``.
         details: The calibration records as read (pair counts, target FAR, curve).
+        low_quality: encoder id -> threshold for low-quality faces (see
+            ``rap_edge.pipeline._quality``; at least the main threshold). A low-quality face
+            whose best score lies between the two is ``uncertain``.
     """
 
     values: dict[str, float] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
     margin: float = DEFAULT_MARGIN
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    low_quality: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path, *, margin: float = DEFAULT_MARGIN) -> Thresholds:
@@ -117,6 +123,18 @@ class Thresholds:
             out.values[enc] = float(value)
             out.origin[enc] = str(p)
             out.details[enc] = rec
+            low = rec.get("low_quality_threshold")
+            if low is not None:
+                if (
+                    isinstance(low, bool)
+                    or not isinstance(low, (int, float))
+                    or not (-1.0 <= low <= 1.0)
+                ):
+                    msg = (
+                        f"{p}: encoder {enc!r}: low_quality_threshold must be a number in [-1, 1]"
+                    )
+                    raise ConfigError(msg)
+                out.low_quality[enc] = max(float(low), float(value))
         return out
 
     def set_default(self, encoder_id: str, value: float, origin: str = "manifest") -> None:
@@ -137,6 +155,17 @@ class Thresholds:
             msg = f"no threshold for encoder {encoder_id!r} (calibrate it, or load its manifest)"
             raise ConfigError(msg) from None
 
+    def for_quality(self, encoder_id: str, quality: float | None) -> float:
+        """The threshold a face of this quality must reach to be named (``known``).
+
+        Full-quality faces (and faces of unknown quality) need the main threshold; low-quality
+        ones the calibrated ``low_quality`` threshold where there is one.
+        """
+        main = self.get(encoder_id)
+        if quality is None or quality >= 1.0:
+            return main
+        return max(main, self.low_quality.get(encoder_id, main))
+
     def source(self, encoder_id: str) -> str:
         """Where the encoder's threshold came from."""
         return self.origin.get(encoder_id, "none")
@@ -150,12 +179,23 @@ def _check_margin(margin: float) -> float:
 
 
 def decide(
-    candidates: Sequence[Candidate], threshold: float, margin: float
+    candidates: Sequence[Candidate],
+    threshold: float,
+    margin: float,
+    *,
+    name_at: float | None = None,
 ) -> tuple[Decision, Candidate | None]:
-    """The decision for one observation's candidates (best first, one per concept)."""
+    """The decision for one observation's candidates (best first, one per concept).
+
+    ``name_at`` (at least ``threshold``): the score a clear best candidate needs to be
+    ``known``; between ``threshold`` and it the decision is ``uncertain`` (a low-quality face,
+    see :meth:`Thresholds.for_quality`).
+    """
     if not candidates or candidates[0].score < threshold:
         return "unknown", None
     best = candidates[0]
     if len(candidates) > 1 and best.score - candidates[1].score < margin:
+        return "uncertain", best
+    if name_at is not None and best.score < name_at:
         return "uncertain", best
     return "known", best

@@ -42,6 +42,8 @@ class Recognition:
         landmarks: Five (x, y) points for faces, else None.
         embedded: Whether this frame computed a new embedding for the track (else reused).
         cluster: Unknown-face cluster id, when the face is unknown and clustering is on.
+        quality: Face quality 0..1 of the latest embedded chip (size, sharpness, contrast; see
+            ``rap_edge.pipeline._quality``); None for objects.
     """
 
     box: tuple[float, float, float, float]
@@ -56,6 +58,7 @@ class Recognition:
     landmarks: tuple[tuple[float, float], ...] | None = None
     embedded: bool = True
     cluster: str | None = None
+    quality: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (rounded floats)."""
@@ -74,6 +77,7 @@ class Recognition:
             ],
             "embedded": self.embedded,
             "cluster": self.cluster,
+            "quality": None if self.quality is None else round(self.quality, 3),
         }
 
 

@@ -70,6 +70,39 @@ def test_calibrate_writes_threshold_with_pairs_and_curve(
     assert "threshold" in capsys.readouterr().out
 
 
+def test_calibrate_quality_gate_on_degraded_copies(
+    face_models: Exported, labelled: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from rap_edge.pipeline import Thresholds
+
+    # conditions/blur: every photo blurred and shrunk (low-quality faces).
+    for p in list(labelled.rglob("*.jpg")):
+        dest = labelled / "conditions" / "blur" / p.parent.name / p.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        img = cv2.imread(str(p))
+        img = cv2.GaussianBlur(cv2.resize(img, None, fx=0.5, fy=0.5), (0, 0), 2)
+        cv2.imwrite(str(dest), img)
+    out = tmp_path / "thresholds.json"
+    args = ["calibrate", "thresholds", "--labelled", str(labelled), "--far", "0.2"]
+    args += ["--models", str(face_models.out), "--provider", "cpu", "--out", str(out)]
+    assert main([*args, "--quality-gate"]) == 0
+    (rec,) = json.loads(out.read_text())["encoders"].values()
+    assert rec["low_quality_probes"] > 0
+    assert rec["low_quality_impostor_pairs"] >= 5
+    assert rec["low_quality_threshold"] >= rec["threshold"]
+    assert "--quality-gate" in rec["command"]
+    assert "low-quality faces" in capsys.readouterr().out
+    th = Thresholds.load(out)
+    enc = next(iter(th.values))
+    assert th.for_quality(enc, 0.5) == rec["low_quality_threshold"]
+    # Without the flag the gate is not calibrated (the record is replaced).
+    assert main(args) == 0
+    (rec,) = json.loads(out.read_text())["encoders"].values()
+    assert "low_quality_threshold" not in rec
+
+
 def test_eval_reports_per_identity_and_confusion(
     face_models: Exported, labelled: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from rap_edge.memory import Memory
-from rap_edge.pipeline import FaceEmbedder, FaceModels, Pipeline, embed_faces_in_memory
+from rap_edge.pipeline import (
+    FaceEmbedder,
+    FaceModels,
+    Pipeline,
+    PipelineConfig,
+    embed_faces_in_memory,
+)
 from rap_edge.pipeline._faces import largest
 
 if TYPE_CHECKING:
@@ -172,3 +178,55 @@ def test_a_20_px_face_in_a_640x480_frame_is_named(
     assert [(r.decision, r.name) for r in res.recognitions] == [("known", "Barack")]
     (rec,) = res.recognitions
     assert 16 <= rec.box[2] - rec.box[0] <= 26
+
+
+def _scaled_face(models: FaceModels, photo: np.ndarray, px: int) -> np.ndarray:
+    """``photo`` scaled so its face is ``px`` wide."""
+    x1, _, x2, _ = _box(models, photo)
+    s = px / (x2 - x1)
+    return np.asarray(cv2.resize(photo, None, fx=s, fy=s, interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def test_a_far_face_beside_a_near_one_in_a_large_photo_is_named_without_flags(
+    face_models: Exported, models: FaceModels, pipe: Pipeline
+) -> None:
+    """1920x1080: Biden fills the frame (the whole-frame pass finds him, so no second pass
+    runs); Obama's face is 32 px wide, too small for that pass at this size."""
+    frame = np.ascontiguousarray(cv2.resize(_photo(face_models, "biden"), (1920, 1080)))
+    small = _scaled_face(models, _photo(face_models, "obama2"), 32)
+    frame[600 : 600 + small.shape[0], 1500 : 1500 + small.shape[1]] = small[:480, :420]
+    assert ("known", "Barack") in _names(pipe, frame)
+    untiled = Pipeline(models, pipe.memory, config=PipelineConfig(auto_tiles=False))
+    res = untiled.process(frame, independent=True)
+    assert [r.name for r in res.recognitions] == [None]  # Biden only
+
+
+def test_a_small_faces_lost_track_is_found_again_by_tiling_the_next_frame(
+    face_models: Exported, models: FaceModels, pipe: Pipeline
+) -> None:
+    """A stream: a 22 px Obama alone (found by the second passes), then Biden steps in (the
+    whole-frame pass finds him, so no second pass runs and Obama's track is missed), then
+    the next frame is tiled because a small track is missing, and Obama is back on it."""
+    small = _scaled_face(models, _photo(face_models, "obama2"), 22)
+    alone = np.full((480, 640, 3), 90, np.uint8)
+    alone[250 : 250 + small.shape[0], 420 : 420 + small.shape[1]] = small[:230, :220]
+    near = _scaled_face(models, _photo(face_models, "biden"), 150)[:400, :380]
+    both = alone.copy()
+    both[20 : 20 + near.shape[0], 10 : 10 + near.shape[1]] = near
+
+    def names(p: Pipeline, frame: np.ndarray) -> dict[str | None, int]:
+        return {r.name: r.track_id for r in p.process(frame).recognitions}
+
+    for auto in (True, False):
+        # scene_cut 0: Biden stepping into a flat grey frame would otherwise count as a cut.
+        config = PipelineConfig(auto_tiles=auto, scene_cut=0.0)
+        stream = Pipeline(models, pipe.memory, config=config)
+        first = names(stream, alone)
+        assert list(first) == ["Barack"]
+        assert "Barack" not in names(stream, both)  # frame 1: the whole-frame pass alone
+        again = names(stream, both)
+        if auto:
+            assert again.get("Barack") == first["Barack"]
+            assert stream.small_track_tiles >= 1
+        else:
+            assert "Barack" not in again
