@@ -230,3 +230,19 @@ def test_a_small_faces_lost_track_is_found_again_by_tiling_the_next_frame(
             assert stream.small_track_tiles >= 1
         else:
             assert "Barack" not in again
+
+
+def test_an_8k_frame_is_tiled_within_bounds_and_its_face_named(
+    face_models: Exported, models: FaceModels, pipe: Pipeline
+) -> None:
+    """7680x4320: the tiled pass stops at 4x4 tiles; a 240 px face is named, a black 8K
+    frame gives nothing, both as a photo and as a stream frame."""
+    frame = np.zeros((4320, 7680, 3), np.uint8)
+    face = _scaled_face(models, _photo(face_models, "obama2"), 240)[:1200, :1200]
+    frame[2000 : 2000 + face.shape[0], 5000 : 5000 + face.shape[1]] = face
+    assert _names(pipe, frame) == [("known", "Barack")]
+    stream = Pipeline(models, pipe.memory)
+    assert [r.name for r in stream.process(frame).recognitions] == ["Barack"]
+    black = np.zeros_like(frame)
+    assert _names(pipe, black) == []
+    assert stream.process(black).recognitions == []
