@@ -92,8 +92,9 @@ class PipelineConfig:
             stream (0: never). They cost several detector calls on frames without faces.
         auto_tiles: With ``tiles`` 1, tile the first pass itself (full resolution, about
             480 px tiles; see ``FaceModels.detect``'s ``tiled``) on an independent photo larger
-            than :data:`AUTO_TILE_MIN_SIDE`, and on the frames of a stream while a face track
-            narrower than :data:`SMALL_TRACK_PX` is missing (a far face the whole-frame pass lost).
+            than :data:`AUTO_TILE_MIN_SIDE`, and on the frames of a stream where the second
+            passes may run (every ``fallback_every``-th) while a face track narrower than
+            :data:`SMALL_TRACK_PX` is missing (a far face the whole-frame pass lost).
     """
 
     k: int = 3
@@ -253,7 +254,9 @@ class Pipeline:
         t = time.perf_counter()
         every = self.config.fallback_every
         fallback = every > 0 and (alone or self._frame % every == 0)
-        detections = self._detect(image, fallback=fallback, tiled=self._tiled(image, alone))
+        detections = self._detect(
+            image, fallback=fallback, tiled=fallback and self._tiled(image, alone=alone)
+        )
         timings["detect"] = _ms(t)
         t = time.perf_counter()
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
@@ -425,8 +428,12 @@ class Pipeline:
             )
         return out
 
-    def _tiled(self, image: npt.NDArray[np.uint8], alone: bool) -> bool:
-        """Whether this frame's first pass is tiled (see ``PipelineConfig.auto_tiles``)."""
+    def _tiled(self, image: npt.NDArray[np.uint8], *, alone: bool) -> bool:
+        """Whether this frame's first pass is tiled (see ``PipelineConfig.auto_tiles``).
+
+        Asked only on frames where the second passes may run (every photo, every
+        ``fallback_every``-th stream frame), which bounds the cost on a stream.
+        """
         if not self.config.auto_tiles or self.config.tiles != 1:
             return False
         if alone:
