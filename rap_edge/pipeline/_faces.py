@@ -45,8 +45,10 @@ FALLBACK_GREY = 128
 # again, at this score, centred within VERIFY_CENTRE px of the aligned chip's centre, on the
 # chip set in the middle of a VERIFY_CANVAS grey square.
 # Tiles of the second passes (and of `tiled` passes) are cut from the full-resolution frame,
-# about TILE_SIDE px a side: 2x2 up to 960 px, 3x3 up to 1440, at most MAX_AUTO_TILES a side.
-TILE_SIDE = 480
+# about TILE_SIDE px a side, the SSD's own input side (so a tile is not shrunk): 3x3 for
+# 640x480, 4x4 (MAX_AUTO_TILES) from 901 px. Chosen on the calibration fold's far faces: 2x2
+# tiles (480 px) found 76 of 86 named, 3x3 82, no other condition changed.
+TILE_SIDE = 300
 MAX_AUTO_TILES = 4
 VERIFY_SCORE = 0.5
 MIN_TILE_PX = 16  # frames whose tiles would be smaller are not tiled
@@ -142,8 +144,8 @@ class FaceModels:
         :attr:`fallback_runs`): one detector call on the frame with a grey border on every
         side (close-ups the SSD misses because the face overflows the frame) and on the frame
         rotated by +-45 degrees (tilted faces; their detections carry the ``angle``), each box
-        kept only with evidence; if none is, tiles (far faces) when ``tiles`` is 1: 2x2 on
-        frames up to 1280 px, more on larger ones (:func:`auto_tiles`), cut from the
+        kept only with evidence; if none is, tiles (far faces) when ``tiles`` is 1: about
+        300 px each (3x3 on 640x480, at most 4x4; :func:`auto_tiles`), cut from the
         full-resolution frame (a frame over ``max_side`` is otherwise detected downscaled, which
         shrinks its far faces further).
 

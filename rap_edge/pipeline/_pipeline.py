@@ -87,11 +87,11 @@ class PipelineConfig:
         scene_cut: Drop the tracks when consecutive frames' thumbnails correlate below this
             (0: only on a change of resolution); see :data:`SCENE_CUT`.
         fallback_every: When the first detector pass finds no face, run the second passes
-            (padded frame for close-ups, +-45 degree rotations, then 2x2 tiles; see
+            (padded frame for close-ups, +-45 degree rotations, then tiles; see
             ``FaceModels.detect``) on every independent photo and on every Nth such frame of a
             stream (0: never). They cost several detector calls on frames without faces.
         auto_tiles: With ``tiles`` 1, tile the first pass itself (full resolution, about
-            480 px tiles; see ``FaceModels.detect``'s ``tiled``) on an independent photo larger
+            300 px tiles; see ``FaceModels.detect``'s ``tiled``) on an independent photo larger
             than :data:`AUTO_TILE_MIN_SIDE`, and on the frames of a stream where the second
             passes may run (every ``fallback_every``-th) while a face track narrower than
             :data:`SMALL_TRACK_PX` is missing (a far face the whole-frame pass lost).
