@@ -116,8 +116,10 @@ def add_model_options(p: argparse.ArgumentParser, *, thresholds: bool = True) ->
         type=int,
         default=None,
         metavar="N",
-        help="also detect faces on an N x N grid of tiles (2 or 3) to find small, far "
-        "faces; costs N*N extra detector inputs per frame (default 1: off)",
+        help="also detect faces on an N x N grid of tiles (2 to 4) on every frame, to find "
+        "small, far faces; costs N*N extra detector inputs per frame (default 1: tiles only "
+        "where they pay: a photo or stream frame with no face, an independent photo over "
+        "960 px, a stream whose small face was lost)",
     )
     if thresholds:
         p.add_argument(

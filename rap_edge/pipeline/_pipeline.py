@@ -62,6 +62,9 @@ SMALL_TRACK_PX = 40
 # Independent photos with a longer side over this get a tiled first pass: the whole-frame pass
 # (the SSD sees 300x300) misses faces under about 4 % of the longer side, 38 px at 960.
 AUTO_TILE_MIN_SIDE = 960
+# On a stream where the second passes keep finding nothing, their gap doubles up to this many
+# times fallback_every (30 frames, 2 s at 15 Hz, by default).
+FALLBACK_BACKOFF = 10
 _THUMB = (32, 24)
 
 
@@ -88,8 +91,11 @@ class PipelineConfig:
             (0: only on a change of resolution); see :data:`SCENE_CUT`.
         fallback_every: When the first detector pass finds no face, run the second passes
             (padded frame for close-ups, +-45 degree rotations, then tiles; see
-            ``FaceModels.detect``) on every independent photo and on every Nth such frame of a
-            stream (0: never). They cost several detector calls on frames without faces.
+            ``FaceModels.detect``) on every independent photo and on every Nth frame of a
+            stream while faces are in view (0: never); on a stream with no face the gap
+            doubles after each fruitless run, up to :data:`FALLBACK_BACKOFF` x N frames, and
+            drops back to N when a face or a scene cut comes. They cost several detector calls
+            (about 190 ms on 2 cores at 640x480; ``bench/detect_passes.py``).
         auto_tiles: With ``tiles`` 1, tile the first pass itself (full resolution, about
             300 px tiles; see ``FaceModels.detect``'s ``tiled``) on an independent photo larger
             than :data:`AUTO_TILE_MIN_SIDE`, and on the frames of a stream where the second
@@ -188,6 +194,8 @@ class Pipeline:
         self._frame = -1
         self._scene: tuple[tuple[int, ...], npt.NDArray[np.float32] | None] | None = None
         self.scene_cuts = 0
+        self._next_fallback = 0  # stream frame from which the second passes may run again
+        self._fallback_gap = self.config.fallback_every
         self.small_track_tiles = 0  # frames tiled because a small face's track was missing
 
     @property
@@ -200,6 +208,8 @@ class Pipeline:
         self.tracker.reset()
         self._scene = None
         self._last_objects = []
+        self._next_fallback = 0
+        self._fallback_gap = self.config.fallback_every
 
     def forget_decisions(self) -> None:
         """Decide afresh from the next frame on (after a memory edit or a threshold change).
@@ -250,13 +260,18 @@ class Pipeline:
         if alone or result.scene_cut:
             self.tracker.reset()
             self._last_objects = []
+        if result.scene_cut:  # a new scene: the second passes may run at once
+            self._next_fallback = self._frame
+            self._fallback_gap = self.config.fallback_every
         timings = result.timings_ms
         t = time.perf_counter()
         every = self.config.fallback_every
-        fallback = every > 0 and (alone or self._frame % every == 0)
+        fallback = every > 0 and (alone or self._frame >= self._next_fallback)
         detections = self._detect(
             image, fallback=fallback, tiled=fallback and self._tiled(image, alone=alone)
         )
+        if not alone and every > 0:
+            self._pace_fallback(found=bool(detections), ran=fallback)
         timings["detect"] = _ms(t)
         t = time.perf_counter()
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in detections]
@@ -427,6 +442,24 @@ class Pipeline:
                 )
             )
         return out
+
+    def _pace_fallback(self, *, found: bool, ran: bool) -> None:
+        """When a stream's next second passes may run (see ``PipelineConfig.fallback_every``).
+
+        Every ``fallback_every`` frames while faces are in view; on an empty scene the gap
+        doubles after each run that finds nothing, up to :data:`FALLBACK_BACKOFF` times
+        ``fallback_every`` (a camera on an empty room would otherwise spend a core on them).
+        """
+        every = self.config.fallback_every
+        if found:
+            self._fallback_gap = every
+            if ran:
+                self._next_fallback = self._frame + every
+            else:
+                self._next_fallback = min(self._next_fallback, self._frame + every)
+        elif ran:
+            self._next_fallback = self._frame + self._fallback_gap
+            self._fallback_gap = min(self._fallback_gap * 2, every * FALLBACK_BACKOFF)
 
     def _tiled(self, image: npt.NDArray[np.uint8], *, alone: bool) -> bool:
         """Whether this frame's first pass is tiled (see ``PipelineConfig.auto_tiles``).

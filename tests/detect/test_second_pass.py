@@ -248,3 +248,28 @@ def test_an_8k_frame_is_tiled_within_bounds_and_its_face_named(
     black = np.zeros_like(frame)
     assert _names(pipe, black) == []
     assert stream.process(black).recognitions == []
+
+
+def test_an_empty_stream_backs_off_its_second_passes_and_a_face_resets_them(
+    face_models: Exported, models: FaceModels, pipe: Pipeline
+) -> None:
+    """Every 3rd frame while faces come and go; on an empty scene the gap doubles (3, 6,
+    12, 24, then 30 frames), and drops back to 3 once a face is in view."""
+    stream = Pipeline(models, pipe.memory, config=PipelineConfig(scene_cut=0.0))
+    empty = np.full((240, 320, 3), 90, np.uint8)
+    face = np.full((240, 320, 3), 90, np.uint8)
+    small = _scaled_face(models, _photo(face_models, "obama2"), 60)[:200, :200]
+    face[20 : 20 + small.shape[0], 60 : 60 + small.shape[1]] = small
+
+    def run(frames: list[np.ndarray]) -> list[int]:
+        ran = []
+        for f in frames:
+            before = models.fallback_runs
+            res = stream.process(f)
+            if models.fallback_runs > before:
+                ran.append(res.index)
+        return ran
+
+    assert run([empty] * 50) == [0, 3, 9, 21, 45]
+    assert run([face]) == []  # frame 50: the first pass finds him; no second pass needed
+    assert run([empty] * 10) == [53, 56]  # back to every 3rd frame, then doubling again
