@@ -427,17 +427,42 @@ class Pipeline:
         )
         out = []
         for (det, decision, best, cands), tr in zip(found, tracks, strict=True):
+            # The same identity vote as faces: one observation per object pass, so a dog
+            # named in 4 of its last 7 passes stays named through a pass that misses.
+            tr.votes.append(
+                Observation(
+                    decision,
+                    best.concept_id if best else None,
+                    best.score if best else (cands[0].score if cands else None),
+                    tuple(cands),
+                )
+            )
+            voted = tr.vote()
+            name = None
+            if voted.decision == "known":
+                name = next(
+                    (c.name for c in voted.candidates if c.concept_id == voted.concept_id),
+                    next(
+                        (
+                            c.name
+                            for o in tr.votes
+                            for c in o.candidates
+                            if c.concept_id == voted.concept_id
+                        ),
+                        None,
+                    ),
+                )
             out.append(
                 Recognition(
                     box=(det.x1, det.y1, det.x2, det.y2),
                     kind="object",
                     detector_score=det.score,
                     track_id=tr.id,
-                    decision=decision,
-                    concept_id=best.concept_id if decision == "known" and best else None,
-                    name=best.name if decision == "known" and best else None,
-                    score=best.score if best else (cands[0].score if cands else None),
-                    candidates=tuple(cands),
+                    decision=voted.decision,
+                    concept_id=voted.concept_id if voted.decision == "known" else None,
+                    name=name,
+                    score=voted.score,
+                    candidates=voted.candidates,
                     embedded=True,
                 )
             )

@@ -35,6 +35,8 @@ from rap_edge.pipeline._objects import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tests.conftest import Exported
+
 onnx = pytest.importorskip("onnx")
 
 SIZE = 64  # detector input (square)
@@ -574,3 +576,47 @@ def test_nanodet_is_the_default_detector_when_exported(model_dir: Path) -> None:
     models = ObjectModels.load(model_dir, provider="cpu")
     assert type(models.detector).__name__ == "NanoDetDetector"
     assert ObjectModels.load(model_dir, detector="windows", provider="cpu").detector is None
+
+
+@pytest.mark.network
+def test_an_object_track_keeps_its_name_through_a_pass_that_misses(
+    model_dir: Path, face_models: Exported, tmp_path: Path
+) -> None:
+    """Object tracks vote like face tracks (plumbing: the constant tiny detector always boxes
+    the same dog; the tiny mean-colour embedder matches the box's colour). Three passes see
+    Rex's colour, then others: the vote keeps "Rex" while he holds a strict majority."""
+    from rap_edge.pipeline import FaceModels, Pipeline, PipelineConfig, embed_objects_in_memory
+
+    objects = ObjectModels.load(model_dir, detector="yolo.json", provider="cpu")
+    faces = FaceModels.load(face_models.out, provider="cpu")
+    frame = np.full((FRAME_H, FRAME_W, 3), 128, np.uint8)
+    dog = next(d for d in objects.propose(frame) if d.label == "dog")
+    x1, y1, x2, y2 = (round(v) for v in (dog.x1, dog.y1, dog.x2, dog.y2))
+
+    def with_dog(color: tuple[int, int, int]) -> np.ndarray:
+        f = frame.copy()
+        f[y1:y2, x1:x2] = color
+        return f
+
+    rex = tmp_path / "rex.png"
+    cv2.imwrite(str(rex), np.full((32, 32, 3), (30, 160, 220), np.uint8))
+    mem = Memory.init(tmp_path / "mem")
+    mem.add("Rex", images=[rex], category="dog")
+    assert embed_objects_in_memory(mem, objects.encoder) == 1
+    config = PipelineConfig(object_every=1, scene_cut=0.0)
+    pipe = Pipeline(faces, mem, objects=objects, config=config)
+
+    def rex_seen(f: np.ndarray) -> tuple[str, str | None]:
+        (r,) = [r for r in pipe.process(f).recognitions if r.kind == "object"]
+        return r.decision, r.name
+
+    for _ in range(3):
+        assert rex_seen(with_dog((30, 160, 220))) == ("known", "Rex")
+    other = with_dog((220, 40, 40))
+    alone = Pipeline(faces, mem, objects=objects, config=config)
+    (miss,) = [r for r in alone.process(other).recognitions if r.kind == "object"]
+    assert miss.decision == "unknown"  # this pass alone names nobody
+    assert rex_seen(other) == ("known", "Rex")  # Rex in 3 of 4 votes
+    assert rex_seen(other) == ("known", "Rex")  # 3 of 5
+    assert rex_seen(other)[0] == "uncertain"  # 3 of 6: no strict majority
+    assert rex_seen(other) == ("unknown", None)  # unknown in 4 of 7
