@@ -32,16 +32,12 @@ from typing import Any
 from rap_edge.app import Session, Settings
 from rap_edge.pipeline import (
     DEFAULT_MARGIN,
-    FaceModels,
     LabelledSet,
     PipelineConfig,
     PipelineRecognizer,
     Thresholds,
-    calibrate_threshold,
-    degraded_probes,
+    calibrate_labelled,
     evaluate,
-    face_vectors,
-    low_quality_threshold,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.eval_faces
@@ -78,34 +74,6 @@ def _rates(a: dict[str, float]) -> dict[str, float]:
         "distractor_rejection": a["rej"] / a["d"] if a["d"] else nan,
         **a,
     }
-
-
-def threshold_for(
-    models: FaceModels,
-    part: LabelledSet,
-    far: float,
-    conditions: dict[str, LabelledSet] | None = None,
-) -> dict[str, Any]:
-    """The calibration of one fold: threshold, and with ``conditions`` the low-quality one."""
-    photos = [p for v in part.identities.values() for p in v] + part.distractors
-    labels: list[str | None] = [k for k, v in part.identities.items() for _ in v]
-    labels += [None] * len(part.distractors)
-    vectors, found = face_vectors(models, photos)
-    keep = [i for i, ok in enumerate(found) if ok]
-    out = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=far)
-    if conditions:
-        ids = [i for i in keep if labels[i] is not None]
-        out.update(
-            low_quality_threshold(
-                models,
-                vectors[ids],
-                [str(labels[i]) for i in ids],
-                degraded_probes(conditions),
-                far=far,
-                threshold=out["threshold"],
-            )
-        )
-    return out
 
 
 def main() -> int:
@@ -156,7 +124,7 @@ def main() -> int:
             if args.quality_gate
             else None
         )
-        cal = threshold_for(models, train, args.far, train_conditions)
+        cal = calibrate_labelled(models, train, far=args.far, conditions=train_conditions)
         th = Thresholds(margin=DEFAULT_MARGIN)
         th.set_default(models.encoder_id, cal["threshold"], origin=f"fold {k} calibration")
         if cal.get("low_quality_threshold") is not None:

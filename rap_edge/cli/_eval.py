@@ -17,6 +17,7 @@ from rap_edge.cli._options import add_model_options, open_session
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Iterable
 
     from rap_edge.pipeline import EvalReport
 
@@ -137,45 +138,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from rap_edge.pipeline import (
-        LabelledSet,
-        calibrate_threshold,
-        degraded_probes,
-        face_vectors,
-        low_quality_threshold,
-    )
+    from rap_edge.pipeline import LabelledSet, calibrate_labelled
 
     labelled = LabelledSet.load(args.labelled)
     session = open_session(args, memory="none", say=False)
     models = session.models
-    photos = [p for v in labelled.identities.values() for p in v] + labelled.distractors
-    labels: list[str | None] = [k for k, v in labelled.identities.items() for _ in v]
-    labels += [None] * len(labelled.distractors)
-    vectors, found = face_vectors(
+
+    def bar(desc: str) -> Callable[[Iterable[Any]], Iterable[Any]]:
+        return lambda it: tqdm(it, desc=desc, unit="photo", disable=None, file=sys.stderr)
+
+    conditions = labelled.conditions() if args.quality_gate else None
+    result = calibrate_labelled(
         models,
-        photos,
-        progress=lambda it: tqdm(
-            it, desc="embedding", unit="photo", disable=None, file=sys.stderr
-        ),
+        labelled,
+        far=args.far,
+        conditions=conditions,
+        progress=bar("embedding"),
+        probe_progress=bar("degraded copies"),
     )
-    keep = [i for i, ok in enumerate(found) if ok]
-    result = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=args.far)
-    probes = degraded_probes(labelled.conditions()) if args.quality_gate else []
-    if probes:
-        ids = [i for i in keep if labels[i] is not None]
-        result.update(
-            low_quality_threshold(
-                models,
-                vectors[ids],
-                [str(labels[i]) for i in ids],
-                probes,
-                far=args.far,
-                threshold=result["threshold"],
-                progress=lambda it: tqdm(
-                    it, desc="degraded copies", unit="photo", disable=None, file=sys.stderr
-                ),
-            )
-        )
+    probes = result.get("low_quality_probes") is not None
     result.update(
         {
             "command": "rap-edge calibrate thresholds --labelled DIR --far "
@@ -184,8 +165,6 @@ def cmd_calibrate_thresholds(args: argparse.Namespace) -> int:
             + (" --no-flip" if args.no_flip else "")
             + (" --quality-gate" if args.quality_gate else ""),
             "labelled": str(labelled.root),
-            "photos": len(photos),
-            "photos_without_face": len(photos) - len(keep),
             "identities": len(labelled.identities),
             "distractors": len(labelled.distractors),
             "manifest_threshold": models.encoder.manifest.threshold,

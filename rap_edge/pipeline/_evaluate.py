@@ -356,6 +356,46 @@ def face_probes(
     return out, found, quality
 
 
+def calibrate_labelled(  # noqa: PLR0913
+    models: FaceModels,
+    labelled: LabelledSet,
+    *,
+    far: float,
+    conditions: dict[str, LabelledSet] | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    probe_progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> dict[str, Any]:
+    """:func:`calibrate_threshold` on a labelled set's photos (every photo's largest face).
+
+    With ``conditions`` (degraded copies) also the quality gate's low-quality threshold
+    (:func:`low_quality_threshold`, the clean identity photos as the gallery). Adds the photo
+    counts (``photos``, ``photos_without_face``).
+    """
+    photos = [p for v in labelled.identities.values() for p in v] + labelled.distractors
+    labels: list[str | None] = [k for k, v in labelled.identities.items() for _ in v]
+    labels += [None] * len(labelled.distractors)
+    vectors, found = face_vectors(models, photos, progress=progress)
+    keep = [i for i, ok in enumerate(found) if ok]
+    out = calibrate_threshold(vectors[keep], [labels[i] for i in keep], far=far)
+    probes = degraded_probes(conditions) if conditions else []
+    if probes:
+        ids = [i for i in keep if labels[i] is not None]
+        out.update(
+            low_quality_threshold(
+                models,
+                vectors[ids],
+                [str(labels[i]) for i in ids],
+                probes,
+                far=far,
+                threshold=out["threshold"],
+                progress=probe_progress,
+            )
+        )
+    out["photos"] = len(photos)
+    out["photos_without_face"] = len(photos) - len(keep)
+    return out
+
+
 #: Conditions whose photos hold more than one face: the largest face need not be the label's.
 MULTI_FACE_CONDITIONS = frozenset({"two_people"})
 
