@@ -73,8 +73,26 @@ def _describer(
     return session.describer(done)
 
 
+def _letterbox(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    """``image`` scaled to fit ``size`` (w, h) with its aspect kept, black around it."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    s = min(w / image.shape[1], h / image.shape[0])
+    nw, nh = max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class _Writer:
-    """Annotated video out (opened on the first frame; frames resized to its size)."""
+    """Annotated video out, opened at the first frame's size.
+
+    Later frames of another size are letterboxed into it, aspect kept: a folder of photos of
+    mixed sizes is not stretched.
+    """
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = path
@@ -96,8 +114,8 @@ class _Writer:
 
                 msg = f"{self.path}: cannot write a video here (use .mp4 or .avi)"
                 raise InvalidInputError(msg)
-        if self._size != (image.shape[1], image.shape[0]):
-            self._writer.write(cv2.resize(image, self._size))
+        if self._size is not None and self._size != (image.shape[1], image.shape[0]):
+            self._writer.write(_letterbox(image, self._size))
         else:
             self._writer.write(image)
 
