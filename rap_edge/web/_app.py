@@ -332,12 +332,22 @@ def create_app(state: "WebState", config: WebConfig) -> "FastAPI":
         info: str = Form("", max_length=10_000),
         aliases: str = Form("", max_length=2000),
         photos: list[UploadFile] = File(default=[]),
+        whole_image: bool = Form(False),  # noqa: FBT003 - a form field
     ) -> dict[str, Any]:
-        """Add a concept from uploaded photos; a person's photos must each show one face."""
+        """Add a concept from uploaded photos.
+
+        A person's photos must each show one face; an object's or pet's are cut to the
+        detected object unless ``whole_image``.
+        """
         images = await read_photos(photos)
         concept = await run_in_threadpool(
             lambda: state.add_concept(
-                name, category, info=info, aliases=_aliases(aliases) or [], images=images
+                name,
+                category,
+                info=info,
+                aliases=_aliases(aliases) or [],
+                images=images,
+                whole_image=whole_image,
             )
         )
         return _concept_json(concept)
@@ -367,13 +377,19 @@ def create_app(state: "WebState", config: WebConfig) -> "FastAPI":
         return {"forgotten": concept.id, "name": concept.name}
 
     @app.post("/api/concepts/{ref}/images", status_code=201, tags=["concepts"])
-    async def add_images(ref: str, photos: list[UploadFile] = File(...)) -> dict[str, Any]:
-        """Add reference photos to a concept."""
+    async def add_images(
+        ref: str,
+        photos: list[UploadFile] = File(...),
+        whole_image: bool = Form(False),  # noqa: FBT003 - a form field
+    ) -> dict[str, Any]:
+        """Add reference photos to a concept (``whole_image``: as in creating one)."""
         images = await read_photos(photos)
         if not images:
             msg = "no photo was uploaded"
             raise InvalidInputError(msg)
-        concept = await run_in_threadpool(lambda: state.update_concept(ref, add_images=images))
+        concept = await run_in_threadpool(
+            lambda: state.update_concept(ref, add_images=images, whole_image=whole_image)
+        )
         return _concept_json(concept)
 
     @app.delete("/api/concepts/{ref}/images/{image_id}", tags=["concepts"])
@@ -577,8 +593,15 @@ def create_app(state: "WebState", config: WebConfig) -> "FastAPI":
         info: str = Form("", max_length=10_000),
         aliases: str = Form("", max_length=2000),
         photos: list[UploadFile] = File(default=[]),
+        whole_image: str = Form(""),
     ) -> Response:
-        form = {"name": name, "category": category, "info": info, "aliases": aliases}
+        form = {
+            "name": name,
+            "category": category,
+            "info": info,
+            "aliases": aliases,
+            "whole_image": whole_image,
+        }
         try:
             check_form_csrf(request, csrf_token)
             if not name.strip():
@@ -595,6 +618,7 @@ def create_app(state: "WebState", config: WebConfig) -> "FastAPI":
                     info=info,
                     aliases=_aliases(aliases) or [],
                     images=images,
+                    whole_image=bool(whole_image),
                 )
             )
         except RapEdgeError as err:

@@ -61,6 +61,20 @@ def camera_name(spec: str, index: int) -> tuple[str, str]:
     return (Path(spec).name or f"source{index}"), spec
 
 
+@contextlib.contextmanager
+def _whole_image_worded() -> Iterator[None]:
+    """The object-enrollment refusal, naming this front end's switch instead of the CLI's."""
+    try:
+        yield
+    except InvalidInputError as err:
+        text = str(err)
+        if "--whole-image" not in text:
+            raise
+        raise InvalidInputError(
+            text.replace("--whole-image", "'use the whole photo' (whole_image)")
+        ) from err
+
+
 @dataclass(slots=True)
 class Camera:
     """One source: its reader thread and what the viewers see."""
@@ -330,7 +344,7 @@ class WebState:
                 )
             raise InvalidInputError(msg) from err
 
-    def add_concept(
+    def add_concept(  # noqa: PLR0913 - the fields of a concept
         self,
         name: str,
         category: str,
@@ -338,11 +352,21 @@ class WebState:
         info: str = "",
         aliases: Sequence[str] = (),
         images: Sequence[npt.NDArray[np.uint8]] = (),
+        whole_image: bool = False,
     ) -> Concept:
-        """Add a concept (a person's photos must each show one face)."""
-        with self._faces_worded():
+        """Add a concept.
+
+        A person's photos must each show one face; an object's or pet's are cut to the
+        detected object unless ``whole_image``.
+        """
+        with self._faces_worded(), _whole_image_worded():
             return self.runtime.add_concept(
-                name, category, info=info, aliases=list(aliases)[:MAX_ALIASES], images=images
+                name,
+                category,
+                info=info,
+                aliases=list(aliases)[:MAX_ALIASES],
+                images=images,
+                whole_image=whole_image,
             )
 
     def update_concept(  # noqa: PLR0913 - the fields of a concept
@@ -354,10 +378,11 @@ class WebState:
         info: str | None = None,
         aliases: Sequence[str] | None = None,
         add_images: Sequence[npt.NDArray[np.uint8]] = (),
+        whole_image: bool = False,
     ) -> Concept:
         """Change a concept; added photos of a person must each show one face."""
         concept = self.runtime.get_concept(ref)
-        with self._faces_worded():
+        with self._faces_worded(), _whole_image_worded():
             return self.runtime.update_concept(
                 concept.id,
                 name=name,
@@ -365,6 +390,7 @@ class WebState:
                 info=info,
                 aliases=None if aliases is None else list(aliases)[:MAX_ALIASES],
                 add_images=add_images,
+                whole_image=whole_image,
             )
 
     def forget(self, ref: str) -> Concept:

@@ -230,3 +230,35 @@ def test_whole_image_is_for_objects_and_must_be_a_bool(session: Session, scenes:
     with pytest.raises(InvalidInputError, match="whole_image must be true or false"):
         session.add_concept("Rex", "cat", images=[scenes.cat], whole_image="yes")  # type: ignore[arg-type]
     assert session.list_concepts() == []
+
+
+def test_the_web_app_refuses_a_photo_without_the_pet_and_keeps_it_whole_when_asked(
+    session: Session, scenes: Scenes
+) -> None:
+    """`rap-edge serve`: the API's and the page's `whole_image` switch, and the refusal in
+    the family's words (the web app has no `--whole-image` flag to point at)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rap_edge.web import WebConfig, WebState, create_app
+
+    assert session.memory is not None
+    coffee = (scenes.folder / "coffee.png").read_bytes()
+    state = WebState(session)
+    try:
+        config = WebConfig(memory=session.memory.path, auth=False)
+        with TestClient(create_app(state, config)) as client:
+            form = {"name": "Rex", "category": "cat"}
+            files = [("photos", ("coffee.png", coffee, "image/png"))]
+            r = client.post("/api/concepts", data=form, files=files)
+            assert r.status_code == 400, r.text
+            assert "no cat found" in r.text
+            assert "use the whole photo" in r.text and "--whole-image" not in r.text
+            assert session.list_concepts() == []
+            r = client.post("/api/concepts", data={**form, "whole_image": "true"}, files=files)
+            assert r.status_code == 201, r.text
+            assert (r.json()["images"][0]["width"], r.json()["images"][0]["height"]) == (600, 400)
+            page = client.get("/people")  # the page offers the same switch as a checkbox
+            assert 'name="whole_image"' in page.text
+    finally:
+        state.close()
