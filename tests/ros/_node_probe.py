@@ -505,6 +505,22 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
             out["list_dogs"] = [
                 c.name for c in probe.call("list", ListConcepts.Request(category="dog")).concepts
             ]
+            # A pet's photo kept whole (the request field; objects are off in this node, so
+            # its photo would be stored whole anyway): accepted, listed, then removed.
+            res = probe.call(
+                "add",
+                AddConcept.Request(
+                    name="Rex",
+                    category="dog",
+                    images=[image_msg(np.full((120, 160, 3), 90, np.uint8))],
+                    whole_image=True,
+                ),
+            )
+            out["add_whole"] = [res.success, res.message, res.concept.image_count]
+            out["list_dogs_whole"] = [
+                c.name for c in probe.call("list", ListConcepts.Request(category="dog")).concepts
+            ]
+            probe.call("remove", RemoveConcept.Request(id_or_name="Rex"))
             res = probe.call(
                 "update", UpdateConcept.Request(id_or_name="Joe", info="Joe likes trains.")
             )

@@ -136,6 +136,8 @@ def test_concepts_added_and_removed_while_frames_flow(run: dict[str, Any]) -> No
     assert len(after_add) >= 3 and all(n == [["known", "Joe"]] for n in after_add), after_add
     assert run["list_after_add"] == ["Barack", "Joe"]
     assert run["list_dogs"] == []
+    assert run["add_whole"][0] and run["add_whole"][2] == 1, run["add_whole"]
+    assert run["list_dogs_whole"] == ["Rex"]
     assert run["update"]["success"] and run["update"]["info"] == "Joe likes trains."
     assert run["remove"]["success"], run["remove"]
     after_remove = run["biden_after_remove"]

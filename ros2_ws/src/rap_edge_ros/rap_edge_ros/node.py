@@ -1046,7 +1046,8 @@ class RapEdgeNode(Node):
 
     def _failed(self, what: str, err: Exception) -> str:
         if isinstance(err, RapEdgeError):
-            return str(err)
+            # The object-enrollment refusal names the CLI's flag; here it is a request field.
+            return str(err).replace("--whole-image", "whole_image: true")
         self.get_logger().error(f"{what} failed: {type(err).__name__}: {err}")
         return f"internal error: {type(err).__name__}: {err}"
 
@@ -1065,6 +1066,7 @@ class RapEdgeNode(Node):
                 info=req.info,
                 aliases=list(req.aliases),
                 images=self._images(req.images),
+                whole_image=bool(req.whole_image),
             )
         except Exception as err:  # noqa: BLE001 - answered, never raised into the executor
             resp.success, resp.message = False, self._failed("add_concept", err)
@@ -1084,6 +1086,7 @@ class RapEdgeNode(Node):
                 category=req.category or None,
                 info=req.info or None,
                 add_images=self._images(req.add_images),
+                whole_image=bool(req.whole_image),
             )
         except Exception as err:  # noqa: BLE001
             resp.success, resp.message = False, self._failed("update_concept", err)
