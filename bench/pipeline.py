@@ -32,6 +32,7 @@ from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
 from rap_edge.pipeline import (
     FaceEmbedder,
     FaceModels,
+    ObjectModels,
     Pipeline,
     PipelineConfig,
     embed_faces_in_memory,
@@ -120,9 +121,13 @@ def run_case(  # noqa: PLR0913
     reuse: bool,
     warmup: int,
     tiles: int,
+    objects: ObjectModels | None = None,
 ) -> dict[str, object]:
     pipe = Pipeline(
-        models, mem, config=PipelineConfig(embed_every=10 if reuse else 1, tiles=tiles)
+        models,
+        mem,
+        config=PipelineConfig(embed_every=10 if reuse else 1, tiles=tiles),
+        objects=objects,
     )
     for f in frames[:warmup]:
         pipe.process(f)
@@ -168,8 +173,18 @@ def main() -> int:
         default=[1, 2],
         help="tile grids to run (default 1 2; 1 = whole frame only)",
     )
+    parser.add_argument(
+        "--objects-check",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: the face path with and without the object models loaded (a memory "
+        "with no object concepts), alternating for ROUNDS rounds (issue 17: within 5 %%)",
+    )
     parser.add_argument("--out", default="bench/results/pipeline.json")
     args = parser.parse_args()
+    if args.objects_check:
+        return objects_check(args)
     store = ModelStore(None, carriers=[CHECK_PHOTOS])
     store.pull()
     paths = {
@@ -234,6 +249,54 @@ def main() -> int:
                 "provider": models.encoder.provider,
                 "rows": rows,
             },
+            indent=1,
+        )
+        + "\n"
+    )
+    return 0
+
+
+def objects_check(args: argparse.Namespace) -> int:
+    """Face-path FPS with the object models loaded but no object concept, against none."""
+    import statistics
+
+    store = ModelStore(None, carriers=[CHECK_PHOTOS])
+    store.pull()
+    paths = {
+        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    }
+    photos = {k: cv2.imread(str(p)) for k, p in paths.items()}
+    folder = Path(args.models) if args.models else default_store_dir() / "onnx"
+    models = FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider)
+    objects = ObjectModels.load(folder, provider=args.provider)
+    frames = stream(photos, args.frames)
+    fps: dict[str, list[float]] = {"faces only": [], "object models loaded": []}
+    with (
+        tempfile.TemporaryDirectory(prefix="rap-bench-") as tmp,
+        Memory.init(Path(tmp) / "m") as mem,
+    ):
+        seeds, _ = face_vectors(models, list(paths.values()))
+        fill_memory(mem, models, paths["obama"], 10, seeds=seeds, rng=np.random.default_rng(0))
+        for _ in range(args.objects_check):
+            for label, obj in (("faces only", None), ("object models loaded", objects)):
+                r = run_case(models, mem, frames, reuse=True, warmup=5, tiles=1, objects=obj)
+                fps[label].append(float(r["fps"]))  # type: ignore[arg-type]
+    med = {k: statistics.median(v) for k, v in fps.items()}
+    ratio = med["object models loaded"] / med["faces only"]
+    detector = objects.detector.manifest.name if objects.detector is not None else "windows"
+    print(
+        f"face path, {args.frames} frames, track reuse on, 10 concepts, no object concept: "
+        f"faces only {med['faces only']:.1f} FPS, with the object models ({detector}) loaded "
+        f"{med['object models loaded']:.1f} FPS; ratio {ratio:.3f} "
+        f"(medians of {args.objects_check} alternating rounds)"
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"machine": platform.platform(), "fps": fps, "median": med, "ratio": ratio},
             indent=1,
         )
         + "\n"
