@@ -438,20 +438,8 @@ class Pipeline:
                 )
             )
             voted = tr.vote()
-            name = None
-            if voted.decision == "known":
-                name = next(
-                    (c.name for c in voted.candidates if c.concept_id == voted.concept_id),
-                    next(
-                        (
-                            c.name
-                            for o in tr.votes
-                            for c in o.candidates
-                            if c.concept_id == voted.concept_id
-                        ),
-                        None,
-                    ),
-                )
+            names = {c.concept_id: c.name for o in tr.votes for c in o.candidates}
+            name = names.get(voted.concept_id or "") if voted.decision == "known" else None
             out.append(
                 Recognition(
                     box=(det.x1, det.y1, det.x2, det.y2),
