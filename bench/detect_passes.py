@@ -32,12 +32,11 @@ import cv2
 import numpy as np
 
 from rap_edge.app import Session, Settings
-from rap_edge.models import CHECK_PHOTOS, ModelStore
 from rap_edge.pipeline import FaceModels, LabelledSet, Pipeline, PipelineConfig
 from rap_edge.pipeline._faces import auto_tiles, largest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.pipeline
-from bench.pipeline import compose
+from bench.pipeline import check_photos, compose
 
 
 def _frame(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -164,13 +163,7 @@ def main() -> int:
     parser.add_argument("--labelled", default=None, help="also count passes on a labelled set")
     parser.add_argument("--out", default="bench/results/detect_passes.json")
     args = parser.parse_args()
-    store = ModelStore(None, carriers=[CHECK_PHOTOS])
-    store.pull()
-    photos = {
-        f.name[:-4]: np.asarray(cv2.imread(str(store.file(CHECK_PHOTOS.key, f.name))), np.uint8)
-        for f in CHECK_PHOTOS.files
-        if f.name.endswith(".jpg")
-    }
+    _, photos = check_photos()
     models = Session.open(Settings(provider="cpu"), memory="none", embed=False).models
     rows = pass_timings(models, photos, args.rounds)
     print("| pass | p50 ms | p90 ms |\n|---|---:|---:|")

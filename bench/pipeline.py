@@ -113,6 +113,18 @@ def fill_memory(  # noqa: PLR0913
         )
 
 
+def check_photos() -> tuple[dict[str, Path], dict[str, np.ndarray]]:
+    """The check photos (pulled if absent): paths and BGR images by stem."""
+    store = ModelStore(None, carriers=[CHECK_PHOTOS])
+    store.pull()
+    paths = {
+        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
+        for f in CHECK_PHOTOS.files
+        if f.name.endswith(".jpg")
+    }
+    return paths, {k: np.asarray(cv2.imread(str(p)), np.uint8) for k, p in paths.items()}
+
+
 def run_case(  # noqa: PLR0913
     models: FaceModels,
     mem: Memory,
@@ -185,14 +197,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.objects_check:
         return objects_check(args)
-    store = ModelStore(None, carriers=[CHECK_PHOTOS])
-    store.pull()
-    paths = {
-        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
-        for f in CHECK_PHOTOS.files
-        if f.name.endswith(".jpg")
-    }
-    photos = {k: cv2.imread(str(p)) for k, p in paths.items()}
+    paths, photos = check_photos()
     models = FaceModels.load(
         args.models or default_store_dir() / "onnx",
         encoder=args.face_encoder,
@@ -260,14 +265,7 @@ def objects_check(args: argparse.Namespace) -> int:
     """Face-path FPS with the object models loaded but no object concept, against none."""
     import statistics
 
-    store = ModelStore(None, carriers=[CHECK_PHOTOS])
-    store.pull()
-    paths = {
-        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
-        for f in CHECK_PHOTOS.files
-        if f.name.endswith(".jpg")
-    }
-    photos = {k: cv2.imread(str(p)) for k, p in paths.items()}
+    paths, photos = check_photos()
     folder = Path(args.models) if args.models else default_store_dir() / "onnx"
     models = FaceModels.load(folder, encoder=args.face_encoder, provider=args.provider)
     objects = ObjectModels.load(folder, provider=args.provider)
