@@ -122,7 +122,14 @@ def check_photos() -> tuple[dict[str, Path], dict[str, np.ndarray]]:
         for f in CHECK_PHOTOS.files
         if f.name.endswith(".jpg")
     }
-    return paths, {k: np.asarray(cv2.imread(str(p)), np.uint8) for k, p in paths.items()}
+    photos = {}
+    for k, p in paths.items():
+        img = cv2.imread(str(p))
+        if img is None:
+            msg = f"{p}: cannot read the check photo"
+            raise SystemExit(msg)
+        photos[k] = np.asarray(img, np.uint8)
+    return paths, photos
 
 
 def run_case(  # noqa: PLR0913
@@ -193,10 +200,16 @@ def main() -> int:
         help="instead: the face path with and without the object models loaded (a memory "
         "with no object concepts), alternating for ROUNDS rounds (issue 17: within 5 %%)",
     )
-    parser.add_argument("--out", default="bench/results/pipeline.json")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="default bench/results/pipeline.json (pipeline_objects.json with --objects-check)",
+    )
     args = parser.parse_args()
     if args.objects_check:
+        args.out = args.out or "bench/results/pipeline_objects.json"
         return objects_check(args)
+    args.out = args.out or "bench/results/pipeline.json"
     paths, photos = check_photos()
     models = FaceModels.load(
         args.models or default_store_dir() / "onnx",

@@ -31,15 +31,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from rap_edge.app import Session, Settings
 from rap_edge.memory import Memory
-from rap_edge.models import CHECK_PHOTOS, ModelStore, default_store_dir
+from rap_edge.models import default_store_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.pipeline
-from bench.pipeline import stream
+from bench.pipeline import check_photos, stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,20 +64,7 @@ def main() -> int:
     if not (ROOT / "ros2_ws" / "install" / "setup.bash").is_file():
         msg = "ros2_ws is not built: run scripts/ros_build.sh first"
         raise SystemExit(msg)
-    store = ModelStore(None, carriers=[CHECK_PHOTOS])
-    store.pull()
-    paths = {
-        f.name[:-4]: store.file(CHECK_PHOTOS.key, f.name)
-        for f in CHECK_PHOTOS.files
-        if f.name.endswith(".jpg")
-    }
-    photos: dict[str, np.ndarray] = {}
-    for k, p in paths.items():
-        img = cv2.imread(str(p))
-        if img is None:
-            msg = f"{p}: cannot read the check photo"
-            raise SystemExit(msg)
-        photos[k] = img
+    paths, photos = check_photos()
     models_dir = Path(args.models) if args.models else default_store_dir() / "onnx"
     with tempfile.TemporaryDirectory(prefix="rap-bench-ros-") as tmp:
         with (

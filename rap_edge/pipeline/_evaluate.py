@@ -472,12 +472,23 @@ def calibrate_low_quality(  # noqa: PLR0913
     if len(impostor) < 1 / far:
         out["low_quality_threshold"] = None
         return out
-    allowed = int(np.floor(far * len(impostor)))
-    cut = float(impostor[len(impostor) - allowed - 1])
-    low_t = max(threshold, math.ceil(np.nextafter(cut, 2.0) * 1e6) / 1e6)
+    low_t = max(threshold, far_threshold(impostor, far))
     out["low_quality_threshold"] = low_t
     out["low_quality_far"] = float((impostor >= low_t).mean())
     return out
+
+
+def far_threshold(impostor: npt.NDArray[np.floating], far: float) -> float:
+    """The least threshold (6 decimals) whose false-accept rate on ``impostor`` is <= ``far``.
+
+    ``impostor``: impostor scores sorted ascending, not empty. A score >= t is accepted.
+    """
+    # The (allowed+1)-th highest impostor score must be rejected: t just above it, rounded
+    # *up* to 6 decimals for the file (rounding to nearest could land back on the impostor's
+    # score and accept it).
+    allowed = int(np.floor(far * len(impostor)))
+    cut = float(impostor[len(impostor) - allowed - 1])
+    return float(math.ceil(np.nextafter(cut, 2.0) * 1e6) / 1e6)
 
 
 def calibrate_threshold(
@@ -510,13 +521,7 @@ def calibrate_threshold(
             "(at least two photos of one identity, and two identities)"
         )
         raise InvalidInputError(msg)
-    # Accept when score >= t. FAR(t) = share of impostors >= t; pick the least such t.
-    allowed = int(np.floor(far * len(impostor)))
-    # The (allowed+1)-th highest impostor score must be rejected: t just above it.
-    cut = float(impostor[len(impostor) - allowed - 1])
-    # Just above it, rounded *up* to 6 decimals for the file (rounding to nearest could land
-    # back on the impostor's score and accept it).
-    threshold = math.ceil(np.nextafter(cut, 2.0) * 1e6) / 1e6
+    threshold = far_threshold(impostor, far)
 
     def rates(t: float) -> tuple[float, float]:
         return (float((impostor >= t).mean()), float((genuine < t).mean()))

@@ -134,7 +134,7 @@ class Thresholds:
                         f"{p}: encoder {enc!r}: low_quality_threshold must be a number in [-1, 1]"
                     )
                     raise ConfigError(msg)
-                out.low_quality[enc] = max(float(low), float(value))
+                out.low_quality[enc] = float(low)  # never below the main one: for_quality
         return out
 
     def set_default(self, encoder_id: str, value: float, origin: str = "manifest") -> None:
