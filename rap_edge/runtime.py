@@ -63,6 +63,10 @@ __all__ = [
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 ENGINES_ENV = "RAP_EDGE_ENGINES"
+# Set to 1 to let ONNX Runtime's CPU worker threads spin after each run (its default). Off here:
+# the pipeline runs several small models back to back (detector, landmarks, embedder), and a
+# session's spinning threads took the cores from the next one (bench/objects.py --spin).
+SPIN_ENV = "RAP_EDGE_ORT_SPIN"
 ENGINE_FILE = "model.engine"
 """The serialized engine ``rap-edge export engine`` writes into a cache folder."""
 ENGINE_WRAPPER = "model_ctx.onnx"
@@ -331,6 +335,8 @@ def create_session(  # noqa: PLR0913
     options.log_severity_level = 3  # keep provider fallback chatter off the console
     if threads:
         options.intra_op_num_threads = threads
+    if os.environ.get(SPIN_ENV, "0") != "1":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if trt_name in wanted:
         ok, why = tensorrt_capability()
         if not ok and asked is Provider.TENSORRT:

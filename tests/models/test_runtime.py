@@ -166,6 +166,24 @@ def test_providers_are_checked_and_reported(tmp_path: Path) -> None:
             create_session(model, provider="cuda")
 
 
+def test_cpu_threads_do_not_spin_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spinning workers of one session took the cores from the next (bench/ort_spin.py)."""
+    from rap_edge.runtime import SPIN_ENV
+
+    model = _tiny_onnx(tmp_path / "t.onnx")
+    key = "session.intra_op.allow_spinning"
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    session, _ = create_session(model, provider="cpu")
+    assert session.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv(SPIN_ENV, "1")
+    session, _ = create_session(model, provider="cpu")
+    options = session.get_session_options()
+    with pytest.raises(RuntimeError):  # no entry: ONNX Runtime's default (spinning) holds
+        options.get_session_config_entry(key)
+
+
 def test_engine_cache_is_keyed_by_model_version_gpu_and_precision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
