@@ -45,9 +45,11 @@ class ConceptEditor:
         edited: Called after every successful edit (names for the guard, votes forgotten).
         objects: The object models; with a detector, an object's reference photo is stored
             as the crop of the detected object (:meth:`ObjectModels.enrollment_crop`).
+        load_objects: Without ``objects`` (objects off), called once on the first object
+            photo for models to crop it with (None: none available, the photo stays whole).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the editor's collaborators
         self,
         memory: Memory,
         models: FaceModels,
@@ -55,10 +57,12 @@ class ConceptEditor:
         embed: Callable[[], object],
         edited: Callable[[], None],
         objects: ObjectModels | None = None,
+        load_objects: Callable[[], ObjectModels | None] | None = None,
     ) -> None:
         self.memory = memory
         self.models = models
         self.objects = objects
+        self._load_objects = load_objects
         self._embed = embed
         self._edited = edited
         self._edit = threading.Lock()  # one memory edit at a time
@@ -367,6 +371,8 @@ class ConceptEditor:
         the memory would refuse (unreadable, too small, too large) is refused first, with the
         memory's own message naming it.
         """
+        if self.objects is None and self._load_objects is not None:
+            self.objects, self._load_objects = self._load_objects(), None
         objects = self.objects
         if objects is None or objects.detector is None:
             return paths

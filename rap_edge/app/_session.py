@@ -601,8 +601,30 @@ class Session:
                 embed=lambda: self.embed_pending(),  # noqa: PLW0108 - looked up at call time
                 edited=self._edited,
                 objects=self.objects,
+                load_objects=None if self.objects is not None else self._enrollment_objects,
             )
         return self._edits
+
+    def _enrollment_objects(self) -> ObjectModels | None:
+        """Object models to crop enrolled photos with while objects are off (None: none).
+
+        So a photo added through a front end started without objects (the web app, the ROS
+        node) is stored as the crop of its object, as with objects on; it is embedded when
+        objects are turned on or by ``memory embed-objects``.
+        """
+        from rap_edge.pipeline import ObjectModels
+
+        s = self.settings
+        try:
+            return ObjectModels.load(
+                self.models_dir,
+                encoder=s.object_encoder,
+                detector=s.object_detector,
+                provider=s.provider,
+            )
+        except RapEdgeError as err:
+            log.warning("objects are off and cannot be loaded to crop enrolled photos: %s", err)
+            return None
 
     def _edited(self) -> None:
         self.generation.refresh_names()

@@ -224,6 +224,28 @@ def test_without_a_detector_object_photos_stay_whole(
         assert (concept.images[0].width, concept.images[0].height) == (600, 400)
 
 
+def test_with_objects_off_a_photo_is_still_stored_as_the_crop_of_the_object(
+    tmp_path: Path, loaded: tuple[FaceModels, ObjectModels, Scenes]
+) -> None:
+    """A web app or ROS node started without objects crops the pet all the same (the models
+    are loaded on the first object photo), so turning objects on later embeds the pet."""
+    faces, objects, scenes = loaded
+    folder = objects.encoder.manifest.path.parent
+    memory = Memory.init(tmp_path / "mem")
+    with Session(
+        Settings(objects=False), models=faces, memory=memory, models_dir=folder, owns_memory=True
+    ) as session:
+        assert session.objects is None
+        concept = session.add_concept("Chelsea", "cat", images=[scenes.cat_at_launch])
+        (image,) = concept.images
+        assert image.encoders == ()  # not embedded yet: objects are off
+        (crop,) = _stored(session, "Chelsea")
+        assert crop.shape[0] == crop.shape[1]
+        assert 250 < crop.shape[0] < min(scenes.cat_at_launch.shape[:2])
+        with pytest.raises(InvalidInputError, match="no cat found"):
+            session.add_concept("Rex", "cat", images=[scenes.coffee])
+
+
 def test_whole_image_is_for_objects_and_must_be_a_bool(session: Session, scenes: Scenes) -> None:
     with pytest.raises(InvalidInputError, match="--whole-image keeps an object's"):
         session.add_concept("Ana", "person", images=[scenes.cat], whole_image=True)
