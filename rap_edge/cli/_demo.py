@@ -130,7 +130,67 @@ def _real_faces(memory: Memory) -> bool:
         return True
     photo = {f.name: photos.file(CHECK_PHOTOS.key, f.name) for f in CHECK_PHOTOS.files}
     with session:
-        return _recognise_photos(session, photo)
+        faces_ok = _recognise_photos(session, photo)
+    return _real_objects(memory, photo) and faces_ok
+
+
+def _real_objects(memory: Memory, photo: dict[str, Path]) -> bool:
+    """Step 9: a pet and a thing next to the faces (NanoDet + MobileNetV2), when exported."""
+    import cv2
+    import numpy as np
+
+    from rap_edge.app import Session, Settings
+    from rap_edge.errors import ModelStoreError
+    from rap_edge.models import ModelStore
+    from rap_edge.models._carriers import OBJECT_PHOTOS
+
+    print("\n9. a pet and a thing next to the faces (NanoDet COCO detector, MobileNetV2):")
+    objects = ModelStore(None, carriers=[OBJECT_PHOTOS])
+    if objects.damaged(OBJECT_PHOTOS.key):
+        print("  skipped: the object photos are not pulled (run `make models`)")
+        return True
+    try:
+        session = Session.open(
+            Settings(provider="cpu", objects=True), memory=memory, embed=False, isolate=True
+        )
+    except ModelStoreError as err:
+        print(f"  skipped: {err}")
+        return True
+    obj = {
+        f.name: np.asarray(cv2.imread(str(objects.file(OBJECT_PHOTOS.key, f.name))), np.uint8)
+        for f in OBJECT_PHOTOS.files
+        if f.name.endswith((".png", ".jpg"))
+    }
+    face = {k: np.asarray(cv2.imread(str(p)), np.uint8) for k, p in photo.items() if ".jpg" in k}
+    both = {**obj, **face}
+    with session:
+        if session.objects is None or session.objects.detector is None:
+            print("  skipped: no object detector exported (`make models` needs npm and node)")
+            return True
+        session.add_concept(
+            "Chelsea", "cat", images=[obj["chelsea.png"]], info="Chelsea is the family's cat."
+        )
+        session.add_concept("Ana's motorbike", "motorbike", images=[obj["motorcycle_left.png"]])
+        print(
+            "  enrolled Chelsea from chelsea.png and Ana's motorbike from motorcycle_left.png "
+            "(each stored as the crop of the detected cat / motorcycle)"
+        )
+        scenes = [
+            ("Barack and Chelsea (her enrollment photo, scaled)", ["obama2.jpg", "chelsea.png"]),
+            ("the motorbike, photographed from the other side", ["motorcycle_right.png"]),
+            ("Joe and a coffee cup (no cup is enrolled)", ["biden.jpg", "coffee.png"]),
+        ]
+        want = [{"Barack", "Chelsea"}, {"Ana's motorbike"}, {"Joe"}]
+        ok = True
+        for (label, names), expected in zip(scenes, want, strict=True):
+            res = session.recognise(_tile(*(both[n] for n in names)))
+            said = [
+                f"{r.name if r.decision == 'known' else r.decision} ({r.kind}, {r.score or 0:.2f})"
+                for r in res.recognitions
+            ]
+            print(f"  {label:<50} -> {', '.join(said) or 'nothing'}")
+            ok &= {r.name for r in res.recognitions if r.decision == "known"} == expected
+    return ok
 
 
 def _recognise_photos(session: Session, photo: dict[str, Path]) -> bool:

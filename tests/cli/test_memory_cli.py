@@ -216,6 +216,10 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "unlike anything              -> unknown" in out
     assert "verify: ok" in out
     assert (tmp_path / "d" / "exported_database" / "database.json").is_file()
+    step9 = out.partition("9. a pet and a thing")[2]
+    if step9 and "skipped" not in step9:  # the object models are exported (`make models`)
+        assert "Chelsea (object" in step9
+        assert "Ana's motorbike (object" in step9
 
 
 # -- issue 14 item 8: one-line errors instead of tracebacks --------------------------------------

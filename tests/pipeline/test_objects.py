@@ -578,6 +578,29 @@ def test_nanodet_is_the_default_detector_when_exported(model_dir: Path) -> None:
     assert ObjectModels.load(model_dir, detector="windows", provider="cpu").detector is None
 
 
+def test_a_box_nested_in_another_of_its_class_is_one_object_kept_by_its_match() -> None:
+    from rap_edge.detect import Detection
+    from rap_edge.pipeline._pipeline import one_box_per_object
+    from rap_edge.pipeline._types import Candidate
+
+    rex = Candidate("c1", "Rex", "dog", 0.85)
+    body = Detection(40, 40, 120, 110, 0.47, "dog")  # the dog's body
+    around = Detection(20, 30, 180, 150, 0.48, "dog")  # a wider box about it (IoU 0.29)
+    other = Detection(300, 40, 380, 110, 0.9, "dog")  # another dog, elsewhere
+    cup = Detection(50, 50, 70, 70, 0.6, "cup")  # inside, but another class
+    found = [
+        (around, "unknown", None, [Candidate("c1", "Rex", "dog", 0.79)]),
+        (body, "known", rex, [rex]),
+        (other, "unknown", None, []),
+        (cup, "unknown", None, []),
+    ]
+    kept = one_box_per_object(found)  # type: ignore[arg-type]
+    assert [k[0] for k in kept] == [body, other, cup]  # the named box stays, order kept
+    # Neither named: the higher similarity stays.
+    found[1] = (body, "unknown", None, [Candidate("c1", "Rex", "dog", 0.6)])
+    assert [k[0] for k in one_box_per_object(found)] == [around, other, cup]  # type: ignore[arg-type]
+
+
 def test_centernet_is_selectable_by_its_manifest(model_dir: Path) -> None:
     from tests.detect.test_centernet import _manifest
 
