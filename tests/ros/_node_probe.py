@@ -505,8 +505,20 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
             out["list_dogs"] = [
                 c.name for c in probe.call("list", ListConcepts.Request(category="dog")).concepts
             ]
-            # A pet's photo kept whole (the request field; objects are off in this node, so
-            # its photo would be stored whole anyway): accepted, listed, then removed.
+            # Without the request field a photo with no dog is refused, naming the field
+            # (objects are off, but the node crops object photos when the models exist).
+            out["add_no_dog"] = None
+            if cfg.get("object_models"):
+                res = probe.call(
+                    "add",
+                    AddConcept.Request(
+                        name="Rex",
+                        category="dog",
+                        images=[image_msg(np.full((120, 160, 3), 90, np.uint8))],
+                    ),
+                )
+                out["add_no_dog"] = [res.success, res.message]
+            # A pet's photo kept whole (the request field): accepted, listed, then removed.
             res = probe.call(
                 "add",
                 AddConcept.Request(

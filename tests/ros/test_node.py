@@ -51,9 +51,27 @@ def run(
             "Barack", images=[photos["obama"]], category="person", info="Barack likes basketball."
         )
         assert embed_faces_in_memory(mem, FaceEmbedder(models)) == 1
+    # The node's model folder: the face models, and the exported object models where `make
+    # models` built them, so an object photo is cropped (or refused) as in any front end.
+    node_models = tmp / "models"
+    node_models.mkdir()
+    from rap_edge.models import ModelStore
+
+    store_onnx = ModelStore().path / "onnx"
+    objects = [
+        store_onnx / f"{stem}.{ext}"
+        for stem in ("nanodet", "mobilenetv2")
+        for ext in ("json", "onnx")
+    ]
+    if not all(p.is_file() for p in objects):
+        objects = []
+    for f in [*face_models.out.iterdir(), *objects]:
+        if f.is_file():
+            (node_models / f.name).symlink_to(f)
     cfg = {
         "memory": str(tmp / "memory"),
-        "models": str(face_models.out),
+        "models": str(node_models),
+        "object_models": bool(objects),
         "photos": photos,
         "log": str(tmp / "node.log"),
         "missing_log": str(tmp / "missing.log"),
@@ -138,6 +156,19 @@ def test_concepts_added_and_removed_while_frames_flow(run: dict[str, Any]) -> No
     assert run["list_dogs"] == []
     assert run["add_whole"][0] and run["add_whole"][2] == 1, run["add_whole"]
     assert run["list_dogs_whole"] == ["Rex"]
+
+
+def test_a_pet_photo_without_the_pet_is_refused_naming_the_request_field(
+    run: dict[str, Any],
+) -> None:
+    """Objects are off in this node, but an object photo is still cropped to the object, so a
+    photo without it is refused, and the refusal names the field that keeps it whole."""
+    if run["add_no_dog"] is None:
+        pytest.skip("no exported NanoDet and MobileNetV2 in the model store (`make models`)")
+    ok, message = run["add_no_dog"]
+    assert not ok
+    assert "no dog found" in message and "whole_image: true" in message, message
+    assert "--whole-image" not in message
     assert run["update"]["success"] and run["update"]["info"] == "Joe likes trains."
     assert run["remove"]["success"], run["remove"]
     after_remove = run["biden_after_remove"]
