@@ -334,7 +334,8 @@ class ObjectModels:
 
         Returns:
             With a detector: its boxes (clipped, at least :attr:`min_box_px` on each side),
-            best first, labelled with their class names. Without one: the proposal windows
+            best first, labelled with their class names; then, if a category has no detector
+            class, the proposal windows for its concepts. Without one: the proposal windows
             as ``Detection(label="proposal", score=1.0)``, whole frame first.
 
         Raises:
@@ -347,38 +348,38 @@ class ObjectModels:
         if wanted is not None and not wanted:
             return []
         h, w = image.shape[:2]
+        windows = self.detector is None
         if self.detector is not None and wanted is not None:
             classes: set[str] = set()
             for cat in sorted(wanted):
                 mapped = detector_classes(cat, self.detector.labels)
-                if not mapped and cat not in self._warned:
-                    self._warned.add(cat)
-                    _log.warning(
-                        "objects: category %r has no detector class (see CATEGORY_CLASSES); %s",
-                        cat,
-                        "its concepts are searched with windows"
-                        if not classes
-                        and all(not detector_classes(c, self.detector.labels) for c in wanted)
-                        else "its concepts are not searched while other categories use the "
-                        "detector",
-                    )
+                if not mapped:
+                    windows = True
+                    if cat not in self._warned:
+                        self._warned.add(cat)
+                        _log.warning(
+                            "objects: category %r has no detector class (see CATEGORY_CLASSES);"
+                            " its concepts are searched with windows (slower, coarser)",
+                            cat,
+                        )
                 classes |= mapped
             wanted = classes
-        if self.detector is None or (wanted is not None and not wanted):
-            return [
+        found: list[Detection] = []
+        if self.detector is not None and (wanted is None or wanted):
+            for d in self.detector.detect(image):
+                if wanted is not None and d.label.lower() not in wanted:
+                    continue
+                x1, y1 = min(max(d.x1, 0.0), float(w)), min(max(d.y1, 0.0), float(h))
+                x2, y2 = min(max(d.x2, 0.0), float(w)), min(max(d.y2, 0.0), float(h))
+                if min(x2 - x1, y2 - y1) < max(1, self.min_box_px):
+                    continue
+                found.append(Detection(x1, y1, x2, y2, d.score, d.label))
+        if windows:
+            found += [
                 Detection(*box, 1.0, PROPOSAL_LABEL)
                 for box in proposal_windows(w, h, scales=self.scales, overlap=self.overlap)
             ]
-        out = []
-        for d in self.detector.detect(image):
-            if wanted is not None and d.label.lower() not in wanted:
-                continue
-            x1, y1 = min(max(d.x1, 0.0), float(w)), min(max(d.y1, 0.0), float(h))
-            x2, y2 = min(max(d.x2, 0.0), float(w)), min(max(d.y2, 0.0), float(h))
-            if min(x2 - x1, y2 - y1) < max(1, self.min_box_px):
-                continue
-            out.append(Detection(x1, y1, x2, y2, d.score, d.label))
-        return out
+        return found
 
     @staticmethod
     def crops(
@@ -423,14 +424,18 @@ class ObjectModels:
     def compatible(self, category: str, label: str) -> bool:
         """Whether a concept of ``category`` may be in a box labelled ``label``.
 
-        Windows (``proposal``) fit any object category; a detector box fits the categories
-        that map to its class (:func:`detector_classes`).
+        A detector box fits the categories that map to its class (:func:`detector_classes`).
+        Windows (``proposal``) fit any object category without a detector, and with one only
+        the categories it has no class for (the rest are searched in its boxes).
         """
         if not is_object_category(category):
             return False
-        if label.lower() == PROPOSAL_LABEL or self.detector is None:
+        if self.detector is None:
             return True
-        return label.lower() in detector_classes(category, self.detector.labels)
+        mapped = detector_classes(category, self.detector.labels)
+        if label.lower() == PROPOSAL_LABEL:
+            return not mapped
+        return label.lower() in mapped
 
     @staticmethod
     def square_crops(

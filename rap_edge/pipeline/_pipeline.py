@@ -442,7 +442,7 @@ class Pipeline:
         vectors = objects.embed(objects.detection_crops(image, dets))
         hits = self.memory.search(vectors, k=min(1000, 4 * self.config.k + 8), encoder=enc)
         threshold = self.thresholds.get(enc)
-        found: list[tuple[Detection, Decision, Candidate | None, list[Candidate]]] = []
+        found: list[ObjectFind] = []
         for det, row in zip(dets, hits, strict=True):
             label = det.label.lower()
             cands = [
@@ -453,23 +453,24 @@ class Pipeline:
             cands = cands[: self.config.k]
             decision, best = decide(cands, threshold, self.thresholds.margin)
             found.append((det, decision, best, cands))
-        if dets[0].label != PROPOSAL_LABEL:
-            found = one_box_per_object(found)
-        if dets[0].label == PROPOSAL_LABEL:
-            best_per: dict[str, tuple[Detection, Decision, Candidate | None, list[Candidate]]]
-            best_per = {}
-            for item in found:
-                b = item[2]
-                if (
-                    item[1] == "known"
-                    and b is not None
-                    and (
-                        b.concept_id not in best_per
-                        or b.score > (best_per[b.concept_id][2] or b).score
-                    )
-                ):
-                    best_per[b.concept_id] = item
-            found = list(best_per.values())
+        # Detector boxes: one per object. Windows (categories the detector has no class for):
+        # only matches are kept, the best window per concept (a window matching nothing is
+        # not an object).
+        boxes = one_box_per_object([f for f in found if f[0].label != PROPOSAL_LABEL])
+        best_per: dict[str, ObjectFind] = {}
+        for item in found:
+            b = item[2]
+            if (
+                item[0].label == PROPOSAL_LABEL
+                and item[1] == "known"
+                and b is not None
+                and (
+                    b.concept_id not in best_per
+                    or b.score > (best_per[b.concept_id][2] or b).score
+                )
+            ):
+                best_per[b.concept_id] = item
+        found = boxes + list(best_per.values())
         tracks = self.tracker.update(
             self._frame, "object", [(d.x1, d.y1, d.x2, d.y2) for d, _, _, _ in found]
         )

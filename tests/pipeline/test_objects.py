@@ -536,6 +536,13 @@ def test_mapped_categories_use_the_detector_and_unmapped_fall_back_to_windows(
     assert "'spaceship' has no detector class" in caplog.text
     assert "searched with windows" in caplog.text
     assert models.compatible("spaceship", "proposal")
+    # Both kinds in one memory: the detector's boxes for the mug, then windows for the
+    # spaceship; a window fits only the category the detector has no class for.
+    props = models.propose(frame, {"mug", "spaceship"})
+    assert [d.label for d in props[:1]] == ["cup"]
+    assert len(props) == 22 and {d.label for d in props[1:]} == {"proposal"}
+    assert not models.compatible("mug", "proposal")
+    assert not models.compatible("spaceship", "cup")
 
 
 def test_square_crops_keep_the_aspect_and_pad_at_the_border() -> None:
