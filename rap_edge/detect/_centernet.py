@@ -30,16 +30,17 @@ import numpy as np
 from rap_edge.detect._nanodet import (
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_NMS_IOU,
+    LetterboxDetector,
     class_nms,
     letterbox_tensor,
     manifest_labels,
     number,
     score_threshold_of,
+    unletterbox,
 )
 from rap_edge.detect._ssd import Detection
 from rap_edge.errors import ModelStoreError
 from rap_edge.models import ModelManifest, load_manifest, open_session
-from rap_edge.sources._normalize import check_bgr_image
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -93,7 +94,7 @@ def decode_centernet(
     ]
 
 
-class CenterNetDetector:
+class CenterNetDetector(LetterboxDetector):
     """COCO objects from an exported CenterNet (task ``detect``, decoder ``centernet``)."""
 
     def __init__(
@@ -195,25 +196,4 @@ class CenterNetDetector:
             nms_iou=self.nms_iou,
             max_detections=self.max_detections,
         )
-        out = []
-        for d in found:
-            x1, x2 = (min(max(v / scale, 0.0), float(width)) for v in (d.x1, d.x2))
-            y1, y2 = (min(max(v / scale, 0.0), float(height)) for v in (d.y1, d.y2))
-            if x2 > x1 and y2 > y1:
-                out.append(Detection(x1, y1, x2, y2, d.score, d.label))
-        return out
-
-    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Objects in one BGR uint8 image [H, W, 3], best score first, in its pixels.
-
-        Raises:
-            InvalidInputError: if the image is not a BGR uint8 array.
-        """
-        check_bgr_image(image, "image")
-        h, w = image.shape[:2]
-        tensor, scale = self.input_tensor(image)
-        return self.decode(self.raw(tensor), scale, w, h)
-
-    def detect_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[list[Detection]]:
-        """Objects in each image (one model call per image: the graph's batch is 1)."""
-        return [self.detect(img) for img in images]
+        return unletterbox(found, scale, width, height)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COCO_LABELS",
+    "LetterboxDetector",
     "NanoDetDetector",
     "anchor_points",
     "class_nms",
@@ -54,6 +55,7 @@ __all__ = [
     "manifest_labels",
     "number",
     "score_threshold_of",
+    "unletterbox",
 ]
 
 COCO_LABELS = (
@@ -269,7 +271,60 @@ def letterbox_tensor(
     return np.ascontiguousarray(x[None], dtype=np.float32), scale
 
 
-class NanoDetDetector:
+def unletterbox(
+    found: Sequence[Detection], scale: float, width: int, height: int
+) -> list[Detection]:
+    """Detections in input pixels mapped back through a top-left letterbox.
+
+    Clipped to the ``width`` x ``height`` image; boxes left with no area are dropped.
+    """
+    out = []
+    for d in found:
+        x1, x2 = (min(max(v / scale, 0.0), float(width)) for v in (d.x1, d.x2))
+        y1, y2 = (min(max(v / scale, 0.0), float(height)) for v in (d.y1, d.y2))
+        if x2 > x1 and y2 > y1:
+            out.append(Detection(x1, y1, x2, y2, d.score, d.label))
+    return out
+
+
+class LetterboxDetector:
+    """A square detector with a batch of one (NanoDet, CenterNet).
+
+    Subclasses give ``input_tensor``, ``raw`` and ``decode``; ``detect`` and ``detect_batch``
+    follow from them.
+    """
+
+    def input_tensor(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
+        """The model's input for a BGR image, and the letterbox scale."""
+        raise NotImplementedError
+
+    def raw(self, tensor: npt.NDArray[np.float32]) -> dict[str, npt.NDArray[np.float32]]:
+        """The model's outputs by name for one input tensor."""
+        raise NotImplementedError
+
+    def decode(
+        self, raw: Mapping[str, npt.NDArray[np.float32]], scale: float, width: int, height: int
+    ) -> list[Detection]:
+        """Detections in the original image's pixels from the model's outputs."""
+        raise NotImplementedError
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Objects in one BGR uint8 image [H, W, 3], best score first, in its pixels.
+
+        Raises:
+            InvalidInputError: if the image is not a BGR uint8 array.
+        """
+        check_bgr_image(image, "image")
+        h, w = image.shape[:2]
+        tensor, scale = self.input_tensor(image)
+        return self.decode(self.raw(tensor), scale, w, h)
+
+    def detect_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[list[Detection]]:
+        """Objects in each image (one model call per image: the graph's batch is 1)."""
+        return [self.detect(img) for img in images]
+
+
+class NanoDetDetector(LetterboxDetector):
     """COCO objects from an exported NanoDet (task ``detect``, decoder ``nanodet``)."""
 
     def __init__(
@@ -408,25 +463,4 @@ class NanoDetDetector:
             nms_iou=self.nms_iou,
             max_detections=self.max_detections,
         )
-        out = []
-        for d in found:
-            x1, x2 = (min(max(v / scale, 0.0), float(width)) for v in (d.x1, d.x2))
-            y1, y2 = (min(max(v / scale, 0.0), float(height)) for v in (d.y1, d.y2))
-            if x2 > x1 and y2 > y1:
-                out.append(Detection(x1, y1, x2, y2, d.score, d.label))
-        return out
-
-    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Objects in one BGR uint8 image [H, W, 3], best score first, in its pixels.
-
-        Raises:
-            InvalidInputError: if the image is not a BGR uint8 array.
-        """
-        check_bgr_image(image, "image")
-        h, w = image.shape[:2]
-        tensor, scale = self.input_tensor(image)
-        return self.decode(self.raw(tensor), scale, w, h)
-
-    def detect_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[list[Detection]]:
-        """Objects in each image (one model call per image: the graph's batch is 1)."""
-        return [self.detect(img) for img in images]
+        return unletterbox(found, scale, width, height)

@@ -48,3 +48,19 @@ def test_models_verify_reports_every_model_after_a_damaged_one(
     assert main(["models", "verify", "--dir", str(copy)]) == 2  # the table: every row too
     out = capsys.readouterr().out
     assert all(name in out for name in ("dlib-resnet-v1", "dlib-shape-5", "res10-ssd-face"))
+
+
+def test_a_coco_detector_parity_row_is_summarised_not_a_crash() -> None:
+    """The NanoDet/CenterNet parity results also carry ``min_iou``; before, verify took them
+    for the face detector's and failed on the missing ``faces`` key."""
+    from export.verify import _summary
+
+    row = {
+        "matched": 17,
+        "reference_detections": 17,
+        "min_iou": 0.999999,
+        "max_score_diff": 1.9e-6,
+    }
+    assert _summary(row) == ("17/17 detections matched, min IoU 1.00000, max score diff 1.9e-06")
+    face = {"faces": 23, "reference_faces": 23, "min_iou": 0.99, "max_score_diff": 0.001}
+    assert _summary(face).startswith("23/23 faces")
