@@ -31,7 +31,7 @@ from typing import Any
 
 from export._common import check_photos
 from rap_edge.errors import RapEdgeError
-from rap_edge.models import ModelManifest, ModelStore, load_manifest, sha256_file
+from rap_edge.models import ModelManifest, ModelStore, load_manifest, manifest_paths, sha256_file
 
 
 def _check_one(
@@ -111,7 +111,7 @@ def verify(store_dir: str | None) -> list[dict[str, Any]]:
     """Check every exported model; one row per manifest."""
     store = ModelStore(store_dir)
     folder = store.path / "onnx"
-    manifests = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    manifests = manifest_paths(folder)
     if not manifests:
         msg = f"{folder}: no exported models (run `make models`)"
         raise SystemExit(msg)

@@ -69,10 +69,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _exported(folder: Any) -> list[dict[str, Any]]:  # noqa: ANN401 - a Path
     from rap_edge.errors import ModelStoreError
-    from rap_edge.models import load_manifest
+    from rap_edge.models import load_manifest, manifest_paths
 
     out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in manifest_paths(folder):
         try:
             m = load_manifest(path)
         except ModelStoreError as err:
@@ -103,7 +103,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import rap_edge
-    from rap_edge.models import ModelStore, load_manifest, sha256_file
+    from rap_edge.models import ModelStore, load_manifest, manifest_paths, sha256_file
 
     root = Path(rap_edge.__file__).resolve().parents[1]
     why = ""
@@ -127,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     folder = ModelStore(args.dir).path / "onnx"
     rows: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.json")):
+    for path in manifest_paths(folder):
         try:
             m = load_manifest(path)
         except RapEdgeError as err:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from rap_edge.models._carriers import CARRIERS, CHECK_PHOTOS, Carrier, WeightFile
 from rap_edge.models._encoder import Encoder, preprocess
-from rap_edge.models._manifest import ModelManifest, Preprocess, load_manifest, write_manifest
+from rap_edge.models._manifest import (
+    ModelManifest,
+    Preprocess,
+    load_manifest,
+    manifest_paths,
+    write_manifest,
+)
 from rap_edge.models._session import open_session
 from rap_edge.models._store import ModelStore, PullReport, default_store_dir, sha256_file
 from rap_edge.models._text import TextEncoder
@@ -26,6 +32,7 @@ __all__ = [
     "WeightFile",
     "default_store_dir",
     "load_manifest",
+    "manifest_paths",
     "open_session",
     "preprocess",
     "sha256_file",

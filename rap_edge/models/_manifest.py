@@ -154,6 +154,19 @@ def _check_preprocess(pre: Preprocess, raw: dict[str, Any], path: Path) -> None:
         raise ModelStoreError(msg)
 
 
+#: JSON files that live beside the manifests in a models folder but are not manifests (the
+#: calibrated thresholds `make models` installs there).
+NOT_MANIFESTS = frozenset({"thresholds.json"})
+
+
+def manifest_paths(folder: str | Path) -> list[Path]:
+    """The model manifests in a models folder, sorted (none if it does not exist)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("*.json") if p.name not in NOT_MANIFESTS)
+
+
 def load_manifest(path: str | Path) -> ModelManifest:
     """Read and validate a manifest; every error names the file and the field.
 

@@ -64,3 +64,14 @@ def test_a_coco_detector_parity_row_is_summarised_not_a_crash() -> None:
     assert _summary(row) == ("17/17 detections matched, min IoU 1.00000, max score diff 1.9e-06")
     face = {"faces": 23, "reference_faces": 23, "min_iou": 0.99, "max_score_diff": 0.001}
     assert _summary(face).startswith("23/23 faces")
+
+
+def test_the_thresholds_file_beside_the_manifests_is_not_a_model(tmp_path: Path) -> None:
+    """`make models` installs thresholds.json into the models folder; verify and list once
+    reported it as an unreadable manifest (and verify exited 2 on a healthy store)."""
+    from rap_edge.models import manifest_paths
+
+    (tmp_path / "thresholds.json").write_text('{"version": 1, "encoders": {}}')
+    (tmp_path / "a.json").write_text("{}")
+    assert manifest_paths(tmp_path) == [tmp_path / "a.json"]
+    assert manifest_paths(tmp_path / "missing") == []
