@@ -34,6 +34,7 @@ import numpy as np
 from rap_edge.app import Session, Settings
 from rap_edge.pipeline import FaceModels, LabelledSet, Pipeline, PipelineConfig
 from rap_edge.pipeline._faces import auto_tiles, largest
+from rap_edge.pipeline._quality import denoise, noise_ratio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.pipeline
 from bench.pipeline import check_photos, compose
@@ -81,6 +82,12 @@ def pass_timings(
     cases["all second passes on a face-less 640x480 frame"] = lambda: models.detect(
         empty, fallback=True
     )
+    # The pipeline's denoise (config.denoise) on a dark, grainy frame (the labelled set's dim
+    # condition: 25 % brightness, noise sigma 8), and the noise check every frame pays.
+    rng = np.random.default_rng(0)
+    dim = np.clip(np.rint(vf * 0.25 + rng.normal(0, 8, vf.shape)), 0, 255).astype(np.uint8)
+    cases["noise check (every frame), 640x480"] = lambda: noise_ratio(vf)
+    cases["denoise a dark grainy 640x480 frame (only those)"] = lambda: denoise(dim)
     for fn in cases.values():  # warm up
         fn()
     times: dict[str, list[float]] = {k: [] for k in cases}

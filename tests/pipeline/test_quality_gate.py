@@ -161,3 +161,60 @@ def test_the_pipeline_abstains_on_a_poor_face_it_would_have_named(
     assert run(blurred, score)[0] == "known"  # at the low-quality threshold: named
     sharp = run(image, 0.999)
     assert sharp[0] == "known" and sharp[2] == 1.0  # a clear face ignores the gate
+
+
+def test_noise_ratio_tells_a_dark_grainy_frame_from_a_sharp_one() -> None:
+    from rap_edge.pipeline._quality import NOISY, noise_ratio
+
+    rng = np.random.default_rng(0)
+    # Sharp edges with no noise (16 px blocks): a strong response at every edge, but a large
+    # spread too.
+    texture = ((np.indices((240, 320)) // 16).sum(axis=0) % 2 * 200 + 20).astype(np.uint8)
+    assert noise_ratio(np.dstack([texture] * 3)) < NOISY
+    smooth = np.tile(np.linspace(40, 200, 320, dtype=np.float32), (240, 1))
+    noisy = np.clip(smooth * 0.25 + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+    assert noise_ratio(np.dstack([noisy] * 3)) >= NOISY
+    assert noise_ratio(np.zeros((2, 2, 3), np.uint8)) == 0.0  # too small to measure
+    assert noise_ratio(np.zeros((50, 50, 3), np.uint8)) == 0.0  # flat black: no noise
+
+
+@pytest.mark.network
+def test_a_dark_grainy_photo_is_denoised_and_named_more_surely(
+    face_models: Exported, tmp_path: Path
+) -> None:
+    """The labelled set's dim condition (25 % brightness, noise sigma 8) on a real photo: the
+    frame passes the noise gate, is denoised, and Barack's score rises; the clean photo is
+    left alone."""
+    from rap_edge.memory import Memory
+    from rap_edge.pipeline import (
+        FaceEmbedder,
+        FaceModels,
+        Pipeline,
+        PipelineConfig,
+        embed_faces_in_memory,
+    )
+
+    models: FaceModels = FaceModels.load(face_models.out, provider="cpu")
+    mem = Memory.init(tmp_path / "m")
+    obama = next(p for p in face_models.photos if p.name == "obama.jpg")
+    mem.add("Barack", images=[obama], category="person")
+    embed_faces_in_memory(mem, FaceEmbedder(models))
+    photo = next(p for p in face_models.photos if p.name == "obama2.jpg")
+    image = np.asarray(cv2.imread(str(photo)), np.uint8)
+    rng = np.random.default_rng(1)
+    dim = np.clip(np.rint(image * 0.25 + rng.normal(0, 8, image.shape)), 0, 255).astype(np.uint8)
+
+    def run(img: np.ndarray, denoise: bool) -> tuple[float, int, bool]:
+        th = Thresholds()
+        th.set_default(models.encoder_id, 0.5)
+        pipe = Pipeline(models, mem, thresholds=th, config=PipelineConfig(denoise=denoise))
+        res = pipe.process(img, independent=True)
+        best = max((r.score or 0.0) for r in res.recognitions)
+        return best, pipe.denoised, "denoise" in res.timings_ms
+
+    plain, n, timed = run(dim, denoise=False)
+    assert (n, timed) == (0, False)
+    cleaned, n, timed = run(dim, denoise=True)
+    assert (n, timed) == (1, True)
+    assert cleaned > plain
+    assert run(image, denoise=True)[1] == 0  # a clean photo is not touched
