@@ -500,7 +500,12 @@ class FaceEmbedder:
 
         out = []
         fallbacks = 0
-        for img in images:
+        from rap_edge.pipeline._quality import denoise_if_grainy
+
+        for raw in images:
+            # A dark, grainy reference photo is denoised as the pipeline denoises such frames.
+            img = denoise_if_grainy(raw)
+            img = raw if img is None else img
             face = largest(self.models.detect(img, fallback=True))
             if face is None:
                 fallbacks += 1

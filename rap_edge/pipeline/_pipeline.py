@@ -31,13 +31,7 @@ import numpy as np
 
 from rap_edge.errors import InvalidInputError
 from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceModels
-from rap_edge.pipeline._quality import (
-    DENOISE_MAX_SIDE,
-    NOISY,
-    denoise,
-    face_quality,
-    noise_ratio,
-)
+from rap_edge.pipeline._quality import denoise_if_grainy, face_quality
 from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
 from rap_edge.pipeline._tracker import Observation, Track, Tracker
 from rap_edge.pipeline._types import Candidate, FrameResult, Recognition
@@ -308,17 +302,13 @@ class Pipeline:
         """
         t_start = time.perf_counter()
         image = check_bgr_image(frame)
-        if (
-            self.config.denoise
-            and max(image.shape[:2]) <= DENOISE_MAX_SIDE
-            and noise_ratio(image) >= NOISY
-        ):
+        denoise_ms = None
+        if self.config.denoise:
             t = time.perf_counter()
-            image = denoise(image)
-            self.denoised += 1
-            denoise_ms = _ms(t)
-        else:
-            denoise_ms = None
+            cleaned = denoise_if_grainy(image)
+            if cleaned is not None:
+                image, denoise_ms = cleaned, _ms(t)
+                self.denoised += 1
         self._frame = self._frame + 1 if index is None else index
         alone = independent or not self.config.track
         result = FrameResult(

@@ -31,6 +31,7 @@ __all__ = [
     "NOISY",
     "QUALITY_REFERENCE",
     "denoise",
+    "denoise_if_grainy",
     "face_quality",
     "noise_ratio",
 ]
@@ -92,3 +93,14 @@ def denoise(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     import cv2
 
     return np.asarray(cv2.fastNlMeansDenoisingColored(image, None, 7, 7, 5, 9), np.uint8)
+
+
+def denoise_if_grainy(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
+    """The denoised frame if it is dark and grainy, else None.
+
+    Dark and grainy: :func:`noise_ratio` at least :data:`NOISY`, and no side over
+    :data:`DENOISE_MAX_SIDE`. The gate the pipeline and enrollment share.
+    """
+    if max(image.shape[:2]) > DENOISE_MAX_SIDE or noise_ratio(image) < NOISY:
+        return None
+    return denoise(image)
