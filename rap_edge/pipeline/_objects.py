@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from rap_edge.runtime import Provider
 
 __all__ = [
+    "ANIMAL_CLASSES",
     "CATEGORY_CLASSES",
     "DEFAULT_DETECTOR",
     "OBJECT_EMBEDDER",
@@ -61,6 +62,7 @@ __all__ = [
     "ObjectModels",
     "detector_classes",
     "embed_objects_in_memory",
+    "is_animal_category",
     "is_object_category",
     "object_categories",
     "proposal_windows",
@@ -123,6 +125,19 @@ def is_object_category(category: str) -> bool:
 def object_categories(memory: Memory) -> set[str]:
     """The lower-cased categories of the memory's object and pet concepts (to filter boxes)."""
     return {c.lower() for c in memory.categories() if is_object_category(c)}
+
+
+#: COCO classes with a face a face detector may take for a person's.
+ANIMAL_CLASSES = frozenset(
+    {"bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"}
+    | {"teddy bear"}
+)
+
+
+def is_animal_category(category: str) -> bool:
+    """Whether concepts of ``category`` are animals (or plush ones): ``cat``, ``pet``, ..."""
+    cat = category.strip().lower()
+    return cat in ANIMAL_CLASSES or any(c in ANIMAL_CLASSES for c in CATEGORY_CLASSES.get(cat, ()))
 
 
 def detector_classes(category: str, labels: Iterable[str]) -> set[str]:

@@ -205,6 +205,47 @@ def one_box_per_object(
     return sorted(kept, key=lambda item: order[id(item)])
 
 
+PET_FACE = 0.7  # share of a face box inside a named pet's box: the pet's own face
+
+
+def _without_pet_faces(
+    recognitions: list[Recognition], objects: Sequence[Recognition]
+) -> list[Recognition]:
+    """The recognitions less the faces that are a named pet's own face.
+
+    The face detector takes a cat's or dog's face for a person's now and then (the skimage
+    cat: an ``unknown`` face, which `ask` then called "someone I don't know"). A face that
+    is not named as a person and lies mostly inside the box of an object named as a concept
+    of an animal category (:func:`~rap_edge.pipeline._objects.is_animal_category`) is that
+    animal's face, and is dropped. A named person's face is never dropped, nor any face
+    beside an unnamed animal (nothing says which it is).
+    """
+    from rap_edge.pipeline._objects import is_animal_category
+
+    pets = []
+    for r in objects:
+        named = next((c for c in r.candidates if c.concept_id == r.concept_id), None)
+        if r.decision == "known" and named is not None and is_animal_category(named.category):
+            pets.append(r.box)
+    if not pets:
+        return recognitions
+
+    def inside(face: tuple[float, float, float, float]) -> bool:
+        area = max(0.0, face[2] - face[0]) * max(0.0, face[3] - face[1])
+        for b in pets:
+            iw = min(face[2], b[2]) - max(face[0], b[0])
+            ih = min(face[3], b[3]) - max(face[1], b[1])
+            if area > 0 and iw > 0 and ih > 0 and iw * ih >= PET_FACE * area:
+                return True
+        return False
+
+    return [
+        r
+        for r in recognitions
+        if not (r.kind == "face" and r.decision != "known" and inside(r.box))
+    ]
+
+
 class Pipeline:
     """The retrieval pipeline for one stream (it holds the stream's tracks)."""
 
@@ -404,6 +445,7 @@ class Pipeline:
                 self._last_objects = self._objects(image)
             else:
                 self._last_objects = [replace(r, embedded=False) for r in self._last_objects]
+            result.recognitions[:] = _without_pet_faces(result.recognitions, self._last_objects)
             result.recognitions.extend(self._last_objects)
             timings["objects"] = _ms(t)
         if alone:  # nothing of a photo's is kept for the next frame

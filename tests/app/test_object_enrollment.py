@@ -246,6 +246,18 @@ def test_with_objects_off_a_photo_is_still_stored_as_the_crop_of_the_object(
             session.add_concept("Rex", "cat", images=[scenes.coffee])
 
 
+def test_a_named_cats_own_face_is_not_reported_as_a_stranger(
+    session: Session, scenes: Scenes
+) -> None:
+    """The face detector takes the skimage cat's face for a person's (an ``unknown`` face that
+    `ask` called "someone I don't know"); once the cat is named, that face is hers."""
+    before = session.recognise(scenes.cat)
+    assert [r.decision for r in before.recognitions if r.kind == "face"] == ["unknown"]
+    session.add_concept("Chelsea", "cat", images=[scenes.cat])
+    after = session.recognise(scenes.cat)
+    assert [(r.kind, r.name) for r in after.recognitions] == [("object", "Chelsea")]
+
+
 def test_whole_image_is_for_objects_and_must_be_a_bool(session: Session, scenes: Scenes) -> None:
     with pytest.raises(InvalidInputError, match="--whole-image keeps an object's"):
         session.add_concept("Ana", "person", images=[scenes.cat], whole_image=True)

@@ -608,6 +608,36 @@ def test_a_box_nested_in_another_of_its_class_is_one_object_kept_by_its_match() 
     assert [k[0] for k in one_box_per_object(found)] == [around, other, cup]  # type: ignore[arg-type]
 
 
+def test_only_an_unnamed_face_inside_a_named_pet_is_dropped_as_the_pets_face() -> None:
+    from rap_edge.pipeline import Recognition
+    from rap_edge.pipeline._pipeline import _without_pet_faces
+    from rap_edge.pipeline._types import Candidate
+
+    def rec(
+        box: tuple[float, float, float, float], kind: str, name: str | None, cat: str
+    ) -> Recognition:
+        cands = (Candidate("c-" + (name or "x"), name or "x", cat, 0.9),)
+        known = name is not None
+        return Recognition(
+            box, kind, 0.9, 1, "known" if known else "unknown",
+            cands[0].concept_id if known else None, name, 0.9, cands,
+        )  # fmt: skip
+
+    rex = rec((0, 0, 200, 200), "object", "Rex", "dog")
+    mug = rec((300, 0, 500, 200), "object", "Mug", "mug")
+    cat = rec((0, 300, 200, 500), "object", None, "cat")  # an unnamed cat
+    faces = [
+        rec((50, 50, 120, 120), "face", None, "person"),  # Rex's own face: dropped
+        rec((60, 60, 110, 110), "face", "Ana", "person"),  # a named person: kept
+        rec((350, 50, 420, 120), "face", None, "person"),  # inside the mug: not an animal
+        rec((50, 350, 120, 420), "face", None, "person"),  # inside an unnamed cat: kept
+        rec((150, 150, 260, 260), "face", None, "person"),  # a quarter inside Rex: kept
+    ]
+    kept = _without_pet_faces(faces, [rex, mug, cat])
+    assert [r.box for r in kept] == [f.box for f in faces[1:]]
+    assert _without_pet_faces(faces, [mug, cat]) == faces
+
+
 def test_centernet_is_selectable_by_its_manifest(model_dir: Path) -> None:
     from tests.detect.test_centernet import _manifest
 
