@@ -37,12 +37,9 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from export import nanodet
 from rap_edge.detect._centernet import CenterNetDetector
 from rap_edge.detect._nanodet import COCO_LABELS
-from rap_edge.errors import ModelStoreError
 from rap_edge.models import ModelManifest, ModelStore, Preprocess
 
 if TYPE_CHECKING:
@@ -97,46 +94,10 @@ def check(
     photos: Sequence[Path],
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Parity of the ONNX model (onnxruntime) with TF.js (Node) on real photos."""
-    import cv2
-
+    """Parity of the ONNX model (onnxruntime) with TF.js (Node, the unpatched JSON)."""
     det = CenterNetDetector(manifest, provider="cpu", score_threshold=PARITY_SCORE)
-    images = nanodet.parity_photos(store, photos)
-    tensors, sizes = [], []
-    for p in images:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            msg = f"{p}: not a readable image"
-            raise ModelStoreError(msg)
-        t, scale = det.input_tensor(np.asarray(img, np.uint8))
-        tensors.append(t)
-        sizes.append((scale, img.shape[1], img.shape[0]))
     model_json = store.file(CARRIER, "centernet.json")
-    refs = nanodet.reference_outputs(store, tensors, model_json=model_json, say=say)
-    n_ref, n_got, matched, min_iou, max_diff = 0, 0, 0, 1.0, 0.0
-    for t, ref, (scale, w, h) in zip(tensors, refs, sizes, strict=True):
-        got = det.decode(det.raw(t), scale, w, h)
-        want = det.decode(ref, scale, w, h)
-        m, iou, diff = nanodet.pair_detections(got, want)
-        n_ref, n_got, matched = n_ref + len(want), n_got + len(got), matched + m
-        min_iou, max_diff = min(min_iou, iou), max(max_diff, diff)
-    ok = n_ref == n_got == matched and n_ref > 0 and min_iou >= nanodet.MIN_IOU
-    ok = ok and max_diff <= nanodet.MAX_SCORE_DIFF
-    return {
-        "reference": f"TF.js {nanodet.TFJS_PIN.rsplit('@', 1)[1]} (pure JS, CPU backend) "
-        "under Node, unpatched JSON",
-        "runtime": "onnxruntime CPU through rap_edge.detect.CenterNetDetector",
-        "photos": len(images),
-        "score_threshold": PARITY_SCORE,
-        "reference_detections": n_ref,
-        "detections": n_got,
-        "matched": matched,
-        "min_iou": float(min_iou),
-        "max_score_diff": float(max_diff),
-        "required_min_iou": nanodet.MIN_IOU,
-        "required_max_score_diff": nanodet.MAX_SCORE_DIFF,
-        "ok": bool(ok),
-    }
+    return nanodet.detection_parity(det, store, photos, model_json, raw_diff=False, say=say)
 
 
 def build_manifest(onnx_path: Path, digest: str, provenance: dict[str, Any]) -> ModelManifest:

@@ -294,6 +294,8 @@ class LetterboxDetector:
     follow from them.
     """
 
+    score_threshold: float
+
     def input_tensor(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
         """The model's input for a BGR image, and the letterbox scale."""
         raise NotImplementedError
