@@ -58,16 +58,14 @@ def run(
     from rap_edge.models import ModelStore
 
     store_onnx = ModelStore().path / "onnx"
-    objects = [
-        store_onnx / f"{stem}.{ext}"
-        for stem in ("nanodet", "mobilenetv2")
-        for ext in ("json", "onnx")
-    ]
-    if not all(p.is_file() for p in objects):
-        objects = []
-    for f in [*face_models.out.iterdir(), *objects]:
+    for f in face_models.out.iterdir():
         if f.is_file():
             (node_models / f.name).symlink_to(f)
+    wanted = [f"{stem}.{ext}" for stem in ("nanodet", "mobilenetv2") for ext in ("json", "onnx")]
+    for name in wanted:  # the exported object models, unless the face folder has them
+        if not (node_models / name).exists() and (store_onnx / name).is_file():
+            (node_models / name).symlink_to(store_onnx / name)
+    objects = all((node_models / name).is_file() for name in wanted)
     cfg = {
         "memory": str(tmp / "memory"),
         "models": str(node_models),
