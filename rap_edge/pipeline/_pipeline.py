@@ -417,6 +417,7 @@ class Pipeline:
         found = self._search([tr.embedding for tr in tracks])
         timings["search"] = _ms(t)
         fresh = set(todo)
+        strangers: list[tuple[Recognition, Detection, Track]] = []
         for i, (det, tr) in enumerate(zip(detections, tracks, strict=True)):
             decision, best = decide(
                 found[i],
@@ -435,9 +436,10 @@ class Pipeline:
             else:  # a reused embedding searched again: refresh its vote, do not add one
                 tr.votes[-1] = obs
             voted = tr.vote()
+            rec = self._recognition(det, tr, voted, embedded=i in fresh)
             if voted.decision == "unknown" and i in fresh and self.unknown is not None:
-                self._cluster(image, det, tr, source)
-            result.recognitions.append(self._recognition(det, tr, voted, embedded=i in fresh))
+                strangers.append((rec, det, tr))
+            result.recognitions.append(rec)
         if self.objects is not None:
             t = time.perf_counter()
             every = 1 if alone else self.config.object_every
@@ -448,6 +450,13 @@ class Pipeline:
             result.recognitions[:] = _without_pet_faces(result.recognitions, self._last_objects)
             result.recognitions.extend(self._last_objects)
             timings["objects"] = _ms(t)
+        # Unknown faces are clustered as strangers once the object pass has said which of them
+        # are a named pet's own face (those are gone from the recognitions).
+        at = {id(r): k for k, r in enumerate(result.recognitions)}
+        for rec, det, tr in strangers:
+            if id(rec) in at:
+                self._cluster(image, det, tr, source)
+                result.recognitions[at[id(rec)]] = replace(rec, cluster=tr.cluster)
         if alone:  # nothing of a photo's is kept for the next frame
             self.tracker.reset()
             self._scene = None

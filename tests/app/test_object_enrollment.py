@@ -251,11 +251,20 @@ def test_a_named_cats_own_face_is_not_reported_as_a_stranger(
 ) -> None:
     """The face detector takes the skimage cat's face for a person's (an ``unknown`` face that
     `ask` called "someone I don't know"); once the cat is named, that face is hers."""
+    from rap_edge.pipeline import UnknownClusters
+
     before = session.recognise(scenes.cat)
     assert [r.decision for r in before.recognitions if r.kind == "face"] == ["unknown"]
     session.add_concept("Chelsea", "cat", images=[scenes.cat])
     after = session.recognise(scenes.cat)
     assert [(r.kind, r.name) for r in after.recognitions] == [("object", "Chelsea")]
+    # Nor is it clustered among the strangers (the clustering waits for the object pass).
+    strangers = UnknownClusters(None, threshold=0.9)
+    session.pipeline(track=False, unknown=strangers).process(scenes.cat, independent=True)
+    assert strangers.clusters == {}
+    session.remove_concept("Chelsea")
+    session.pipeline(track=False, unknown=strangers).process(scenes.cat, independent=True)
+    assert len(strangers.clusters) == 1  # without the named cat, her face is a stranger
 
 
 def test_whole_image_is_for_objects_and_must_be_a_bool(session: Session, scenes: Scenes) -> None:
