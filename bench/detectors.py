@@ -38,11 +38,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rap_edge.detect._centernet import CenterNetDetector
-from rap_edge.detect._nanodet import NanoDetDetector
-from rap_edge.models import ModelStore, load_manifest
+from rap_edge.models import ModelStore
 from rap_edge.models._carriers import OBJECT_PHOTOS, OBJECT_PHOTOS_PIP_ARGS
 from rap_edge.pipeline import LabelledSet
+from rap_edge.pipeline._objects import load_detector
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench._common
+from bench._common import frame_640x480, write_report
 
 DETECTORS = {"nanodet": "nanodet.json", "centernet": "centernet.json"}
 OBJECTS = {
@@ -58,21 +60,6 @@ OBJECTS = {
 def _read(path: Path) -> np.ndarray | None:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if img is None else np.asarray(img, np.uint8)
-
-
-def _load(folder: Path, name: str) -> NanoDetDetector | CenterNetDetector:
-    manifest = load_manifest(folder / name)
-    if manifest.extra.get("decoder") == "centernet":
-        return CenterNetDetector(manifest, provider="cpu")
-    return NanoDetDetector(manifest, provider="cpu")
-
-
-def _frame(img: np.ndarray) -> np.ndarray:
-    scale = min(640 / img.shape[1], 480 / img.shape[0])
-    small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
-    out = np.zeros((480, 640, 3), np.uint8)
-    out[: small.shape[0], : small.shape[1]] = small
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"{folder}: no {', '.join(missing)}; run `make models` first", file=sys.stderr)
         return 2
-    dets = {k: _load(folder, v) for k, v in DETECTORS.items()}
+    dets = {k: load_detector(folder / v, provider="cpu") for k, v in DETECTORS.items()}
     labelled = LabelledSet.load(args.labelled)
     sets: dict[str, list[Path]] = {
         "clean": [p for ps in labelled.identities.values() for p in ps]
@@ -138,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if img is None:
             print(f"{name}: not readable; pull the object photos again", file=sys.stderr)
             return 2
-        frames.append(_frame(img))
+        frames.append(frame_640x480(img))
         row: dict[str, Any] = {"label": cls}
         for k, d in dets.items():
             got = d.detect(img)
@@ -164,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "detector_p50_ms_640x480": speed,
         "ratio_centernet_to_nanodet": round(speed["centernet"] / speed["nanodet"], 2),
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_report(report, args.out)
     return 0
 
 

@@ -29,11 +29,14 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for export/ and bench/
-from bench.detectors import DETECTORS, _frame, _load
+from bench._common import frame_640x480, write_report
+from bench.detectors import DETECTORS
 from export.nanodet import pair_detections
+from rap_edge.detect._nanodet import LetterboxDetector
 from rap_edge.models import CHECK_PHOTOS, ModelStore, sha256_file
 from rap_edge.models._carriers import OBJECT_PHOTOS, OBJECT_PHOTOS_PIP_ARGS
 from rap_edge.pipeline import LabelledSet
+from rap_edge.pipeline._objects import load_detector
 
 
 def _quantize(src: Path, tmp: Path, calib: list[np.ndarray], input_name: str) -> dict[str, Path]:
@@ -93,11 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         for p in paths
         if p.suffix in {".jpg", ".png"} and (img := cv2.imread(str(p))) is not None
     ]
-    frame = _frame(images[0])
+    frame = frame_640x480(images[0])
     report: dict[str, Any] = {"photos": len(images)}
     with tempfile.TemporaryDirectory() as tmp:
         for stem, name in DETECTORS.items():
-            base = _load(folder, name)
+            base = load_detector(folder / name, provider="cpu")
+            if not isinstance(base, LetterboxDetector):
+                print(f"{name}: not a NanoDet or CenterNet manifest", file=sys.stderr)
+                return 2
             calib = [base.input_tensor(img)[0] for img in images[:12]]
             variants = _quantize(base.manifest.onnx, Path(tmp), calib, base.manifest.input_name)
             for kind, path in variants.items():
@@ -123,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 report[f"{stem}-{kind}"] = row
                 print(stem, kind, json.dumps(row), file=sys.stderr, flush=True)
-    text = json.dumps(report, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_report(report, args.out)
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from bench._common import frame_640x480
 from rap_edge.models import ModelStore
 from rap_edge.models._carriers import OBJECT_PHOTOS, OBJECT_PHOTOS_PIP_ARGS
 from rap_edge.pipeline._objects import ObjectModels
@@ -39,11 +40,7 @@ def _frame(path: Path) -> np.ndarray:
     if img is None:
         msg = f"{path}: not a readable image"
         raise SystemExit(msg)
-    scale = min(640 / img.shape[1], 480 / img.shape[0])
-    small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)))
-    out = np.zeros((480, 640, 3), np.uint8)
-    out[: small.shape[0], : small.shape[1]] = small
-    return out
+    return frame_640x480(np.asarray(img, np.uint8))
 
 
 def _p50(fn: object, runs: int) -> float:

@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for bench._common
+from bench._common import write_report  # noqa: E402
 
 
 def _run(cmd: list[str], spin: str) -> str:
@@ -84,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_off_to_on": {k: round(med["off"][k] / med["on"][k], 2) for k in med["off"]},
         "all": rows,
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_report(report, args.out)
     return 0
 
 

@@ -200,7 +200,7 @@ class Session:
         """
         from rap_edge.memory import Memory, default_memory_dir
         from rap_edge.models import default_store_dir
-        from rap_edge.pipeline import DEFAULT_MARGIN, FaceModels, ObjectModels, Thresholds
+        from rap_edge.pipeline import DEFAULT_MARGIN, FaceModels, Thresholds
 
         settings = settings or Settings()
         settings.check()
@@ -211,16 +211,7 @@ class Session:
             provider=settings.provider,
             flip=settings.flip,
         )
-        objects = (
-            ObjectModels.load(
-                folder,
-                encoder=settings.object_encoder,
-                detector=settings.object_detector,
-                provider=settings.provider,
-            )
-            if settings.objects
-            else None
-        )
+        objects = _object_models(settings, folder) if settings.objects else None
         mem: Memory | None
         owns = False
         if isinstance(memory, str):
@@ -612,16 +603,8 @@ class Session:
         node) is stored as the crop of its object, as with objects on; it is embedded when
         objects are turned on or by ``memory embed-objects``.
         """
-        from rap_edge.pipeline import ObjectModels
-
-        s = self.settings
         try:
-            return ObjectModels.load(
-                self.models_dir,
-                encoder=s.object_encoder,
-                detector=s.object_detector,
-                provider=s.provider,
-            )
+            return _object_models(self.settings, self.models_dir)
         except RapEdgeError as err:
             log.warning("objects are off and cannot be loaded to crop enrolled photos: %s", err)
             return None
@@ -699,3 +682,15 @@ class Session:
             on_result=on_result,
             max_concepts=self.settings.max_concepts,
         )
+
+
+def _object_models(settings: Settings, folder: Path) -> ObjectModels:
+    """The object models the settings name, from the models folder."""
+    from rap_edge.pipeline import ObjectModels
+
+    return ObjectModels.load(
+        folder,
+        encoder=settings.object_encoder,
+        detector=settings.object_detector,
+        provider=settings.provider,
+    )

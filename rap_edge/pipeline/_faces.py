@@ -12,6 +12,7 @@ import numpy as np
 # embed_faces_in_memory moved to rap_edge.embed; still importable from here.
 from rap_edge.embed import embed_faces_in_memory
 from rap_edge.errors import ModelStoreError
+from rap_edge.pipeline._tracker import inside_share
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -458,14 +459,7 @@ def _covered(
     chin) or, on a tilted face, shifted by half a face; two real faces rarely share a quarter
     of the smaller one's box.
     """
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    for o in others:
-        ox1, oy1, ox2, oy2 = (v * scale for v in o)
-        iw = min(box[2], ox2) - max(box[0], ox1)
-        ih = min(box[3], oy2) - max(box[1], oy1)
-        if iw > 0 and ih > 0 and iw * ih >= COVERED * area:
-            return True
-    return False
+    return any(inside_share(box, [v * scale for v in o]) >= COVERED for o in others)
 
 
 def largest(detections: Sequence[Detection]) -> Detection | None:

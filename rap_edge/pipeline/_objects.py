@@ -64,6 +64,7 @@ __all__ = [
     "embed_objects_in_memory",
     "is_animal_category",
     "is_object_category",
+    "load_detector",
     "object_categories",
     "proposal_windows",
 ]
@@ -243,6 +244,30 @@ def _as_box(box: Detection | Sequence[float] | npt.NDArray[np.floating], i: int)
     return x1, y1, x2, y2
 
 
+def load_detector(
+    manifest: str | Path, *, provider: Provider | str = "auto"
+) -> YoloDetector | NanoDetDetector | CenterNetDetector:
+    """The object detector a manifest describes.
+
+    Chosen by its ``extra["decoder"]``: ``nanodet``, ``centernet``, else a YOLO export.
+
+    Raises:
+        ModelStoreError: naming the file when the model is missing, damaged or mismatched.
+    """
+    from rap_edge.detect._centernet import CenterNetDetector
+    from rap_edge.detect._nanodet import NanoDetDetector
+    from rap_edge.detect._yolo import YoloDetector
+    from rap_edge.models import load_manifest
+
+    m = load_manifest(manifest)
+    decoder = m.extra.get("decoder")
+    if decoder == "nanodet":
+        return NanoDetDetector(m, provider=provider)
+    if decoder == "centernet":
+        return CenterNetDetector(m, provider=provider)
+    return YoloDetector(m, provider=provider)
+
+
 @dataclass
 class ObjectModels:
     """The object path's models, loaded from a folder of exported manifests.
@@ -286,10 +311,7 @@ class ObjectModels:
         Raises:
             ModelStoreError: naming the file when a model is missing, damaged or mismatched.
         """
-        from rap_edge.detect._centernet import CenterNetDetector
-        from rap_edge.detect._nanodet import NanoDetDetector
-        from rap_edge.detect._yolo import YoloDetector
-        from rap_edge.models import Encoder, load_manifest
+        from rap_edge.models import Encoder
 
         folder = Path(model_dir).expanduser()
         if not folder.is_dir():
@@ -305,15 +327,9 @@ class ObjectModels:
             raise ModelStoreError(msg)
         if detector is None and (folder / DEFAULT_DETECTOR).is_file():
             detector = DEFAULT_DETECTOR
-        det: YoloDetector | NanoDetDetector | CenterNetDetector | None = None
+        det = None
         if detector is not None and detector != WINDOWS:
-            manifest = load_manifest(where(detector))
-            if manifest.extra.get("decoder") == "nanodet":
-                det = NanoDetDetector(manifest, provider=provider)
-            elif manifest.extra.get("decoder") == "centernet":
-                det = CenterNetDetector(manifest, provider=provider)
-            else:
-                det = YoloDetector(manifest, provider=provider)
+            det = load_detector(where(detector), provider=provider)
         return cls(encoder=enc, detector=det)
 
     @property

@@ -33,7 +33,7 @@ from rap_edge.errors import InvalidInputError
 from rap_edge.pipeline._faces import FACE_CATEGORIES, FaceModels
 from rap_edge.pipeline._quality import denoise_if_grainy, face_quality
 from rap_edge.pipeline._scoring import DEFAULT_MARGIN, Thresholds, decide
-from rap_edge.pipeline._tracker import Observation, Track, Tracker
+from rap_edge.pipeline._tracker import Observation, Track, Tracker, inside_share
 from rap_edge.pipeline._types import Candidate, FrameResult, Recognition
 from rap_edge.sources._normalize import check_bgr_image
 
@@ -184,22 +184,14 @@ def one_box_per_object(
         score = best.score if best else (cands[0].score if cands else -1.0)
         return (decision == "known", score)
 
+    def nested(a: Detection, b: Detection) -> bool:  # the smaller one mostly inside the other
+        ba, bb = (a.x1, a.y1, a.x2, a.y2), (b.x1, b.y1, b.x2, b.y2)
+        return max(inside_share(ba, bb), inside_share(bb, ba)) >= NESTED
+
     kept: list[ObjectFind] = []
     for item in sorted(found, key=rank, reverse=True):
         d = item[0]
-        area = (d.x2 - d.x1) * (d.y2 - d.y1)
-        nested = False
-        for other in kept:
-            o = other[0]
-            if o.label != d.label:
-                continue
-            iw = min(d.x2, o.x2) - max(d.x1, o.x1)
-            ih = min(d.y2, o.y2) - max(d.y1, o.y1)
-            smaller = min(area, (o.x2 - o.x1) * (o.y2 - o.y1))
-            if iw > 0 and ih > 0 and smaller > 0 and iw * ih >= NESTED * smaller:
-                nested = True
-                break
-        if not nested:
+        if not any(o[0].label == d.label and nested(d, o[0]) for o in kept):
             kept.append(item)
     order = {id(item): i for i, item in enumerate(found)}
     return sorted(kept, key=lambda item: order[id(item)])
@@ -231,13 +223,7 @@ def _without_pet_faces(
         return recognitions
 
     def inside(face: tuple[float, float, float, float]) -> bool:
-        area = max(0.0, face[2] - face[0]) * max(0.0, face[3] - face[1])
-        for b in pets:
-            iw = min(face[2], b[2]) - max(face[0], b[0])
-            ih = min(face[3], b[3]) - max(face[1], b[1])
-            if area > 0 and iw > 0 and ih > 0 and iw * ih >= PET_FACE * area:
-                return True
-        return False
+        return any(inside_share(face, b) >= PET_FACE for b in pets)
 
     return [
         r
@@ -452,7 +438,7 @@ class Pipeline:
             timings["objects"] = _ms(t)
         # Unknown faces are clustered as strangers once the object pass has said which of them
         # are a named pet's own face (those are gone from the recognitions).
-        at = {id(r): k for k, r in enumerate(result.recognitions)}
+        at = {id(r): k for k, r in enumerate(result.recognitions)} if strangers else {}
         for rec, det, tr in strangers:
             if id(rec) in at:
                 self._cluster(image, det, tr, source)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from rap_edge.pipeline._types import Candidate, Decision
 
-__all__ = ["Observation", "Track", "Tracker", "box_iou"]
+__all__ = ["Observation", "Track", "Tracker", "box_iou", "inside_share"]
 
 
 def box_iou(
@@ -36,6 +36,18 @@ def box_iou(
     inter = float(iw * ih)
     union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
     return inter / union if union > 0 else 0.0
+
+
+def inside_share(
+    a: Sequence[float] | npt.NDArray[np.floating], b: Sequence[float] | npt.NDArray[np.floating]
+) -> float:
+    """The share of box ``a``'s area that lies inside box ``b`` (0 for an empty ``a``)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    area = float((a[2] - a[0]) * (a[3] - a[1]))
+    if iw <= 0 or ih <= 0 or area <= 0:
+        return 0.0
+    return float(iw * ih) / area
 
 
 @dataclass(frozen=True, slots=True)

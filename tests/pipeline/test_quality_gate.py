@@ -25,6 +25,7 @@ from rap_edge.pipeline._quality import face_quality
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from rap_edge.memory import Memory
     from rap_edge.pipeline import FaceModels
     from tests.conftest import Exported
 
@@ -130,20 +131,27 @@ def test_small_blurred_and_dim_faces_rate_low_and_a_clear_face_full(
     assert quality(frame) < 1.0
 
 
-@pytest.mark.network
-def test_the_pipeline_abstains_on_a_poor_face_it_would_have_named(
-    face_models: Exported, tmp_path: Path
-) -> None:
+def _barack(face_models: Exported, tmp_path: Path) -> tuple[FaceModels, Memory, np.ndarray]:
+    """The real face models, a memory with Barack enrolled from obama.jpg, and obama2.jpg."""
     from rap_edge.memory import Memory
-    from rap_edge.pipeline import FaceEmbedder, FaceModels, Pipeline, embed_faces_in_memory
+    from rap_edge.pipeline import FaceEmbedder, FaceModels, embed_faces_in_memory
 
-    models: FaceModels = FaceModels.load(face_models.out, provider="cpu")
+    models = FaceModels.load(face_models.out, provider="cpu")
     mem = Memory.init(tmp_path / "m")
     obama = next(p for p in face_models.photos if p.name == "obama.jpg")
     mem.add("Barack", images=[obama], category="person")
     embed_faces_in_memory(mem, FaceEmbedder(models))
     photo = next(p for p in face_models.photos if p.name == "obama2.jpg")
-    image = np.asarray(cv2.imread(str(photo)), np.uint8)
+    return models, mem, np.asarray(cv2.imread(str(photo)), np.uint8)
+
+
+@pytest.mark.network
+def test_the_pipeline_abstains_on_a_poor_face_it_would_have_named(
+    face_models: Exported, tmp_path: Path
+) -> None:
+    from rap_edge.pipeline import Pipeline
+
+    models, mem, image = _barack(face_models, tmp_path)
     blurred = np.asarray(cv2.GaussianBlur(image, (0, 0), 3), np.uint8)
 
     def run(img: np.ndarray, low: float | None) -> tuple[str, float | None, float | None]:
@@ -185,22 +193,9 @@ def test_a_dark_grainy_photo_is_denoised_and_named_more_surely(
     """The labelled set's dim condition (25 % brightness, noise sigma 8) on a real photo: the
     frame passes the noise gate, is denoised, and Barack's score rises; the clean photo is
     left alone."""
-    from rap_edge.memory import Memory
-    from rap_edge.pipeline import (
-        FaceEmbedder,
-        FaceModels,
-        Pipeline,
-        PipelineConfig,
-        embed_faces_in_memory,
-    )
+    from rap_edge.pipeline import Pipeline, PipelineConfig
 
-    models: FaceModels = FaceModels.load(face_models.out, provider="cpu")
-    mem = Memory.init(tmp_path / "m")
-    obama = next(p for p in face_models.photos if p.name == "obama.jpg")
-    mem.add("Barack", images=[obama], category="person")
-    embed_faces_in_memory(mem, FaceEmbedder(models))
-    photo = next(p for p in face_models.photos if p.name == "obama2.jpg")
-    image = np.asarray(cv2.imread(str(photo)), np.uint8)
+    models, mem, image = _barack(face_models, tmp_path)
     rng = np.random.default_rng(1)
     dim = np.clip(np.rint(image * 0.25 + rng.normal(0, 8, image.shape)), 0, 255).astype(np.uint8)
 

@@ -507,26 +507,16 @@ def run(cfg: dict[str, Any], out: dict[str, Any]) -> None:
             ]
             # Without the request field a photo with no dog is refused, naming the field
             # (objects are off, but the node crops object photos when the models exist).
+            grey = [image_msg(np.full((120, 160, 3), 90, np.uint8))]  # no dog in it
             out["add_no_dog"] = None
             if cfg.get("object_models"):
-                res = probe.call(
-                    "add",
-                    AddConcept.Request(
-                        name="Rex",
-                        category="dog",
-                        images=[image_msg(np.full((120, 160, 3), 90, np.uint8))],
-                    ),
-                )
+                no_dog = AddConcept.Request(name="Rex", category="dog", images=grey)
+                res = probe.call("add", no_dog)
                 out["add_no_dog"] = [res.success, res.message]
             # A pet's photo kept whole (the request field): accepted, listed, then removed.
             res = probe.call(
                 "add",
-                AddConcept.Request(
-                    name="Rex",
-                    category="dog",
-                    images=[image_msg(np.full((120, 160, 3), 90, np.uint8))],
-                    whole_image=True,
-                ),
+                AddConcept.Request(name="Rex", category="dog", images=grey, whole_image=True),
             )
             out["add_whole"] = [res.success, res.message, res.concept.image_count]
             out["list_dogs_whole"] = [
