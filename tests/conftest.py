@@ -6,6 +6,8 @@ not recognition quality.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
@@ -16,7 +18,6 @@ from rap_edge.memory import Memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 
 def png_bytes(seed: int, size: int = 16) -> bytes:
@@ -118,3 +119,13 @@ def llm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     store = ModelStore(tmp_path_factory.mktemp("llm") / "store")
     return llm.export_default(store, say=lambda _line: None)
+
+
+@pytest.fixture(scope="session")
+def photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Archives of the labelled set's photos (``calibration.labelled``), pulled once a session.
+
+    ``$RAP_EDGE_PHOTOS`` when set (saves ~57 MB of downloads), else a fresh folder.
+    """
+    env = os.environ.get("RAP_EDGE_PHOTOS")
+    return Path(env) if env else tmp_path_factory.mktemp("photo-cache")

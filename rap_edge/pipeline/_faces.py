@@ -49,6 +49,10 @@ FALLBACK_GREY = 128
 TILE_SIDE = 300
 MAX_AUTO_TILES = 4
 MIN_TILE_PX = 16  # frames whose tiles would be smaller are not tiled
+# Last of the second passes, when the tiles found nothing either: a grid one tile finer (4x4
+# on 640x480: tiles of ~200 px, each enlarged 1.5x by the SSD), for faces of 15-25 px the
+# ~300 px tiles still miss. Capped so an 8K frame costs at most 5x5 detector inputs.
+MAX_DENSE_TILES = MAX_AUTO_TILES + 1
 # Evidence for a box that is not a plain upright in-frame detection: the SSD must find a face
 # again, at this score, centred within VERIFY_CENTRE px of the aligned chip's centre, on the
 # chip set in the middle of a VERIFY_CANVAS grey square.
@@ -70,6 +74,7 @@ class FaceModels:
             -> 0.972 at the manifest threshold). The vectors differ from plain ones, so the
             encoder id gets a ``+flip`` suffix and they live in their own index.
         fallback_runs: Frames on which :meth:`detect` ran its second passes.
+        dense_runs: Frames on which it ran the last of them, the finer tiles.
         verified: Candidate boxes :meth:`verify` confirmed.
         rejected: Candidate boxes :meth:`verify` rejected.
     """
@@ -79,6 +84,7 @@ class FaceModels:
     encoder: Encoder
     flip: bool = True
     fallback_runs: int = 0
+    dense_runs: int = 0
     verified: int = 0
     rejected: int = 0
 
@@ -148,7 +154,8 @@ class FaceModels:
         kept only with evidence; if none is, tiles (far faces) when ``tiles`` is 1: about
         300 px each (3x3 on 640x480, at most 4x4; :func:`auto_tiles`), cut from the
         full-resolution frame (a frame over ``max_side`` is otherwise detected downscaled, which
-        shrinks its far faces further).
+        shrinks its far faces further); if those find nothing either, a grid one tile finer
+        (at most :data:`MAX_DENSE_TILES` a side; counted in :attr:`dense_runs`).
 
         ``tiled`` (with ``tiles`` 1): the first pass itself is tiled that way, for when faces
         too small for the whole-frame pass are expected even though others are in view (an
@@ -183,6 +190,13 @@ class FaceModels:
                 image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=auto
             )
             found += self.verify(image, overflow)
+            if not found and min(image.shape[:2]) >= (auto + 1) * MIN_TILE_PX:
+                self.dense_runs += 1
+                dense = min(auto + 1, MAX_DENSE_TILES)
+                found, overflow = self.detect_upright(
+                    image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=dense
+                )
+                found += self.verify(image, overflow)
         return found
 
     def detect_upright(  # noqa: PLR0913

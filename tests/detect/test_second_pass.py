@@ -23,6 +23,8 @@ from rap_edge.pipeline import (
 from rap_edge.pipeline._faces import largest
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.conftest import Exported
 
 pytestmark = pytest.mark.network
@@ -234,11 +236,47 @@ def test_a_small_faces_lost_track_is_found_again_by_tiling_the_next_frame(
             assert "Barack" not in again
 
 
+@pytest.fixture(scope="module")
+def far_set(photo_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The labelled set's identity photos and its ``far`` copies (built from PyPI sdists)."""
+    from calibration import labelled
+
+    out = tmp_path_factory.mktemp("labelled") / "set"
+    labelled.build(out, cache=photo_cache, conditions=["far"], seed=0)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("identity", "photo"),
+    [("elton_john", "elton_john_05.jpg"), ("john_savage", "john_savage_02.jpg")],
+)
+def test_a_far_face_the_300px_tiles_miss_is_found_by_finer_tiles_and_named(
+    models: FaceModels,
+    far_set: Path,
+    tmp_path: Path,
+    identity: str,
+    photo: str,
+) -> None:
+    """Real far photos (faces 16-25 px in 640x480, on the set's smooth backgrounds) where the
+    whole frame, the padded and rotated views and the 3x3 tiles find nothing."""
+    frame = np.asarray(cv2.imread(str(far_set / "conditions" / "far" / identity / photo)))
+    mem = Memory.init(tmp_path / "m")
+    mem.add(identity, images=[far_set / identity / f"{identity}_00.jpg"], category="person")
+    assert embed_faces_in_memory(mem, FaceEmbedder(models)) == 1
+    before = models.dense_runs
+    res = Pipeline(models, mem).process(frame, independent=True)
+    assert models.dense_runs == before + 1
+    assert [(r.decision, r.name) for r in res.recognitions] == [("known", identity)]
+    (rec,) = res.recognitions
+    assert rec.box[2] - rec.box[0] <= 30
+
+
 def test_an_8k_frame_is_tiled_within_bounds_and_its_face_named(
     face_models: Exported, models: FaceModels, pipe: Pipeline
 ) -> None:
-    """7680x4320: the tiled pass stops at 4x4 tiles; a 240 px face is named, a black 8K
-    frame gives nothing, both as a photo and as a stream frame."""
+    """7680x4320: the tiled pass stops at 4x4 tiles (the finer last pass at 5x5); a 240 px
+    face is named, a black 8K frame gives nothing, both as a photo and as a stream frame."""
     frame = np.zeros((4320, 7680, 3), np.uint8)
     face = _scaled_face(models, _photo(face_models, "obama2"), 240)[:1200, :1200]
     frame[2000 : 2000 + face.shape[0], 5000 : 5000 + face.shape[1]] = face
