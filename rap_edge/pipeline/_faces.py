@@ -137,6 +137,7 @@ class FaceModels:
         nms_iou: float = 0.4,
         fallback: bool = False,
         tiled: bool = False,
+        finer: bool = True,
     ) -> list[Detection]:
         """Faces in a BGR frame, in full-resolution pixels.
 
@@ -154,8 +155,10 @@ class FaceModels:
         kept only with evidence; if none is, tiles (far faces) when ``tiles`` is 1: about
         300 px each (3x3 on 640x480, at most 4x4; :func:`auto_tiles`), cut from the
         full-resolution frame (a frame over ``max_side`` is otherwise detected downscaled, which
-        shrinks its far faces further); if those find nothing either, a grid one tile finer
-        (at most :data:`MAX_DENSE_TILES` a side; counted in :attr:`dense_runs`).
+        shrinks its far faces further); if those find nothing either and ``finer``, a grid one
+        tile finer (at most :data:`MAX_DENSE_TILES` a side; counted in :attr:`dense_runs`).
+        The pipeline sets ``finer`` only for photos: on a stream a face-less frame is mostly an
+        empty scene, where the pass would double what each second-pass run costs.
 
         ``tiled`` (with ``tiles`` 1): the first pass itself is tiled that way, for when faces
         too small for the whole-frame pass are expected even though others are in view (an
@@ -190,7 +193,7 @@ class FaceModels:
                 image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=auto
             )
             found += self.verify(image, overflow)
-            if not found and min(image.shape[:2]) >= (auto + 1) * MIN_TILE_PX:
+            if not found and finer and min(image.shape[:2]) >= (auto + 1) * MIN_TILE_PX:
                 self.dense_runs += 1
                 dense = min(auto + 1, MAX_DENSE_TILES)
                 found, overflow = self.detect_upright(

@@ -358,7 +358,10 @@ class Pipeline:
         every = self.config.fallback_every
         fallback = every > 0 and (alone or self._frame >= self._next_fallback)
         detections = self._detect(
-            image, fallback=fallback, tiled=fallback and self._tiled(image, alone=alone)
+            image,
+            fallback=fallback,
+            tiled=fallback and self._tiled(image, alone=alone),
+            finer=alone,
         )
         if not alone and every > 0:
             self._pace_fallback(found=bool(detections), ran=fallback)
@@ -595,7 +598,12 @@ class Pipeline:
         return tiled
 
     def _detect(
-        self, image: npt.NDArray[np.uint8], *, fallback: bool, tiled: bool = False
+        self,
+        image: npt.NDArray[np.uint8],
+        *,
+        fallback: bool,
+        tiled: bool = False,
+        finer: bool = False,
     ) -> list[Detection]:
         return self.faces.detect(
             image,
@@ -604,6 +612,7 @@ class Pipeline:
             tiles=self.config.tiles,
             fallback=fallback,
             tiled=tiled,
+            finer=finer,
         )
 
     def _search(self, vectors: Sequence[npt.NDArray[np.float32] | None]) -> list[list[Candidate]]:

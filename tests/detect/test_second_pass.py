@@ -292,8 +292,10 @@ def test_an_empty_stream_backs_off_its_second_passes_and_a_face_resets_them(
     face_models: Exported, models: FaceModels, pipe: Pipeline
 ) -> None:
     """Every 3rd frame while faces come and go; on an empty scene the gap doubles (3, 6,
-    12, 24, then 30 frames), and drops back to 3 once a face is in view."""
+    12, 24, then 30 frames), and drops back to 3 once a face is in view. Stream frames skip
+    the finer last tiles (a photo of the same empty scene runs them)."""
     stream = Pipeline(models, pipe.memory, config=PipelineConfig(scene_cut=0.0))
+    finer = models.dense_runs
     empty = np.full((240, 320, 3), 90, np.uint8)
     face = np.full((240, 320, 3), 90, np.uint8)
     small = _scaled_face(models, _photo(face_models, "obama2"), 60)[:200, :200]
@@ -311,3 +313,6 @@ def test_an_empty_stream_backs_off_its_second_passes_and_a_face_resets_them(
     assert run([empty] * 50) == [0, 3, 9, 21, 45]
     assert run([face]) == []  # frame 50: the first pass finds him; no second pass needed
     assert run([empty] * 10) == [53, 56]  # back to every 3rd frame, then doubling again
+    assert models.dense_runs == finer
+    assert stream.process(empty, independent=True).recognitions == []
+    assert models.dense_runs == finer + 1
