@@ -95,6 +95,13 @@ class _Writer:
     """
 
     def __init__(self, path: Path, fps: float) -> None:
+        # Checked before the first frame: a run that fails on its first write would already
+        # have recognised (and clustered) that frame.
+        if path.suffix.lower() not in {".mp4", ".avi"} or not path.parent.is_dir():
+            from rap_edge.errors import InvalidInputError
+
+            msg = f"{path}: cannot write a video here (use .mp4 or .avi in an existing folder)"
+            raise InvalidInputError(msg)
         self.path = path
         self.fps = fps
         self._writer: Any = None

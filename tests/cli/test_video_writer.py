@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import pytest
 
 from rap_edge.cli._run import _letterbox, _Writer
+from rap_edge.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,3 +47,11 @@ def test_a_folder_of_mixed_sizes_is_written_at_the_first_size(tmp_path: Path) ->
     second = frames[1].astype(int)
     assert second[:30].mean() < 20 and second[90:].mean() < 20  # the bars (JPEG-coded)
     assert second[50:70].mean() > 235
+
+
+def test_an_output_that_cannot_be_a_video_is_refused_before_any_frame(tmp_path: Path) -> None:
+    for bad in (tmp_path / "out", tmp_path / "out.png", tmp_path / "missing" / "out.mp4"):
+        with pytest.raises(InvalidInputError, match=r"use \.mp4 or \.avi in an existing folder"):
+            _Writer(bad, 5.0)
+    assert list(tmp_path.iterdir()) == []
+    _Writer(tmp_path / "OUT.MP4", 5.0).close()  # nothing opened until the first frame
