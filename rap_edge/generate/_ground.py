@@ -150,6 +150,9 @@ def ground(text: str, prompt: Prompt, *, max_sentences: int = 2) -> tuple[str, l
     kept: list[str] = []
     dropped: list[str] = []
     head_keys = {_key(s) for s in _sentences(head)}
+    head_words = set(_WORD.findall(head.lower())) | {
+        w for c in prompt.concepts for w in _WORD.findall(c.category.lower())
+    }
     room = max(max_sentences - len(_sentences(head)), 1)
     for sentence in _sentences(text):
         if len(kept) >= room:
@@ -159,13 +162,33 @@ def ground(text: str, prompt: Prompt, *, max_sentences: int = 2) -> tuple[str, l
             dropped.append(f"relation not in the info: {', '.join(bad)}")
         elif injection_like(sentence) or (removed and _copies(sentence, removed)):
             dropped.append("follows text removed from the info")
-        elif _key(sentence) in head_keys or _key(sentence) in {_key(k) for k in kept}:
+        elif (
+            _key(sentence) in head_keys
+            or _key(sentence) in {_key(k) for k in kept}
+            or _adds_nothing(sentence, head_words)
+        ):
             dropped.append("repeats the scene")
         elif _mentions_absent_as_present(sentence, prompt):
             dropped.append("puts someone absent in the picture")
         else:
             kept.append(sentence.strip())
     return " ".join([head, *kept]).strip(), dropped
+
+
+# Words that carry nothing of their own in a sentence about the scene: a model sentence made
+# only of these and of the lead's words ("The person in the picture is Barack." after "I can
+# see Barack in the centre.") says the lead again.
+_FILLER_WORDS = """
+    i can see is are was be the a an of in on at to and also there here this that it its s
+    picture photo image frame camera scene view person people someone somebody who
+"""
+_FILLER = frozenset(_FILLER_WORDS.split())
+
+
+def _adds_nothing(sentence: str, head_words: set[str]) -> bool:
+    """Whether every word of ``sentence`` is filler or already in the lead."""
+    words = set(_WORD.findall(sentence.lower()))
+    return bool(words) and words <= head_words | _FILLER
 
 
 def _key(sentence: str) -> str:

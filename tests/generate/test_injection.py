@@ -144,6 +144,20 @@ def test_grounded_answers_state_the_scene_and_drop_invented_relations() -> None:
     assert ground("Yes, Joe is here.", absent)[0] == "I do not see Joe here."
 
 
+def test_a_sentence_that_only_says_the_lead_again_is_dropped() -> None:
+    prompt = _prompt("Barack plays basketball.")
+    lead_text = "I can see Barack on the left and someone I don't know."
+    for again in (
+        "The person in the picture is Barack.",
+        "Barack (person) is on the left of the picture.",
+        "There is someone in the photo.",
+    ):
+        assert ground(again, prompt) == (lead_text, ["repeats the scene"]), again
+    # One new word is news: it stays.
+    text, dropped = ground("The person on the left is Barack, who plays basketball.", prompt)
+    assert text.endswith("who plays basketball.") and dropped == []
+
+
 @pytest.mark.network
 @pytest.mark.slow
 def test_the_default_model_follows_no_payload(llm_model: Path) -> None:
