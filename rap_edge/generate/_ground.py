@@ -180,7 +180,7 @@ def ground(text: str, prompt: Prompt, *, max_sentences: int = 2) -> tuple[str, l
 # see Barack in the centre.") says the lead again.
 _FILLER_WORDS = """
     i can see is are was be the a an of in on at to and also there here this that it its s
-    picture photo image frame camera scene view person people someone somebody who
+    picture photo image frame camera scene view person people someone somebody who else
 """
 _FILLER = frozenset(_FILLER_WORDS.split())
 

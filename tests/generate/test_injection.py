@@ -151,6 +151,7 @@ def test_a_sentence_that_only_says_the_lead_again_is_dropped() -> None:
         "The person in the picture is Barack.",
         "Barack (person) is on the left of the picture.",
         "There is someone in the photo.",
+        "The person in the picture is someone else.",
     ):
         assert ground(again, prompt) == (lead_text, ["repeats the scene"]), again
     # One new word is news: it stays.
