@@ -23,24 +23,19 @@ model), letterboxed to the top-left corner of the square input.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rap_edge.detect._nanodet import (
-    DEFAULT_MAX_DETECTIONS,
-    DEFAULT_NMS_IOU,
     LetterboxDetector,
     class_nms,
     letterbox_tensor,
-    manifest_labels,
-    number,
-    score_threshold_of,
     unletterbox,
 )
 from rap_edge.detect._ssd import Detection
 from rap_edge.errors import ModelStoreError
-from rap_edge.models import ModelManifest, load_manifest, open_session
+from rap_edge.models import ModelManifest, open_session
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -113,19 +108,13 @@ class CenterNetDetector(LetterboxDetector):
                 model file is missing, damaged or not loadable.
             InvalidInputError: if ``score_threshold`` is outside 0..1.
         """
-        self.manifest = (
-            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
+        where, extra = self._read_manifest(
+            manifest,
+            decoder="centernet",
+            family="CenterNet",
+            score_threshold=score_threshold,
+            default_pad=[0.0, 0.0, 0.0],
         )
-        m = self.manifest
-        where = m.path or m.onnx
-        extra: Mapping[str, Any] = m.extra
-        if m.task != "detect" or extra.get("decoder") != "centernet":
-            msg = (
-                f"{where}: task {m.task!r} with decoder {extra.get('decoder')!r} is not a "
-                "CenterNet detector (task 'detect', decoder 'centernet')"
-            )
-            raise ModelStoreError(msg)
-        self.labels: list[str] = manifest_labels(extra, where)
         outputs = extra.get("outputs")
         if not isinstance(outputs, dict) or not all(
             isinstance(outputs.get(k), str) for k in ("detections", "heatmap")
@@ -134,27 +123,8 @@ class CenterNetDetector(LetterboxDetector):
             raise ModelStoreError(msg)
         self.detections_output = str(outputs["detections"])
         self.heatmap_output = str(outputs["heatmap"])
-        self.score_threshold = score_threshold_of(extra, m.threshold, score_threshold, where)
-        self.nms_iou = number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
-        self.max_detections = int(
-            number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
-        )
-        pre = m.preprocess
-        if pre.width != pre.height:
-            msg = f"{where}: CenterNet input must be square, not {pre.width}x{pre.height}"
-            raise ModelStoreError(msg)
-        self.size = pre.width
-        pad = extra.get("pad_value", [0.0, 0.0, 0.0])
-        if (
-            not isinstance(pad, list)
-            or len(pad) != 3  # noqa: PLR2004
-            or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in pad)  # noqa: PLR2004
-        ):
-            msg = f"{where}: manifest extra 'pad_value' must be three numbers in 0..255"
-            raise ModelStoreError(msg)
-        self.pad = [float(v) for v in pad]
         self._session, self.provider, shapes = open_session(
-            m,
+            self.manifest,
             provider=provider,
             check_hash=check_hash,
             outputs=[self.detections_output, self.heatmap_output],
@@ -170,11 +140,6 @@ class CenterNetDetector(LetterboxDetector):
         if len(rows) != 3 or (isinstance(rows[-1], int) and rows[-1] != ROW):  # noqa: PLR2004
             msg = f"{where}: the detections output has shape {list(rows)}, not [1, K, {ROW}]"
             raise ModelStoreError(msg)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (length of :attr:`labels`)."""
-        return len(self.labels)
 
     def input_tensor(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
         """The model's input [1, S, S, 3] (or NCHW) for a BGR image, and the letterbox scale."""

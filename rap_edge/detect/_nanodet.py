@@ -294,7 +294,76 @@ class LetterboxDetector:
     follow from them.
     """
 
+    manifest: ModelManifest
+    labels: list[str]
     score_threshold: float
+    nms_iou: float
+    max_detections: int
+    size: int
+    pad: list[float]
+
+    def _read_manifest(
+        self,
+        manifest: ModelManifest | str | Path,
+        *,
+        decoder: str,
+        family: str,
+        score_threshold: float | None,
+        default_pad: list[float] | None = None,
+    ) -> tuple[object, Mapping[str, Any]]:
+        """Read what every letterboxed detector's manifest holds; return (where, extra).
+
+        Sets :attr:`manifest`, :attr:`labels`, :attr:`score_threshold`, :attr:`nms_iou`,
+        :attr:`max_detections`, :attr:`size` (a square input) and :attr:`pad` (BGR, 0..255;
+        extra ``pad_value``, else ``default_pad``, else the preprocessing's mean in pixels).
+
+        Raises:
+            ModelStoreError: naming the manifest, if it is not a ``family`` detector's (task
+                ``detect``, decoder ``decoder``) or one of those values is malformed.
+            InvalidInputError: if ``score_threshold`` is outside 0..1.
+        """
+        self.manifest = (
+            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
+        )
+        m = self.manifest
+        where = m.path or m.onnx
+        extra: Mapping[str, Any] = m.extra
+        if m.task != "detect" or extra.get("decoder") != decoder:
+            msg = (
+                f"{where}: task {m.task!r} with decoder {extra.get('decoder')!r} is not a "
+                f"{family} detector (task 'detect', decoder '{decoder}')"
+            )
+            raise ModelStoreError(msg)
+        self.labels = manifest_labels(extra, where)
+        self.score_threshold = score_threshold_of(extra, m.threshold, score_threshold, where)
+        self.nms_iou = number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
+        self.max_detections = int(
+            number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
+        )
+        pre = m.preprocess
+        if pre.width != pre.height:
+            msg = f"{where}: {family} input must be square, not {pre.width}x{pre.height}"
+            raise ModelStoreError(msg)
+        self.size = pre.width
+        if default_pad is None:
+            default_pad = [float(v) / pre.scale for v in pre.mean]
+            if pre.color == "RGB":
+                default_pad.reverse()  # the pad is written into the BGR image
+        pad = extra.get("pad_value", default_pad)
+        if (
+            not isinstance(pad, list)
+            or len(pad) != 3  # noqa: PLR2004
+            or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in pad)  # noqa: PLR2004
+        ):
+            msg = f"{where}: manifest extra 'pad_value' must be three numbers in 0..255"
+            raise ModelStoreError(msg)
+        self.pad = [float(v) for v in pad]
+        return where, extra
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (length of :attr:`labels`)."""
+        return len(self.labels)
 
     def input_tensor(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float]:
         """The model's input for a BGR image, and the letterbox scale."""
@@ -345,19 +414,9 @@ class NanoDetDetector(LetterboxDetector):
                 model file is missing, damaged (a truncated file included) or not loadable.
             InvalidInputError: if ``score_threshold`` is outside 0..1.
         """
-        self.manifest = (
-            manifest if isinstance(manifest, ModelManifest) else load_manifest(manifest)
+        where, extra = self._read_manifest(
+            manifest, decoder="nanodet", family="NanoDet", score_threshold=score_threshold
         )
-        m = self.manifest
-        where = m.path or m.onnx
-        extra = m.extra
-        if m.task != "detect" or extra.get("decoder") != "nanodet":
-            msg = (
-                f"{where}: task {m.task!r} with decoder {extra.get('decoder')!r} is not a "
-                "NanoDet detector (task 'detect', decoder 'nanodet')"
-            )
-            raise ModelStoreError(msg)
-        self.labels: list[str] = manifest_labels(extra, where)
         strides, outputs = extra.get("strides"), extra.get("outputs")
         if (
             not isinstance(strides, list)
@@ -379,39 +438,12 @@ class NanoDetDetector(LetterboxDetector):
         self.outputs: list[tuple[str, str]] = [(o[0], o[1]) for o in outputs]
         self.reg_max = int(number(extra, "reg_max", 10, where, (1, 64)))
         self.offset = number(extra, "center_offset", 0.5, where, (0.0, 1.0))
-        self.score_threshold = score_threshold_of(extra, m.threshold, score_threshold, where)
-        self.nms_iou = number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
-        self.max_detections = int(
-            number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
-        )
-        pre = m.preprocess
-        if pre.width != pre.height:
-            msg = f"{where}: NanoDet input must be square, not {pre.width}x{pre.height}"
-            raise ModelStoreError(msg)
-        self.size = pre.width
-        default_pad = [float(v) for v in pre.mean]
-        if pre.color == "RGB":
-            default_pad.reverse()  # the pad is written into the BGR image
-        pad = extra.get("pad_value", [v / pre.scale for v in default_pad])
-        if (
-            not isinstance(pad, list)
-            or len(pad) != 3  # noqa: PLR2004
-            or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in pad)  # noqa: PLR2004
-        ):
-            msg = f"{where}: manifest extra 'pad_value' must be three numbers in 0..255"
-            raise ModelStoreError(msg)
-        self.pad = [float(v) for v in pad]
         names = [n for pair in self.outputs for n in pair]
         self._session, self.provider, shapes = open_session(
-            m, provider=provider, check_hash=check_hash, outputs=names
+            self.manifest, provider=provider, check_hash=check_hash, outputs=names
         )
         for stride, (s_name, b_name) in zip(self.strides, self.outputs, strict=True):
             self._check_shapes(stride, shapes[s_name], shapes[b_name])
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (length of :attr:`labels`)."""
-        return len(self.labels)
 
     def _check_shapes(
         self, stride: int, s_shape: Sequence[object], b_shape: Sequence[object]

@@ -51,8 +51,7 @@ MAX_AUTO_TILES = 4
 MIN_TILE_PX = 16  # frames whose tiles would be smaller are not tiled
 # Last of the second passes, when the tiles found nothing either: a grid one tile finer (4x4
 # on 640x480: tiles of ~200 px, each enlarged 1.5x by the SSD), for faces of 15-25 px the
-# ~300 px tiles still miss. Capped so an 8K frame costs at most 5x5 detector inputs.
-MAX_DENSE_TILES = MAX_AUTO_TILES + 1
+# ~300 px tiles still miss. As the auto grid stops at 4x4, an 8K frame costs at most 5x5.
 # Evidence for a box that is not a plain upright in-frame detection: the SSD must find a face
 # again, at this score, centred within VERIFY_CENTRE px of the aligned chip's centre, on the
 # chip set in the middle of a VERIFY_CANVAS grey square.
@@ -156,7 +155,7 @@ class FaceModels:
         300 px each (3x3 on 640x480, at most 4x4; :func:`auto_tiles`), cut from the
         full-resolution frame (a frame over ``max_side`` is otherwise detected downscaled, which
         shrinks its far faces further); if those find nothing either and ``finer``, a grid one
-        tile finer (at most :data:`MAX_DENSE_TILES` a side; counted in :attr:`dense_runs`).
+        tile finer (at most :data:`MAX_AUTO_TILES` + 1 a side; counted in :attr:`dense_runs`).
         The pipeline sets ``finer`` only for photos: on a stream a face-less frame is mostly an
         empty scene, where the pass would double what each second-pass run costs.
 
@@ -195,9 +194,8 @@ class FaceModels:
             found += self.verify(image, overflow)
             if not found and finer and min(image.shape[:2]) >= (auto + 1) * MIN_TILE_PX:
                 self.dense_runs += 1
-                dense = min(auto + 1, MAX_DENSE_TILES)
                 found, overflow = self.detect_upright(
-                    image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=dense
+                    image, max_side=full, min_inside=min_inside, min_px=min_px, tiles=auto + 1
                 )
                 found += self.verify(image, overflow)
         return found
