@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rap_edge.detect._nanodet import manifest_labels, number, score_threshold_of
 from rap_edge.detect._ssd import Detection, nms
-from rap_edge.errors import InvalidInputError, ModelStoreError
+from rap_edge.errors import ModelStoreError
 from rap_edge.models import ModelManifest, load_manifest, open_session, preprocess
 from rap_edge.sources._normalize import check_bgr_image
 
@@ -95,30 +96,7 @@ def _labels(value: object, where: object) -> list[str]:
             msg = f"{where}: manifest extra 'labels' must number the classes 0..C-1"
             raise ModelStoreError(msg)
         value = [v for _, v in pairs]
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(isinstance(v, str) and v for v in value)
-    ):
-        msg = f"{where}: manifest extra 'labels' must be a non-empty list of class names"
-        raise ModelStoreError(msg)
-    return list(value)
-
-
-def _number(
-    extra: Mapping[str, Any],
-    key: str,
-    default: float,
-    where: object,
-    *,
-    bounds: tuple[float, float],
-) -> float:
-    lo, hi = bounds
-    value = extra.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        msg = f"{where}: manifest extra {key!r} must be a number in {lo}..{hi}, got {value!r}"
-        raise ModelStoreError(msg)
-    return float(value)
+    return manifest_labels({"labels": value}, where)
 
 
 def _flag(extra: Mapping[str, Any], key: str, default: bool, where: object) -> bool:
@@ -173,22 +151,10 @@ class YoloDetector:
             raise ModelStoreError(msg)
         self.format: str = str(fmt)
         self.labels = _labels(extra.get("labels"), where)
-        if score_threshold is None:
-            self.score_threshold = _number(
-                extra, "score_threshold", m.threshold, where, bounds=(0, 1)
-            )
-        elif (
-            isinstance(score_threshold, bool)
-            or not isinstance(score_threshold, (int, float))
-            or not 0.0 <= score_threshold <= 1.0
-        ):
-            msg = f"score_threshold must be in 0..1, got {score_threshold!r}"
-            raise InvalidInputError(msg)
-        else:
-            self.score_threshold = float(score_threshold)
-        self.nms_iou = _number(extra, "nms_iou", DEFAULT_NMS_IOU, where, bounds=(0, 1))
+        self.score_threshold = score_threshold_of(extra, m.threshold, score_threshold, where)
+        self.nms_iou = number(extra, "nms_iou", DEFAULT_NMS_IOU, where, (0, 1))
         self.max_detections = int(
-            _number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, bounds=(1, 100_000))
+            number(extra, "max_detections", DEFAULT_MAX_DETECTIONS, where, (1, 100_000))
         )
         self.letterbox = _flag(extra, "letterbox", True, where)  # noqa: FBT003
         self.normalized = _flag(extra, "normalized", False, where)  # noqa: FBT003
